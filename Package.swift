@@ -1,0 +1,45 @@
+// swift-tools-version: 6.0
+// Phoenix Update: a bsdiff-style binary diff engine, a streaming verified patcher and their command line.
+// Module boundaries follow ../shared/design.md: PatchFormat (bytes on disk) <- DiffEngine (make) and
+// Patcher (apply); the Patcher never imports DiffEngine, so a client ships only the apply side.
+import PackageDescription
+
+let package = Package(
+    name: "PhoenixUpdate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "PatchFormat", targets: ["PatchFormat"]),
+        .library(name: "DiffEngine", targets: ["DiffEngine"]),
+        .library(name: "Patcher", targets: ["Patcher"]),
+        .executable(name: "phoenix-diff", targets: ["phoenix-diff"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // System-library shims (Debian -dev packages; .ci/run installs them).
+        .systemLibrary(name: "CBzip2", path: "Sources/CBzip2", providers: [.apt(["libbz2-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CDivSufSort", path: "Sources/CDivSufSort", pkgConfig: "libdivsufsort64",
+                       providers: [.apt(["libdivsufsort-dev"])]),
+
+        .target(name: "PatchFormat", dependencies: ["CBzip2", "CZlib", "CZstd", "CCrypto"]),
+        .target(name: "DiffEngine", dependencies: ["PatchFormat", "CDivSufSort"]),
+        .target(name: "Patcher", dependencies: ["PatchFormat"]),
+        .executableTarget(
+            name: "phoenix-diff",
+            dependencies: [
+                "PatchFormat", "DiffEngine", "Patcher",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "PatchFormatTests", dependencies: ["PatchFormat"]),
+        .testTarget(name: "DiffEngineTests", dependencies: ["DiffEngine", "Patcher", "PatchFormat"]),
+        .testTarget(name: "PatcherTests", dependencies: ["Patcher", "DiffEngine", "PatchFormat"]),
+        .testTarget(name: "PhoenixDiffCLITests", dependencies: ["PatchFormat"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,32 @@
+import PatchFormat
+
+/// What kind of patch to make.
+public struct DiffOptions: Sendable, Equatable {
+    /// `phx` (default) or classic `bsdiff` (BSDIFF40, always bzip2).
+    public var format: PatchKind
+    /// Codec of the three streams; `bsdiff` requires `.bzip2`.
+    public var codec: CodecID
+    /// Compression level; nil means the codec's default (zstd 19, bzip2 9, zlib 9).
+    public var level: Int?
+    /// Cores the compressor may use. The patch bytes do not depend on it.
+    public var threads: Int
+
+    public init(format: PatchKind = .phx, codec: CodecID? = nil, level: Int? = nil, threads: Int = 1) {
+        self.format = format
+        self.codec = codec ?? (format == .bsdiff ? .bzip2 : .zstd)
+        self.level = level
+        self.threads = max(1, threads)
+    }
+
+    /// Checks the combination; the command line calls it from `validate()`.
+    public func validate() throws {
+        if format == .bsdiff && codec != .bzip2 {
+            throw DiffEngineError.unsupportedCombination(
+                "the bsdiff format always uses bzip2 (BSDIFF40 has no codec field); got --codec \(codec.name)")
+        }
+        if let level, !codec.levelRange.contains(level) {
+            throw DiffEngineError.unsupportedCombination(
+                "level \(level) is out of range for \(codec.name) (\(codec.levelRange.lowerBound)...\(codec.levelRange.upperBound))")
+        }
+    }
+}

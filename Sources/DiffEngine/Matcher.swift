@@ -1,0 +1,154 @@
+/// Receives the control tuples of a diff, in order. `add` bytes of new starting at `newStart` are coded
+/// as differences against old starting at `oldStart`; the next `copy` bytes of new are stored verbatim;
+/// then the old cursor moves by `seek`.
+protocol MatchSink {
+    mutating func emit(newStart: Int, oldStart: Int, add: Int, copy: Int, seek: Int) throws
+}
+
+/// Length of the common prefix of `a` and `b`, at most `limit`. Compares 8 bytes at a time.
+@inline(__always)
+func commonPrefixLength(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, limit: Int) -> Int {
+    var i = 0
+    let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
+    while i &+ 8 <= limit {
+        let x = ra.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ rb.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        if x != 0 { return i &+ (UInt64(littleEndian: x).trailingZeroBitCount >> 3) }
+        i &+= 8
+    }
+    while i < limit && a[i] == b[i] { i &+= 1 }
+    return i
+}
+
+/// The bsdiff matching loop (Colin Percival, "Naive differences of executable code", 2003) over a
+/// suffix array of the old file: at each position of new, find the longest exact match in old by
+/// binary search; accept it when it beats the current alignment by more than 8 bytes; then extend the
+/// previous match forward and this one backward while at least half the bytes agree, so that
+/// near-identical regions become "add" runs of mostly-zero differences.
+///
+/// Cost: one O(log n + match length) search per position scanned outside long matches; a guard skips
+/// ahead inside long ambiguous matches so that repetitive inputs stay near-linear. No allocation.
+struct Matcher<SAIndex: FixedWidthInteger> {
+    let old: UnsafeBufferPointer<UInt8>
+    let new: UnsafeBufferPointer<UInt8>
+    let sa: UnsafeBufferPointer<SAIndex>
+
+    /// Matches longer than this that do not beat the current alignment are skipped over by half their
+    /// length instead of one byte at a time (bsdiff's quadratic case on repetitive data).
+    static var skipThreshold: Int { 64 }
+
+    /// The longest prefix of new[scan...] that occurs in old, as (position in old, length).
+    @inline(__always)
+    func longestMatch(at scan: Int) -> (pos: Int, len: Int) {
+        let oldCount = old.count
+        let patternLength = new.count - scan
+        if oldCount == 0 || patternLength <= 0 { return (0, 0) }
+        let o = old.baseAddress!
+        let p = new.baseAddress! + scan
+        var lo = 0, hi = oldCount
+        var lcpLo = 0, lcpHi = 0
+        while lo < hi {
+            let mid = lo &+ (hi &- lo) >> 1
+            let s = Int(sa[mid])
+            let suffixLength = oldCount &- s
+            let known = min(lcpLo, lcpHi)
+            let l = known &+ commonPrefixLength(o + (s &+ known), p + known, limit: min(suffixLength, patternLength) &- known)
+            if l == patternLength { return (s, l) }
+            if l == suffixLength || o[s &+ l] < p[l] {
+                lo = mid &+ 1
+                lcpLo = l
+            } else {
+                hi = mid
+                lcpHi = l
+            }
+        }
+        // The longest common prefix is with one of the two suffixes around the insertion point.
+        var bestPos = 0, bestLen = -1
+        if lo > 0 { bestPos = Int(sa[lo &- 1]); bestLen = lcpLo }
+        if lo < oldCount && lcpHi > bestLen { bestPos = Int(sa[lo]); bestLen = lcpHi }
+        return (bestPos, max(bestLen, 0))
+    }
+
+    func run<Sink: MatchSink>(_ sink: inout Sink, progress: ((Int) -> Void)? = nil) throws {
+        let newCount = new.count, oldCount = old.count
+        if newCount == 0 { return }
+        let o = old.baseAddress, n = new.baseAddress!
+
+        @inline(__always) func aligned(_ i: Int, _ offset: Int) -> Bool {
+            let j = i &+ offset
+            return j >= 0 && j < oldCount && o![j] == n[i]
+        }
+
+        var scan = 0, len = 0, pos = 0
+        var lastScan = 0, lastPos = 0, lastOffset = 0
+        var nextReport = 1 << 20
+        while scan < newCount {
+            var oldScore = 0
+            scan &+= len
+            var scsc = scan
+            while scan < newCount {
+                (pos, len) = longestMatch(at: scan)
+                // Score the current alignment (lastOffset) over the stretch this match covers.
+                let end = scan &+ len
+                while scsc < end {
+                    if aligned(scsc, lastOffset) { oldScore &+= 1 }
+                    scsc &+= 1
+                }
+                if (len == oldScore && len != 0) || len > oldScore &+ 8 { break }
+                if len >= Self.skipThreshold {
+                    // A long match no better than where we already are: skip half of it.
+                    let step = len >> 1
+                    for i in scan..<(scan &+ step) where aligned(i, lastOffset) { oldScore &-= 1 }
+                    scan &+= step
+                    continue
+                }
+                if aligned(scan, lastOffset) { oldScore &-= 1 }
+                scan &+= 1
+            }
+            if scan >= nextReport {
+                progress?(scan)
+                nextReport = scan &+ (1 << 20)
+            }
+
+            if len != oldScore || scan == newCount {
+                // Extend the previous match forward while more than half the bytes agree.
+                var s = 0, bestF = 0, lenF = 0
+                var i = 0
+                while lastScan &+ i < scan && lastPos &+ i < oldCount {
+                    if o![lastPos &+ i] == n[lastScan &+ i] { s &+= 1 }
+                    i &+= 1
+                    if s &* 2 &- i > bestF &* 2 &- lenF { bestF = s; lenF = i }
+                }
+                // Extend this match backward the same way.
+                var lenB = 0
+                if scan < newCount {
+                    var s = 0, bestB = 0
+                    var i = 1
+                    while scan >= lastScan &+ i && pos >= i {
+                        if o![pos &- i] == n[scan &- i] { s &+= 1 }
+                        if s &* 2 &- i > bestB &* 2 &- lenB { bestB = s; lenB = i }
+                        i &+= 1
+                    }
+                }
+                // If the two extensions overlap, split the overlap where the agreement is best.
+                if lastScan &+ lenF > scan &- lenB {
+                    let overlap = (lastScan &+ lenF) &- (scan &- lenB)
+                    var s = 0, bestS = 0, lenS = 0
+                    for i in 0..<overlap {
+                        if n[lastScan &+ lenF &- overlap &+ i] == o![lastPos &+ lenF &- overlap &+ i] { s &+= 1 }
+                        if n[scan &- lenB &+ i] == o![pos &- lenB &+ i] { s &-= 1 }
+                        if s > bestS { bestS = s; lenS = i &+ 1 }
+                    }
+                    lenF &+= lenS &- overlap
+                    lenB &-= lenS
+                }
+                try sink.emit(newStart: lastScan, oldStart: lastPos, add: lenF,
+                              copy: (scan &- lenB) &- (lastScan &+ lenF),
+                              seek: (pos &- lenB) &- (lastPos &+ lenF))
+                lastScan = scan &- lenB
+                lastPos = pos &- lenB
+                lastOffset = pos &- scan
+            }
+        }
+        progress?(newCount)
+    }
+}

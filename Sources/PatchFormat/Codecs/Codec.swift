@@ -1,0 +1,114 @@
+/// Codec ids as stored in byte 12 of a `phx` header. A codec is a plug-in: one file with an encoder and a
+/// decoder, registered in `CodecID.makeEncoder` / `makeDecoder`.
+public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+    case none = 0
+    case zstd = 1
+    case bzip2 = 2
+    case zlib = 3
+
+    public var name: String {
+        switch self {
+        case .none: "none"
+        case .zstd: "zstd"
+        case .bzip2: "bzip2"
+        case .zlib: "zlib"
+        }
+    }
+
+    public var description: String { name }
+
+    public init?(name: String) {
+        guard let c = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = c
+    }
+
+    /// The level used when none is given: the strongest setting that stays fast on patch streams.
+    public var defaultLevel: Int {
+        switch self {
+        case .none: 0
+        case .zstd: 19
+        case .bzip2: 9
+        case .zlib: 9
+        }
+    }
+
+    public var levelRange: ClosedRange<Int> {
+        switch self {
+        case .none: 0...0
+        case .zstd: 1...22
+        case .bzip2: 1...9
+        case .zlib: 0...9
+        }
+    }
+
+    /// Makes a streaming encoder. `threads` > 1 lets codecs that can (zstd) compress on several cores;
+    /// the output bytes do not depend on it.
+    public func makeEncoder(level: Int? = nil, threads: Int = 1, sizeHint: UInt64? = nil) throws -> any StreamEncoder {
+        let level = level ?? defaultLevel
+        switch self {
+        case .none: return StoreEncoder()
+        case .zstd: return try ZstdEncoder(level: level, threads: threads, sizeHint: sizeHint)
+        case .bzip2: return try Bzip2Encoder(blockSize100k: level)
+        case .zlib: return try ZlibEncoder(level: level)
+        }
+    }
+
+    public func makeDecoder() throws -> any StreamDecoder {
+        switch self {
+        case .none: return StoreDecoder()
+        case .zstd: return try ZstdDecoder()
+        case .bzip2: return try Bzip2Decoder()
+        case .zlib: return try ZlibDecoder()
+        }
+    }
+}
+
+/// Compresses one stream. Output accumulates inside the encoder until `finish()`.
+/// Memory: the codec's state (zstd level 19: ~100 MB window state at most) plus the compressed output.
+public protocol StreamEncoder: AnyObject {
+    func write(_ input: UnsafeRawBufferPointer) throws
+    /// Ends the stream and returns every compressed byte. The encoder must not be used afterwards.
+    func finish() throws -> [UInt8]
+}
+
+extension StreamEncoder {
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+}
+
+/// One step of a streaming decoder.
+public struct DecodeStep: Sendable {
+    public var consumed: Int
+    public var produced: Int
+    /// The compressed stream's end marker was reached and every byte of it was delivered.
+    public var ended: Bool
+    public init(consumed: Int, produced: Int, ended: Bool) {
+        self.consumed = consumed
+        self.produced = produced
+        self.ended = ended
+    }
+}
+
+/// Decompresses one stream. Errors are `PatchFormatError.corruptStream` with an empty stream name,
+/// which `DecompressingReader` fills in.
+public protocol StreamDecoder: AnyObject {
+    /// Decodes from `input` into `output`. `inputIsLast` says no input follows `input`
+    /// (only the `none` codec needs it to know where its stream ends).
+    func decode(input: UnsafeRawBufferPointer, output: UnsafeMutableRawBufferPointer, inputIsLast: Bool) throws -> DecodeStep
+}
+
+/// Codec `none`: the stream is stored as is; it ends where its byte range ends.
+final class StoreEncoder: StreamEncoder {
+    private var out: [UInt8] = []
+    func write(_ input: UnsafeRawBufferPointer) throws { out.append(contentsOf: input) }
+    func finish() throws -> [UInt8] { out }
+}
+
+final class StoreDecoder: StreamDecoder {
+    func decode(input: UnsafeRawBufferPointer, output: UnsafeMutableRawBufferPointer, inputIsLast: Bool) throws -> DecodeStep {
+        let n = min(input.count, output.count)
+        if n > 0 { output.baseAddress!.copyMemory(from: input.baseAddress!, byteCount: n) }
+        return DecodeStep(consumed: n, produced: n, ended: inputIsLast && n == input.count)
+    }
+}

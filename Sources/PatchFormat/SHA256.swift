@@ -1,0 +1,81 @@
+import CCrypto
+
+/// Incremental SHA-256 over OpenSSL's libcrypto (hardware accelerated where the CPU has SHA extensions).
+/// Cost: O(n) time, a few hundred bytes of state.
+public final class SHA256Hasher {
+    public static let digestSize = 32
+    private let ctx: OpaquePointer
+
+    public init() {
+        guard let ctx = EVP_MD_CTX_new() else { preconditionFailure("EVP_MD_CTX_new failed: out of memory") }
+        self.ctx = ctx
+        let ok = EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+        precondition(ok == 1, "EVP_DigestInit_ex(sha256) failed")
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let ok = EVP_DigestUpdate(ctx, base, bytes.count)
+        precondition(ok == 1, "EVP_DigestUpdate failed")
+    }
+
+    public func update(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { update($0) }
+    }
+
+    /// Returns the 32-byte digest. The hasher must not be used afterwards.
+    public func finalize() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Self.digestSize)
+        var len: UInt32 = 0
+        let ok = out.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
+        precondition(ok == 1 && len == 32, "EVP_DigestFinal_ex failed")
+        return out
+    }
+
+    public static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        let h = SHA256Hasher()
+        h.update(bytes)
+        return h.finalize()
+    }
+
+    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
+        bytes.withUnsafeBytes { hash($0) }
+    }
+}
+
+public enum Hex {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Parses lower- or upper-case hex; nil on odd length or a non-hex character.
+    public static func decode(_ text: String) -> [UInt8]? {
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x61...0x66: return c - 0x61 + 10
+            case 0x41...0x46: return c - 0x41 + 10
+            default: return nil
+            }
+        }
+        var out = [UInt8]()
+        out.reserveCapacity(chars.count / 2)
+        var i = 0
+        while i < chars.count {
+            guard let hi = nibble(chars[i]), let lo = nibble(chars[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            i += 2
+        }
+        return out
+    }
+}

@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import PatchFormat
+
+/// Writes a file beside its destination and moves it into place only on `commit()`: buffered writes,
+/// SHA-256 of everything written, `fsync`, permissions, atomic `rename`, then `fsync` of the directory.
+/// Until `commit()` the destination is untouched; `abort()` (or deinit) removes the temporary file.
+/// Memory: one 1 MiB buffer.
+public final class AtomicFileWriter {
+    public let destination: String
+    public private(set) var temporaryPath: String
+    public private(set) var bytesWritten: UInt64 = 0
+    private var fd: Int32
+    private let hasher = SHA256Hasher()
+    private var buffer: UnsafeMutableRawBufferPointer
+    private var buffered = 0
+    private var finished = false
+
+    /// - Parameter mode: permission bits for the result (for example the old file's).
+    public init(destination: String, mode: mode_t = 0o644) throws {
+        self.destination = destination
+        let dir = FileIO.directory(of: destination)
+        var template = Array("\(dir)/.\(FileIO.fileName(of: destination)).phx-tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw FileIO.error("cannot create a temporary file in", dir) }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        self.fd = fd
+        self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        self.buffer = .allocate(byteCount: 1 << 20, alignment: 16)
+        if fchmod(fd, mode & 0o7777) != 0 {
+            let e = FileIO.error("cannot set permissions on", temporaryPath)
+            abort()
+            throw e
+        }
+    }
+
+    deinit {
+        abort()
+        buffer.deallocate()
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        precondition(!finished, "write after commit/abort")
+        hasher.update(bytes)
+        bytesWritten += UInt64(bytes.count)
+        if bytes.count >= buffer.count {
+            try flush()
+            try FileIO.writeAll(fd, temporaryPath, bytes)
+            return
+        }
+        if buffered + bytes.count > buffer.count { try flush() }
+        (buffer.baseAddress! + buffered).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        buffered += bytes.count
+    }
+
+    private func flush() throws {
+        if buffered > 0 {
+            try FileIO.writeAll(fd, temporaryPath, UnsafeRawBufferPointer(rebasing: buffer[0..<buffered]))
+            buffered = 0
+        }
+    }
+
+    /// SHA-256 of everything written. Call once, before `commit()`.
+    public func digest() -> [UInt8] { hasher.finalize() }
+
+    /// Flushes, fsyncs and renames the temporary file over the destination.
+    public func commit() throws {
+        precondition(!finished, "commit twice")
+        do {
+            try flush()
+            guard fsync(fd) == 0 else { throw FileIO.error("cannot fsync", temporaryPath) }
+            guard close(fd) == 0 else { fd = -1; throw FileIO.error("cannot close", temporaryPath) }
+            fd = -1
+            guard rename(temporaryPath, destination) == 0 else { throw FileIO.error("cannot rename into", destination) }
+        } catch {
+            abort()
+            throw error
+        }
+        finished = true
+        FileIO.fsyncDirectory(FileIO.directory(of: destination))
+    }
+
+    /// Discards the temporary file. Safe to call more than once.
+    public func abort() {
+        if finished { return }
+        finished = true
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(temporaryPath)
+    }
+
+    /// Copies the owner and group of `path` onto the temporary file (best effort: only root may).
+    func copyOwnership(from st: stat) {
+        if fd >= 0 { _ = fchown(fd, st.st_uid, st.st_gid) }
+    }
+}

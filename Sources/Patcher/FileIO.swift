@@ -1,0 +1,148 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import PatchFormat
+
+/// Thin POSIX wrappers that turn failures into `PatcherError.io` naming the path and the operation.
+enum FileIO {
+    static func error(_ operation: String, _ path: String, _ code: Int32 = errno) -> PatcherError {
+        .io(operation: operation, path: path, errno: code, message: String(cString: strerror(code)))
+    }
+
+    static func openRead(_ path: String) throws -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw error("cannot open", path) }
+        return fd
+    }
+
+    static func fileSize(_ fd: Int32, _ path: String) throws -> UInt64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw error("cannot stat", path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw PatcherError.io(operation: "not a regular file:", path: path, errno: EINVAL, message: "expected a regular file")
+        }
+        return UInt64(st.st_size)
+    }
+
+    static func statPath(_ path: String) throws -> stat {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw error("cannot stat", path) }
+        return st
+    }
+
+    /// Reads exactly `buffer.count` bytes at `offset`, retrying short reads and EINTR.
+    static func pread(_ fd: Int32, _ path: String, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("cannot read", path)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    static func writeAll(_ fd: Int32, _ path: String, _ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("cannot write", path)
+            }
+            done += n
+        }
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let dir = String(path[..<slash])
+        return dir.isEmpty ? "/" : dir
+    }
+
+    static func fileName(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+
+    static func freeSpace(directory: String) -> UInt64? {
+        var s = statvfs()
+        guard statvfs(directory, &s) == 0 else { return nil }
+        return UInt64(s.f_bavail) * UInt64(s.f_frsize)
+    }
+
+    static func fsyncDirectory(_ dir: String) {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
+        }
+    }
+
+    /// Reads a whole file into a new buffer (the caller deallocates), feeding `hasher` on the way.
+    static func readWholeFile(_ path: String, hasher: SHA256Hasher?, expectedSize: UInt64?) throws -> UnsafeMutableRawBufferPointer {
+        let fd = try openRead(path)
+        defer { close(fd) }
+        let size = try fileSize(fd, path)
+        if let expectedSize, size != expectedSize {
+            throw PatcherError.oldSizeMismatch(path: path, expected: expectedSize, actual: size)
+        }
+        guard size < UInt64(Int.max / 2) else {
+            throw PatcherError.io(operation: "file too large:", path: path, errno: EFBIG, message: "\(size) bytes")
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(size), alignment: 16)
+        do {
+            var offset = 0
+            let chunk = 1 << 22
+            while offset < buffer.count {
+                let want = min(chunk, buffer.count - offset)
+                let part = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<offset + want])
+                let n = try pread(fd, path, into: part, at: UInt64(offset))
+                guard n == want else {
+                    throw PatcherError.io(operation: "file shrank while reading:", path: path, errno: EIO,
+                                          message: "\(offset + n) of \(size) bytes")
+                }
+                hasher?.update(UnsafeRawBufferPointer(part))
+                offset += want
+            }
+        } catch {
+            buffer.deallocate()
+            throw error
+        }
+        return buffer
+    }
+}
+
+/// A byte range of an open file as a `ByteSource` (positional reads: several sources may share one fd).
+final class FileRangeSource: ByteSource {
+    private let fd: Int32
+    private let path: String
+    private var offset: UInt64
+    private let end: UInt64
+
+    init(fd: Int32, path: String, offset: UInt64, length: UInt64) {
+        self.fd = fd
+        self.path = path
+        self.offset = offset
+        self.end = offset + length
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let want = Int(min(UInt64(buffer.count), end - offset))
+        if want == 0 { return 0 }
+        let n = try FileIO.pread(fd, path, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: offset)
+        guard n == want else {
+            throw PatcherError.io(operation: "patch file shrank while reading:", path: path, errno: EIO,
+                                  message: "short read at offset \(offset + UInt64(n))")
+        }
+        offset += UInt64(n)
+        return n
+    }
+}

@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import PatchFormat
+
+/// Options for applying a patch.
+public struct ApplyOptions: Sendable {
+    public var limits: PatchLimits
+    /// Called with the number of bytes of the new file written so far (from the applying thread).
+    public var progress: (@Sendable (_ written: UInt64, _ total: UInt64) -> Void)?
+
+    public init(limits: PatchLimits = PatchLimits(), progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) {
+        self.limits = limits
+        self.progress = progress
+    }
+}
+
+/// What an apply produced.
+public struct ApplyResult: Sendable, Equatable {
+    public var kind: PatchKind
+    public var newSize: UInt64
+    /// SHA-256 of the written file, hex.
+    public var newSHA256: String
+    /// Whether the result was checked against a checksum carried by the patch (`phx` only).
+    public var verified: Bool
+}
+
+/// Applies `phx` and `BSDIFF40` patches.
+///
+/// Memory: the old file plus fixed buffers (three 64 KiB decompression windows, a 256 KiB work buffer,
+/// a 1 MiB write buffer, and each codec's state: at most 128 MiB for a zstd window, 3.6 MiB for bzip2).
+/// The patch streams and the new file are never held whole. Time: O(old + new).
+public enum PatchApplier {
+    /// Applies `patchPath` to `oldPath` and writes `outputPath` atomically (temporary file beside it,
+    /// fsync, rename). For `phx`, the old file's size and SHA-256 are checked before it is used and
+    /// the result's SHA-256 before it replaces anything. On any error nothing is left at `outputPath`
+    /// that was not there before.
+    @discardableResult
+    public static func apply(oldPath: String, patchPath: String, outputPath: String,
+                             options: ApplyOptions = ApplyOptions()) throws -> ApplyResult {
+        let input = try FilePatchInput(path: patchPath)
+        let header: PatchHeader
+        do { header = try PatchHeader.read(from: input, limits: options.limits) } catch let e as PatchFormatError {
+            throw PatcherError.format(e)
+        }
+
+        // Read (and for phx verify) the old file before anything is created.
+        let oldStat = try FileIO.statPath(oldPath)
+        var expectedOldSize: UInt64?
+        var hasher: SHA256Hasher?
+        if case .phx(let h) = header {
+            expectedOldSize = h.oldSize
+            hasher = SHA256Hasher()
+        }
+        let old = try FileIO.readWholeFile(oldPath, hasher: hasher, expectedSize: expectedOldSize)
+        defer { old.deallocate() }
+        if case .phx(let h) = header, let hasher {
+            let actual = hasher.finalize()
+            guard actual == h.oldSHA256 else {
+                throw PatcherError.oldChecksumMismatch(path: oldPath, expected: Hex.encode(h.oldSHA256), actual: Hex.encode(actual))
+            }
+        }
+
+        let dir = FileIO.directory(of: outputPath)
+        if let free = FileIO.freeSpace(directory: dir), free < header.newSize {
+            throw PatcherError.insufficientSpace(path: dir, needed: header.newSize, available: free)
+        }
+        let writer = try AtomicFileWriter(destination: outputPath, mode: oldStat.st_mode & 0o7777)
+        do {
+            if getuid() == 0 { writer.copyOwnership(from: oldStat) }
+            let total = header.newSize
+            let progress = options.progress
+            var engine = ApplyEngine(header: header, old: UnsafeRawBufferPointer(old), input: input, sink: writer)
+            if let progress { engine.progress = { progress($0, total) } }
+            do { try engine.run() } catch let e as PatchFormatError { throw PatcherError.format(e) }
+            let digest = writer.digest()
+            var verified = false
+            if case .phx(let h) = header {
+                guard digest == h.newSHA256 else {
+                    throw PatcherError.newChecksumMismatch(expected: Hex.encode(h.newSHA256), actual: Hex.encode(digest))
+                }
+                verified = true
+            }
+            try writer.commit()
+            return ApplyResult(kind: header.kind, newSize: writer.bytesWritten, newSHA256: Hex.encode(digest), verified: verified)
+        } catch {
+            writer.abort()
+            throw error
+        }
+    }
+
+    /// Replaces `path` by the patched result, atomically and with the same permissions.
+    @discardableResult
+    public static func applyInPlace(path: String, patchPath: String, options: ApplyOptions = ApplyOptions()) throws -> ApplyResult {
+        try apply(oldPath: path, patchPath: patchPath, outputPath: path, options: options)
+    }
+
+    /// Applies a patch held in memory to bytes in memory (tests, fuzzing, small files).
+    public static func apply(old: [UInt8], patch: [UInt8], limits: PatchLimits = PatchLimits()) throws -> [UInt8] {
+        let input = MemoryPatchInput(patch)
+        do {
+            let header = try PatchHeader.read(from: input, limits: limits)
+            if case .phx(let h) = header {
+                guard UInt64(old.count) == h.oldSize else {
+                    throw PatcherError.oldSizeMismatch(path: "(memory)", expected: h.oldSize, actual: UInt64(old.count))
+                }
+                let actual = SHA256Hasher.hash(old)
+                guard actual == h.oldSHA256 else {
+                    throw PatcherError.oldChecksumMismatch(path: "(memory)", expected: Hex.encode(h.oldSHA256), actual: Hex.encode(actual))
+                }
+            }
+            let sink = MemorySink()
+            try old.withUnsafeBytes { o in
+                try ApplyEngine(header: header, old: o, input: input, sink: sink).run()
+            }
+            if case .phx(let h) = header {
+                let actual = SHA256Hasher.hash(sink.bytes)
+                guard actual == h.newSHA256 else {
+                    throw PatcherError.newChecksumMismatch(expected: Hex.encode(h.newSHA256), actual: Hex.encode(actual))
+                }
+            }
+            return sink.bytes
+        } catch let e as PatchFormatError {
+            throw PatcherError.format(e)
+        }
+    }
+}

@@ -1,0 +1,61 @@
+import PatchFormat
+
+/// What `phoenix-diff inspect` shows about a patch.
+public struct PatchInfo: Sendable, Equatable, Codable {
+    public var format: String
+    public var codec: String
+    public var level: Int?
+    public var patchSize: UInt64
+    public var oldSize: UInt64?
+    public var newSize: UInt64
+    public var oldSHA256: String?
+    public var newSHA256: String?
+    public var controlTuples: UInt64
+    public var controlStreamSize: UInt64
+    public var diffStreamSize: UInt64
+    public var extraStreamSize: UInt64
+    public var diffBytes: UInt64?
+    public var extraBytes: UInt64?
+}
+
+extension PatchApplier {
+    /// Reads and checks a patch's header; for BSDIFF40 also decompresses the control stream to count
+    /// its tuples (O(control stream), fixed memory).
+    public static func inspect(patchPath: String, limits: PatchLimits = PatchLimits()) throws -> PatchInfo {
+        try inspect(input: try FilePatchInput(path: patchPath), limits: limits)
+    }
+
+    public static func inspect(patch: [UInt8], limits: PatchLimits = PatchLimits()) throws -> PatchInfo {
+        try inspect(input: MemoryPatchInput(patch), limits: limits)
+    }
+
+    static func inspect(input: any PatchInput, limits: PatchLimits) throws -> PatchInfo {
+        do {
+            switch try PatchHeader.read(from: input, limits: limits) {
+            case .phx(let h):
+                return PatchInfo(format: "phx", codec: h.codec.name, level: Int(h.level), patchSize: input.length,
+                                 oldSize: h.oldSize, newSize: h.newSize,
+                                 oldSHA256: Hex.encode(h.oldSHA256), newSHA256: Hex.encode(h.newSHA256),
+                                 controlTuples: h.controlCount, controlStreamSize: h.controlLength,
+                                 diffStreamSize: h.diffLength, extraStreamSize: h.extraLength,
+                                 diffBytes: h.diffRawLength, extraBytes: h.extraRawLength)
+            case .bsdiff(let h):
+                let reader = try DecompressingReader(streamName: "control", codec: .bzip2,
+                                                     source: input.source(offset: h.controlOffset, length: h.controlLength))
+                var bytes: UInt64 = 0
+                while try reader.readByte() != nil { bytes += 1 }
+                guard bytes % 24 == 0 else {
+                    throw PatchFormatError.trailingData(location: "in the control stream",
+                                                        detail: "\(bytes) bytes is not a whole number of 24-byte tuples")
+                }
+                return PatchInfo(format: "bsdiff", codec: "bzip2", level: nil, patchSize: input.length,
+                                 oldSize: nil, newSize: h.newSize, oldSHA256: nil, newSHA256: nil,
+                                 controlTuples: bytes / 24, controlStreamSize: h.controlLength,
+                                 diffStreamSize: h.diffLength, extraStreamSize: input.length - h.extraOffset,
+                                 diffBytes: nil, extraBytes: nil)
+            }
+        } catch let e as PatchFormatError {
+            throw PatcherError.format(e)
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import ArgumentParser
+import DiffEngine
+import PatchFormat
+import Patcher
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exit codes, documented in the README.
+enum ExitStatus: Int32 {
+    case ok = 0
+    case usage = 1
+    case invalidPatch = 2
+    case checksumMismatch = 3
+    case ioError = 4
+}
+
+@main
+struct PhoenixDiff: ParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "phoenix-diff",
+        abstract: "Make and apply verified binary patches (phx and classic BSDIFF40).",
+        discussion: """
+            Exit codes: 0 ok, 1 usage, 2 invalid or corrupt patch, 3 checksum mismatch (wrong source \
+            file or wrong result), 4 I/O error.
+            """,
+        version: version,
+        subcommands: [MakeCommand.self, ApplyCommand.self, InspectCommand.self]
+    )
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+            Glibc.exit(ExitStatus.ok.rawValue)
+        } catch {
+            let status = classify(error)
+            if status == .ok {
+                // --help and --version
+                print(fullMessage(for: error))
+                Glibc.exit(0)
+            }
+            var message: String
+            switch status {
+            case .usage: message = fullMessage(for: error)
+            default: message = "phoenix-diff: \(describe(error))"
+            }
+            if message.isEmpty { message = "phoenix-diff: \(error)" }
+            FileHandleStderr.write(message.hasSuffix("\n") ? message : message + "\n")
+            Glibc.exit(status.rawValue)
+        }
+    }
+
+    static func classify(_ error: Error) -> ExitStatus {
+        switch error {
+        case let e as PatcherError:
+            switch e {
+            case .format: return .invalidPatch
+            case .oldSizeMismatch, .oldChecksumMismatch, .newChecksumMismatch: return .checksumMismatch
+            case .io, .insufficientSpace: return .ioError
+            }
+        case is PatchFormatError:
+            return .invalidPatch
+        case let e as DiffEngineError:
+            switch e {
+            case .unsupportedCombination: return .usage
+            default: return .ioError
+            }
+        default:
+            return exitCode(for: error) == .success ? .ok : .usage
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        String(describing: error)
+    }
+}
+
+enum FileHandleStderr {
+    static func write(_ text: String) {
+        var t = text
+        t.withUTF8 { buf in
+            var done = 0
+            while done < buf.count {
+                let n = Glibc.write(2, buf.baseAddress! + done, buf.count - done)
+                if n <= 0 { break }
+                done += n
+            }
+        }
+    }
+}
