@@ -1,1 +1,2 @@
+#define ZSTD_STATIC_LINKING_ONLY 1
 #include <zstd.h>

@@ -27,10 +27,18 @@ func commonPrefixLength(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, li
 ///
 /// Cost: one O(log n + match length) search per position scanned outside long matches; a guard skips
 /// ahead inside long ambiguous matches so that repetitive inputs stay near-linear. No allocation.
-struct Matcher<SAIndex: FixedWidthInteger> {
+struct Matcher<SAIndex: FixedWidthInteger>: ~Copyable {
     let old: UnsafeBufferPointer<UInt8>
     let new: UnsafeBufferPointer<UInt8>
     let sa: UnsafeBufferPointer<SAIndex>
+    let filter: GramFilter
+
+    init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: UnsafeBufferPointer<SAIndex>) {
+        self.old = old
+        self.new = new
+        self.sa = sa
+        self.filter = GramFilter(old)
+    }
 
     /// Matches longer than this that do not beat the current alignment are skipped over by half their
     /// length instead of one byte at a time (bsdiff's quadratic case on repetitive data).
@@ -86,6 +94,15 @@ struct Matcher<SAIndex: FixedWidthInteger> {
             scan &+= len
             var scsc = scan
             while scan < newCount {
+                // oldScore counts the positions of [scan, scsc) where the current alignment agrees.
+                if scsc < scan { scsc = scan }
+                if scan &+ GramFilter.gram <= newCount && !filter.mayContain(n + scan) {
+                    // No match of 9 bytes or more starts here, so none can win: move on.
+                    len = 0
+                    if aligned(scan, lastOffset) && scan < scsc { oldScore &-= 1 }
+                    scan &+= 1
+                    continue
+                }
                 (pos, len) = longestMatch(at: scan)
                 // Score the current alignment (lastOffset) over the stretch this match covers.
                 let end = scan &+ len
@@ -101,7 +118,7 @@ struct Matcher<SAIndex: FixedWidthInteger> {
                     scan &+= step
                     continue
                 }
-                if aligned(scan, lastOffset) { oldScore &-= 1 }
+                if scan < scsc && aligned(scan, lastOffset) { oldScore &-= 1 }
                 scan &+= 1
             }
             if scan >= nextReport {

@@ -1,0 +1,48 @@
+/// A one-sided membership filter over every 9-byte substring ("gram") of the old file: a bitmap indexed
+/// by a multiplicative hash of the gram. `mayContain` never says no for a gram that occurs in old; it
+/// says yes for an absent gram with probability about the bitmap's fill (~1 - e^(-1/8) = 12%).
+///
+/// The matcher asks it before each suffix-array search: when the 9 bytes at a position of new occur
+/// nowhere in old, the longest match there is at most 8 bytes, which can never beat the current
+/// alignment by more than 8, so the binary search (about 25 cache misses) is skipped for one probe.
+/// On real executables 70-80% of the searches bsdiff makes return fewer than 9 bytes.
+///
+/// Cost: one pass over old (O(n), one random write per byte); memory n bytes (8n bits, rounded up to a
+/// power of two).
+struct GramFilter: ~Copyable {
+    static let gram = 9
+    private let bits: UnsafeMutableBufferPointer<UInt64>
+    private let shift: UInt64
+
+    init(_ text: UnsafeBufferPointer<UInt8>) {
+        var log: UInt64 = 16
+        while (UInt64(1) << log) < UInt64(text.count) * 8 && log < 40 { log += 1 }
+        shift = 64 - log
+        let words = Int((UInt64(1) << log) / 64)
+        bits = .allocate(capacity: words)
+        bits.initialize(repeating: 0)
+        let count = text.count
+        guard count >= Self.gram, let base = text.baseAddress else { return }
+        for i in 0...(count - Self.gram) {
+            let h = Self.hash(base + i, shift)
+            bits[Int(h >> 6)] |= 1 << (h & 63)
+        }
+    }
+
+    deinit { bits.deallocate() }
+
+    @inline(__always)
+    static func hash(_ p: UnsafePointer<UInt8>, _ shift: UInt64) -> UInt64 {
+        let raw = UnsafeRawPointer(p)
+        let a = raw.loadUnaligned(as: UInt64.self)
+        let b = UInt64(raw.load(fromByteOffset: 8, as: UInt8.self))
+        return ((a ^ (b &* 0x9E37_79B9)) &* 0xFF51_AFD7_ED55_8CCD) >> shift
+    }
+
+    /// Whether the 9 bytes at `p` may occur in the old file. `p` must have 9 readable bytes.
+    @inline(__always)
+    func mayContain(_ p: UnsafePointer<UInt8>) -> Bool {
+        let h = Self.hash(p, shift)
+        return bits[Int(h >> 6)] & (1 << (h & 63)) != 0
+    }
+}
