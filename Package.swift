@@ -36,10 +36,13 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "PatchFormatTests", dependencies: ["PatchFormat"]),
-        .testTarget(name: "DiffEngineTests", dependencies: ["DiffEngine", "Patcher", "PatchFormat"]),
-        .testTarget(name: "PatcherTests", dependencies: ["Patcher", "DiffEngine", "PatchFormat"]),
-        .testTarget(name: "PhoenixDiffCLITests", dependencies: ["PatchFormat"]),
+        // Helpers shared by the test targets: seeded data, scratch directories, running processes.
+        .target(name: "TestSupport", dependencies: ["PatchFormat"], path: "Tests/TestSupport"),
+        .testTarget(name: "PatchFormatTests", dependencies: ["PatchFormat", "TestSupport"]),
+        .testTarget(name: "DiffEngineTests", dependencies: ["DiffEngine", "Patcher", "PatchFormat", "TestSupport"]),
+        .testTarget(name: "PatcherTests", dependencies: ["Patcher", "DiffEngine", "PatchFormat", "TestSupport"]),
+        // Runs the built phoenix-diff binary end to end.
+        .testTarget(name: "PhoenixDiffCLITests", dependencies: ["phoenix-diff", "DiffEngine", "PatchFormat", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

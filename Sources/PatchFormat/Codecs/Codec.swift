@@ -1,14 +1,14 @@
 /// Codec ids as stored in byte 12 of a `phx` header. A codec is a plug-in: one file with an encoder and a
 /// decoder, registered in `CodecID.makeEncoder` / `makeDecoder`.
 public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
-    case none = 0
+    case uncompressed = 0
     case zstd = 1
     case bzip2 = 2
     case zlib = 3
 
     public var name: String {
         switch self {
-        case .none: "none"
+        case .uncompressed: "none"
         case .zstd: "zstd"
         case .bzip2: "bzip2"
         case .zlib: "zlib"
@@ -25,7 +25,7 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     /// The level used when none is given: the strongest setting that stays fast on patch streams.
     public var defaultLevel: Int {
         switch self {
-        case .none: 0
+        case .uncompressed: 0
         case .zstd: 19
         case .bzip2: 9
         case .zlib: 9
@@ -34,7 +34,7 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
 
     public var levelRange: ClosedRange<Int> {
         switch self {
-        case .none: 0...0
+        case .uncompressed: 0...0
         case .zstd: 1...22
         case .bzip2: 1...9
         case .zlib: 0...9
@@ -46,7 +46,7 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     public func makeEncoder(level: Int? = nil, threads: Int = 1, sizeHint: UInt64? = nil) throws -> any StreamEncoder {
         let level = level ?? defaultLevel
         switch self {
-        case .none: return StoreEncoder()
+        case .uncompressed: return StoreEncoder()
         case .zstd: return try ZstdEncoder(level: level, threads: threads, sizeHint: sizeHint)
         case .bzip2: return try Bzip2Encoder(blockSize100k: level)
         case .zlib: return try ZlibEncoder(level: level)
@@ -55,7 +55,7 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
 
     public func makeDecoder() throws -> any StreamDecoder {
         switch self {
-        case .none: return StoreDecoder()
+        case .uncompressed: return StoreDecoder()
         case .zstd: return try ZstdDecoder()
         case .bzip2: return try Bzip2Decoder()
         case .zlib: return try ZlibDecoder()

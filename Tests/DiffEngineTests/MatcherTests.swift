@@ -1,0 +1,65 @@
+@testable import DiffEngine
+import Testing
+import TestSupport
+
+@Suite struct MatcherTests {
+    /// The suffix-array search returns a longest match, checked against brute force.
+    @Test func longestMatchAgreesWithBruteForce() throws {
+        var rng = SeededGenerator(seed: 404)
+        // A small alphabet makes many long partial matches.
+        let old = (0..<3000).map { _ in UInt8(rng.next() % 4) }
+        let new = (0..<400).map { _ in UInt8(rng.next() % 4) }
+        try old.withUnsafeBufferPointer { o in
+            try new.withUnsafeBufferPointer { n in
+                let sa = try SuffixSorting.build32(o)
+                defer { sa.deallocate() }
+                let matcher = Matcher(old: o, new: n, sa: UnsafeBufferPointer(sa))
+                for scan in 0..<new.count {
+                    let (pos, len) = matcher.longestMatch(at: scan)
+                    var best = 0
+                    for p in 0..<old.count {
+                        var l = 0
+                        while p + l < old.count && scan + l < new.count && old[p + l] == new[scan + l] { l += 1 }
+                        best = max(best, l)
+                    }
+                    #expect(len == best, "scan \(scan)")
+                    #expect(Array(old[pos..<pos + len]) == Array(new[scan..<scan + len]), "scan \(scan)")
+                }
+            }
+        }
+    }
+
+    @Test func suffixArrayIsSorted() throws {
+        var rng = SeededGenerator(seed: 405)
+        let text = (0..<5000).map { _ in UInt8(rng.next() % 3) }
+        try text.withUnsafeBufferPointer { t in
+            let sa = try SuffixSorting.build32(t)
+            defer { sa.deallocate() }
+            #expect(Set(sa.map { Int($0) }) == Set(0..<text.count))
+            for i in 1..<sa.count {
+                #expect(text[Int(sa[i - 1])...].lexicographicallyPrecedes(text[Int(sa[i])...]))
+            }
+            let sa64 = try SuffixSorting.build64(t)
+            defer { sa64.deallocate() }
+            #expect(sa64.map { Int($0) } == sa.map { Int($0) })
+        }
+    }
+
+    @Test func gramFilterNeverRejectsAPresentGram() {
+        var rng = SeededGenerator(seed: 406)
+        let text = rng.bytes(50_000)
+        text.withUnsafeBufferPointer { t in
+            let filter = GramFilter(t)
+            var missed = 0
+            for i in 0...(text.count - GramFilter.gram) where !filter.mayContain(t.baseAddress! + i) { missed += 1 }
+            #expect(missed == 0)
+            // And rejects most absent ones.
+            let probes = rng.bytes(10_000 + GramFilter.gram)
+            var yes = 0
+            probes.withUnsafeBufferPointer { p in
+                for i in 0..<10_000 where filter.mayContain(p.baseAddress! + i) { yes += 1 }
+            }
+            #expect(yes < 3000, "filter accepted \(yes) of 10000 random grams")
+        }
+    }
+}

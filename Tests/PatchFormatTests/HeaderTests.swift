@@ -1,0 +1,126 @@
+import PatchFormat
+import Testing
+
+@Suite struct PhxHeaderTests {
+    static let sample = PhxHeader(
+        codec: .zstd, level: 19, oldSize: 0x0102, newSize: 0x0304,
+        oldSHA256: Array(repeating: 0xAA, count: 32), newSHA256: Array(repeating: 0xBB, count: 32),
+        controlCount: 5, controlLength: 10, diffLength: 20, extraLength: 30, diffRawLength: 0x0300, extraRawLength: 4)
+
+    /// The byte layout documented in FORMAT.md, field by field.
+    @Test func annotatedByteLayout() {
+        let b = Self.sample.encode()
+        #expect(b.count == 148)
+        #expect(Array(b[0..<8]) == Array("PHXPATCH".utf8))           // magic
+        #expect(Array(b[8..<10]) == [1, 0])                           // version 1, LE
+        #expect(Array(b[10..<12]) == [0, 0])                          // flags
+        #expect(b[12] == 1)                                           // codec zstd
+        #expect(b[13] == 19)                                          // level
+        #expect(Array(b[14..<16]) == [0, 0])                          // reserved
+        #expect(Array(b[16..<24]) == [0x02, 0x01, 0, 0, 0, 0, 0, 0])  // old size
+        #expect(Array(b[24..<32]) == [0x04, 0x03, 0, 0, 0, 0, 0, 0])  // new size
+        #expect(Array(b[32..<64]) == Array(repeating: 0xAA, count: 32))
+        #expect(Array(b[64..<96]) == Array(repeating: 0xBB, count: 32))
+        #expect(b[96] == 5 && b[104] == 10 && b[112] == 20 && b[120] == 30)
+        #expect(Array(b[128..<130]) == [0x00, 0x03] && b[136] == 4)
+        let crc = UInt32(b[144]) | UInt32(b[145]) << 8 | UInt32(b[146]) << 16 | UInt32(b[147]) << 24
+        #expect(crc == CRC32.checksum(Array(b[0..<144])))
+    }
+
+    @Test func roundTrip() throws {
+        let b = Self.sample.encode()
+        #expect(try PhxHeader.decode(b, fileLength: 148 + 60, limits: PatchLimits()) == Self.sample)
+    }
+
+    /// Re-encodes `bytes` with a correct CRC after a change, so that the field check itself is tested.
+    func withCRC(_ bytes: [UInt8]) -> [UInt8] {
+        var b = Array(bytes[0..<144])
+        let crc = CRC32.checksum(b)
+        withUnsafeBytes(of: crc.littleEndian) { b.append(contentsOf: $0) }
+        return b
+    }
+
+    @Test func rejectsEachBadField() {
+        let good = Self.sample.encode()
+        let limits = PatchLimits()
+        var b = good
+        b[20] ^= 1
+        #expect(throws: PatchFormatError.self) { try PhxHeader.decode(b, fileLength: nil, limits: limits) }  // CRC
+        b = good; b[8] = 2
+        #expect(throws: PatchFormatError.unsupportedVersion(2)) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
+        b = good; b[10] = 1
+        #expect(throws: PatchFormatError.unknownFlags(1)) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
+        b = good; b[12] = 9
+        #expect(throws: PatchFormatError.unknownCodec(9)) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
+        b = good; b[0] = UInt8(ascii: "X")
+        #expect(throws: PatchFormatError.badMagic(found: Array("XHXPATCH".utf8))) {
+            try PhxHeader.decode(b, fileLength: nil, limits: limits)
+        }
+        #expect(throws: PatchFormatError.truncated(part: "phx header", needed: 148, available: 100)) {
+            try PhxHeader.decode(Array(good.prefix(100)), fileLength: nil, limits: limits)
+        }
+        // Raw lengths that do not add up to the new size.
+        b = good; b[136] = 5
+        #expect(throws: PatchFormatError.self) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
+        // More tuples than the new size allows.
+        b = good; b[96...103] = [0xFF, 0xFF, 0, 0, 0, 0, 0, 0]
+        #expect(throws: PatchFormatError.self) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
+        // A stream length that overflows.
+        b = good; b[104...111] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]
+        b[112...119] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]
+        #expect(throws: PatchFormatError.self) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
+    }
+
+    @Test func fileLengthMustMatchExactly() {
+        let b = Self.sample.encode()
+        #expect(throws: PatchFormatError.truncated(part: "patch (header and streams)", needed: 208, available: 207)) {
+            try PhxHeader.decode(b, fileLength: 207, limits: PatchLimits())
+        }
+        #expect(throws: PatchFormatError.trailingData(location: "after the extra stream", detail: "1 bytes past the declared end at offset 208")) {
+            try PhxHeader.decode(b, fileLength: 209, limits: PatchLimits())
+        }
+    }
+
+    @Test func declaredSizeAboveTheLimitIsRefused() {
+        #expect(throws: PatchFormatError.limitExceeded(field: "declared new size", value: 0x0304, limit: 100)) {
+            try PhxHeader.decode(Self.sample.encode(), fileLength: nil, limits: PatchLimits(maxOutputSize: 100))
+        }
+    }
+}
+
+@Suite struct BsdiffHeaderTests {
+    @Test func annotatedByteLayout() {
+        let b = BsdiffHeader(controlLength: 0x10, diffLength: 0x2000, newSize: 0x30_0000).encode()
+        #expect(b.count == 32)
+        #expect(Array(b[0..<8]) == Array("BSDIFF40".utf8))
+        #expect(Array(b[8..<16]) == [0x10, 0, 0, 0, 0, 0, 0, 0])
+        #expect(Array(b[16..<24]) == [0, 0x20, 0, 0, 0, 0, 0, 0])
+        #expect(Array(b[24..<32]) == [0, 0, 0x30, 0, 0, 0, 0, 0])
+    }
+
+    @Test func rejectsNegativeFieldsTruncationAndHugeSizes() {
+        var b = BsdiffHeader.magic
+        SignMagnitude64.encode(-5, into: &b)
+        SignMagnitude64.encode(0, into: &b)
+        SignMagnitude64.encode(0, into: &b)
+        #expect(throws: PatchFormatError.invalidField(field: "control block length (offset 8)", value: "-5", reason: "negative")) {
+            try BsdiffHeader.decode(b, fileLength: nil, limits: PatchLimits())
+        }
+        let ok = BsdiffHeader(controlLength: 100, diffLength: 100, newSize: 10).encode()
+        #expect(throws: PatchFormatError.truncated(part: "control and diff blocks", needed: 232, available: 32)) {
+            try BsdiffHeader.decode(ok, fileLength: 32, limits: PatchLimits())
+        }
+        let huge = BsdiffHeader(controlLength: 0, diffLength: 0, newSize: 1 << 62).encode()
+        #expect(throws: PatchFormatError.limitExceeded(field: "declared new size", value: 1 << 62, limit: PatchLimits.defaultMaxOutputSize)) {
+            try BsdiffHeader.decode(huge, fileLength: nil, limits: PatchLimits())
+        }
+        #expect(throws: PatchFormatError.self) { try BsdiffHeader.decode(Array(ok.prefix(31)), fileLength: nil, limits: PatchLimits()) }
+    }
+
+    @Test func detectsBothMagics() throws {
+        #expect(try PatchKind.detect(Array("BSDIFF40".utf8)) == .bsdiff)
+        #expect(try PatchKind.detect(Array("PHXPATCH".utf8)) == .phx)
+        #expect(throws: PatchFormatError.badMagic(found: Array("BSDIFF41".utf8))) { try PatchKind.detect(Array("BSDIFF41".utf8)) }
+        #expect(throws: PatchFormatError.truncated(part: "magic", needed: 8, available: 3)) { try PatchKind.detect([1, 2, 3]) }
+    }
+}

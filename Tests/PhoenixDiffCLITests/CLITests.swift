@@ -1,0 +1,155 @@
+import DiffEngine
+import Foundation
+import PatchFormat
+import Testing
+import TestSupport
+
+/// End-to-end tests that run the built `phoenix-diff` binary (built alongside the tests; this target
+/// depends on it). PHOENIX_DIFF_BIN overrides the path.
+enum CLI {
+    static let binary: String = {
+        if let p = ProcessInfo.processInfo.environment["PHOENIX_DIFF_BIN"] { return p }
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        // The test bundle lives in the products directory, next to the executables.
+        for candidate in [dir, dir.deletingLastPathComponent()] {
+            let p = candidate.appendingPathComponent("phoenix-diff").path
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("phoenix-diff").path
+    }()
+
+    static func run(_ args: String...) throws -> ProcessResult {
+        try Run.process(binary, args)
+    }
+}
+
+@Suite struct CLITests {
+    let dir: TemporaryDirectory
+    let old: [UInt8]
+    let new: [UInt8]
+
+    init() throws {
+        dir = try TemporaryDirectory()
+        var rng = SeededGenerator(seed: 4242)
+        old = TestData.structured(200_000, rng: &rng)
+        new = TestData.mutate(old, edits: 30, rng: &rng)
+        try dir.write("old", old)
+        try dir.write("new", new)
+    }
+
+    @Test func binaryExists() {
+        #expect(FileManager.default.isExecutableFile(atPath: CLI.binary), "no phoenix-diff at \(CLI.binary)")
+    }
+
+    @Test(arguments: [["--format", "phx"], ["--format", "bsdiff"], ["--codec", "bzip2"], ["--codec", "zlib"],
+                      ["--codec", "none"], ["--codec", "zstd", "--level", "3"]])
+    func makeThenApply(_ extra: [String]) throws {
+        let make = try Run.process(CLI.binary, ["make", dir.file("old"), dir.file("new"), dir.file("p")] + extra)
+        #expect(make.status == 0, "\(make.stderr)")
+        #expect(make.stdout.contains("patch"))
+        #expect(make.stderr.isEmpty, "stderr is not a terminal, so no progress: \(make.stderr)")
+        let apply = try CLI.run("apply", dir.file("old"), dir.file("p"), dir.file("out"))
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(try dir.read("out") == new)
+        #expect(apply.stdout.contains(Hex.encode(SHA256Hasher.hash(new))))
+    }
+
+    @Test func inPlaceKeepsModeAndQuietPrintsNothing() throws {
+        _ = try CLI.run("make", dir.file("old"), dir.file("new"), dir.file("p"))
+        let target = try dir.write("target", old)
+        chmod(target, 0o700)
+        let r = try CLI.run("apply", "--in-place", target, dir.file("p"), "--quiet")
+        #expect(r.status == 0)
+        #expect(r.stdout.isEmpty && r.stderr.isEmpty)
+        #expect(try dir.read("target") == new)
+        var st = stat()
+        stat(target, &st)
+        #expect(st.st_mode & 0o777 == 0o700)
+    }
+
+    @Test func inspectShowsTheHeaderAndJSONParses() throws {
+        _ = try CLI.run("make", dir.file("old"), dir.file("new"), dir.file("p"))
+        let text = try CLI.run("inspect", dir.file("p"))
+        #expect(text.status == 0)
+        #expect(text.stdout.contains("format         phx"))
+        #expect(text.stdout.contains(Hex.encode(SHA256Hasher.hash(old))))
+        let json = try CLI.run("inspect", "--json", dir.file("p"))
+        #expect(json.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect(object?["format"] as? String == "phx")
+        #expect(object?["codec"] as? String == "zstd")
+        #expect((object?["newSize"] as? Int) == new.count)
+        #expect((object?["oldSize"] as? Int) == old.count)
+        #expect((object?["controlTuples"] as? Int ?? 0) > 0)
+        _ = try CLI.run("make", "--format", "bsdiff", dir.file("old"), dir.file("new"), dir.file("b"))
+        let b = try CLI.run("inspect", "--json", dir.file("b"))
+        let bo = try JSONSerialization.jsonObject(with: Data(b.stdout.utf8)) as? [String: Any]
+        #expect(bo?["format"] as? String == "bsdiff")
+        #expect((bo?["controlTuples"] as? Int ?? 0) > 0)
+    }
+
+    @Test func usageErrorsExitWith1() throws {
+        for args in [["make", "a"], ["apply", dir.file("old"), dir.file("x")], ["bogus"],
+                     ["make", "--format", "bsdiff", "--codec", "zstd", "a", "b", "c"], ["make", "--level", "99", "a", "b", "c"],
+                     ["apply", "--in-place", "a", "b", "c"]] {
+            let r = try Run.process(CLI.binary, args)
+            #expect(r.status == 1, "\(args): status \(r.status), stderr \(r.stderr)")
+            #expect(!r.stderr.isEmpty)
+        }
+    }
+
+    @Test func corruptPatchExitsWith2AndOneLineNamingTheProblem() throws {
+        _ = try CLI.run("make", dir.file("old"), dir.file("new"), dir.file("p"))
+        var p = try dir.read("p")
+        p = Array(p.dropLast(10))
+        try dir.write("bad", p)
+        let r = try CLI.run("apply", dir.file("old"), dir.file("bad"), dir.file("out"))
+        #expect(r.status == 2)
+        #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("corrupt patch: truncated patch"))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
+        try dir.write("notapatch", Array("hello world, definitely not a patch".utf8))
+        let m = try CLI.run("inspect", dir.file("notapatch"))
+        #expect(m.status == 2)
+        #expect(m.stderr.contains("unknown magic"))
+    }
+
+    @Test func wrongSourceExitsWith3AndLeavesNothing() throws {
+        _ = try CLI.run("make", dir.file("old"), dir.file("new"), dir.file("p"))
+        let r = try CLI.run("apply", dir.file("new"), dir.file("p"), dir.file("out"))
+        #expect(r.status == 3)
+        #expect(r.stderr.contains("wrong source file"))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
+    }
+
+    @Test func missingFileExitsWith4() throws {
+        let r = try CLI.run("apply", dir.file("old"), dir.file("missing"), dir.file("out"))
+        #expect(r.status == 4)
+        #expect(r.stderr.contains("missing"))
+        let m = try CLI.run("make", dir.file("nope"), dir.file("new"), dir.file("p"))
+        #expect(m.status == 4)
+    }
+
+    @Test func maxOutputRefusesLargeDeclaredSizes() throws {
+        _ = try CLI.run("make", dir.file("old"), dir.file("new"), dir.file("p"))
+        let r = try CLI.run("apply", "--max-output", "1K", dir.file("old"), dir.file("p"), dir.file("out"))
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("above the limit of 1024 bytes"))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out")))
+    }
+
+    @Test func threadsDoNotChangeThePatch() throws {
+        _ = try CLI.run("make", "--threads", "1", dir.file("old"), dir.file("new"), dir.file("p1"))
+        _ = try CLI.run("make", "--threads", "4", dir.file("old"), dir.file("new"), dir.file("p4"))
+        #expect(try dir.read("p1") == dir.read("p4"))
+    }
+
+    @Test func versionAndHelpExitZero() throws {
+        let v = try CLI.run("--version")
+        #expect(v.status == 0)
+        #expect(v.stdout.contains("0."))
+        let h = try CLI.run("--help")
+        #expect(h.status == 0)
+        #expect(h.stdout.contains("Exit codes"))
+    }
+}
