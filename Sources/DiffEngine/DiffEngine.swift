@@ -20,12 +20,14 @@ public enum DiffEngine {
         let newBytes = new.bindMemory(to: UInt8.self)
         progress?(0)
         let level = options.level ?? options.codec.defaultLevel
-        let encoders = try (0..<3).map { i in
-            try options.codec.makeEncoder(level: level, threads: options.threads,
-                                          sizeHint: i == 0 ? nil : UInt64(newBytes.count))
+        // phx: control, diff-runs, diff-literals, extra. BSDIFF40: control, diff, extra.
+        let streamCount = options.format == .phx ? 4 : 3
+        let encoders = try (0..<streamCount).map { _ in
+            try options.codec.makeEncoder(level: level, threads: options.threads)
         }
         var assembler = StreamAssembler(old: oldBytes, new: newBytes, format: options.format,
-                                        control: encoders[0], diff: encoders[1], extra: encoders[2])
+                                        control: encoders[0], diff: encoders[1],
+                                        literals: streamCount == 4 ? encoders[2] : nil, extra: encoders[streamCount - 1])
         // Suffix sorting is about a third of the work, matching and compressing the rest.
         let report: (Int) -> Void = { scanned in
             progress?(0.3 + 0.6 * Double(scanned) / Double(max(newBytes.count, 1)))
@@ -55,9 +57,10 @@ public enum DiffEngine {
                 oldSize: UInt64(oldBytes.count), newSize: UInt64(newBytes.count),
                 oldSHA256: SHA256Hasher.hash(old), newSHA256: SHA256Hasher.hash(new),
                 controlCount: assembler.tupleCount,
-                controlLength: UInt64(streams[0].count), diffLength: UInt64(streams[1].count),
-                extraLength: UInt64(streams[2].count),
-                diffRawLength: assembler.diffRawLength, extraRawLength: assembler.extraRawLength)
+                controlLength: UInt64(streams[0].count), runsLength: UInt64(streams[1].count),
+                literalsLength: UInt64(streams[2].count), extraLength: UInt64(streams[3].count),
+                diffRawLength: assembler.diffRawLength, literalsRawLength: assembler.literalsRawLength,
+                extraRawLength: assembler.extraRawLength)
             out = header.encode()
         case .bsdiff:
             out = BsdiffHeader(controlLength: UInt64(streams[0].count), diffLength: UInt64(streams[1].count),

@@ -8,8 +8,11 @@ struct StreamAssembler: MatchSink {
     let new: UnsafeBufferPointer<UInt8>
     let format: PatchKind
     let control: any StreamEncoder
+    /// BSDIFF40: the raw diff bytes. phx: the diff-runs stream (`literals` takes the non-zero bytes).
     let diff: any StreamEncoder
+    let literals: (any StreamEncoder)?
     let extra: any StreamEncoder
+    private var splitter = DiffRunSplitter()
 
     private(set) var tupleCount: UInt64 = 0
     private(set) var diffRawLength: UInt64 = 0
@@ -20,12 +23,14 @@ struct StreamAssembler: MatchSink {
     private static let chunk = 1 << 16
 
     init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, format: PatchKind,
-         control: any StreamEncoder, diff: any StreamEncoder, extra: any StreamEncoder) {
+         control: any StreamEncoder, diff: any StreamEncoder, literals: (any StreamEncoder)?, extra: any StreamEncoder) {
+        precondition((format == .phx) == (literals != nil), "phx needs a literals stream, bsdiff has none")
         self.old = old
         self.new = new
         self.format = format
         self.control = control
         self.diff = diff
+        self.literals = literals
         self.extra = extra
         self.scratch = .allocate(capacity: Self.chunk)
         controlBuffer.reserveCapacity(Self.chunk + 64)
@@ -38,7 +43,14 @@ struct StreamAssembler: MatchSink {
         pending = nil
         if !controlBuffer.isEmpty { try control.write(controlBuffer) }
         controlBuffer.removeAll()
+        if format == .phx {
+            splitter.finish()
+            try diff.write(splitter.runs)
+            splitter.runs.removeAll()
+        }
     }
+
+    var literalsRawLength: UInt64 { splitter.literalCount }
 
     private mutating func writeControl(_ t: ControlTuple) throws {
         switch format {
@@ -70,7 +82,15 @@ struct StreamAssembler: MatchSink {
             let dst = scratch.baseAddress!
             let src = n! + newStart + done, base = o! + oldStart + done
             for i in 0..<m { dst[i] = src[i] &- base[i] }
-            try diff.write(UnsafeRawBufferPointer(start: dst, count: m))
+            if let literals {
+                try splitter.add(UnsafeBufferPointer(start: dst, count: m)) { try literals.write(UnsafeRawBufferPointer($0)) }
+                if splitter.runs.count >= Self.chunk {
+                    try diff.write(splitter.runs)
+                    splitter.runs.removeAll(keepingCapacity: true)
+                }
+            } else {
+                try diff.write(UnsafeRawBufferPointer(start: dst, count: m))
+            }
             done += m
         }
         if copy > 0 {

@@ -1,4 +1,4 @@
-/// The fixed 148-byte header of a `phx` patch. Layout (all integers little-endian, unsigned):
+/// The fixed 164-byte header of a `phx` patch. Layout (all integers little-endian, unsigned):
 ///
 /// | offset | size | field |
 /// |---|---|---|
@@ -14,17 +14,19 @@
 /// | 64 | 32 | SHA-256 of new |
 /// | 96 | 8 | control tuple count |
 /// | 104 | 8 | compressed length of the control stream |
-/// | 112 | 8 | compressed length of the diff stream |
-/// | 120 | 8 | compressed length of the extra stream |
-/// | 128 | 8 | decompressed length of the diff stream (sum of add lengths) |
-/// | 136 | 8 | decompressed length of the extra stream (sum of copy lengths) |
-/// | 144 | 4 | CRC-32 of bytes 0..<144 |
+/// | 112 | 8 | compressed length of the diff-runs stream |
+/// | 120 | 8 | compressed length of the diff-literals stream |
+/// | 128 | 8 | compressed length of the extra stream |
+/// | 136 | 8 | diff bytes in all (sum of add lengths) |
+/// | 144 | 8 | decompressed length of the diff-literals stream |
+/// | 152 | 8 | decompressed length of the extra stream (sum of copy lengths) |
+/// | 160 | 4 | CRC-32 of bytes 0..<160 |
 ///
-/// The three streams follow in that order; the file ends exactly after the extra stream.
+/// The four streams follow in that order; the file ends exactly after the extra stream.
 public struct PhxHeader: Equatable, Sendable {
     public static let magic: [UInt8] = Array("PHXPATCH".utf8)
     public static let currentVersion: UInt16 = 1
-    public static let size = 148
+    public static let size = 164
 
     public var codec: CodecID
     public var level: UInt8
@@ -34,14 +36,16 @@ public struct PhxHeader: Equatable, Sendable {
     public var newSHA256: [UInt8]
     public var controlCount: UInt64
     public var controlLength: UInt64
-    public var diffLength: UInt64
+    public var runsLength: UInt64
+    public var literalsLength: UInt64
     public var extraLength: UInt64
     public var diffRawLength: UInt64
+    public var literalsRawLength: UInt64
     public var extraRawLength: UInt64
 
     public init(codec: CodecID, level: UInt8, oldSize: UInt64, newSize: UInt64, oldSHA256: [UInt8], newSHA256: [UInt8],
-                controlCount: UInt64, controlLength: UInt64, diffLength: UInt64, extraLength: UInt64,
-                diffRawLength: UInt64, extraRawLength: UInt64) {
+                controlCount: UInt64, controlLength: UInt64, runsLength: UInt64, literalsLength: UInt64,
+                extraLength: UInt64, diffRawLength: UInt64, literalsRawLength: UInt64, extraRawLength: UInt64) {
         precondition(oldSHA256.count == 32 && newSHA256.count == 32, "SHA-256 digests must be 32 bytes")
         self.codec = codec
         self.level = level
@@ -51,16 +55,19 @@ public struct PhxHeader: Equatable, Sendable {
         self.newSHA256 = newSHA256
         self.controlCount = controlCount
         self.controlLength = controlLength
-        self.diffLength = diffLength
+        self.runsLength = runsLength
+        self.literalsLength = literalsLength
         self.extraLength = extraLength
         self.diffRawLength = diffRawLength
+        self.literalsRawLength = literalsRawLength
         self.extraRawLength = extraRawLength
     }
 
-    /// Offsets of the three streams in the patch file.
+    /// Offsets of the four streams in the patch file.
     public var controlOffset: UInt64 { UInt64(Self.size) }
-    public var diffOffset: UInt64 { controlOffset + controlLength }
-    public var extraOffset: UInt64 { diffOffset + diffLength }
+    public var runsOffset: UInt64 { controlOffset + controlLength }
+    public var literalsOffset: UInt64 { runsOffset + runsLength }
+    public var extraOffset: UInt64 { literalsOffset + literalsLength }
     public var totalLength: UInt64 { extraOffset + extraLength }
 
     public func encode() -> [UInt8] {
@@ -76,7 +83,8 @@ public struct PhxHeader: Equatable, Sendable {
         LittleEndian.append(newSize, to: &out)
         out.append(contentsOf: oldSHA256)
         out.append(contentsOf: newSHA256)
-        for v in [controlCount, controlLength, diffLength, extraLength, diffRawLength, extraRawLength] {
+        for v in [controlCount, controlLength, runsLength, literalsLength, extraLength,
+                  diffRawLength, literalsRawLength, extraRawLength] {
             LittleEndian.append(v, to: &out)
         }
         LittleEndian.append(CRC32.checksum(out), to: &out)
@@ -84,7 +92,7 @@ public struct PhxHeader: Equatable, Sendable {
         return out
     }
 
-    /// Parses and validates a header. `fileLength`, when known, must equal the header plus the three
+    /// Parses and validates a header. `fileLength`, when known, must equal the header plus the four
     /// streams exactly (a shorter file is truncated, a longer one has trailing garbage).
     public static func decode(_ bytes: UnsafeRawBufferPointer, fileLength: UInt64?, limits: PatchLimits) throws -> PhxHeader {
         _ = try PatchKind.detect(bytes)
@@ -93,8 +101,8 @@ public struct PhxHeader: Equatable, Sendable {
         }
         let version = LittleEndian.read(UInt16.self, from: bytes, at: 8)
         guard version == currentVersion else { throw PatchFormatError.unsupportedVersion(version) }
-        let storedCRC = LittleEndian.read(UInt32.self, from: bytes, at: 144)
-        let computedCRC = CRC32.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<144]))
+        let storedCRC = LittleEndian.read(UInt32.self, from: bytes, at: 160)
+        let computedCRC = CRC32.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<160]))
         guard storedCRC == computedCRC else {
             throw PatchFormatError.headerChecksumMismatch(stored: storedCRC, computed: computedCRC)
         }
@@ -109,8 +117,8 @@ public struct PhxHeader: Equatable, Sendable {
         let header = PhxHeader(
             codec: codec, level: bytes[13], oldSize: u64(16), newSize: u64(24),
             oldSHA256: Array(bytes[32..<64]), newSHA256: Array(bytes[64..<96]),
-            controlCount: u64(96), controlLength: u64(104), diffLength: u64(112), extraLength: u64(120),
-            diffRawLength: u64(128), extraRawLength: u64(136))
+            controlCount: u64(96), controlLength: u64(104), runsLength: u64(112), literalsLength: u64(120),
+            extraLength: u64(128), diffRawLength: u64(136), literalsRawLength: u64(144), extraRawLength: u64(152))
         try header.validate(fileLength: fileLength, limits: limits)
         return header
     }
@@ -122,8 +130,9 @@ public struct PhxHeader: Equatable, Sendable {
     func validate(fileLength: UInt64?, limits: PatchLimits) throws {
         let signedMax = UInt64(Int64.max)
         for (name, v) in [("old size (offset 16)", oldSize), ("new size (offset 24)", newSize),
-                          ("control length (offset 104)", controlLength), ("diff length (offset 112)", diffLength),
-                          ("extra length (offset 120)", extraLength)] where v > signedMax {
+                          ("control length (offset 104)", controlLength), ("runs length (offset 112)", runsLength),
+                          ("literals length (offset 120)", literalsLength), ("extra length (offset 128)", extraLength)]
+        where v > signedMax {
             throw PatchFormatError.invalidField(field: name, value: "\(v)", reason: "above 2^63-1")
         }
         guard newSize <= limits.maxOutputSize else {
@@ -132,8 +141,13 @@ public struct PhxHeader: Equatable, Sendable {
         let (rawSum, rawOverflow) = diffRawLength.addingReportingOverflow(extraRawLength)
         guard !rawOverflow && rawSum == newSize else {
             throw PatchFormatError.invalidField(
-                field: "diff/extra raw lengths (offsets 128, 136)", value: "\(diffRawLength) + \(extraRawLength)",
+                field: "diff/extra byte counts (offsets 136, 152)", value: "\(diffRawLength) + \(extraRawLength)",
                 reason: "must add up to the new size \(newSize)")
+        }
+        guard literalsRawLength <= diffRawLength else {
+            throw PatchFormatError.invalidField(
+                field: "literal byte count (offset 144)", value: "\(literalsRawLength)",
+                reason: "above the diff byte count \(diffRawLength)")
         }
         // Every phx control tuple but the first writes at least one byte, so there are at most newSize + 1.
         guard controlCount <= newSize + 1 else {
@@ -142,11 +156,12 @@ public struct PhxHeader: Equatable, Sendable {
                 reason: "above the new size + 1 = \(newSize + 1) (every tuple after the first writes at least one byte)")
         }
         var total = UInt64(Self.size)
-        for part in [controlLength, diffLength, extraLength] {
+        for part in [controlLength, runsLength, literalsLength, extraLength] {
             let (t, o) = total.addingReportingOverflow(part)
             guard !o else {
-                throw PatchFormatError.invalidField(field: "stream lengths", value: "\(controlLength)+\(diffLength)+\(extraLength)",
-                                                    reason: "overflow 64 bits")
+                throw PatchFormatError.invalidField(
+                    field: "stream lengths (offsets 104-135)",
+                    value: "\(controlLength)+\(runsLength)+\(literalsLength)+\(extraLength)", reason: "overflow 64 bits")
             }
             total = t
         }

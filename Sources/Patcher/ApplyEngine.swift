@@ -29,22 +29,27 @@ struct ApplyEngine {
     var progress: ((UInt64) -> Void)?
 
     func run() throws {
-        let codec: CodecID
-        let ranges: [(name: String, offset: UInt64, length: UInt64)]
+        // Open the streams: phx has control, diff-runs, diff-literals and extra; BSDIFF40 has control,
+        // diff and extra (which runs to the end of the file), all bzip2.
+        let control: DecompressingReader, extra: DecompressingReader, diff: any DiffSource
         switch header {
         case .phx(let h):
-            codec = h.codec
-            ranges = [("control", h.controlOffset, h.controlLength), ("diff", h.diffOffset, h.diffLength),
-                      ("extra", h.extraOffset, h.extraLength)]
+            func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
+                try DecompressingReader(streamName: name, codec: h.codec, source: input.source(offset: offset, length: length))
+            }
+            control = try open("control", h.controlOffset, h.controlLength)
+            diff = DiffRunReader(runs: try open("diff-runs", h.runsOffset, h.runsLength),
+                                 literals: try open("diff-literals", h.literalsOffset, h.literalsLength),
+                                 total: h.diffRawLength)
+            extra = try open("extra", h.extraOffset, h.extraLength)
         case .bsdiff(let h):
-            codec = .bzip2
-            ranges = [("control", h.controlOffset, h.controlLength), ("diff", h.diffOffset, h.diffLength),
-                      ("extra", h.extraOffset, input.length - h.extraOffset)]
+            func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
+                try DecompressingReader(streamName: name, codec: .bzip2, source: input.source(offset: offset, length: length))
+            }
+            control = try open("control", h.controlOffset, h.controlLength)
+            diff = PlainDiffSource(reader: try open("diff", h.diffOffset, h.diffLength))
+            extra = try open("extra", h.extraOffset, input.length - h.extraOffset)
         }
-        let readers = try ranges.map {
-            try DecompressingReader(streamName: $0.name, codec: codec, source: input.source(offset: $0.offset, length: $0.length))
-        }
-        let control = readers[0], diff = readers[1], extra = readers[2]
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunk, alignment: 16)
         defer { buffer.deallocate() }
 
@@ -116,23 +121,29 @@ struct ApplyEngine {
             }
 
             // Add: diff bytes plus old bytes. Old bytes outside the old file count as zero (bspatch's
-            // rule; a phx patch never gets here with such a range).
+            // rule; a phx patch never gets here with such a range). A run of zero diff bytes is a plain
+            // copy of old bytes, written straight from the old file's buffer.
             var remaining = add
             var cursor = oldPos
             while remaining > 0 {
-                let m = Int(min(UInt64(buffer.count), remaining))
-                let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<m])
-                try diff.readExactly(into: part)
+                let want = Int(min(UInt64(buffer.count), remaining))
+                let (m, allZero) = try diff.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]))
                 let lo = max(cursor, 0)
                 let (end, overflow) = cursor.addingReportingOverflow(Int64(m))
                 let hi = overflow ? oldSize : min(end, oldSize)
-                if lo < hi {
-                    let dst = part.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(lo - cursor)
-                    let src = old.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(lo)
-                    for i in 0..<Int(hi - lo) { dst[i] &+= src[i] }
+                if allZero && lo == cursor && hi - lo == Int64(m) {
+                    try sink.write(UnsafeRawBufferPointer(rebasing: old[Int(lo)..<Int(hi)]))
+                } else {
+                    let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<m])
+                    if allZero { part.initializeMemory(as: UInt8.self, repeating: 0) }
+                    if lo < hi {
+                        let dst = part.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(lo - cursor)
+                        let src = old.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(lo)
+                        for i in 0..<Int(hi - lo) { dst[i] &+= src[i] }
+                    }
+                    try sink.write(UnsafeRawBufferPointer(part))
                 }
-                try sink.write(UnsafeRawBufferPointer(part))
-                if overflow { cursor = Int64.max } else { cursor = end }
+                cursor = overflow ? Int64.max : end
                 remaining -= UInt64(m)
             }
             // Copy: bytes from the extra stream.
@@ -165,7 +176,29 @@ struct ApplyEngine {
             throw PatcherError.format(.invalidControl(
                 index: index, reason: "is missing: the \(index) tuples write \(newPos) bytes but the declared new size is \(newSize)"))
         }
-        for r in readers { try r.finish() }
+        try control.finish()
+        try diff.finish()
+        try extra.finish()
         progress?(newPos)
     }
+}
+
+/// Where the add bytes' differences come from.
+protocol DiffSource: AnyObject {
+    /// Fills a prefix of `buffer`; says whether those bytes are all zero (without writing them then).
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> (count: Int, allZero: Bool)
+    func finish() throws
+}
+
+extension DiffRunReader: DiffSource {}
+
+/// BSDIFF40's diff block: raw difference bytes.
+final class PlainDiffSource: DiffSource {
+    let reader: DecompressingReader
+    init(reader: DecompressingReader) { self.reader = reader }
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> (count: Int, allZero: Bool) {
+        try reader.readExactly(into: buffer)
+        return (buffer.count, false)
+    }
+    func finish() throws { try reader.finish() }
 }

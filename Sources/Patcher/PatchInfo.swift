@@ -15,6 +15,8 @@ public struct PatchInfo: Sendable, Equatable, Codable {
     public var diffStreamSize: UInt64
     public var extraStreamSize: UInt64
     public var diffBytes: UInt64?
+    /// phx: how many of the diff bytes are non-zero (the rest are plain copies from old).
+    public var diffLiteralBytes: UInt64?
     public var extraBytes: UInt64?
 }
 
@@ -37,8 +39,9 @@ extension PatchApplier {
                                  oldSize: h.oldSize, newSize: h.newSize,
                                  oldSHA256: Hex.encode(h.oldSHA256), newSHA256: Hex.encode(h.newSHA256),
                                  controlTuples: h.controlCount, controlStreamSize: h.controlLength,
-                                 diffStreamSize: h.diffLength, extraStreamSize: h.extraLength,
-                                 diffBytes: h.diffRawLength, extraBytes: h.extraRawLength)
+                                 diffStreamSize: h.runsLength + h.literalsLength, extraStreamSize: h.extraLength,
+                                 diffBytes: h.diffRawLength, diffLiteralBytes: h.literalsRawLength,
+                                 extraBytes: h.extraRawLength)
             case .bsdiff(let h):
                 let reader = try DecompressingReader(streamName: "control", codec: .bzip2,
                                                      source: input.source(offset: h.controlOffset, length: h.controlLength))
@@ -52,7 +55,7 @@ extension PatchApplier {
                                  oldSize: nil, newSize: h.newSize, oldSHA256: nil, newSHA256: nil,
                                  controlTuples: bytes / 24, controlStreamSize: h.controlLength,
                                  diffStreamSize: h.diffLength, extraStreamSize: input.length - h.extraOffset,
-                                 diffBytes: nil, extraBytes: nil)
+                                 diffBytes: nil, diffLiteralBytes: nil, extraBytes: nil)
             }
         } catch let e as PatchFormatError {
             throw PatcherError.format(e)

@@ -34,7 +34,8 @@ struct InspectCommand: ParsableCommand {
         lines.append(("control tuples", "\(info.controlTuples)"))
         lines.append(("streams", "control \(info.controlStreamSize), diff \(info.diffStreamSize), extra \(info.extraStreamSize) bytes compressed"))
         if let d = info.diffBytes, let e = info.extraBytes {
-            lines.append(("new bytes", "\(d) from old (diff), \(e) verbatim (extra)"))
+            let changed = info.diffLiteralBytes.map { ", \($0) of them changed" } ?? ""
+            lines.append(("new bytes", "\(d) from old (diff\(changed)), \(e) verbatim (extra)"))
         }
         for (k, v) in lines { print(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
     }

@@ -99,3 +99,73 @@ import TestSupport
         #expect(outputs[0] == outputs[2])
     }
 }
+
+@Suite struct DiffRunTests {
+    func split(_ pieces: [[UInt8]]) -> (runs: [UInt8], literals: [UInt8]) {
+        var s = DiffRunSplitter()
+        var lits = [UInt8]()
+        for p in pieces { p.withUnsafeBufferPointer { s.add($0) { lits.append(contentsOf: $0) } } }
+        s.finish()
+        return (s.runs, lits)
+    }
+
+    @Test func knownSplit() {
+        // 3 zeros, 2 literals, 1 zero, 1 literal, 2 trailing zeros.
+        let (runs, lits) = split([[0, 0, 0, 5, 6, 0, 7, 0, 0]])
+        #expect(runs == [3, 2, 1, 1, 2, 0])
+        #expect(lits == [5, 6, 7])
+        #expect(split([[9]]).runs == [0, 1])
+        #expect(split([]).runs == [])
+    }
+
+    @Test func splitDoesNotDependOnChunking() {
+        var rng = SeededGenerator(seed: 12)
+        let data = (0..<20_000).map { _ in rng.next() % 4 == 0 ? UInt8(truncatingIfNeeded: rng.next() | 1) : 0 }
+        let whole = split([data])
+        var pieces: [[UInt8]] = []
+        var i = 0
+        while i < data.count {
+            let n = min(Int(rng.next() % 50), data.count - i)
+            pieces.append(Array(data[i..<i + n]))
+            i += n
+        }
+        #expect(split(pieces) == whole)
+    }
+
+    @Test func readerRestoresTheBytes() throws {
+        var rng = SeededGenerator(seed: 13)
+        let data = (0..<50_000).map { _ in rng.next() % 3 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : 0 }
+        let (runs, lits) = split([data])
+        let reader = DiffRunReader(
+            runs: try DecompressingReader(streamName: "diff-runs", codec: .zstd, source: MemorySource(try HandMadePatch.compress(runs, codec: .zstd))),
+            literals: try DecompressingReader(streamName: "diff-literals", codec: .zstd, source: MemorySource(try HandMadePatch.compress(lits, codec: .zstd))),
+            total: UInt64(data.count))
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 777)
+        while out.count < data.count {
+            let want = min(buf.count, data.count - out.count)
+            let (n, zero) = try buf.withUnsafeMutableBytes { try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<want])) }
+            out.append(contentsOf: zero ? [UInt8](repeating: 0, count: n) : Array(buf[0..<n]))
+        }
+        #expect(out == data)
+        try reader.finish()
+    }
+
+    @Test func runsCoveringMoreThanTheDiffBytesAreRejected() throws {
+        let reader = DiffRunReader(
+            runs: try DecompressingReader(streamName: "diff-runs", codec: .uncompressed, source: MemorySource([10, 0])),
+            literals: try DecompressingReader(streamName: "diff-literals", codec: .uncompressed, source: MemorySource([])),
+            total: 5)
+        var buf = [UInt8](repeating: 0, count: 5)
+        #expect(throws: PatchFormatError.corruptStream(stream: "diff-runs", detail: "run pair 0 covers 10 + 0 bytes but only 5 diff bytes remain")) {
+            _ = try buf.withUnsafeMutableBytes { try reader.read(into: $0) }
+        }
+        let empty = DiffRunReader(
+            runs: try DecompressingReader(streamName: "diff-runs", codec: .uncompressed, source: MemorySource([0, 0])),
+            literals: try DecompressingReader(streamName: "diff-literals", codec: .uncompressed, source: MemorySource([])),
+            total: 5)
+        #expect(throws: PatchFormatError.corruptStream(stream: "diff-runs", detail: "run pair 0 is empty")) {
+            _ = try buf.withUnsafeMutableBytes { try empty.read(into: $0) }
+        }
+    }
+}

@@ -5,12 +5,13 @@ import Testing
     static let sample = PhxHeader(
         codec: .zstd, level: 19, oldSize: 0x0102, newSize: 0x0304,
         oldSHA256: Array(repeating: 0xAA, count: 32), newSHA256: Array(repeating: 0xBB, count: 32),
-        controlCount: 5, controlLength: 10, diffLength: 20, extraLength: 30, diffRawLength: 0x0300, extraRawLength: 4)
+        controlCount: 5, controlLength: 10, runsLength: 20, literalsLength: 25, extraLength: 30,
+        diffRawLength: 0x0300, literalsRawLength: 0x40, extraRawLength: 4)
 
     /// The byte layout documented in FORMAT.md, field by field.
     @Test func annotatedByteLayout() {
         let b = Self.sample.encode()
-        #expect(b.count == 148)
+        #expect(b.count == 164)
         #expect(Array(b[0..<8]) == Array("PHXPATCH".utf8))           // magic
         #expect(Array(b[8..<10]) == [1, 0])                           // version 1, LE
         #expect(Array(b[10..<12]) == [0, 0])                          // flags
@@ -21,20 +22,20 @@ import Testing
         #expect(Array(b[24..<32]) == [0x04, 0x03, 0, 0, 0, 0, 0, 0])  // new size
         #expect(Array(b[32..<64]) == Array(repeating: 0xAA, count: 32))
         #expect(Array(b[64..<96]) == Array(repeating: 0xBB, count: 32))
-        #expect(b[96] == 5 && b[104] == 10 && b[112] == 20 && b[120] == 30)
-        #expect(Array(b[128..<130]) == [0x00, 0x03] && b[136] == 4)
-        let crc = UInt32(b[144]) | UInt32(b[145]) << 8 | UInt32(b[146]) << 16 | UInt32(b[147]) << 24
-        #expect(crc == CRC32.checksum(Array(b[0..<144])))
+        #expect(b[96] == 5 && b[104] == 10 && b[112] == 20 && b[120] == 25 && b[128] == 30)  // count, stream lengths
+        #expect(Array(b[136..<138]) == [0x00, 0x03] && b[144] == 0x40 && b[152] == 4)      // raw byte counts
+        let crc = UInt32(b[160]) | UInt32(b[161]) << 8 | UInt32(b[162]) << 16 | UInt32(b[163]) << 24
+        #expect(crc == CRC32.checksum(Array(b[0..<160])))
     }
 
     @Test func roundTrip() throws {
         let b = Self.sample.encode()
-        #expect(try PhxHeader.decode(b, fileLength: 148 + 60, limits: PatchLimits()) == Self.sample)
+        #expect(try PhxHeader.decode(b, fileLength: 164 + 85, limits: PatchLimits()) == Self.sample)
     }
 
     /// Re-encodes `bytes` with a correct CRC after a change, so that the field check itself is tested.
     func withCRC(_ bytes: [UInt8]) -> [UInt8] {
-        var b = Array(bytes[0..<144])
+        var b = Array(bytes[0..<160])
         let crc = CRC32.checksum(b)
         withUnsafeBytes(of: crc.littleEndian) { b.append(contentsOf: $0) }
         return b
@@ -56,11 +57,14 @@ import Testing
         #expect(throws: PatchFormatError.badMagic(found: Array("XHXPATCH".utf8))) {
             try PhxHeader.decode(b, fileLength: nil, limits: limits)
         }
-        #expect(throws: PatchFormatError.truncated(part: "phx header", needed: 148, available: 100)) {
+        #expect(throws: PatchFormatError.truncated(part: "phx header", needed: 164, available: 100)) {
             try PhxHeader.decode(Array(good.prefix(100)), fileLength: nil, limits: limits)
         }
         // Raw lengths that do not add up to the new size.
-        b = good; b[136] = 5
+        b = good; b[152] = 5
+        #expect(throws: PatchFormatError.self) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
+        // More literal bytes than diff bytes.
+        b = good; b[144...145] = [0x01, 0x04]
         #expect(throws: PatchFormatError.self) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
         // More tuples than the new size allows.
         b = good; b[96...103] = [0xFF, 0xFF, 0, 0, 0, 0, 0, 0]
@@ -68,16 +72,17 @@ import Testing
         // A stream length that overflows.
         b = good; b[104...111] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]
         b[112...119] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]
+        b[120...127] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]
         #expect(throws: PatchFormatError.self) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
     }
 
     @Test func fileLengthMustMatchExactly() {
         let b = Self.sample.encode()
-        #expect(throws: PatchFormatError.truncated(part: "patch (header and streams)", needed: 208, available: 207)) {
-            try PhxHeader.decode(b, fileLength: 207, limits: PatchLimits())
+        #expect(throws: PatchFormatError.truncated(part: "patch (header and streams)", needed: 249, available: 248)) {
+            try PhxHeader.decode(b, fileLength: 248, limits: PatchLimits())
         }
-        #expect(throws: PatchFormatError.trailingData(location: "after the extra stream", detail: "1 bytes past the declared end at offset 208")) {
-            try PhxHeader.decode(b, fileLength: 209, limits: PatchLimits())
+        #expect(throws: PatchFormatError.trailingData(location: "after the extra stream", detail: "1 bytes past the declared end at offset 249")) {
+            try PhxHeader.decode(b, fileLength: 250, limits: PatchLimits())
         }
     }
 

@@ -36,7 +36,7 @@ public enum HandMadePatch {
     /// A phx patch with these tuples and raw streams; the header's hashes are those of `old` and `new`
     /// unless overridden, and its counts are derived from the tuples unless overridden.
     public static func phx(old: [UInt8], new: [UInt8], tuples: [ControlTuple], diff: [UInt8], extra: [UInt8],
-                           codec: CodecID = .zstd, rawControl: [UInt8]? = nil,
+                           codec: CodecID = .zstd, rawControl: [UInt8]? = nil, rawRuns: [UInt8]? = nil,
                            adjust: (inout PhxHeader) -> Void = { _ in }) throws -> [UInt8] {
         var control = [UInt8]()
         for t in tuples {
@@ -44,15 +44,21 @@ public enum HandMadePatch {
             Varint.appendUnsigned(UInt64(bitPattern: t.copy), to: &control)
             Varint.appendSigned(t.seek, to: &control)
         }
+        var splitter = DiffRunSplitter()
+        var literalBytes = [UInt8]()
+        diff.withUnsafeBufferPointer { splitter.add($0) { literalBytes.append(contentsOf: $0) } }
+        splitter.finish()
         let c = try compress(rawControl ?? control, codec: codec)
-        let d = try compress(diff, codec: codec)
+        let r = try compress(rawRuns ?? splitter.runs, codec: codec)
+        let l = try compress(literalBytes, codec: codec)
         let x = try compress(extra, codec: codec)
         var header = PhxHeader(
             codec: codec, level: 0, oldSize: UInt64(old.count), newSize: UInt64(new.count),
             oldSHA256: SHA256Hasher.hash(old), newSHA256: SHA256Hasher.hash(new),
-            controlCount: UInt64(tuples.count), controlLength: UInt64(c.count), diffLength: UInt64(d.count),
-            extraLength: UInt64(x.count), diffRawLength: UInt64(diff.count), extraRawLength: UInt64(extra.count))
+            controlCount: UInt64(tuples.count), controlLength: UInt64(c.count), runsLength: UInt64(r.count),
+            literalsLength: UInt64(l.count), extraLength: UInt64(x.count), diffRawLength: UInt64(diff.count),
+            literalsRawLength: UInt64(literalBytes.count), extraRawLength: UInt64(extra.count))
         adjust(&header)
-        return header.encode() + c + d + x
+        return header.encode() + c + r + l + x
     }
 }

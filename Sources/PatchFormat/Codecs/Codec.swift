@@ -43,11 +43,11 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
 
     /// Makes a streaming encoder. `threads` > 1 lets codecs that can (zstd) compress on several cores;
     /// the output bytes do not depend on it.
-    public func makeEncoder(level: Int? = nil, threads: Int = 1, sizeHint: UInt64? = nil) throws -> any StreamEncoder {
+    public func makeEncoder(level: Int? = nil, threads: Int = 1) throws -> any StreamEncoder {
         let level = level ?? defaultLevel
         switch self {
         case .uncompressed: return StoreEncoder()
-        case .zstd: return try ZstdEncoder(level: level, threads: threads, sizeHint: sizeHint)
+        case .zstd: return try ZstdEncoder(level: level, threads: threads)
         case .bzip2: return try Bzip2Encoder(blockSize100k: level)
         case .zlib: return try ZlibEncoder(level: level)
         }

@@ -6,7 +6,7 @@ final class ZstdEncoder: StreamEncoder {
     private var out: [UInt8] = []
     private var chunk = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
 
-    init(level: Int, threads: Int, sizeHint: UInt64?) throws {
+    init(level: Int, threads: Int) throws {
         guard let ctx = ZSTD_createCCtx() else {
             throw PatchFormatError.compressionFailed(codec: "zstd", detail: "cannot allocate a compression context")
         }
