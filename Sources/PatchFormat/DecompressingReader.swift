@@ -5,15 +5,15 @@ public final class DecompressingReader {
     private let decoder: any StreamDecoder
     private let source: any ByteSource
     private var input: UnsafeMutableRawBufferPointer
-    private var inputStart = 0
-    private var inputEnd = 0
-    private var sourceExhausted = false
+    @exclusivity(unchecked) private var inputStart = 0
+    @exclusivity(unchecked) private var inputEnd = 0
+    @exclusivity(unchecked) private var sourceExhausted = false
     private var output: UnsafeMutableRawBufferPointer
-    private var outputStart = 0
-    private var outputEnd = 0
-    private var streamEnded = false
+    @exclusivity(unchecked) private var outputStart = 0
+    @exclusivity(unchecked) private var outputEnd = 0
+    @exclusivity(unchecked) private var streamEnded = false
     /// Decompressed bytes handed out so far.
-    public private(set) var delivered: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var delivered: UInt64 = 0
 
     public init(streamName: String, codec: CodecID, source: any ByteSource, bufferSize: Int = 1 << 16) throws {
         precondition(bufferSize > 0, "bufferSize must be positive, got \(bufferSize)")
@@ -117,6 +117,31 @@ public final class DecompressingReader {
         outputStart += 1
         delivered += 1
         return b
+    }
+
+    /// Reads one unsigned LEB128 varint (see `Varint`), decoding straight from the window when the
+    /// whole varint is there. Errors are `Varint`'s, naming `index` and `field`.
+    public func readVarint(index: UInt64, field: String) throws -> UInt64 {
+        if outputEnd - outputStart >= Varint.maxLength {
+            let p = output.baseAddress!.assumingMemoryBound(to: UInt8.self) + outputStart
+            var result: UInt64 = 0
+            var shift: UInt64 = 0
+            for i in 0..<Varint.maxLength {
+                let b = p[i]
+                if i == Varint.maxLength - 1 && b > 1 {
+                    throw PatchFormatError.invalidControl(index: index, reason: "has a \(field) varint above 2^64-1")
+                }
+                result |= UInt64(b & 0x7f) << shift
+                if b & 0x80 == 0 {
+                    outputStart += i + 1
+                    delivered += UInt64(i + 1)
+                    return result
+                }
+                shift += 7
+            }
+            throw PatchFormatError.invalidControl(index: index, reason: "has a \(field) varint longer than \(Varint.maxLength) bytes")
+        }
+        return try Varint.readUnsigned(index: index, field: field) { try self.readByte() }
     }
 
     /// Checks that the stream is used up exactly: no decompressed bytes left over and no compressed

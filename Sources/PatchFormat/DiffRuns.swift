@@ -59,10 +59,10 @@ public struct DiffRunSplitter {
 public final class DiffRunReader {
     private let runs: DecompressingReader
     private let literals: DecompressingReader
-    private var zerosLeft: UInt64 = 0
-    private var literalsLeft: UInt64 = 0
-    private var remaining: UInt64
-    private var pairIndex: UInt64 = 0
+    @exclusivity(unchecked) private var zerosLeft: UInt64 = 0
+    @exclusivity(unchecked) private var literalsLeft: UInt64 = 0
+    @exclusivity(unchecked) private var remaining: UInt64
+    @exclusivity(unchecked) private var pairIndex: UInt64 = 0
 
     /// `total` is the number of diff bytes the patch declares (the sum of the add lengths).
     public init(runs: DecompressingReader, literals: DecompressingReader, total: UInt64) {
@@ -72,9 +72,8 @@ public final class DiffRunReader {
     }
 
     private func nextPair() throws {
-        let next = { try self.runs.readByte() }
-        let z = try Varint.readUnsigned(index: pairIndex, field: "zero run", next)
-        let l = try Varint.readUnsigned(index: pairIndex, field: "literal run", next)
+        let z = try runs.readVarint(index: pairIndex, field: "zero run")
+        let l = try runs.readVarint(index: pairIndex, field: "literal run")
         if z == 0 && l == 0 {
             throw PatchFormatError.corruptStream(stream: "diff-runs", detail: "run pair \(pairIndex) is empty")
         }

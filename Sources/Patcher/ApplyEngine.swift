@@ -71,10 +71,9 @@ struct ApplyEngine {
             switch header {
             case .phx(let h):
                 if index == h.controlCount { break tuples }
-                let next = { try control.readByte() }
-                let a = try Varint.readUnsigned(index: index, field: "add", next)
-                let c = try Varint.readUnsigned(index: index, field: "copy", next)
-                let s = Varint.unzigzag(try Varint.readUnsigned(index: index, field: "seek", next))
+                let a = try control.readVarint(index: index, field: "add")
+                let c = try control.readVarint(index: index, field: "copy")
+                let s = Varint.unzigzag(try control.readVarint(index: index, field: "seek"))
                 if a > newSize - newPos {
                     throw fail("adds \(a) bytes at new offset \(newPos), past the declared new size \(newSize)")
                 }

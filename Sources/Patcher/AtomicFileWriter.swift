@@ -12,12 +12,12 @@ import PatchFormat
 public final class AtomicFileWriter {
     public let destination: String
     public private(set) var temporaryPath: String
-    public private(set) var bytesWritten: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var bytesWritten: UInt64 = 0
     private var fd: Int32
     private let hasher = SHA256Hasher()
     private var buffer: UnsafeMutableRawBufferPointer
-    private var buffered = 0
-    private var finished = false
+    @exclusivity(unchecked) private var buffered = 0
+    @exclusivity(unchecked) private var finished = false
 
     /// - Parameter mode: permission bits for the result (for example the old file's).
     public init(destination: String, mode: mode_t = 0o644) throws {
@@ -44,10 +44,10 @@ public final class AtomicFileWriter {
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         precondition(!finished, "write after commit/abort")
-        hasher.update(bytes)
         bytesWritten += UInt64(bytes.count)
         if bytes.count >= buffer.count {
             try flush()
+            hasher.update(bytes)
             try FileIO.writeAll(fd, temporaryPath, bytes)
             return
         }
@@ -58,13 +58,19 @@ public final class AtomicFileWriter {
 
     private func flush() throws {
         if buffered > 0 {
-            try FileIO.writeAll(fd, temporaryPath, UnsafeRawBufferPointer(rebasing: buffer[0..<buffered]))
+            // Hashing whole buffers, not each small write, keeps SHA-256 at full speed.
+            let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<buffered])
+            hasher.update(bytes)
+            try FileIO.writeAll(fd, temporaryPath, bytes)
             buffered = 0
         }
     }
 
     /// SHA-256 of everything written. Call once, before `commit()`.
-    public func digest() -> [UInt8] { hasher.finalize() }
+    public func digest() throws -> [UInt8] {
+        try flush()
+        return hasher.finalize()
+    }
 
     /// Flushes, fsyncs and renames the temporary file over the destination.
     public func commit() throws {

@@ -73,7 +73,7 @@ public enum PatchApplier {
             var engine = ApplyEngine(header: header, old: UnsafeRawBufferPointer(old), input: input, sink: writer)
             if let progress { engine.progress = { progress($0, total) } }
             do { try engine.run() } catch let e as PatchFormatError { throw PatcherError.format(e) }
-            let digest = writer.digest()
+            let digest = try writer.digest()
             var verified = false
             if case .phx(let h) = header {
                 guard digest == h.newSHA256 else {
