@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of phoenix-diff against the peer tools on real version pairs.
+
+Runs every tool on every pair, interleaved (the order rotates each round so that no tool always runs
+on a warm or a cold machine), several rounds each, and reports the median, min and max wall time, the
+patch size and the peak RSS of make and apply, plus ratios against Debian's bsdiff/bspatch. These
+machines are shared and noisy: read the ratios, not the absolute seconds.
+
+Every apply is checked: the output must equal the new file, or the run is reported as FAILED.
+
+Usage:
+  Benchmarks/peers/compare.py [--corpus DIR] [--pairs a-numpy,b-ruff] [--runs 3]
+                              [--tools phoenix,bsdiff,...] [--out bench-out] [--phoenix PATH]
+
+The corpus comes from ../shared/corpus/make-corpus.sh (default ~/.cache/phoenix-corpus, or
+$PHOENIX_CORPUS). Writes OUT/results.md, OUT/results.json and OUT/chart.svg.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+
+def window_log(*paths):
+    size = max(os.path.getsize(p) for p in paths)
+    return max(27, math.ceil(math.log2(max(size, 2))))
+
+
+def tools(phoenix):
+    """name -> (make argv builder, apply argv builder, needs)"""
+    py = sys.executable
+    return {
+        "phoenix": (
+            lambda o, n, p: [phoenix, "make", "--quiet", o, n, p],
+            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
+            [phoenix],
+        ),
+        "phoenix-bsdiff": (
+            lambda o, n, p: [phoenix, "make", "--quiet", "--format", "bsdiff", o, n, p],
+            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
+            [phoenix],
+        ),
+        "bsdiff": (
+            lambda o, n, p: ["bsdiff", o, n, p],
+            lambda o, p, out: ["bspatch", o, out, p],
+            ["bsdiff", "bspatch"],
+        ),
+        "hdiffpatch": (
+            lambda o, n, p: [py, str(HERE / "hdiff_tool.py"), "make", o, n, p],
+            lambda o, p, out: [py, str(HERE / "hdiff_tool.py"), "apply", o, p, out],
+            [py],
+        ),
+        "xdelta3": (
+            lambda o, n, p: ["xdelta3", "-e", "-9", "-f", "-B", str(1 << min(31, window_log(o, n))), "-s", o, n, p],
+            lambda o, p, out: ["xdelta3", "-d", "-f", "-B", str(1 << min(31, window_log(o))), "-s", o, p, out],
+            ["xdelta3"],
+        ),
+        "zstd-patch-from": (
+            lambda o, n, p: ["zstd", "-q", "-f", "-19", f"--long={window_log(o, n)}", f"--patch-from={o}", n, "-o", p],
+            lambda o, p, out: ["zstd", "-q", "-f", "-d", f"--long={window_log(o)}", f"--patch-from={o}", p, "-o", out],
+            ["zstd"],
+        ),
+    }
+
+
+def timed(argv):
+    """Runs argv under /usr/bin/time; returns (seconds, peak RSS bytes, returncode, stderr)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        start = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-o", tf.name, "-f", "%M"] + argv,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        elapsed = time.perf_counter() - start
+        lines = [l for l in Path(tf.name).read_text().splitlines() if l.strip().isdigit()]
+        rss = int(lines[-1]) * 1024 if lines else 0
+    return elapsed, rss, proc.returncode, proc.stderr.strip()
+
+
+def same_file(a, b):
+    return subprocess.run(["cmp", "-s", a, b]).returncode == 0
+
+
+def fmt_time(values):
+    if not values:
+        return "n/a"
+    med = statistics.median(values)
+    return f"{med:.2f} s ({min(values):.2f}–{max(values):.2f})"
+
+
+def fmt_bytes(n):
+    if n is None:
+        return "n/a"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}" if scale >= 1e6 else f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default=os.environ.get("PHOENIX_CORPUS", str(Path.home() / ".cache/phoenix-corpus")))
+    ap.add_argument("--pairs", default="a-numpy,b-ruff,c-pyarrow,e-django-tar")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tools", default="phoenix,bsdiff,hdiffpatch,xdelta3,zstd-patch-from")
+    ap.add_argument("--out", default=str(ROOT / "bench-out"))
+    ap.add_argument("--phoenix", default=None, help="phoenix-diff binary (default: build it in release mode)")
+    args = ap.parse_args()
+
+    phoenix = args.phoenix
+    if phoenix is None:
+        subprocess.run(["swift", "build", "-c", "release", "--product", "phoenix-diff"], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+        bin_dir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+                                 capture_output=True, text=True).stdout.strip()
+        phoenix = str(Path(bin_dir) / "phoenix-diff")
+
+    table = tools(phoenix)
+    wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
+    for t in wanted:
+        if t not in table:
+            sys.exit(f"unknown tool {t}; known: {', '.join(table)}")
+        for need in table[t][2]:
+            if shutil.which(need) is None and not Path(need).exists():
+                sys.exit(f"{t} needs {need}, which is not installed (scripts/setup-debian.sh installs the peers)")
+    if "hdiffpatch" in wanted and subprocess.run([sys.executable, "-c", "import hdiffpatch"]).returncode != 0:
+        sys.exit("hdiffpatch needs the PyPI package: python3 -m pip install hdiffpatch")
+
+    corpus = Path(args.corpus)
+    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    for p in pairs:
+        if not (corpus / "pairs" / p / "old").is_file():
+            sys.exit(f"pair {p} not found under {corpus}/pairs (run ../shared/corpus/make-corpus.sh)")
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    work = Path(tempfile.mkdtemp(prefix="phoenix-bench-"))
+    try:
+        for pair in pairs:
+            old = str(corpus / "pairs" / pair / "old")
+            new = str(corpus / "pairs" / pair / "new")
+            results[pair] = {t: {"make": [], "apply": [], "make_rss": [], "apply_rss": [], "size": None, "ok": True,
+                                 "error": ""} for t in wanted}
+            for rnd in range(args.runs):
+                order = wanted[rnd % len(wanted):] + wanted[:rnd % len(wanted)]
+                for t in order:
+                    make, apply, _ = table[t]
+                    r = results[pair][t]
+                    patch = str(work / f"{pair}.{t}.patch")
+                    out = str(work / f"{pair}.{t}.out")
+                    secs, rss, code, err = timed(make(old, new, patch))
+                    if code != 0:
+                        r["ok"], r["error"] = False, f"make failed: {err[-300:]}"
+                        continue
+                    r["make"].append(secs)
+                    r["make_rss"].append(rss)
+                    r["size"] = os.path.getsize(patch)
+                    secs, rss, code, err = timed(apply(old, patch, out))
+                    if code != 0 or not same_file(out, new):
+                        r["ok"], r["error"] = False, f"apply failed or wrong output: {err[-300:]}"
+                        continue
+                    r["apply"].append(secs)
+                    r["apply_rss"].append(rss)
+                    os.unlink(out)
+                    print(f"{pair} round {rnd + 1}/{args.runs} {t}: make {r['make'][-1]:.2f} s, "
+                          f"{r['size']} bytes, apply {r['apply'][-1]:.3f} s", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    write_markdown(out_dir / "results.md", results, args, phoenix, corpus)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    write_chart(out_dir / "chart.svg", results)
+    print((out_dir / "results.md").read_text())
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def write_markdown(path, results, args, phoenix, corpus):
+    lines = [
+        "# Peer comparison",
+        "",
+        f"Command: `Benchmarks/peers/compare.py --pairs {args.pairs} --runs {args.runs} --tools {args.tools}`  ",
+        f"Machine: {machine()}  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Times are medians (min–max) of "
+        f"{args.runs} interleaved runs. `x faster` and `x smaller` compare each row with Debian's bsdiff 4.3 "
+        "(make, patch size) and bspatch (apply).",
+        "",
+    ]
+    for pair, rows in results.items():
+        src = Path(corpus) / "pairs" / pair / "SOURCE.txt"
+        label = src.read_text().splitlines()[-1] if src.exists() else pair
+        new_size = os.path.getsize(Path(corpus) / "pairs" / pair / "new")
+        lines += [f"## {pair}: {label} (new file {fmt_bytes(new_size)})", "",
+                  "| tool | make | patch | make peak RSS | apply | apply peak RSS | make x faster | x smaller | apply x faster |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        base = rows.get("bsdiff")
+        for tool, r in rows.items():
+            if not r["ok"]:
+                lines.append(f"| {tool} | FAILED: {r['error']} | | | | | | | |")
+                continue
+            def ratio(key_base, key):
+                if not base or not base["ok"] or not base[key_base] or not r[key]:
+                    return "n/a"
+                return f"{statistics.median(base[key_base]) / statistics.median(r[key]):.1f}"
+            size_ratio = (f"{base['size'] / r['size']:.2f}" if base and base["ok"] and base["size"] and r["size"]
+                          else "n/a")
+            lines.append(
+                f"| {tool} | {fmt_time(r['make'])} | {fmt_bytes(r['size'])} | "
+                f"{fmt_bytes(max(r['make_rss']) if r['make_rss'] else None)} | {fmt_time(r['apply'])} | "
+                f"{fmt_bytes(max(r['apply_rss']) if r['apply_rss'] else None)} | {ratio('make', 'make')} | "
+                f"{size_ratio} | {ratio('apply', 'apply')} |")
+        lines.append("")
+    Path(path).write_text("\n".join(lines))
+
+
+def write_chart(path, results):
+    """One panel per pair: patch size (y) against make time (x), a dot per tool, log-scaled x."""
+    colors = {"phoenix": "#d9480f", "phoenix-bsdiff": "#f59f00", "bsdiff": "#1c7ed6", "hdiffpatch": "#2f9e44",
+              "xdelta3": "#7048e8", "zstd-patch-from": "#495057"}
+    pw, ph, pad = 360, 260, 50
+    pairs = list(results)
+    width = pw * max(1, len(pairs))
+    height = ph + 70
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>']
+    for i, pair in enumerate(pairs):
+        x0 = i * pw
+        pts = [(t, statistics.median(r["make"]), r["size"]) for t, r in results[pair].items() if r["ok"] and r["make"]]
+        if not pts:
+            continue
+        tmin = min(p[1] for p in pts) / 1.5
+        tmax = max(p[1] for p in pts) * 1.5
+        smax = max(p[2] for p in pts) * 1.15
+        def sx(t):
+            return x0 + pad + (math.log(t) - math.log(tmin)) / (math.log(tmax) - math.log(tmin)) * (pw - pad - 20)
+        def sy(s):
+            return 30 + (1 - s / smax) * (ph - 60)
+        svg.append(f'<text x="{x0 + pw / 2}" y="18" text-anchor="middle" font-weight="bold">{pair}</text>')
+        svg.append(f'<line x1="{x0 + pad}" y1="{ph - 30}" x2="{x0 + pw - 20}" y2="{ph - 30}" stroke="#333"/>')
+        svg.append(f'<line x1="{x0 + pad}" y1="30" x2="{x0 + pad}" y2="{ph - 30}" stroke="#333"/>')
+        svg.append(f'<text x="{x0 + pw / 2}" y="{ph - 8}" text-anchor="middle">make time (s, log scale)</text>')
+        svg.append(f'<text x="{x0 + 12}" y="{ph / 2}" transform="rotate(-90 {x0 + 12} {ph / 2})" '
+                   f'text-anchor="middle">patch size</text>')
+        for frac in (0, 0.5, 1):
+            s = smax * frac
+            svg.append(f'<text x="{x0 + pad - 4}" y="{sy(s) + 4}" text-anchor="end">{fmt_bytes(int(s))}</text>')
+        for t in (tmin * 1.5, math.sqrt(tmin * tmax), tmax / 1.5):
+            svg.append(f'<text x="{sx(t)}" y="{ph - 18}" text-anchor="middle">{t:.2g}</text>')
+        for tool, t, s in pts:
+            c = colors.get(tool, "#000")
+            svg.append(f'<circle cx="{sx(t):.1f}" cy="{sy(s):.1f}" r="5" fill="{c}"><title>{tool}: {t:.2f} s, '
+                       f'{s} bytes</title></circle>')
+    lx = 10
+    for tool, c in colors.items():
+        if any(tool in results[p] for p in pairs):
+            svg.append(f'<circle cx="{lx + 5}" cy="{height - 15}" r="5" fill="{c}"/>'
+                       f'<text x="{lx + 14}" y="{height - 11}">{tool}</text>')
+            lx += 30 + 7 * len(tool)
+    svg.append("</svg>")
+    Path(path).write_text("\n".join(svg))
+
+
+if __name__ == "__main__":
+    main()
