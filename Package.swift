@@ -25,13 +25,18 @@ let package = Package(
         .systemLibrary(name: "CDivSufSort", path: "Sources/CDivSufSort", pkgConfig: "libdivsufsort64",
                        providers: [.apt(["libdivsufsort-dev"])]),
 
+        // renameat2(RENAME_EXCHANGE), which Glibc does not surface to Swift.
+        .target(name: "CPhoenixSys"),
+
         .target(name: "PatchFormat", dependencies: ["CBzip2", "CZlib", "CZstd", "CCrypto"]),
-        .target(name: "DiffEngine", dependencies: ["PatchFormat", "CDivSufSort"]),
-        .target(name: "Patcher", dependencies: ["PatchFormat"]),
+        // Walking, hashing and writing directory trees (bundles), shared by the make and apply sides.
+        .target(name: "TreeIO", dependencies: ["PatchFormat", "CPhoenixSys"]),
+        .target(name: "DiffEngine", dependencies: ["PatchFormat", "TreeIO", "CDivSufSort"]),
+        .target(name: "Patcher", dependencies: ["PatchFormat", "TreeIO"]),
         .executableTarget(
             name: "phoenix-diff",
             dependencies: [
-                "PatchFormat", "DiffEngine", "Patcher",
+                "PatchFormat", "DiffEngine", "Patcher", "TreeIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -40,9 +45,9 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["PatchFormat"], path: "Tests/TestSupport"),
         .testTarget(name: "PatchFormatTests", dependencies: ["PatchFormat", "TestSupport"]),
         .testTarget(name: "DiffEngineTests", dependencies: ["DiffEngine", "Patcher", "PatchFormat", "TestSupport"]),
-        .testTarget(name: "PatcherTests", dependencies: ["Patcher", "DiffEngine", "PatchFormat", "TestSupport"]),
+        .testTarget(name: "PatcherTests", dependencies: ["Patcher", "DiffEngine", "PatchFormat", "TreeIO", "TestSupport"]),
         // Runs the built phoenix-diff binary end to end.
-        .testTarget(name: "PhoenixDiffCLITests", dependencies: ["phoenix-diff", "DiffEngine", "PatchFormat", "TestSupport"]),
+        .testTarget(name: "PhoenixDiffCLITests", dependencies: ["phoenix-diff", "DiffEngine", "PatchFormat", "TreeIO", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -113,6 +113,20 @@ public final class DiffRunReader {
         return (n, false)
     }
 
+    /// Starts the diff bytes of the next file of a bundle (whose runs end where the file ends).
+    public func beginFile(total: UInt64) throws {
+        try endFile()
+        remaining = total
+    }
+
+    /// Checks that the current file's runs are used up exactly.
+    public func endFile() throws {
+        if zerosLeft > 0 || literalsLeft > 0 || remaining > 0 {
+            throw PatchFormatError.corruptStream(
+                stream: "diff-runs", detail: "runs and control tuples disagree by \(zerosLeft + literalsLeft + remaining) bytes")
+        }
+    }
+
     /// Checks that both streams are used up exactly.
     public func finish() throws {
         if zerosLeft > 0 || literalsLeft > 0 {

@@ -34,7 +34,7 @@ public enum PatchFormatError: Error, Equatable, Sendable, CustomStringConvertibl
             let shown = found.prefix(8).map { b -> String in
                 (0x20...0x7e).contains(b) ? String(UnicodeScalar(b)) : "\\x" + String(b, radix: 16)
             }.joined()
-            return "not a patch: unknown magic \"\(shown)\" at offset 0 (expected \"PHXPATCH\" or \"BSDIFF40\")"
+            return "not a patch: unknown magic \"\(shown)\" at offset 0 (expected \"PHXPATCH\", \"BSDIFF40\" or \"PHXBUNDL\")"
         case .unsupportedVersion(let v):
             return "unsupported patch: phx format version \(v) (this build reads version \(PhxHeader.currentVersion))"
         case .unknownFlags(let f):

@@ -12,13 +12,123 @@ final class MemorySink: OutputSink {
     func write(_ b: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: b) }
 }
 
-/// The streaming apply loop shared by both formats. Memory: the old file (the caller's buffer), three
-/// decompressors with 64 KiB windows, and one 256 KiB work buffer; never the patch or the new file.
-///
-/// Every control tuple is checked before it is used: lengths for sign and for the space left in the
-/// declared new size, old-file reads for bounds (`phx`), and the cursor arithmetic for overflow.
-struct ApplyEngine {
+/// The three readers a phx-rule tuple sequence draws from, and a work buffer. A file patch has its
+/// own; a bundle shares one set across all its files.
+final class TupleStreams {
     static let chunk = 1 << 18
+    let control: DecompressingReader
+    let diff: any DiffSource
+    let extra: DecompressingReader
+    let buffer: UnsafeMutableRawBufferPointer
+
+    init(control: DecompressingReader, diff: any DiffSource, extra: DecompressingReader) {
+        self.control = control
+        self.diff = diff
+        self.extra = extra
+        self.buffer = .allocate(byteCount: Self.chunk, alignment: 16)
+    }
+
+    deinit { buffer.deallocate() }
+
+    func finish() throws {
+        try control.finish()
+        try diff.finish()
+        try extra.finish()
+    }
+
+    /// Writes `add` bytes: diff bytes plus old bytes from `cursor`. Old bytes outside the old file count
+    /// as zero (bspatch's rule; phx never gets here with such a range). A run of zero diff bytes is a
+    /// plain copy of old bytes, written straight from the old file's buffer.
+    func add(_ add: UInt64, from cursor: Int64, old: UnsafeRawBufferPointer, to sink: any OutputSink) throws {
+        let oldSize = Int64(old.count)
+        var remaining = add
+        var cursor = cursor
+        while remaining > 0 {
+            let want = Int(min(UInt64(buffer.count), remaining))
+            let (m, allZero) = try diff.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]))
+            let lo = max(cursor, 0)
+            let (end, overflow) = cursor.addingReportingOverflow(Int64(m))
+            let hi = overflow ? oldSize : min(end, oldSize)
+            if allZero && lo == cursor && hi - lo == Int64(m) {
+                try sink.write(UnsafeRawBufferPointer(rebasing: old[Int(lo)..<Int(hi)]))
+            } else {
+                let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<m])
+                if allZero { part.initializeMemory(as: UInt8.self, repeating: 0) }
+                if lo < hi {
+                    let dst = part.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(lo - cursor)
+                    let src = old.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(lo)
+                    for i in 0..<Int(hi - lo) { dst[i] &+= src[i] }
+                }
+                try sink.write(UnsafeRawBufferPointer(part))
+            }
+            cursor = overflow ? Int64.max : end
+            remaining -= UInt64(m)
+        }
+    }
+
+    /// Writes `copy` bytes from the extra stream.
+    func copy(_ copy: UInt64, to sink: any OutputSink) throws {
+        var remaining = copy
+        while remaining > 0 {
+            let m = Int(min(UInt64(buffer.count), remaining))
+            let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<m])
+            try extra.readExactly(into: part)
+            try sink.write(UnsafeRawBufferPointer(part))
+            remaining -= UInt64(m)
+        }
+    }
+
+    /// Applies `count` control tuples under the strict phx rules (FORMAT.md), writing exactly `newSize`
+    /// bytes. Every tuple is checked before use: lengths against the space left, the add window inside
+    /// the old file, only tuple 0 empty, the seek inside 0...old size.
+    func applyPhx(count: UInt64, newSize: UInt64, old: UnsafeRawBufferPointer, to sink: any OutputSink,
+                  progress: ((UInt64) -> Void)? = nil) throws {
+        let oldSize = Int64(old.count)
+        var newPos: UInt64 = 0
+        var oldPos: Int64 = 0
+        var nextReport: UInt64 = 1 << 22
+        for index in 0..<count {
+            func fail(_ reason: String) -> PatcherError { .format(.invalidControl(index: index, reason: reason)) }
+            let a = try control.readVarint(index: index, field: "add")
+            let c = try control.readVarint(index: index, field: "copy")
+            let seek = Varint.unzigzag(try control.readVarint(index: index, field: "seek"))
+            if a > newSize - newPos {
+                throw fail("adds \(a) bytes at new offset \(newPos), past the declared new size \(newSize)")
+            }
+            if a > 0 && (oldPos < 0 || a > UInt64(oldSize - oldPos)) {
+                throw fail("reads old bytes \(oldPos)..<\(oldPos.addingReportingOverflow(Int64(a)).partialValue) outside the old file of \(oldSize) bytes")
+            }
+            if c > newSize - newPos - a {
+                throw fail("copies \(c) extra bytes at new offset \(newPos + a), past the declared new size \(newSize)")
+            }
+            if index > 0 && a == 0 && c == 0 {
+                throw fail("writes nothing (only tuple 0 may be empty in a phx patch)")
+            }
+            try add(a, from: oldPos, old: old, to: sink)
+            try copy(c, to: sink)
+            newPos += a + c
+            let (moved, overflow) = (oldPos + Int64(a)).addingReportingOverflow(seek)
+            if overflow || moved < 0 || moved > oldSize {
+                throw fail("seeks the old cursor to \(overflow ? "beyond 64 bits" : "\(moved)"), outside 0...\(oldSize)")
+            }
+            oldPos = moved
+            if newPos >= nextReport {
+                progress?(newPos)
+                nextReport = newPos + (1 << 22)
+            }
+        }
+        if newPos != newSize {
+            throw PatcherError.format(.invalidControl(
+                index: count, reason: "is missing: the \(count) tuples write \(newPos) bytes but the declared new size is \(newSize)"))
+        }
+        progress?(newPos)
+    }
+}
+
+/// The streaming apply of one file patch, either format. Memory: the old file (the caller's buffer),
+/// the decompressors' 64 KiB windows and state, and one 256 KiB work buffer; never the patch or the
+/// new file.
+struct ApplyEngine {
     /// BSDIFF40 allows tuples that write nothing; this many in a row is treated as a hostile loop.
     static let maxConsecutiveEmptyTuples = 1 << 16
 
@@ -29,140 +139,74 @@ struct ApplyEngine {
     var progress: ((UInt64) -> Void)?
 
     func run() throws {
-        // Open the streams: phx has control, diff-runs, diff-literals and extra; BSDIFF40 has control,
-        // diff and extra (which runs to the end of the file), all bzip2.
-        let control: DecompressingReader, extra: DecompressingReader, diff: any DiffSource
         switch header {
         case .phx(let h):
             func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
                 try DecompressingReader(streamName: name, codec: h.codec, source: input.source(offset: offset, length: length))
             }
-            control = try open("control", h.controlOffset, h.controlLength)
-            diff = DiffRunReader(runs: try open("diff-runs", h.runsOffset, h.runsLength),
-                                 literals: try open("diff-literals", h.literalsOffset, h.literalsLength),
-                                 total: h.diffRawLength)
-            extra = try open("extra", h.extraOffset, h.extraLength)
+            let streams = TupleStreams(
+                control: try open("control", h.controlOffset, h.controlLength),
+                diff: DiffRunReader(runs: try open("diff-runs", h.runsOffset, h.runsLength),
+                                    literals: try open("diff-literals", h.literalsOffset, h.literalsLength),
+                                    total: h.diffRawLength),
+                extra: try open("extra", h.extraOffset, h.extraLength))
+            try streams.applyPhx(count: h.controlCount, newSize: h.newSize, old: old, to: sink, progress: progress)
+            try streams.finish()
         case .bsdiff(let h):
             func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
                 try DecompressingReader(streamName: name, codec: .bzip2, source: input.source(offset: offset, length: length))
             }
-            control = try open("control", h.controlOffset, h.controlLength)
-            diff = PlainDiffSource(reader: try open("diff", h.diffOffset, h.diffLength))
-            extra = try open("extra", h.extraOffset, input.length - h.extraOffset)
+            let streams = TupleStreams(control: try open("control", h.controlOffset, h.controlLength),
+                                       diff: PlainDiffSource(reader: try open("diff", h.diffOffset, h.diffLength)),
+                                       extra: try open("extra", h.extraOffset, input.length - h.extraOffset))
+            try runBsdiff(newSize: h.newSize, streams: streams)
+            try streams.finish()
         }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunk, alignment: 16)
-        defer { buffer.deallocate() }
+    }
 
-        let oldSize = Int64(old.count)
-        let newSize = header.newSize
+    /// BSDIFF40 semantics: tuples until the declared size is written; lengths checked for sign and
+    /// for the space left; cursor arithmetic checked for overflow; old bytes outside the file read as 0.
+    func runBsdiff(newSize: UInt64, streams: TupleStreams) throws {
         var newPos: UInt64 = 0
         var oldPos: Int64 = 0
         var index: UInt64 = 0
         var emptyRun = 0
         var nextReport: UInt64 = 1 << 22
-
-        func fail(_ reason: String) -> PatcherError {
-            .format(.invalidControl(index: index, reason: reason))
-        }
-
-        tuples: while true {
-            // Read the next tuple.
-            let add: UInt64, copy: UInt64, seek: Int64
-            switch header {
-            case .phx(let h):
-                if index == h.controlCount { break tuples }
-                let a = try control.readVarint(index: index, field: "add")
-                let c = try control.readVarint(index: index, field: "copy")
-                let s = Varint.unzigzag(try control.readVarint(index: index, field: "seek"))
-                if a > newSize - newPos {
-                    throw fail("adds \(a) bytes at new offset \(newPos), past the declared new size \(newSize)")
-                }
-                if a > 0 && (oldPos < 0 || a > UInt64(oldSize - oldPos)) {
-                    throw fail("reads old bytes \(oldPos)..<\(oldPos.addingReportingOverflow(Int64(a)).partialValue) outside the old file of \(oldSize) bytes")
-                }
-                if c > newSize - newPos - a {
-                    throw fail("copies \(c) extra bytes at new offset \(newPos + a), past the declared new size \(newSize)")
-                }
-                if index > 0 && a == 0 && c == 0 {
-                    throw fail("writes nothing (only tuple 0 may be empty in a phx patch)")
-                }
-                add = a; copy = c; seek = s
-            case .bsdiff:
-                if newPos == newSize { break tuples }
-                var raw = [UInt8](repeating: 0, count: 24)
-                do {
-                    try raw.withUnsafeMutableBytes { try control.readExactly(into: $0) }
-                } catch PatchFormatError.truncatedStream {
-                    throw fail("is cut short: the control stream ends after \(control.delivered) bytes while \(newSize - newPos) bytes of the new file are still to be written")
-                }
-                let (a, c, s) = raw.withUnsafeBytes { r in
-                    (SignMagnitude64.decode(UnsafeRawBufferPointer(rebasing: r[0..<8])),
-                     SignMagnitude64.decode(UnsafeRawBufferPointer(rebasing: r[8..<16])),
-                     SignMagnitude64.decode(UnsafeRawBufferPointer(rebasing: r[16..<24])))
-                }
-                if a < 0 { throw fail("has a negative add length \(a)") }
-                if c < 0 { throw fail("has a negative copy length \(c)") }
-                if UInt64(a) > newSize - newPos {
-                    throw fail("adds \(a) bytes at new offset \(newPos), past the declared new size \(newSize)")
-                }
-                if UInt64(c) > newSize - newPos - UInt64(a) {
-                    throw fail("copies \(c) extra bytes at new offset \(newPos + UInt64(a)), past the declared new size \(newSize)")
-                }
-                if a == 0 && c == 0 {
-                    emptyRun += 1
-                    if emptyRun > Self.maxConsecutiveEmptyTuples {
-                        throw fail("is the \(emptyRun)th tuple in a row that writes nothing")
-                    }
-                } else {
-                    emptyRun = 0
-                }
-                add = UInt64(a); copy = UInt64(c); seek = s
+        var raw = [UInt8](repeating: 0, count: 24)
+        while newPos < newSize {
+            func fail(_ reason: String) -> PatcherError { .format(.invalidControl(index: index, reason: reason)) }
+            do {
+                try raw.withUnsafeMutableBytes { try streams.control.readExactly(into: $0) }
+            } catch PatchFormatError.truncatedStream {
+                throw fail("is cut short: the control stream ends after \(streams.control.delivered) bytes while \(newSize - newPos) bytes of the new file are still to be written")
             }
-
-            // Add: diff bytes plus old bytes. Old bytes outside the old file count as zero (bspatch's
-            // rule; a phx patch never gets here with such a range). A run of zero diff bytes is a plain
-            // copy of old bytes, written straight from the old file's buffer.
-            var remaining = add
-            var cursor = oldPos
-            while remaining > 0 {
-                let want = Int(min(UInt64(buffer.count), remaining))
-                let (m, allZero) = try diff.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]))
-                let lo = max(cursor, 0)
-                let (end, overflow) = cursor.addingReportingOverflow(Int64(m))
-                let hi = overflow ? oldSize : min(end, oldSize)
-                if allZero && lo == cursor && hi - lo == Int64(m) {
-                    try sink.write(UnsafeRawBufferPointer(rebasing: old[Int(lo)..<Int(hi)]))
-                } else {
-                    let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<m])
-                    if allZero { part.initializeMemory(as: UInt8.self, repeating: 0) }
-                    if lo < hi {
-                        let dst = part.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(lo - cursor)
-                        let src = old.baseAddress!.assumingMemoryBound(to: UInt8.self) + Int(lo)
-                        for i in 0..<Int(hi - lo) { dst[i] &+= src[i] }
-                    }
-                    try sink.write(UnsafeRawBufferPointer(part))
+            let (a, c, s) = raw.withUnsafeBytes { r in
+                (SignMagnitude64.decode(UnsafeRawBufferPointer(rebasing: r[0..<8])),
+                 SignMagnitude64.decode(UnsafeRawBufferPointer(rebasing: r[8..<16])),
+                 SignMagnitude64.decode(UnsafeRawBufferPointer(rebasing: r[16..<24])))
+            }
+            if a < 0 { throw fail("has a negative add length \(a)") }
+            if c < 0 { throw fail("has a negative copy length \(c)") }
+            if UInt64(a) > newSize - newPos {
+                throw fail("adds \(a) bytes at new offset \(newPos), past the declared new size \(newSize)")
+            }
+            if UInt64(c) > newSize - newPos - UInt64(a) {
+                throw fail("copies \(c) extra bytes at new offset \(newPos + UInt64(a)), past the declared new size \(newSize)")
+            }
+            if a == 0 && c == 0 {
+                emptyRun += 1
+                if emptyRun > Self.maxConsecutiveEmptyTuples {
+                    throw fail("is the \(emptyRun)th tuple in a row that writes nothing")
                 }
-                cursor = overflow ? Int64.max : end
-                remaining -= UInt64(m)
+            } else {
+                emptyRun = 0
             }
-            // Copy: bytes from the extra stream.
-            remaining = copy
-            while remaining > 0 {
-                let m = Int(min(UInt64(buffer.count), remaining))
-                let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<m])
-                try extra.readExactly(into: part)
-                try sink.write(UnsafeRawBufferPointer(part))
-                remaining -= UInt64(m)
-            }
-            newPos += add + copy
-
-            // Seek, with overflow checked.
-            let (afterAdd, o1) = oldPos.addingReportingOverflow(Int64(add))
-            let (moved, o2) = afterAdd.addingReportingOverflow(seek)
-            if o1 || o2 { throw fail("moves the old cursor from \(oldPos) by \(add) + \(seek), overflowing 64 bits") }
-            if case .phx = header, moved < 0 || moved > oldSize {
-                throw fail("seeks the old cursor to \(moved), outside 0...\(oldSize)")
-            }
+            try streams.add(UInt64(a), from: oldPos, old: old, to: sink)
+            try streams.copy(UInt64(c), to: sink)
+            newPos += UInt64(a) + UInt64(c)
+            let (afterAdd, o1) = oldPos.addingReportingOverflow(a)
+            let (moved, o2) = afterAdd.addingReportingOverflow(s)
+            if o1 || o2 { throw fail("moves the old cursor from \(oldPos) by \(a) + \(s), overflowing 64 bits") }
             oldPos = moved
             index += 1
             if newPos >= nextReport {
@@ -170,14 +214,6 @@ struct ApplyEngine {
                 nextReport = newPos + (1 << 22)
             }
         }
-
-        if newPos != newSize {
-            throw PatcherError.format(.invalidControl(
-                index: index, reason: "is missing: the \(index) tuples write \(newPos) bytes but the declared new size is \(newSize)"))
-        }
-        try control.finish()
-        try diff.finish()
-        try extra.finish()
         progress?(newPos)
     }
 }

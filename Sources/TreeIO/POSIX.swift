@@ -1,0 +1,160 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CPhoenixSys
+
+/// Small POSIX wrappers that throw `TreeIOError.io` naming the operation and the path.
+public enum POSIX {
+    public static func error(_ operation: String, _ path: String, _ code: Int32 = errno) -> TreeIOError {
+        .io(operation: operation, path: path, errno: code, message: String(cString: strerror(code)))
+    }
+
+    public static func lstat(_ path: String) throws -> stat {
+        var st = stat()
+        guard Glibc.lstat(path, &st) == 0 else { throw error("cannot stat", path) }
+        return st
+    }
+
+    /// nil when the path does not exist.
+    public static func lstatIfExists(_ path: String) throws -> stat? {
+        var st = stat()
+        if Glibc.lstat(path, &st) == 0 { return st }
+        if errno == ENOENT { return nil }
+        throw error("cannot stat", path)
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return Glibc.lstat(path, &st) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return fstatat(AT_FDCWD, path, &st, 0) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func readlink(_ path: String) throws -> String {
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = Glibc.readlink(path, &buf, 4096)
+        guard n >= 0 else { throw error("cannot read link", path) }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public static func mkdir(_ path: String, mode: mode_t = 0o755) throws {
+        guard Glibc.mkdir(path, mode) == 0 else { throw error("cannot create directory", path) }
+    }
+
+    public static func mkdirIfNeeded(_ path: String, mode: mode_t = 0o755) throws {
+        if Glibc.mkdir(path, mode) != 0 && errno != EEXIST { throw error("cannot create directory", path) }
+    }
+
+    public static func rename(_ from: String, _ to: String) throws {
+        guard Glibc.rename(from, to) == 0 else { throw error("cannot rename \(from) to", to) }
+    }
+
+    /// Atomically swaps two paths (Linux `renameat2(RENAME_EXCHANGE)`). Returns false where the
+    /// kernel or file system does not support it.
+    public static func exchange(_ a: String, _ b: String) throws -> Bool {
+        if phx_rename_exchange(a, b) == 0 { return true }
+        if errno == EINVAL || errno == ENOSYS || errno == ENOTSUP { return false }
+        throw error("cannot exchange \(a) with", b)
+    }
+
+    public static func symlink(target: String, at path: String) throws {
+        guard Glibc.symlink(target, path) == 0 else { throw error("cannot create symlink", path) }
+    }
+
+    public static func link(_ from: String, _ to: String) -> Bool {
+        Glibc.link(from, to) == 0
+    }
+
+    public static func chmod(_ path: String, _ mode: mode_t) throws {
+        guard Glibc.chmod(path, mode) == 0 else { throw error("cannot set permissions on", path) }
+    }
+
+    public static func unlink(_ path: String) throws {
+        guard Glibc.unlink(path) == 0 || errno == ENOENT else { throw error("cannot remove", path) }
+    }
+
+    public static func fsyncPath(_ path: String, directory: Bool) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0) | O_NOFOLLOW)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
+        }
+    }
+
+    public static func freeSpace(_ directory: String) -> UInt64? {
+        var s = statvfs()
+        guard statvfs(directory, &s) == 0 else { return nil }
+        return UInt64(s.f_bavail) * UInt64(s.f_frsize)
+    }
+
+    /// Names in a directory (without . and ..), unsorted.
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw error("cannot open directory", path) }
+        defer { closedir(dir) }
+        var names = [String]()
+        while let ent = readdir(dir) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> String in
+                let bytes = raw.prefix { $0 != 0 }
+                return String(decoding: bytes, as: UTF8.self)
+            }
+            if name == "." || name == ".." { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    /// Removes a tree without following symlinks. Missing paths are fine.
+    public static func removeTree(_ path: String) throws {
+        guard let st = try lstatIfExists(path) else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            // Make sure we may list and unlink inside (a bundle may have made it read-only).
+            _ = Glibc.chmod(path, 0o700)
+            for name in try listDirectory(path) { try removeTree(path + "/" + name) }
+            guard rmdir(path) == 0 || errno == ENOENT else { throw error("cannot remove directory", path) }
+        } else {
+            try unlink(path)
+        }
+    }
+
+    /// Reads a whole file (nil-safe for empty files). For files that must not be followed through a
+    /// symlink, the open uses O_NOFOLLOW.
+    public static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw error("cannot open", path) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw error("cannot stat", path) }
+        var out = [UInt8](repeating: 0, count: Int(st.st_size))
+        var done = 0
+        try out.withUnsafeMutableBytes { buf in
+            while done < buf.count {
+                let n = read(fd, buf.baseAddress! + done, buf.count - done)
+                if n < 0 { if errno == EINTR { continue }; throw error("cannot read", path) }
+                if n == 0 { break }
+                done += n
+            }
+        }
+        if done < out.count { out.removeLast(out.count - done) }
+        return out
+    }
+
+    /// Writes bytes to a new file (O_EXCL, O_NOFOLLOW) with `mode`, fsynced.
+    public static func writeNewFile(_ path: String, _ bytes: UnsafeRawBufferPointer, mode: mode_t) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw error("cannot create", path) }
+        defer { close(fd) }
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 { if errno == EINTR { continue }; throw error("cannot write", path) }
+            done += n
+        }
+        guard fchmod(fd, mode) == 0 else { throw error("cannot set permissions on", path) }
+        guard fsync(fd) == 0 else { throw error("cannot fsync", path) }
+    }
+}

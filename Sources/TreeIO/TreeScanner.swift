@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import PatchFormat
+
+/// Reads a directory tree into bundle entries: every file, directory and symlink below `root`, with
+/// permission bits and SHA-256 of file contents and link targets. Never follows a symlink.
+/// Devices, FIFOs and sockets are refused.
+///
+/// Cost: one lstat per entry and one read of every file (hashed on `threads` cores); memory: the
+/// entry list plus 1 MiB per hashing thread.
+public enum TreeScanner {
+    public static func scan(_ root: String, hashContents: Bool = true, threads: Int = 1) throws -> [TreeEntry] {
+        var entries = [TreeEntry]()
+        try walk(root: root, relative: nil, into: &entries)
+        entries.sort { pathPrecedes($0.path, $1.path) }
+        if hashContents {
+            let files = entries.indices.filter { entries[$0].kind == .file }
+            nonisolated(unsafe) let results = UnsafeMutableBufferPointer<Result<[UInt8], Error>?>.allocate(capacity: files.count)
+            results.initialize(repeating: nil)
+            defer { results.deallocate() }
+            let paths = files.map { root + "/" + entries[$0].path }
+            let workers = max(1, min(threads, files.count))
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                var i = w
+                while i < paths.count {
+                    results[i] = Result { try hashFile(paths[i]) }
+                    i += workers
+                }
+            }
+            for (k, index) in files.enumerated() {
+                entries[index].sha256 = try results[k]!.get()
+            }
+        }
+        return entries
+    }
+
+    static func walk(root: String, relative: String?, into entries: inout [TreeEntry]) throws {
+        let dirPath = relative.map { root + "/" + $0 } ?? root
+        for name in try POSIX.listDirectory(dirPath) {
+            let rel = relative.map { $0 + "/" + name } ?? name
+            let full = root + "/" + rel
+            do { try BundlePath.validate(rel) } catch let e as PatchFormatError {
+                throw TreeIOError.invalidName(path: full, reason: "\(e)")
+            }
+            let st = try POSIX.lstat(full)
+            let mode = UInt16(st.st_mode & 0o777)
+            switch st.st_mode & S_IFMT {
+            case S_IFREG:
+                entries.append(.file(rel, mode: mode, size: UInt64(st.st_size), sha256: []))
+            case S_IFDIR:
+                entries.append(.directory(rel, mode: mode))
+                try walk(root: root, relative: rel, into: &entries)
+            case S_IFLNK:
+                entries.append(.symlink(rel, target: try POSIX.readlink(full)))
+            case S_IFCHR: throw TreeIOError.unsupportedFileType(path: full, type: "character device")
+            case S_IFBLK: throw TreeIOError.unsupportedFileType(path: full, type: "block device")
+            case S_IFIFO: throw TreeIOError.unsupportedFileType(path: full, type: "FIFO")
+            case S_IFSOCK: throw TreeIOError.unsupportedFileType(path: full, type: "socket")
+            default: throw TreeIOError.unsupportedFileType(path: full, type: "file of unknown type")
+            }
+        }
+    }
+
+    /// SHA-256 of a file's contents, read in 1 MiB chunks (O_NOFOLLOW).
+    public static func hashFile(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw POSIX.error("cannot open", path) }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        let hasher = SHA256Hasher()
+        while true {
+            let n = read(fd, buffer.baseAddress!, buffer.count)
+            if n < 0 { if errno == EINTR { continue }; throw POSIX.error("cannot read", path) }
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+        return hasher.finalize()
+    }
+}
