@@ -29,21 +29,11 @@ public enum DiffEngine {
                                         control: encoders[0], diff: encoders[1],
                                         literals: streamCount == 4 ? encoders[2] : nil, extra: encoders[streamCount - 1])
         // Suffix sorting is about a third of the work, matching and compressing the rest.
-        let report: (Int) -> Void = { scanned in
+        let report: ((Int) -> Void)? = progress == nil ? nil : { scanned in
             progress?(0.3 + 0.6 * Double(scanned) / Double(max(newBytes.count, 1)))
         }
         do {
-            if oldBytes.count < Int(Int32.max) {
-                let sa = try SuffixSorting.build32(oldBytes)
-                defer { sa.deallocate() }
-                progress?(0.3)
-                try Matcher(old: oldBytes, new: newBytes, sa: UnsafeBufferPointer(sa)).run(&assembler, progress: report)
-            } else {
-                let sa = try SuffixSorting.build64(oldBytes)
-                defer { sa.deallocate() }
-                progress?(0.3)
-                try Matcher(old: oldBytes, new: newBytes, sa: UnsafeBufferPointer(sa)).run(&assembler, progress: report)
-            }
+            try match(old: oldBytes, new: newBytes, into: &assembler, progress: report)
             try assembler.finish()
         } catch let e as PatchFormatError {
             throw DiffEngineError.format(e)
@@ -72,9 +62,59 @@ public enum DiffEngine {
         return out
     }
 
+    /// Suffix-sorts `old` and runs the matcher over `new`, feeding `sink`.
+    static func match<Sink: MatchSink>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
+                                       into sink: inout Sink, progress: ((Int) -> Void)?) throws {
+        if old.count < Int(Int32.max) {
+            let sa = try SuffixSorting.build32(old)
+            defer { sa.deallocate() }
+            try Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa)).run(&sink, progress: progress)
+        } else {
+            let sa = try SuffixSorting.build64(old)
+            defer { sa.deallocate() }
+            try Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa)).run(&sink, progress: progress)
+        }
+    }
+
+    /// The four uncompressed phx streams of a diff, for bundles (which compress all files' streams
+    /// together).
+    static func rawPhxStreams(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>) throws -> RawStreams {
+        let e = try (0..<4).map { _ in try CodecID.uncompressed.makeEncoder() }
+        var assembler = StreamAssembler(old: old, new: new, format: .phx, control: e[0], diff: e[1], literals: e[2], extra: e[3])
+        try match(old: old, new: new, into: &assembler, progress: nil)
+        try assembler.finish()
+        return RawStreams(control: try e[0].finish(), runs: try e[1].finish(), literals: try e[2].finish(),
+                          extra: try e[3].finish(), tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,
+                          literalBytes: assembler.literalsRawLength, extraBytes: assembler.extraRawLength)
+    }
+
     public static func makePatch(old: [UInt8], new: [UInt8], options: DiffOptions = DiffOptions()) throws -> [UInt8] {
         try old.withUnsafeBytes { o in
             try new.withUnsafeBytes { n in try makePatch(old: o, new: n, options: options) }
         }
+    }
+}
+
+/// Uncompressed phx streams of one file's diff.
+struct RawStreams {
+    var control: [UInt8]
+    var runs: [UInt8]
+    var literals: [UInt8]
+    var extra: [UInt8]
+    var tuples: UInt64
+    var diffBytes: UInt64
+    var literalBytes: UInt64
+    var extraBytes: UInt64
+
+    /// A file stored whole: one tuple that copies everything from the extra stream.
+    static func whole(_ new: UnsafeBufferPointer<UInt8>) -> RawStreams {
+        var control = [UInt8]()
+        if !new.isEmpty {
+            Varint.appendUnsigned(0, to: &control)
+            Varint.appendUnsigned(UInt64(new.count), to: &control)
+            Varint.appendSigned(0, to: &control)
+        }
+        return RawStreams(control: control, runs: [], literals: [], extra: Array(new), tuples: new.isEmpty ? 0 : 1,
+                          diffBytes: 0, literalBytes: 0, extraBytes: UInt64(new.count))
     }
 }

@@ -1,4 +1,5 @@
 import PatchFormat
+import TreeIO
 
 /// Where patched bytes go: a file being written atomically, or memory.
 protocol OutputSink: AnyObject {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import PatchFormat
+import TreeIO
 
 /// Options for applying a patch.
 public struct ApplyOptions: Sendable {
@@ -65,7 +66,10 @@ public enum PatchApplier {
         if let free = FileIO.freeSpace(directory: dir), free < header.newSize {
             throw PatcherError.insufficientSpace(path: dir, needed: header.newSize, available: free)
         }
-        let writer = try AtomicFileWriter(destination: outputPath, mode: oldStat.st_mode & 0o7777)
+        let writer: AtomicFileWriter
+        do { writer = try AtomicFileWriter(destination: outputPath, mode: oldStat.st_mode & 0o7777) } catch let e as TreeIOError {
+            throw PatcherError(e)
+        }
         do {
             if getuid() == 0 { writer.copyOwnership(from: oldStat) }
             let total = header.newSize
@@ -73,7 +77,8 @@ public enum PatchApplier {
             var engine = ApplyEngine(header: header, old: UnsafeRawBufferPointer(old), input: input, sink: writer)
             if let progress { engine.progress = { progress($0, total) } }
             do { try engine.run() } catch let e as PatchFormatError { throw PatcherError.format(e) }
-            let digest = try writer.digest()
+            let digest: [UInt8]
+            do { digest = try writer.digest() } catch let e as TreeIOError { throw PatcherError(e) }
             var verified = false
             if case .phx(let h) = header {
                 guard digest == h.newSHA256 else {
@@ -81,8 +86,11 @@ public enum PatchApplier {
                 }
                 verified = true
             }
-            try writer.commit()
+            do { try writer.commit() } catch let e as TreeIOError { throw PatcherError(e) }
             return ApplyResult(kind: header.kind, newSize: writer.bytesWritten, newSHA256: Hex.encode(digest), verified: verified)
+        } catch let e as TreeIOError {
+            writer.abort()
+            throw PatcherError(e)
         } catch {
             writer.abort()
             throw error

@@ -1,4 +1,5 @@
 import PatchFormat
+import TreeIO
 
 /// Why an apply failed. The command line maps these to exit codes: `format` 2, the checksum and size
 /// mismatches 3, `io` and `insufficientSpace` 4.
@@ -15,6 +16,24 @@ public enum PatcherError: Error, Equatable, Sendable, CustomStringConvertible {
     case io(operation: String, path: String, errno: Int32, message: String)
     /// Not enough free space beside the destination.
     case insufficientSpace(path: String, needed: UInt64, available: UInt64)
+    /// The installed tree is not the one the bundle was made from (names the first difference).
+    case installationMismatch(directory: String, detail: String)
+    /// Another update of the same installation holds the lock.
+    case busy(directory: String)
+    /// Rollback asked for, but there is no previous version, or it no longer matches its digest.
+    case noBackup(directory: String, detail: String)
+
+    /// The same failure as a `PatcherError`, for callers that handle one error type.
+    public init(_ e: TreeIOError) {
+        switch e {
+        case .io(let operation, let path, let code, let message):
+            self = .io(operation: operation, path: path, errno: code, message: message)
+        case .unsupportedFileType(let path, let type):
+            self = .io(operation: "unsupported file type:", path: path, errno: 0, message: "a \(type)")
+        case .invalidName(let path, let reason):
+            self = .io(operation: "unsupported file name:", path: path, errno: 0, message: reason)
+        }
+    }
 
     public var description: String {
         switch self {
@@ -30,6 +49,12 @@ public enum PatcherError: Error, Equatable, Sendable, CustomStringConvertible {
             return "I/O error: \(operation) \(path): \(message)"
         case .insufficientSpace(let path, let needed, let available):
             return "I/O error: not enough space in \(path): \(needed) bytes needed, \(available) available"
+        case .installationMismatch(let directory, let detail):
+            return "wrong installation: \(directory) is not the tree this bundle updates (\(detail)); nothing was changed"
+        case .busy(let directory):
+            return "busy: another update of \(directory) is in progress"
+        case .noBackup(let directory, let detail):
+            return "cannot roll back \(directory): \(detail)"
         }
     }
 }

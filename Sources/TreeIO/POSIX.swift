@@ -11,6 +11,30 @@ public enum POSIX {
         .io(operation: operation, path: path, errno: code, message: String(cString: strerror(code)))
     }
 
+    public static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let dir = String(path[..<slash])
+        return dir.isEmpty ? "/" : dir
+    }
+
+    public static func fileName(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+
+    /// Writes all of `bytes` to `fd`, retrying short writes and EINTR.
+    public static func writeAll(_ fd: Int32, _ path: String, _ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("cannot write", path)
+            }
+            done += n
+        }
+    }
+
     public static func lstat(_ path: String) throws -> stat {
         var st = stat()
         guard Glibc.lstat(path, &st) == 0 else { throw error("cannot stat", path) }

@@ -2,34 +2,48 @@ import ArgumentParser
 import Foundation
 import PatchFormat
 import Patcher
+import TreeIO
 
 struct ApplyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apply",
-        abstract: "Apply a patch: apply OLD PATCH NEW, or apply --in-place FILE PATCH.",
+        abstract: "Apply a patch: apply OLD PATCH NEW, apply --in-place FILE PATCH, or apply DIR BUNDLE.",
         discussion: """
-            The result is written to a temporary file beside the destination, verified (phx: SHA-256 of \
-            the old file before, of the result after), fsynced and renamed into place. On any error the \
-            destination is untouched and no temporary file is left.
+            Files: the result is written to a temporary file beside the destination, verified (phx: \
+            SHA-256 of the old file before, of the result after), fsynced and renamed into place. \
+            Bundles: DIR is checked against the bundle's old tree, the new tree is built and verified \
+            beside it, then swapped in atomically; the replaced version is kept for `rollback`. On any \
+            error the destination is untouched and nothing is left behind.
             """
     )
 
-    @Argument(help: "The old file (with --in-place: the file to update).") var old: String
-    @Argument(help: "The patch.") var patch: String
-    @Argument(help: "Where to write the new file (omit with --in-place).") var new: String?
+    @Argument(help: "The old file (with --in-place: the file to update; for a bundle: the installation directory).") var old: String
+    @Argument(help: "The patch or bundle.") var patch: String
+    @Argument(help: "Where to write the new file (omit with --in-place and for bundles).") var new: String?
 
     @Flag(help: "Replace the old file itself, atomically, keeping its permissions.") var inPlace = false
     @Option(help: "Refuse patches whose declared new size is above this (bytes; K, M, G, T suffixes).")
     var maxOutput = ByteCount(PatchLimits.defaultMaxOutputSize)
+    @Option(help: "Threads for hashing trees (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "Print the result as JSON (bundles).") var json = false
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         if inPlace && new != nil { throw ValidationError("--in-place takes FILE PATCH, not a third path") }
-        if !inPlace && new == nil { throw ValidationError("missing NEW: use apply OLD PATCH NEW, or apply --in-place FILE PATCH") }
     }
 
     func run() throws {
         let started = Date()
+        if new == nil && !inPlace {
+            guard BundleApplier.isBundle(path: patch) else {
+                if !POSIX.exists(patch) {
+                    throw PatcherError.io(operation: "cannot open", path: patch, errno: 2, message: "No such file or directory")
+                }
+                throw ValidationError("missing NEW: use apply OLD PATCH NEW, apply --in-place FILE PATCH, or apply DIR BUNDLE")
+            }
+            try applyBundle(started: started)
+            return
+        }
         let destination = inPlace ? old : new!
         let bar = ProgressBar(label: "apply", quiet: output.quiet)
         let options = ApplyOptions(limits: PatchLimits(maxOutputSize: maxOutput.value)) { written, total in
@@ -43,4 +57,73 @@ struct ApplyCommand: ParsableCommand {
                          Date().timeIntervalSince(started)))
         }
     }
+
+    func applyBundle(started: Date) throws {
+        let bar = ProgressBar(label: "update", quiet: output.quiet)
+        var limits = BundleLimits()
+        limits.maxFileBytes = maxOutput.value
+        let result = try BundleApplier.apply(directory: old, bundlePath: patch, options: BundleApplyOptions(
+            limits: limits, threads: threads, progress: { phase, f in bar.update(f, detail: phase) }))
+        bar.finish()
+        if output.quiet { return }
+        if json {
+            printJSON(result)
+        } else {
+            print(String(format: "%@: updated to tree %@ (%d entries, %d files written, %@), previous version kept for rollback: %@, in %.2f s",
+                         result.directory, String(result.newDigest.prefix(16)), result.entries, result.filesWritten,
+                         formatBytes(result.bytesWritten), result.backup == nil ? "no (fresh install)" : "yes",
+                         Date().timeIntervalSince(started)))
+        }
+    }
+}
+
+struct RecoverCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "recover",
+        abstract: "Finish or undo an update of DIR that was interrupted (crash, kill, power cut).")
+
+    @Argument(help: "The installation directory.") var directory: String
+    @Flag(help: "Print the result as JSON.") var json = false
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let outcome = try BundleApplier.recover(directory: directory)
+        if output.quiet { return }
+        if json {
+            printJSON(["directory": directory, "outcome": outcome.rawValue])
+        } else {
+            switch outcome {
+            case .clean: print("\(directory): nothing to recover")
+            case .finished: print("\(directory): finished the interrupted update; the tree is the new version")
+            case .undone: print("\(directory): undid the interrupted update; the tree is the old version")
+            }
+        }
+    }
+}
+
+struct RollbackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollback",
+        abstract: "Restore the version DIR had before its last update (verified by its digest).")
+
+    @Argument(help: "The installation directory.") var directory: String
+    @Option(help: "Threads for hashing trees (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "Print the result as JSON.") var json = false
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let result = try BundleApplier.rollback(directory: directory, options: BundleApplyOptions(threads: threads))
+        if output.quiet { return }
+        if json {
+            printJSON(result)
+        } else {
+            print("\(result.directory): rolled back to tree \(result.newDigest.prefix(16)) (\(result.entries) entries); the version rolled back from is kept as the backup")
+        }
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
 }

@@ -15,6 +15,10 @@ struct InspectCommand: ParsableCommand {
     var maxOutput = ByteCount(PatchLimits.defaultMaxOutputSize)
 
     func run() throws {
+        if BundleApplier.isBundle(path: patch) {
+            try inspectBundle()
+            return
+        }
         let info = try PatchApplier.inspect(patchPath: patch, limits: PatchLimits(maxOutputSize: maxOutput.value))
         if json {
             let encoder = JSONEncoder()
@@ -38,5 +42,33 @@ struct InspectCommand: ParsableCommand {
             lines.append(("new bytes", "\(d) from old (diff\(changed)), \(e) verbatim (extra)"))
         }
         for (k, v) in lines { print(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
+    }
+
+    func inspectBundle() throws {
+        var limits = BundleLimits()
+        limits.maxFileBytes = maxOutput.value
+        let info = try BundleApplier.inspect(bundlePath: patch, limits: limits)
+        if json {
+            printJSON(info)
+            return
+        }
+        let lines: [(String, String)] = [
+            ("format", info.full ? "bundle (full: installs or replaces a whole tree)" : "bundle"),
+            ("codec", info.codec),
+            ("bundle size", "\(info.bundleSize)"),
+            ("old tree", "\(info.oldTreeDigest) (\(info.oldEntries) entries)"),
+            ("new tree", "\(info.newTreeDigest) (\(info.newEntries) entries, \(info.newBytes) bytes in files)"),
+            ("streams", "manifest \(info.manifestSize), " + ["control", "diff-runs", "diff-literals", "extra"]
+                .map { "\($0) \(info.streamSizes[$0] ?? 0)" }.joined(separator: ", ") + " bytes compressed"),
+            ("operations", "\(info.operations.count)"),
+        ]
+        for (k, v) in lines { print(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
+        for o in info.operations {
+            var detail = o.op.padding(toLength: 9, withPad: " ", startingAt: 0) + " " + o.path
+            if let from = o.from { detail += o.op == "symlink" ? " -> \(from)" : " (from \(from))" }
+            if let size = o.size { detail += ", \(size) bytes" }
+            if let mode = o.mode { detail += ", mode \(mode)" }
+            print("  " + detail)
+        }
     }
 }

@@ -3,25 +3,28 @@ import DiffEngine
 import Foundation
 import PatchFormat
 import Patcher
+import TreeIO
 
 struct MakeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "make",
-        abstract: "Make a patch that turns OLD into NEW.",
+        abstract: "Make a patch: make OLD NEW PATCH (files or directories), or make --full NEW_DIR PATCH.",
         discussion: """
-            The default format is phx (checksummed, zstd). --format bsdiff writes a classic BSDIFF40 \
-            patch that Debian's bspatch applies. The patch is written atomically.
+            For two files the default format is phx (checksummed, zstd); --format bsdiff writes a classic \
+            BSDIFF40 patch that Debian's bspatch applies. For two directories the result is a bundle that \
+            `apply DIR PATCH` applies in place; --full makes a bundle from the empty tree, which installs \
+            or replaces a whole tree. The patch is written atomically.
             """
     )
 
-    @Argument(help: "The old file.") var old: String
-    @Argument(help: "The new file.") var new: String
-    @Argument(help: "Where to write the patch.") var patch: String
+    @Argument(help: ArgumentHelp("OLD NEW PATCH, or NEW_DIR PATCH with --full.", valueName: "path"))
+    var paths: [String] = []
 
-    @Option(help: "Patch format: phx or bsdiff.") var format: PatchKind = .phx
-    @Option(help: "Codec for phx: zstd (default), bzip2, zlib or none. bsdiff always uses bzip2.") var codec: CodecID?
+    @Flag(help: "Make a full bundle of NEW_DIR (from the empty tree).") var full = false
+    @Option(help: "Patch format for files: phx or bsdiff.") var format: PatchKind = .phx
+    @Option(help: "Codec for phx and bundles: zstd (default), bzip2, zlib or none. bsdiff always uses bzip2.") var codec: CodecID?
     @Option(help: "Compression level (zstd 1-22, default 19; bzip2 1-9; zlib 0-9).") var level: Int?
-    @Option(help: "Threads for compression (default: all cores). The patch bytes do not depend on it.")
+    @Option(help: "Threads (default: all cores). The patch bytes do not depend on it.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @OptionGroup var output: OutputOptions
 
@@ -29,20 +32,42 @@ struct MakeCommand: ParsableCommand {
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if full {
+            guard paths.count == 2 else { throw ValidationError("make --full takes NEW_DIR PATCH (got \(paths.count) paths)") }
+        } else {
+            guard paths.count == 3 else { throw ValidationError("make takes OLD NEW PATCH (got \(paths.count) paths)") }
+        }
         do { try options.validate() } catch let e as DiffEngineError { throw ValidationError(e.description) }
     }
 
     func run() throws {
         let started = Date()
-        for path in [old, new] {
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-                throw ValidationError("\(path) is a directory; directory (bundle) patches are not supported by this version")
-            }
-        }
-        let oldFile = try LoadedFile(path: old)
-        let newFile = try LoadedFile(path: new)
         let bar = ProgressBar(label: "make", quiet: output.quiet)
+        let patch = paths.last!
+        let dirs = paths.dropLast().map { POSIX.isDirectory($0) }
+        if full || dirs.allSatisfy({ $0 }) {
+            if format == .bsdiff { throw ValidationError("directory bundles have their own format; --format bsdiff is for files") }
+            for p in paths.dropLast() where !POSIX.isDirectory(p) {
+                throw TreeIOError.io(operation: "not a directory:", path: p, errno: 20, message: "a bundle is made from directories")
+            }
+            let summary = try BundleMaker.make(oldRoot: full ? nil : paths[0], newRoot: paths[paths.count - 2], to: patch,
+                                               options: BundleOptions(codec: codec ?? .zstd, level: level, threads: threads)) {
+                bar.update($0)
+            }
+            bar.finish()
+            if !output.quiet {
+                print(String(format: "%@: %@bundle, %@ for a %@ tree of %d entries: %d added, %d changed, %d removed, %d moved or copied, %d unchanged, in %.2f s",
+                             patch, full ? "full " : "", formatBytes(summary.bundleBytes), formatBytes(summary.newBytes),
+                             summary.newEntries, summary.added, summary.changed, summary.removed, summary.copied,
+                             summary.unchanged, Date().timeIntervalSince(started)))
+            }
+            return
+        }
+        if dirs.contains(true) {
+            throw ValidationError("OLD and NEW must both be files or both be directories")
+        }
+        let oldFile = try LoadedFile(path: paths[0])
+        let newFile = try LoadedFile(path: paths[1])
         let bytes = try DiffEngine.makePatch(old: oldFile.bytes, new: newFile.bytes, options: options) { f in
             bar.update(f)
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DiffEngine
 import PatchFormat
 import Patcher
+import TreeIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,10 +25,10 @@ struct PhoenixDiff: ParsableCommand {
         abstract: "Make and apply verified binary patches (phx and classic BSDIFF40).",
         discussion: """
             Exit codes: 0 ok, 1 usage, 2 invalid or corrupt patch, 3 checksum mismatch (wrong source \
-            file or wrong result), 4 I/O error.
+            file or installation, wrong result, no valid backup to roll back to), 4 I/O error.
             """,
         version: version,
-        subcommands: [MakeCommand.self, ApplyCommand.self, InspectCommand.self]
+        subcommands: [MakeCommand.self, ApplyCommand.self, InspectCommand.self, RecoverCommand.self, RollbackCommand.self]
     )
 
     static func main() {
@@ -58,11 +59,14 @@ struct PhoenixDiff: ParsableCommand {
         case let e as PatcherError:
             switch e {
             case .format: return .invalidPatch
-            case .oldSizeMismatch, .oldChecksumMismatch, .newChecksumMismatch: return .checksumMismatch
-            case .io, .insufficientSpace: return .ioError
+            case .oldSizeMismatch, .oldChecksumMismatch, .newChecksumMismatch, .installationMismatch: return .checksumMismatch
+            case .io, .insufficientSpace, .busy: return .ioError
+            case .noBackup: return .checksumMismatch
             }
         case is PatchFormatError:
             return .invalidPatch
+        case is TreeIOError:
+            return .ioError
         case let e as DiffEngineError:
             switch e {
             case .unsupportedCombination: return .usage

@@ -1,61 +1,117 @@
-/// How the bundle produces one file of the new tree.
+/// How a bundle produces one file of the new tree.
 public enum FileAction: Equatable, Sendable {
-    /// The old tree has this path with the same content: keep it.
-    case unchanged
-    /// Same content as old entry `source` (a move or a copy): stored as a reference, no data.
+    /// Same content as touched old entry `source` (a move or a copy): stored as a reference, no data.
     case copy(source: Int)
-    /// Rebuilt from the bundle's streams: `tuples` phx control tuples applied to old entry `source`
-    /// (nil: to nothing, i.e. stored whole in the extra stream). `diffBytes + extraBytes` is the size.
+    /// Rebuilt from the bundle's streams: `tuples` phx control tuples applied to touched old entry
+    /// `source` (nil: to nothing, the file is stored whole in the extra stream).
     case data(source: Int?, tuples: UInt64, diffBytes: UInt64, literalBytes: UInt64, extraBytes: UInt64)
 }
 
-/// The list of both trees' entries and, for each new file, its action. Entries are sorted by path
-/// (byte-wise); the lists hash to the header's tree digests.
-public struct BundleManifest: Equatable, Sendable {
-    public var old: [TreeEntry]
-    public var new: [TreeEntry]
-    /// One per new entry; nil for directories and symlinks.
-    public var actions: [FileAction?]
+/// One change from the old tree to the new one. Paths the bundle does not mention are unchanged.
+public enum BundleOp: Equatable, Sendable {
+    /// The old entry at this path is gone from the new tree.
+    case remove
+    /// A directory (new, replacing another kind, or with a new mode).
+    case directory(mode: UInt16)
+    /// A symlink (new or changed). Its target is stored and never followed.
+    case symlink(target: String)
+    /// A regular file (new or changed).
+    case file(mode: UInt16, size: UInt64, sha256: [UInt8], action: FileAction)
+    /// Only the permission bits of an existing file or directory change.
+    case chmod(mode: UInt16)
+}
 
-    public init(old: [TreeEntry], new: [TreeEntry], actions: [FileAction?]) {
-        precondition(new.count == actions.count, "one action per new entry")
-        self.old = old
-        self.new = new
-        self.actions = actions
+public struct BundleOperation: Equatable, Sendable {
+    public var path: String
+    public var op: BundleOp
+    public init(path: String, op: BundleOp) {
+        self.path = path
+        self.op = op
+    }
+}
+
+/// What a bundle says about the two trees: the old entries it touches (removes, replaces or reads
+/// from), with their full description so that the installation can be checked entry by entry, and
+/// the operations that turn the old tree into the new one. Both lists are sorted by path (byte-wise).
+public struct BundleManifest: Equatable, Sendable {
+    public var touched: [TreeEntry]
+    public var operations: [BundleOperation]
+
+    public init(touched: [TreeEntry], operations: [BundleOperation]) {
+        self.touched = touched
+        self.operations = operations
     }
 
     // MARK: Encoding (FORMAT.md, "Bundle manifest")
 
     public func encode() -> [UInt8] {
         var out = [UInt8]()
-        Varint.appendUnsigned(UInt64(old.count), to: &out)
-        for e in old { Self.encodeEntry(e, into: &out) }
-        Varint.appendUnsigned(UInt64(new.count), to: &out)
-        for (e, action) in zip(new, actions) {
-            Self.encodeEntry(e, into: &out)
-            guard e.kind == .file, let action else { continue }
-            switch action {
-            case .unchanged:
-                out.append(0)
-            case .copy(let source):
+        Varint.appendUnsigned(UInt64(touched.count), to: &out)
+        var previous: [UInt8] = []
+        for e in touched { Self.encodeEntry(e, into: &out, previous: &previous) }
+        Varint.appendUnsigned(UInt64(operations.count), to: &out)
+        previous = []
+        for o in operations {
+            Self.appendPath(o.path, to: &out, previous: &previous)
+            switch o.op {
+            case .remove:
                 out.append(1)
-                Varint.appendUnsigned(UInt64(source), to: &out)
-            case .data(let source, let tuples, let diff, let literal, let extra):
+            case .directory(let mode):
                 out.append(2)
-                Varint.appendUnsigned(source.map { UInt64($0) + 1 } ?? 0, to: &out)
-                Varint.appendUnsigned(tuples, to: &out)
-                Varint.appendUnsigned(diff, to: &out)
-                Varint.appendUnsigned(literal, to: &out)
-                Varint.appendUnsigned(extra, to: &out)
+                Varint.appendUnsigned(UInt64(mode), to: &out)
+            case .symlink(let target):
+                out.append(3)
+                Self.appendString(target, to: &out)
+            case .chmod(let mode):
+                out.append(5)
+                Varint.appendUnsigned(UInt64(mode), to: &out)
+            case .file(let mode, let size, let sha, let action):
+                out.append(4)
+                Varint.appendUnsigned(UInt64(mode), to: &out)
+                Varint.appendUnsigned(size, to: &out)
+                out.append(contentsOf: sha)
+                switch action {
+                case .copy(let source):
+                    out.append(1)
+                    Varint.appendUnsigned(UInt64(source), to: &out)
+                case .data(let source, let tuples, let diff, let literal, let extra):
+                    out.append(2)
+                    Varint.appendUnsigned(source.map { UInt64($0) + 1 } ?? 0, to: &out)
+                    for v in [tuples, diff, literal, extra] { Varint.appendUnsigned(v, to: &out) }
+                }
             }
         }
         return out
     }
 
+    static func appendString(_ s: String, to out: inout [UInt8]) {
+        let bytes = Array(s.utf8)
+        Varint.appendUnsigned(UInt64(bytes.count), to: &out)
+        out.append(contentsOf: bytes)
+    }
+
+    /// Front coding: the length of the prefix shared with the previous path, then the rest.
+    static func appendPath(_ path: String, to out: inout [UInt8], previous: inout [UInt8]) {
+        let bytes = Array(path.utf8)
+        var shared = 0
+        while shared < min(bytes.count, previous.count) && bytes[shared] == previous[shared] { shared += 1 }
+        Varint.appendUnsigned(UInt64(shared), to: &out)
+        Varint.appendUnsigned(UInt64(bytes.count - shared), to: &out)
+        out.append(contentsOf: bytes[shared...])
+        previous = bytes
+    }
+
+    static func encodeEntry(_ e: TreeEntry, into out: inout [UInt8], previous: inout [UInt8]) {
+        appendPath(e.path, to: &out, previous: &previous)
+        encodeEntryBody(e, into: &out)
+    }
+
     static func encodeEntry(_ e: TreeEntry, into out: inout [UInt8]) {
-        let path = Array(e.path.utf8)
-        Varint.appendUnsigned(UInt64(path.count), to: &out)
-        out.append(contentsOf: path)
+        appendString(e.path, to: &out)
+        encodeEntryBody(e, into: &out)
+    }
+
+    static func encodeEntryBody(_ e: TreeEntry, into out: inout [UInt8]) {
         out.append(e.kind.rawValue)
         switch e.kind {
         case .file:
@@ -65,105 +121,180 @@ public struct BundleManifest: Equatable, Sendable {
         case .directory:
             Varint.appendUnsigned(UInt64(e.mode), to: &out)
         case .symlink:
-            let target = Array((e.linkTarget ?? "").utf8)
-            Varint.appendUnsigned(UInt64(target.count), to: &out)
-            out.append(contentsOf: target)
+            appendString(e.linkTarget ?? "", to: &out)
         }
     }
 
-    // MARK: Decoding and validation
+    // MARK: Decoding and self-consistency
 
-    /// Decodes and validates a manifest against its header: counts, digests, path rules (no absolute
-    /// paths, no `..`, nothing under a symlink or a file, no duplicates or case collisions, link targets
-    /// that stay inside), sizes within limits, and actions consistent with both trees.
-    public static func decode(_ bytes: [UInt8], header: BundleHeader, limits: BundleLimits) throws -> BundleManifest {
-        var reader = ManifestReader(bytes: bytes)
-        let oldCount = try reader.varint("old entry count")
-        guard oldCount == header.oldCount else {
-            throw PatchFormatError.invalidField(field: "manifest old entry count", value: "\(oldCount)",
-                                                reason: "the header says \(header.oldCount)")
+    /// Decodes a manifest and checks everything that can be checked without the old tree: path rules,
+    /// order and uniqueness, modes, sizes within limits, and actions that refer to touched files of
+    /// the right content. `newTree(from:)` checks the rest against the actual old tree.
+    public static func decode(_ bytes: [UInt8], limits: BundleLimits) throws -> BundleManifest {
+        var r = ManifestReader(bytes: bytes)
+        let touchedCount = try r.varint("touched entry count")
+        guard touchedCount <= limits.maxEntries else {
+            throw PatchFormatError.limitExceeded(field: "touched entry count", value: touchedCount, limit: limits.maxEntries)
         }
-        var old = [TreeEntry]()
-        old.reserveCapacity(Int(oldCount))
-        for i in 0..<oldCount { old.append(try reader.entry(index: i, list: "old")) }
-        let newCount = try reader.varint("new entry count")
-        guard newCount == header.newCount else {
-            throw PatchFormatError.invalidField(field: "manifest new entry count", value: "\(newCount)",
-                                                reason: "the header says \(header.newCount)")
-        }
-        var new = [TreeEntry]()
-        var actions = [FileAction?]()
-        new.reserveCapacity(Int(newCount))
-        actions.reserveCapacity(Int(newCount))
-        for i in 0..<newCount {
-            let e = try reader.entry(index: i, list: "new")
-            new.append(e)
-            if e.kind == .file {
-                actions.append(try reader.action(index: i, oldCount: oldCount))
-            } else {
-                actions.append(nil)
+        var touched = [TreeEntry]()
+        touched.reserveCapacity(Int(min(touchedCount, 1 << 16)))
+        var previous: [UInt8] = []
+        for i in 0..<touchedCount {
+            let path = try r.path("touched entry \(i) path", previous: &previous)
+            let e = try r.entry(index: i, path: path)
+            if let last = touched.last, !pathPrecedes(last.path, e.path) {
+                throw PatchFormatError.invalidField(field: "touched entry \(i)", value: BundlePath.quoted(e.path),
+                                                    reason: last.path == e.path ? "is a duplicate" : "is out of order")
             }
+            touched.append(e)
         }
-        guard reader.atEnd else {
-            throw PatchFormatError.trailingData(location: "in the manifest", detail: "\(bytes.count - reader.offset) bytes after the last entry")
+        let opCount = try r.varint("operation count")
+        guard opCount <= limits.maxEntries * 2 else {
+            throw PatchFormatError.limitExceeded(field: "operation count", value: opCount, limit: limits.maxEntries * 2)
         }
-        let manifest = BundleManifest(old: old, new: new, actions: actions)
-        try manifest.validate(header: header, limits: limits)
-        return manifest
-    }
-
-    func validate(header: BundleHeader, limits: BundleLimits) throws {
-        try Self.validateTree(old, list: "old")
-        try Self.validateTree(new, list: "new")
-        guard TreeDigest.compute(old) == header.oldDigest else {
-            throw PatchFormatError.invalidField(field: "old tree digest (offset 16)", value: Hex.encode(header.oldDigest),
-                                                reason: "does not match the manifest's old entries")
-        }
-        guard TreeDigest.compute(new) == header.newDigest else {
-            throw PatchFormatError.invalidField(field: "new tree digest (offset 48)", value: Hex.encode(header.newDigest),
-                                                reason: "does not match the manifest's new entries")
-        }
+        var touchedIndex = [String: Int]()
+        for (i, e) in touched.enumerated() { touchedIndex[e.path] = i }
+        var operations = [BundleOperation]()
+        operations.reserveCapacity(Int(min(opCount, 1 << 16)))
         var total: UInt64 = 0
-        var oldIndexByPath = [String: Int]()
-        for (i, e) in old.enumerated() { oldIndexByPath[e.path] = i }
-        for (i, e) in new.enumerated() where e.kind == .file {
+        previous = []
+        for i in 0..<opCount {
+            let path = try r.path("operation \(i) path", previous: &previous)
+            try BundlePath.validate(path, field: "operation \(i) path")
+            if let last = operations.last, !pathPrecedes(last.path, path) {
+                throw PatchFormatError.invalidField(field: "operation \(i)", value: BundlePath.quoted(path),
+                                                    reason: last.path == path ? "is a duplicate" : "is out of order")
+            }
             func bad(_ reason: String) -> PatchFormatError {
-                .invalidField(field: "new entry \(i) \(BundlePath.quoted(e.path))", value: "action", reason: reason)
+                .invalidField(field: "operation \(i) \(BundlePath.quoted(path))", value: "", reason: reason)
             }
-            if e.size > limits.maxFileBytes {
-                throw PatchFormatError.limitExceeded(field: "file \(BundlePath.quoted(e.path))", value: e.size, limit: limits.maxFileBytes)
-            }
-            total += e.size
-            if total > limits.maxTotalBytes || total > header.newTotalBytes {
-                throw PatchFormatError.limitExceeded(field: "new tree", value: total, limit: min(limits.maxTotalBytes, header.newTotalBytes))
-            }
-            switch actions[i]! {
-            case .unchanged:
-                guard let j = oldIndexByPath[e.path], old[j].kind == .file, old[j].sha256 == e.sha256, old[j].size == e.size else {
-                    throw bad("is 'unchanged' but the old tree has no identical file at this path")
+            let tag = try r.byte("operation tag")
+            let op: BundleOp
+            switch tag {
+            case 1:
+                guard touchedIndex[path] != nil else { throw bad("removes a path the bundle does not describe as touched") }
+                op = .remove
+            case 2:
+                op = .directory(mode: try r.mode())
+            case 3:
+                let target = try r.string("symlink target")
+                try BundlePath.validateLinkTarget(target, of: path)
+                op = .symlink(target: target)
+            case 4:
+                let mode = try r.mode()
+                let size = try r.varint("size")
+                let sha = Array(try r.take(32, "sha256"))
+                if size > limits.maxFileBytes {
+                    throw PatchFormatError.limitExceeded(field: "file \(BundlePath.quoted(path))", value: size, limit: limits.maxFileBytes)
                 }
-            case .copy(let source):
-                guard old[source].kind == .file, old[source].sha256 == e.sha256, old[source].size == e.size else {
-                    throw bad("copies old entry \(source), which is not a file with the same content")
+                let (t, o) = total.addingReportingOverflow(size)
+                if o || t > limits.maxTotalBytes {
+                    throw PatchFormatError.limitExceeded(field: "files the bundle writes", value: t, limit: limits.maxTotalBytes)
                 }
-            case .data(let source, let tuples, let diff, let literal, let extra):
-                if let source, old[source].kind != .file { throw bad("patches old entry \(source), which is not a file") }
-                let (sum, o) = diff.addingReportingOverflow(extra)
-                guard !o, sum == e.size else { throw bad("diff \(diff) + extra \(extra) bytes is not the file's size \(e.size)") }
-                guard literal <= diff else { throw bad("has more literal bytes (\(literal)) than diff bytes (\(diff))") }
-                guard tuples <= e.size + 1 else { throw bad("has \(tuples) control tuples for \(e.size) bytes") }
-                if source == nil && diff > 0 { throw bad("adds \(diff) bytes from no source file") }
+                total = t
+                let actionTag = try r.byte("file action")
+                func source(_ v: UInt64) throws -> Int {
+                    guard v < UInt64(touched.count), touched[Int(v)].kind == .file else {
+                        throw bad("refers to touched entry \(v), which is not a touched file")
+                    }
+                    return Int(v)
+                }
+                let action: FileAction
+                switch actionTag {
+                case 1:
+                    let s = try source(try r.varint("copy source"))
+                    guard touched[s].sha256 == sha, touched[s].size == size else {
+                        throw bad("copies \(BundlePath.quoted(touched[s].path)), whose content differs")
+                    }
+                    action = .copy(source: s)
+                case 2:
+                    let sv = try r.varint("data source")
+                    let s: Int? = sv == 0 ? nil : try source(sv - 1)
+                    let tuples = try r.varint("tuples"), diff = try r.varint("diff bytes")
+                    let literal = try r.varint("literal bytes"), extra = try r.varint("extra bytes")
+                    let (sum, o2) = diff.addingReportingOverflow(extra)
+                    guard !o2, sum == size else { throw bad("diff \(diff) + extra \(extra) bytes is not the file's size \(size)") }
+                    guard literal <= diff else { throw bad("has more literal bytes (\(literal)) than diff bytes (\(diff))") }
+                    guard tuples <= size + 1 else { throw bad("has \(tuples) control tuples for \(size) bytes") }
+                    if s == nil && diff > 0 { throw bad("adds \(diff) bytes from no source file") }
+                    action = .data(source: s, tuples: tuples, diffBytes: diff, literalBytes: literal, extraBytes: extra)
+                default:
+                    throw bad("has unknown file action \(actionTag)")
+                }
+                op = .file(mode: mode, size: size, sha256: sha, action: action)
+            case 5:
+                op = .chmod(mode: try r.mode())
+            default:
+                throw bad("has unknown operation tag \(tag)")
+            }
+            operations.append(BundleOperation(path: path, op: op))
+        }
+        guard r.atEnd else {
+            throw PatchFormatError.trailingData(location: "in the manifest", detail: "\(bytes.count - r.offset) bytes after the last operation")
+        }
+        return BundleManifest(touched: touched, operations: operations)
+    }
+
+    /// Checks the touched entries against the actual old tree; returns the first that differs, as a
+    /// description, or nil when all match.
+    public func firstTouchedDifference(in old: [TreeEntry]) -> String? {
+        var byPath = [String: TreeEntry]()
+        for e in old { byPath[e.path] = e }
+        for t in touched {
+            guard let e = byPath[t.path] else { return "\(t.path): missing (expected a \(t.kind))" }
+            if e.kind != t.kind { return "\(t.path): is a \(e.kind), expected a \(t.kind)" }
+            if e.mode != t.mode { return "\(t.path): mode \(String(e.mode, radix: 8)), expected \(String(t.mode, radix: 8))" }
+            if !e.sameContent(as: t) { return "\(t.path): content differs" }
+        }
+        return nil
+    }
+
+    /// The new tree: `old` with the operations applied, checked as a whole (sorted, unique, every parent
+    /// a directory, no case collisions, link targets inside) and against `expectedDigest`.
+    public func newTree(from old: [TreeEntry], expectedDigest: [UInt8]) throws -> [TreeEntry] {
+        var byPath = [String: TreeEntry]()
+        for e in old { byPath[e.path] = e }
+        let touchedPaths = Set(touched.map(\.path))
+        for (i, o) in operations.enumerated() {
+            let existing = byPath[o.path]
+            if case .chmod(let mode) = o.op {
+                guard var e = existing, e.kind != .symlink else {
+                    throw PatchFormatError.invalidField(field: "operation \(i) \(BundlePath.quoted(o.path))", value: "",
+                                                        reason: "changes the mode of a path that is not a file or directory of the old tree")
+                }
+                e.mode = mode
+                byPath[o.path] = e
+                continue
+            }
+            if existing != nil && !touchedPaths.contains(o.path) {
+                throw PatchFormatError.invalidField(field: "operation \(i) \(BundlePath.quoted(o.path))", value: "",
+                                                    reason: "changes an old entry the bundle does not describe as touched")
+            }
+            switch o.op {
+            case .remove:
+                byPath[o.path] = nil
+            case .directory(let mode):
+                byPath[o.path] = .directory(o.path, mode: mode)
+            case .symlink(let target):
+                byPath[o.path] = .symlink(o.path, target: target)
+            case .file(let mode, let size, let sha, _):
+                byPath[o.path] = .file(o.path, mode: mode, size: size, sha256: sha)
+            case .chmod:
+                break
             }
         }
-        guard total == header.newTotalBytes else {
-            throw PatchFormatError.invalidField(field: "new tree bytes (offset 96)", value: "\(header.newTotalBytes)",
-                                                reason: "the manifest's files add up to \(total)")
+        let new = byPath.values.sorted { pathPrecedes($0.path, $1.path) }
+        try Self.validateTree(new, list: "new tree")
+        guard TreeDigest.compute(new) == expectedDigest else {
+            throw PatchFormatError.invalidField(field: "new tree digest (offset 48)", value: Hex.encode(expectedDigest),
+                                                reason: "does not match the tree the operations build")
         }
+        return new
     }
 
     /// Sorted and unique paths, every parent a directory of the same tree, no case collisions, link
     /// targets that stay inside.
-    static func validateTree(_ entries: [TreeEntry], list: String) throws {
+    public static func validateTree(_ entries: [TreeEntry], list: String) throws {
         var kinds = [String: TreeEntry.Kind]()
         var folded = Set<String>()
         kinds.reserveCapacity(entries.count)
@@ -187,24 +318,25 @@ public struct BundleManifest: Equatable, Sendable {
             }
             if e.kind == .symlink {
                 try BundlePath.validateLinkTarget(e.linkTarget ?? "", of: e.path)
-                try validateLinkChain(e, kinds: kinds, entries: entries)
             }
             kinds[e.path] = e.kind
+        }
+        for e in entries where e.kind == .symlink {
+            try validateLinkChain(e, kinds: kinds)
         }
     }
 
     /// A `..` after a component that is itself a symlink could climb out physically even when the
     /// lexical check passes; refuse such targets.
-    static func validateLinkChain(_ e: TreeEntry, kinds: [String: TreeEntry.Kind], entries: [TreeEntry]) throws {
+    static func validateLinkChain(_ e: TreeEntry, kinds: [String: TreeEntry.Kind]) throws {
         guard let target = e.linkTarget, target.split(separator: "/").contains("..") else { return }
         var current = BundlePath.parent(of: e.path).map { $0.split(separator: "/").map(String.init) } ?? []
-        let all = Dictionary(entries.map { ($0.path, $0.kind) }, uniquingKeysWith: { a, _ in a })
         let components = target.split(separator: "/").map(String.init)
         for (k, c) in components.enumerated() {
             if c == "." { continue }
             if c == ".." { if !current.isEmpty { current.removeLast() }; continue }
             current.append(c)
-            if k < components.count - 1, all[current.joined(separator: "/")] == .symlink {
+            if k < components.count - 1, kinds[current.joined(separator: "/")] == .symlink {
                 throw PatchFormatError.invalidField(field: "symlink \(BundlePath.quoted(e.path)) target",
                                                     value: BundlePath.quoted(target),
                                                     reason: "resolves through another symlink before '..'")
@@ -259,50 +391,96 @@ struct ManifestReader {
         return s
     }
 
-    mutating func entry(index: UInt64, list: String) throws -> TreeEntry {
-        let path = try string("\(list) entry \(index) path")
-        try BundlePath.validate(path, field: "\(list) entry \(index) path")
+    mutating func mode() throws -> UInt16 {
+        let m = try varint("mode")
+        guard m <= 0o777 else {
+            throw PatchFormatError.invalidField(field: "mode", value: String(m, radix: 8), reason: "only permission bits 0...0777 are allowed")
+        }
+        return UInt16(m)
+    }
+
+    /// A front-coded path (see `BundleManifest.appendPath`).
+    mutating func path(_ field: String, previous: inout [UInt8]) throws -> String {
+        let shared = try varint("\(field) shared prefix")
+        let rest = try varint("\(field) length")
+        guard shared <= UInt64(previous.count), rest <= UInt64(BundlePath.maxLength) else {
+            throw PatchFormatError.invalidField(field: field, value: "\(shared)+\(rest) bytes",
+                                                reason: "shares more than the previous path has, or is too long")
+        }
+        let bytes = Array(previous[0..<Int(shared)]) + Array(try take(rest, field))
+        guard let s = String(validating: bytes, as: UTF8.self) else {
+            throw PatchFormatError.invalidField(field: field, value: "\(bytes.count) bytes", reason: "is not valid UTF-8")
+        }
+        try BundlePath.validate(s, field: field)
+        previous = bytes
+        return s
+    }
+
+    mutating func entry(index: UInt64) throws -> TreeEntry {
+        let path = try string("entry \(index) path")
+        try BundlePath.validate(path, field: "entry \(index) path")
+        return try entry(index: index, path: path)
+    }
+
+    mutating func entry(index: UInt64, path: String) throws -> TreeEntry {
         let kindByte = try byte("kind")
         guard let kind = TreeEntry.Kind(rawValue: kindByte) else {
-            throw PatchFormatError.invalidField(field: "\(list) entry \(index) \(BundlePath.quoted(path)) kind", value: "\(kindByte)",
+            throw PatchFormatError.invalidField(field: "touched entry \(index) \(BundlePath.quoted(path)) kind", value: "\(kindByte)",
                                                 reason: "only files (1), directories (2) and symlinks (3) are allowed")
         }
         switch kind {
-        case .file, .directory:
-            let mode = try varint("mode")
-            guard mode <= 0o777 else {
-                throw PatchFormatError.invalidField(field: "\(list) entry \(index) \(BundlePath.quoted(path)) mode",
-                                                    value: String(mode, radix: 8), reason: "only permission bits 0...0777 are allowed")
-            }
-            if kind == .directory { return .directory(path, mode: UInt16(mode)) }
+        case .directory:
+            return .directory(path, mode: try mode())
+        case .file:
+            let m = try mode()
             let size = try varint("size")
-            let sha = Array(try take(32, "sha256"))
-            return .file(path, mode: UInt16(mode), size: size, sha256: sha)
+            return .file(path, mode: m, size: size, sha256: Array(try take(32, "sha256")))
         case .symlink:
-            let target = try string("\(list) entry \(index) link target")
-            return .symlink(path, target: target)
+            return .symlink(path, target: try string("touched entry \(index) link target"))
         }
     }
+}
 
-    mutating func action(index: UInt64, oldCount: UInt64) throws -> FileAction {
-        let tag = try byte("action")
-        func source(_ v: UInt64) throws -> Int {
-            guard v < oldCount else {
-                throw PatchFormatError.invalidField(field: "new entry \(index) source", value: "\(v)",
-                                                    reason: "there are only \(oldCount) old entries")
+/// A tree's entry list as a file (the installation's own record of what it holds, kept beside it):
+/// a varint count and the entries in the manifest's entry encoding.
+public enum TreeRecord {
+    public static func encode(_ entries: [TreeEntry]) -> [UInt8] {
+        var out = Array("PHXTREE1".utf8)
+        Varint.appendUnsigned(UInt64(entries.count), to: &out)
+        for e in entries { BundleManifest.encodeEntry(e, into: &out) }
+        return out
+    }
+
+    public static func decode(_ bytes: [UInt8], limits: BundleLimits = BundleLimits()) throws -> [TreeEntry] {
+        guard bytes.count >= 8, Array(bytes[0..<8]) == Array("PHXTREE1".utf8) else {
+            throw PatchFormatError.badMagic(found: Array(bytes.prefix(8)))
+        }
+        var r = ManifestReader(bytes: bytes, offset: 8)
+        let n = try r.varint("entry count")
+        guard n <= limits.maxEntries else { throw PatchFormatError.limitExceeded(field: "entry count", value: n, limit: limits.maxEntries) }
+        var out = [TreeEntry]()
+        for i in 0..<n { out.append(try r.entry(index: i)) }
+        guard r.atEnd else { throw PatchFormatError.trailingData(location: "in the tree record", detail: "\(bytes.count - r.offset) bytes") }
+        return out
+    }
+
+    /// The first path where two trees differ, described; nil when they are the same.
+    public static func firstDifference(expected: [TreeEntry], actual: [TreeEntry]) -> String? {
+        var i = 0, j = 0
+        while i < expected.count || j < actual.count {
+            if j == actual.count || (i < expected.count && pathPrecedes(expected[i].path, actual[j].path)) {
+                return "\(expected[i].path): missing (expected a \(expected[i].kind))"
             }
-            return Int(v)
+            if i == expected.count || pathPrecedes(actual[j].path, expected[i].path) {
+                return "\(actual[j].path): not expected (an added \(actual[j].kind))"
+            }
+            let e = expected[i], a = actual[j]
+            if e.kind != a.kind { return "\(e.path): is a \(a.kind), expected a \(e.kind)" }
+            if e.mode != a.mode { return "\(e.path): mode \(String(a.mode, radix: 8)), expected \(String(e.mode, radix: 8))" }
+            if !e.sameContent(as: a) { return "\(e.path): content differs" }
+            i += 1
+            j += 1
         }
-        switch tag {
-        case 0: return .unchanged
-        case 1: return .copy(source: try source(try varint("copy source")))
-        case 2:
-            let s = try varint("data source")
-            let src: Int? = s == 0 ? nil : try source(s - 1)
-            return .data(source: src, tuples: try varint("tuples"), diffBytes: try varint("diff bytes"),
-                         literalBytes: try varint("literal bytes"), extraBytes: try varint("extra bytes"))
-        default:
-            throw PatchFormatError.invalidField(field: "new entry \(index) action", value: "\(tag)", reason: "unknown action")
-        }
+        return nil
     }
 }

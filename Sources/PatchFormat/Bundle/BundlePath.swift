@@ -59,7 +59,7 @@ public enum BundlePath {
         return String(path[..<slash])
     }
 
-    static func quoted(_ s: String) -> String {
+    public static func quoted(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars.prefix(200) {
             switch scalar {

@@ -22,16 +22,16 @@ public final class AtomicFileWriter {
     /// - Parameter mode: permission bits for the result (for example the old file's).
     public init(destination: String, mode: mode_t = 0o644) throws {
         self.destination = destination
-        let dir = FileIO.directory(of: destination)
-        var template = Array("\(dir)/.\(FileIO.fileName(of: destination)).phx-tmp-XXXXXX".utf8CString)
+        let dir = POSIX.directory(of: destination)
+        var template = Array("\(dir)/.\(POSIX.fileName(of: destination)).phx-tmp-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw FileIO.error("cannot create a temporary file in", dir) }
+        guard fd >= 0 else { throw POSIX.error("cannot create a temporary file in", dir) }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         self.fd = fd
         self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         self.buffer = .allocate(byteCount: 1 << 20, alignment: 16)
         if fchmod(fd, mode & 0o7777) != 0 {
-            let e = FileIO.error("cannot set permissions on", temporaryPath)
+            let e = POSIX.error("cannot set permissions on", temporaryPath)
             abort()
             throw e
         }
@@ -48,7 +48,7 @@ public final class AtomicFileWriter {
         if bytes.count >= buffer.count {
             try flush()
             hasher.update(bytes)
-            try FileIO.writeAll(fd, temporaryPath, bytes)
+            try POSIX.writeAll(fd, temporaryPath, bytes)
             return
         }
         if buffered + bytes.count > buffer.count { try flush() }
@@ -61,7 +61,7 @@ public final class AtomicFileWriter {
             // Hashing whole buffers, not each small write, keeps SHA-256 at full speed.
             let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<buffered])
             hasher.update(bytes)
-            try FileIO.writeAll(fd, temporaryPath, bytes)
+            try POSIX.writeAll(fd, temporaryPath, bytes)
             buffered = 0
         }
     }
@@ -77,16 +77,16 @@ public final class AtomicFileWriter {
         precondition(!finished, "commit twice")
         do {
             try flush()
-            guard fsync(fd) == 0 else { throw FileIO.error("cannot fsync", temporaryPath) }
-            guard close(fd) == 0 else { fd = -1; throw FileIO.error("cannot close", temporaryPath) }
+            guard fsync(fd) == 0 else { throw POSIX.error("cannot fsync", temporaryPath) }
+            guard close(fd) == 0 else { fd = -1; throw POSIX.error("cannot close", temporaryPath) }
             fd = -1
-            guard rename(temporaryPath, destination) == 0 else { throw FileIO.error("cannot rename into", destination) }
+            guard rename(temporaryPath, destination) == 0 else { throw POSIX.error("cannot rename into", destination) }
         } catch {
             abort()
             throw error
         }
         finished = true
-        FileIO.fsyncDirectory(FileIO.directory(of: destination))
+        POSIX.fsyncPath(POSIX.directory(of: destination), directory: true)
     }
 
     /// Discards the temporary file. Safe to call more than once.
@@ -98,7 +98,7 @@ public final class AtomicFileWriter {
     }
 
     /// Copies the owner and group of `path` onto the temporary file (best effort: only root may).
-    func copyOwnership(from st: stat) {
+    public func copyOwnership(from st: stat) {
         if fd >= 0 { _ = fchown(fd, st.st_uid, st.st_gid) }
     }
 }

@@ -1,0 +1,500 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import PatchFormat
+import TreeIO
+
+/// Options for applying a bundle.
+public struct BundleApplyOptions: Sendable {
+    public var limits: BundleLimits
+    /// Cores used to hash trees.
+    public var threads: Int
+    /// Called with a phase name and a fraction in 0...1.
+    public var progress: (@Sendable (String, Double) -> Void)?
+
+    public init(limits: BundleLimits = BundleLimits(), threads: Int = 1, progress: (@Sendable (String, Double) -> Void)? = nil) {
+        self.limits = limits
+        self.threads = max(1, threads)
+        self.progress = progress
+    }
+}
+
+/// What an apply, a recovery or a rollback did.
+public struct BundleApplyResult: Sendable, Equatable, Codable {
+    public var directory: String
+    public var oldDigest: String
+    public var newDigest: String
+    public var entries: Int
+    public var filesWritten: Int
+    public var bytesWritten: UInt64
+    /// Where the replaced version is kept (for `rollback`), if there was one.
+    public var backup: String?
+}
+
+public enum RecoveryOutcome: String, Sendable, Codable {
+    /// No interrupted operation.
+    case clean
+    /// An interrupted switch was completed: the tree is the new version.
+    case finished
+    /// An interrupted staging was discarded: the tree is the old version.
+    case undone
+}
+
+/// Applies bundles to an installed tree in place, atomically, with a backup of the replaced version.
+///
+/// Layout: beside the installation `DIR` lives a state directory `.NAME.phoenix` (same file system)
+/// holding `staging/` (the new tree being built), `backup/` (the previous version), `journal` (what
+/// an interrupted operation was doing), `installed` (the record of the current tree) and `lock`.
+///
+/// Apply: check the installation against the bundle's old-tree digest (naming the first differing
+/// path), check free space, build the whole new tree in `staging/` (unchanged files hard-linked, new
+/// and changed ones written and verified), verify its digest, then swap it with `DIR` in one
+/// `renameat2(RENAME_EXCHANGE)` (two journaled renames where the file system lacks it), and keep the
+/// old tree as `backup/`. A crash at any point leaves `DIR` old or new; `recover` (run first by every
+/// apply and rollback) finishes or undoes what the journal says was under way.
+///
+/// Memory: the entry lists, plus one file at a time (the old file a changed file is patched from) and
+/// fixed buffers. Disk: the new and changed files (unchanged ones are hard links).
+public enum BundleApplier {
+    // MARK: State directory
+
+    struct State {
+        let directory: String
+        let root: String
+        var staging: String { root + "/staging" }
+        var backup: String { root + "/backup" }
+        var journal: String { root + "/journal" }
+        var backupInfo: String { root + "/backup.json" }
+        var installed: String { root + "/installed" }
+        var lock: String { root + "/lock" }
+        var previous: String { root + "/previous" }
+
+        init(directory raw: String) {
+            var d = raw
+            while d.count > 1 && d.hasSuffix("/") { d.removeLast() }
+            if !d.hasPrefix("/") {
+                d = FileManager.default.currentDirectoryPath + "/" + d
+            }
+            directory = d
+            root = POSIX.directory(of: d) + "/." + POSIX.fileName(of: d) + ".phoenix"
+        }
+    }
+
+    struct Journal: Codable {
+        enum Operation: String, Codable { case apply, rollback }
+        enum Phase: String, Codable { case staging, staged, switched }
+        var operation: Operation
+        var phase: Phase
+        var oldDigest: String
+        var newDigest: String
+        /// Inode of the directory that will become the installation (staging, or the backup for a rollback).
+        var incomingInode: UInt64
+        /// Inode of the installation before the switch (0 if there was none).
+        var liveInode: UInt64
+    }
+
+    struct BackupInfo: Codable {
+        var digest: String
+    }
+
+    static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+        let data = try JSONEncoder().encode(value)
+        let w = try AtomicFileWriter(destination: path, mode: 0o600)
+        try data.withUnsafeBytes { try w.write($0) }
+        try w.commit()
+    }
+
+    static func readJSON<T: Decodable>(_ type: T.Type, from path: String) throws -> T? {
+        guard POSIX.exists(path) else { return nil }
+        let bytes = try POSIX.readFile(path)
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch {
+            throw PatcherError.io(operation: "unreadable state file", path: path, errno: 0, message: "\(error)")
+        }
+    }
+
+    static func withLock<T>(_ state: State, _ body: () throws -> T) throws -> T {
+        try POSIX.mkdirIfNeeded(state.root, mode: 0o700)
+        guard let lock = try FileLock(path: state.lock) else { throw PatcherError.busy(directory: state.directory) }
+        defer { lock.release() }
+        return try body()
+    }
+
+    static func mapErrors<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let e as TreeIOError {
+            throw PatcherError(e)
+        } catch let e as PatchFormatError {
+            throw PatcherError.format(e)
+        }
+    }
+
+    // MARK: Apply
+
+    /// Applies the bundle at `bundlePath` to the installation `directory` (which a full bundle may
+    /// create). See the type's documentation for the sequence and the guarantees.
+    @discardableResult
+    public static func apply(directory: String, bundlePath: String, options: BundleApplyOptions = BundleApplyOptions()) throws -> BundleApplyResult {
+        let state = State(directory: directory)
+        return try mapErrors {
+            try withLock(state) {
+                _ = try recoverLocked(state)
+                return try applyLocked(state, bundlePath: bundlePath, options: options)
+            }
+        }
+    }
+
+    static func readManifest(_ input: FilePatchInput, header: BundleHeader, limits: BundleLimits) throws -> BundleManifest {
+        let reader = try DecompressingReader(streamName: "manifest", codec: header.codec,
+                                             source: input.source(offset: header.manifestOffset, length: header.manifestLength))
+        var raw = [UInt8](repeating: 0, count: Int(header.manifestRawLength))
+        try raw.withUnsafeMutableBytes { try reader.readExactly(into: $0) }
+        try reader.finish()
+        return try BundleManifest.decode(raw, limits: limits)
+    }
+
+    static func applyLocked(_ state: State, bundlePath: String, options: BundleApplyOptions) throws -> BundleApplyResult {
+        let progress = options.progress
+        let input = try FilePatchInput(path: bundlePath)
+        let header = try BundleHeader.decode(try input.bytes(at: 0, count: BundleHeader.size), fileLength: input.length,
+                                             limits: options.limits)
+        let manifest = try readManifest(input, header: header, limits: options.limits)
+
+        // 1. The installation must be the tree the bundle was made from (a full bundle replaces anything).
+        progress?("verify", 0)
+        let exists = POSIX.isDirectory(state.directory)
+        if !exists && POSIX.exists(state.directory) {
+            throw PatcherError.installationMismatch(directory: state.directory, detail: "it is not a directory")
+        }
+        let old = exists ? try TreeScanner.scan(state.directory, threads: options.threads) : []
+        let oldDigest = TreeDigest.compute(old)
+        if !header.isFull && !exists {
+            throw PatcherError.installationMismatch(
+                directory: state.directory, detail: "it does not exist; this bundle updates an existing installation (a full bundle installs one)")
+        }
+        if !header.isFull && oldDigest != header.oldDigest {
+            throw PatcherError.installationMismatch(directory: state.directory, detail: describeMismatch(state, old: old, manifest: manifest))
+        }
+        let base = header.isFull ? [] : old
+        let new = try manifest.newTree(from: base, expectedDigest: header.newDigest)
+        guard UInt64(new.count) == header.newCount else {
+            throw PatchFormatError.invalidField(field: "new entry count (offset 88)", value: "\(header.newCount)",
+                                                reason: "the operations build \(new.count) entries")
+        }
+
+        // 2. Free space for everything that is not a hard link, checked before anything is written.
+        var operations = [String: BundleOp]()
+        for o in manifest.operations { operations[o.path] = o.op }
+        var needed: UInt64 = 1 << 20
+        for e in new where e.kind == .file && (header.isFull || operations[e.path] != nil) { needed += e.size }
+        let parent = POSIX.directory(of: state.directory)
+        if !POSIX.isDirectory(parent) { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+        try POSIX.mkdirIfNeeded(state.root, mode: 0o700)
+        if let free = POSIX.freeSpace(state.root), free < needed {
+            throw PatcherError.insufficientSpace(path: parent, needed: needed, available: free)
+        }
+
+        // 3. Build the new tree in staging.
+        try writeJSON(Journal(operation: .apply, phase: .staging, oldDigest: Hex.encode(oldDigest),
+                              newDigest: Hex.encode(header.newDigest), incomingInode: 0, liveInode: 0), to: state.journal)
+        CrashPoint.hit("journal-staging")
+        try POSIX.removeTree(state.staging)
+        try POSIX.mkdir(state.staging, mode: 0o700)
+        let (files, bytes) = try stage(new: new, operations: operations, manifest: manifest, header: header, input: input,
+                                       state: state, fromInstallation: !header.isFull, progress: progress)
+
+        // 4. Verify the staged tree as a whole.
+        progress?("verify staged", 0)
+        let staged = try TreeScanner.scan(state.staging, threads: options.threads)
+        if let diff = TreeRecord.firstDifference(expected: new, actual: staged) {
+            throw PatcherError.newChecksumMismatch(expected: Hex.encode(header.newDigest), actual: "staged tree differs at \(diff)")
+        }
+        // The installation directory itself keeps its permissions (a fresh install gets 0755).
+        let rootMode = exists ? mode_t((try POSIX.lstat(state.directory)).st_mode & 0o7777) : 0o755
+        try POSIX.chmod(state.staging, rootMode)
+        POSIX.fsyncPath(state.staging, directory: true)
+
+        // 5. Switch.
+        let incoming = try POSIX.inode(state.staging) ?? 0
+        let live = exists ? (try POSIX.inode(state.directory) ?? 0) : 0
+        try writeJSON(Journal(operation: .apply, phase: .staged, oldDigest: Hex.encode(oldDigest),
+                              newDigest: Hex.encode(header.newDigest), incomingInode: incoming, liveInode: live), to: state.journal)
+        CrashPoint.hit("journal-staged")
+        try switchIn(state, incoming: state.staging, liveExists: exists)
+        try finishApply(state, oldDigest: Hex.encode(oldDigest), hadOld: exists, newTree: new)
+        progress?("done", 1)
+        return BundleApplyResult(directory: state.directory, oldDigest: Hex.encode(oldDigest), newDigest: Hex.encode(header.newDigest),
+                                 entries: new.count, filesWritten: files, bytesWritten: bytes, backup: exists ? state.backup : nil)
+    }
+
+    static func describeMismatch(_ state: State, old: [TreeEntry], manifest: BundleManifest) -> String {
+        if let d = manifest.firstTouchedDifference(in: old) { return "first difference: \(d)" }
+        if let bytes = try? POSIX.readFile(state.installed), let record = try? TreeRecord.decode(bytes),
+           let d = TreeRecord.firstDifference(expected: record, actual: old) {
+            return "modified since it was installed; first difference: \(d)"
+        }
+        return "its digest \(Hex.encode(TreeDigest.compute(old)).prefix(16))... is not the bundle's old-tree digest; it is another version"
+    }
+
+    /// Creates every entry of `new` under staging. Unchanged files are hard-linked from the
+    /// installation (copied where links are refused or the mode differs); new and changed files are
+    /// written from the bundle's streams and verified; directory modes are set last.
+    static func stage(new: [TreeEntry], operations: [String: BundleOp], manifest: BundleManifest, header: BundleHeader,
+                      input: FilePatchInput, state: State, fromInstallation: Bool,
+                      progress: (@Sendable (String, Double) -> Void)?) throws -> (files: Int, bytes: UInt64) {
+        func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
+            try DecompressingReader(streamName: name, codec: header.codec, source: input.source(offset: offset, length: length))
+        }
+        let diff = DiffRunReader(runs: try open("diff-runs", header.runsOffset, header.runsLength),
+                                 literals: try open("diff-literals", header.literalsOffset, header.literalsLength), total: 0)
+        let streams = TupleStreams(control: try open("control", header.controlOffset, header.controlLength), diff: diff,
+                                   extra: try open("extra", header.extraOffset, header.extraLength))
+        let total = max(header.newTotalBytes, 1)
+        var done: UInt64 = 0
+        var files = 0
+        var written: UInt64 = 0
+        for e in new {
+            let target = state.staging + "/" + e.path
+            switch e.kind {
+            case .directory:
+                try POSIX.mkdir(target, mode: 0o700)
+            case .symlink:
+                try POSIX.symlink(target: e.linkTarget ?? "", at: target)
+            case .file:
+                let installed = state.directory + "/" + e.path
+                switch operations[e.path] {
+                case nil:
+                    // Unchanged: the installation's file, already verified by the tree digest.
+                    try linkOrCopy(installed, target, mode: e.mode, sha256: e.sha256)
+                case .chmod:
+                    // Same content, new mode: a copy (a hard link would change the old tree's mode too).
+                    try copyVerified(installed, target, mode: e.mode, sha256: e.sha256)
+                    files += 1
+                    written += e.size
+                case .file(_, _, _, .copy(let source)):
+                    let from = state.directory + "/" + manifest.touched[source].path
+                    if manifest.touched[source].mode == e.mode {
+                        try linkOrCopy(from, target, mode: e.mode, sha256: e.sha256)
+                    } else {
+                        try copyVerified(from, target, mode: e.mode, sha256: e.sha256)
+                    }
+                    files += 1
+                    written += e.size
+                case .file(_, _, _, .data(let source, let tuples, let diffBytes, _, _)):
+                    try diff.beginFile(total: diffBytes)
+                    var oldBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+                    if let source {
+                        let t = manifest.touched[source]
+                        let hasher = SHA256Hasher()
+                        oldBuffer = try FileIO.readWholeFile(state.directory + "/" + t.path, hasher: hasher, expectedSize: t.size)
+                        if hasher.finalize() != t.sha256 {
+                            oldBuffer.deallocate()
+                            throw PatcherError.installationMismatch(directory: state.directory,
+                                                                    detail: "\(t.path) changed during the update")
+                        }
+                    }
+                    defer { oldBuffer.deallocate() }
+                    let writer = try AtomicFileWriter(destination: target, mode: mode_t(e.mode))
+                    do {
+                        try streams.applyPhx(count: tuples, newSize: e.size, old: UnsafeRawBufferPointer(oldBuffer), to: writer)
+                        try diff.endFile()
+                        let digest = try writer.digest()
+                        guard digest == e.sha256 else {
+                            throw PatcherError.newChecksumMismatch(expected: Hex.encode(e.sha256), actual: "\(Hex.encode(digest)) for \(e.path)")
+                        }
+                        try writer.commit()
+                    } catch {
+                        writer.abort()
+                        throw error
+                    }
+                    files += 1
+                    written += e.size
+                default:
+                    throw PatchFormatError.invalidField(field: "operation", value: BundlePath.quoted(e.path), reason: "does not build a file")
+                }
+                done += e.size
+                progress?("stage", Double(done) / Double(total))
+                CrashPoint.hit("staged-file")
+            }
+        }
+        try streams.finish()
+        // Directory modes last, deepest first, so that read-only directories can still be filled.
+        for e in new.reversed() where e.kind == .directory {
+            try POSIX.chmod(state.staging + "/" + e.path, mode_t(e.mode))
+        }
+        return (files, written)
+    }
+
+    static func linkOrCopy(_ from: String, _ to: String, mode: UInt16, sha256: [UInt8]) throws {
+        if POSIX.link(from, to) { return }
+        try copyVerified(from, to, mode: mode, sha256: sha256)
+    }
+
+    static func copyVerified(_ from: String, _ to: String, mode: UInt16, sha256: [UInt8]) throws {
+        let digest = try POSIX.copyFile(from: from, to: to, mode: mode_t(mode))
+        guard digest == sha256 else {
+            throw PatcherError.installationMismatch(directory: POSIX.directory(of: from), detail: "\(from) changed during the update")
+        }
+    }
+
+    /// Makes `incoming` the installation: one atomic exchange, or (without RENAME_EXCHANGE) a move of the
+    /// installation aside followed by a move of `incoming` into place, both journaled.
+    static func switchIn(_ state: State, incoming: String, liveExists: Bool) throws {
+        if liveExists {
+            if try POSIX.exchange(state.directory, incoming) {
+                CrashPoint.hit("exchanged")
+                return
+            }
+            try POSIX.rename(state.directory, state.previous)
+            CrashPoint.hit("moved-aside")
+            try POSIX.rename(incoming, state.directory)
+            CrashPoint.hit("moved-in")
+            try POSIX.rename(state.previous, incoming)
+        } else {
+            try POSIX.rename(incoming, state.directory)
+            CrashPoint.hit("moved-in")
+        }
+        POSIX.fsyncPath(POSIX.directory(of: state.directory), directory: true)
+    }
+
+    /// After the switch: the old tree (now at `staging`) becomes the backup; the record of the
+    /// installed tree is written; the journal is removed. Every step can be repeated.
+    static func finishApply(_ state: State, oldDigest: String, hadOld: Bool, newTree: [TreeEntry]?) throws {
+        if var j = try readJSON(Journal.self, from: state.journal), j.phase != .switched {
+            j.phase = .switched
+            try writeJSON(j, to: state.journal)
+            CrashPoint.hit("journal-switched")
+        }
+        if hadOld && POSIX.exists(state.staging) {
+            try POSIX.removeTree(state.backup)
+            CrashPoint.hit("backup-removed")
+            try POSIX.rename(state.staging, state.backup)
+            try writeJSON(BackupInfo(digest: oldDigest), to: state.backupInfo)
+            CrashPoint.hit("backup-kept")
+        } else {
+            try POSIX.removeTree(state.staging)
+        }
+        let tree = try newTree ?? TreeScanner.scan(state.directory)
+        let record = TreeRecord.encode(tree)
+        let w = try AtomicFileWriter(destination: state.installed, mode: 0o600)
+        try record.withUnsafeBytes { try w.write($0) }
+        try w.commit()
+        try POSIX.unlink(state.journal)
+        POSIX.fsyncPath(state.root, directory: true)
+        CrashPoint.hit("done")
+    }
+
+    // MARK: Recovery
+
+    /// Finishes or undoes an operation that was interrupted (by a crash, a kill or a power cut), using
+    /// the journal. Afterwards the installation is exactly the old or the new tree.
+    @discardableResult
+    public static func recover(directory: String) throws -> RecoveryOutcome {
+        let state = State(directory: directory)
+        guard POSIX.exists(state.root) else { return .clean }
+        return try mapErrors { try withLock(state) { try recoverLocked(state) } }
+    }
+
+    static func recoverLocked(_ state: State) throws -> RecoveryOutcome {
+        guard let j = try readJSON(Journal.self, from: state.journal) else {
+            // No operation under way; a leftover staging tree (from before its journal) is garbage.
+            try POSIX.removeTree(state.staging)
+            return .clean
+        }
+        switch (j.operation, j.phase) {
+        case (.apply, .staging):
+            try POSIX.removeTree(state.staging)
+            try POSIX.unlink(state.journal)
+            return .undone
+        case (.apply, .staged):
+            let current = try POSIX.inode(state.directory)
+            if current == j.incomingInode {
+                // Switched: the old tree is at staging (or still aside, without RENAME_EXCHANGE).
+                if POSIX.exists(state.previous) && !POSIX.exists(state.staging) { try POSIX.rename(state.previous, state.staging) }
+            } else if current == nil && POSIX.exists(state.previous) {
+                try POSIX.rename(state.staging, state.directory)
+                try POSIX.rename(state.previous, state.staging)
+            } else {
+                // Not switched yet; staging is complete and verified, so finish the job.
+                try switchIn(state, incoming: state.staging, liveExists: current != nil)
+            }
+            try finishApply(state, oldDigest: j.oldDigest, hadOld: j.liveInode != 0, newTree: nil)
+            return .finished
+        case (.apply, .switched):
+            if POSIX.exists(state.previous) && !POSIX.exists(state.staging) { try POSIX.rename(state.previous, state.staging) }
+            try finishApply(state, oldDigest: j.oldDigest, hadOld: j.liveInode != 0, newTree: nil)
+            return .finished
+        case (.rollback, .staging):
+            try POSIX.unlink(state.journal)
+            return .undone
+        case (.rollback, _):
+            let current = try POSIX.inode(state.directory)
+            if current != j.incomingInode {
+                try switchRollback(state)
+            }
+            try finishRollback(state, rolledBackFrom: j.oldDigest)
+            return .finished
+        }
+    }
+
+    // MARK: Rollback
+
+    /// Restores the previous version kept by the last apply, after checking it against its digest.
+    /// The version rolled back from becomes the backup, so a second rollback rolls forward again.
+    @discardableResult
+    public static func rollback(directory: String, options: BundleApplyOptions = BundleApplyOptions()) throws -> BundleApplyResult {
+        let state = State(directory: directory)
+        return try mapErrors {
+            try withLock(state) {
+                _ = try recoverLocked(state)
+                guard POSIX.isDirectory(state.backup), let info = try readJSON(BackupInfo.self, from: state.backupInfo) else {
+                    throw PatcherError.noBackup(directory: state.directory, detail: "there is no previous version to restore")
+                }
+                let backup = try TreeScanner.scan(state.backup, threads: options.threads)
+                let backupDigest = Hex.encode(TreeDigest.compute(backup))
+                guard backupDigest == info.digest else {
+                    throw PatcherError.noBackup(directory: state.directory,
+                                                detail: "the previous version was modified (digest \(backupDigest.prefix(16))..., expected \(info.digest.prefix(16))...)")
+                }
+                let current = try TreeScanner.scan(state.directory, threads: options.threads)
+                let currentDigest = Hex.encode(TreeDigest.compute(current))
+                try writeJSON(Journal(operation: .rollback, phase: .staged, oldDigest: currentDigest, newDigest: info.digest,
+                                      incomingInode: try POSIX.inode(state.backup) ?? 0,
+                                      liveInode: try POSIX.inode(state.directory) ?? 0), to: state.journal)
+                CrashPoint.hit("rollback-journal")
+                try switchRollback(state)
+                try finishRollback(state, rolledBackFrom: currentDigest)
+                return BundleApplyResult(directory: state.directory, oldDigest: currentDigest, newDigest: info.digest,
+                                         entries: backup.count, filesWritten: 0, bytesWritten: 0, backup: state.backup)
+            }
+        }
+    }
+
+    static func switchRollback(_ state: State) throws {
+        if try POSIX.exchange(state.directory, state.backup) {
+            CrashPoint.hit("rollback-exchanged")
+            return
+        }
+        if POSIX.exists(state.directory) {
+            try POSIX.rename(state.directory, state.previous)
+            CrashPoint.hit("rollback-moved-aside")
+        }
+        if POSIX.exists(state.backup) { try POSIX.rename(state.backup, state.directory) }
+        CrashPoint.hit("rollback-moved-in")
+        if POSIX.exists(state.previous) { try POSIX.rename(state.previous, state.backup) }
+    }
+
+    static func finishRollback(_ state: State, rolledBackFrom digest: String) throws {
+        if POSIX.exists(state.previous) && !POSIX.exists(state.backup) { try POSIX.rename(state.previous, state.backup) }
+        try writeJSON(BackupInfo(digest: digest), to: state.backupInfo)
+        let record = TreeRecord.encode(try TreeScanner.scan(state.directory))
+        let w = try AtomicFileWriter(destination: state.installed, mode: 0o600)
+        try record.withUnsafeBytes { try w.write($0) }
+        try w.commit()
+        try POSIX.unlink(state.journal)
+        CrashPoint.hit("rollback-done")
+    }
+}

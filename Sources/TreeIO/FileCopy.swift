@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import PatchFormat
+
+extension POSIX {
+    /// Copies a regular file to a new path (created exclusively, never through a symlink) with `mode`,
+    /// 1 MiB at a time, fsynced. Returns the SHA-256 of what was copied.
+    @discardableResult
+    public static func copyFile(from source: String, to destination: String, mode: mode_t) throws -> [UInt8] {
+        let src = open(source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard src >= 0 else { throw error("cannot open", source) }
+        defer { close(src) }
+        let dst = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard dst >= 0 else { throw error("cannot create", destination) }
+        var ok = false
+        defer {
+            close(dst)
+            if !ok { Glibc.unlink(destination) }
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        let hasher = SHA256Hasher()
+        while true {
+            let n = read(src, buffer.baseAddress!, buffer.count)
+            if n < 0 { if errno == EINTR { continue }; throw error("cannot read", source) }
+            if n == 0 { break }
+            let part = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            hasher.update(part)
+            try writeAll(dst, destination, part)
+        }
+        guard fchmod(dst, mode) == 0 else { throw error("cannot set permissions on", destination) }
+        guard fsync(dst) == 0 else { throw error("cannot fsync", destination) }
+        ok = true
+        return hasher.finalize()
+    }
+
+    /// Inode number of a path (not following a final symlink), nil if it does not exist.
+    public static func inode(_ path: String) throws -> UInt64? {
+        try lstatIfExists(path).map { UInt64($0.st_ino) }
+    }
+}
+
+/// An exclusive advisory lock on a file (flock), held until `release()` or deinit.
+public final class FileLock {
+    private var fd: Int32
+
+    /// Takes the lock without waiting; nil when another process holds it.
+    public init?(path: String) throws {
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw POSIX.error("cannot open lock file", path) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            if errno == EWOULDBLOCK { return nil }
+            throw POSIX.error("cannot lock", path)
+        }
+    }
+
+    public func release() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+    }
+
+    deinit { release() }
+}
+
+/// Fault injection for the crash tests: when PHOENIX_CRASH_AT=N is set, the Nth call to `hit` kills
+/// the process with SIGKILL, as a power cut would. Without the variable it costs one branch.
+public enum CrashPoint {
+    nonisolated(unsafe) private static var remaining: Int = {
+        guard let v = getenv("PHOENIX_CRASH_AT"), let n = Int(String(cString: v)), n > 0 else { return -1 }
+        return n
+    }()
+    nonisolated(unsafe) private static var count = 0
+
+    /// Number of crash points passed so far (tests use it to know how many exist).
+    public static var passed: Int { count }
+
+    public static func hit(_ name: StaticString) {
+        count += 1
+        guard remaining > 0 else { return }
+        remaining -= 1
+        if remaining == 0 {
+            if let log = getenv("PHOENIX_CRASH_LOG") {
+                let path = String(cString: log)
+                let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+                if fd >= 0 {
+                    let line = "\(name)\n"
+                    _ = line.withCString { write(fd, $0, strlen($0)) }
+                    close(fd)
+                }
+            }
+            kill(getpid(), SIGKILL)
+        }
+    }
+}
