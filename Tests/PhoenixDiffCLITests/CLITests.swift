@@ -89,7 +89,9 @@ enum CLI {
     }
 
     @Test func usageErrorsExitWith1() throws {
-        for args in [["make", "a"], ["apply", dir.file("old"), dir.file("x")], ["bogus"],
+        _ = try CLI.run("make", dir.file("old"), dir.file("new"), dir.file("p"))
+        // Two paths with a file patch (not a bundle): NEW is missing.
+        for args in [["make", "a"], ["apply", dir.file("old"), dir.file("p")], ["bogus"], ["make", "--full", "a", "b", "c"],
                      ["make", "--format", "bsdiff", "--codec", "zstd", "a", "b", "c"], ["make", "--level", "99", "a", "b", "c"],
                      ["apply", "--in-place", "a", "b", "c"]] {
             let r = try Run.process(CLI.binary, args)
