@@ -42,7 +42,7 @@ let package = Package(
         ),
 
         // Helpers shared by the test targets: seeded data, scratch directories, running processes.
-        .target(name: "TestSupport", dependencies: ["PatchFormat"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["PatchFormat", "TreeIO"], path: "Tests/TestSupport"),
         .testTarget(name: "PatchFormatTests", dependencies: ["PatchFormat", "TestSupport"]),
         .testTarget(name: "DiffEngineTests", dependencies: ["DiffEngine", "Patcher", "PatchFormat", "TestSupport"]),
         .testTarget(name: "PatcherTests", dependencies: ["Patcher", "DiffEngine", "PatchFormat", "TreeIO", "TestSupport"]),

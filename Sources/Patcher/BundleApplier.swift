@@ -140,7 +140,13 @@ public enum BundleApplier {
     public static func apply(directory: String, bundlePath: String, options: BundleApplyOptions = BundleApplyOptions()) throws -> BundleApplyResult {
         let state = State(directory: directory)
         return try mapErrors {
-            try withLock(state) {
+            let parent = POSIX.directory(of: state.directory)
+            if !POSIX.isDirectory(parent) {
+                do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
+                    throw PatcherError.io(operation: "cannot create directory", path: parent, errno: 0, message: "\(error)")
+                }
+            }
+            return try withLock(state) {
                 _ = try recoverLocked(state)
                 return try applyLocked(state, bundlePath: bundlePath, options: options)
             }
@@ -191,8 +197,6 @@ public enum BundleApplier {
         var needed: UInt64 = 1 << 20
         for e in new where e.kind == .file && (header.isFull || operations[e.path] != nil) { needed += e.size }
         let parent = POSIX.directory(of: state.directory)
-        if !POSIX.isDirectory(parent) { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
-        try POSIX.mkdirIfNeeded(state.root, mode: 0o700)
         if let free = POSIX.freeSpace(state.root), free < needed {
             throw PatcherError.insufficientSpace(path: parent, needed: needed, available: free)
         }
@@ -201,21 +205,29 @@ public enum BundleApplier {
         try writeJSON(Journal(operation: .apply, phase: .staging, oldDigest: Hex.encode(oldDigest),
                               newDigest: Hex.encode(header.newDigest), incomingInode: 0, liveInode: 0), to: state.journal)
         CrashPoint.hit("journal-staging")
-        try POSIX.removeTree(state.staging)
-        try POSIX.mkdir(state.staging, mode: 0o700)
-        let (files, bytes) = try stage(new: new, operations: operations, manifest: manifest, header: header, input: input,
+        let files: Int, bytes: UInt64
+        do {
+            try POSIX.removeTree(state.staging)
+            try POSIX.mkdir(state.staging, mode: 0o700)
+            (files, bytes) = try stage(new: new, operations: operations, manifest: manifest, header: header, input: input,
                                        state: state, fromInstallation: !header.isFull, progress: progress)
 
-        // 4. Verify the staged tree as a whole.
-        progress?("verify staged", 0)
-        let staged = try TreeScanner.scan(state.staging, threads: options.threads)
-        if let diff = TreeRecord.firstDifference(expected: new, actual: staged) {
-            throw PatcherError.newChecksumMismatch(expected: Hex.encode(header.newDigest), actual: "staged tree differs at \(diff)")
+            // 4. Verify the staged tree as a whole.
+            progress?("verify staged", 0)
+            let staged = try TreeScanner.scan(state.staging, threads: options.threads)
+            if let diff = TreeRecord.firstDifference(expected: new, actual: staged) {
+                throw PatcherError.newChecksumMismatch(expected: Hex.encode(header.newDigest), actual: "staged tree differs at \(diff)")
+            }
+            // The installation directory itself keeps its permissions (a fresh install gets 0755).
+            let rootMode = exists ? mode_t((try POSIX.lstat(state.directory)).st_mode & 0o7777) : 0o755
+            try POSIX.chmod(state.staging, rootMode)
+            POSIX.fsyncPath(state.staging, directory: true)
+        } catch {
+            // Nothing was switched: discard the partial tree and the journal; the installation is untouched.
+            try? POSIX.removeTree(state.staging)
+            try? POSIX.unlink(state.journal)
+            throw error
         }
-        // The installation directory itself keeps its permissions (a fresh install gets 0755).
-        let rootMode = exists ? mode_t((try POSIX.lstat(state.directory)).st_mode & 0o7777) : 0o755
-        try POSIX.chmod(state.staging, rootMode)
-        POSIX.fsyncPath(state.staging, directory: true)
 
         // 5. Switch.
         let incoming = try POSIX.inode(state.staging) ?? 0

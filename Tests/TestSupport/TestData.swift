@@ -122,14 +122,20 @@ public struct ProcessResult: Sendable {
     public var status: Int32
     public var stdout: String
     public var stderr: String
+    /// True when the process was ended by a signal (status then holds the signal number).
+    public var signaled: Bool = false
 }
 
 public enum Run {
     /// Runs `executable` with `arguments`; stdin is empty.
-    public static func process(_ executable: String, _ arguments: [String], cwd: String? = nil) throws -> ProcessResult {
+    public static func process(_ executable: String, _ arguments: [String], cwd: String? = nil,
+                               environment: [String: String] = [:]) throws -> ProcessResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
@@ -145,7 +151,8 @@ public enum Run {
         group.wait()
         p.waitUntilExit()
         return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData, as: UTF8.self))
+                             stderr: String(decoding: errData, as: UTF8.self),
+                             signaled: p.terminationReason == .uncaughtSignal)
     }
 
     /// Finds a program on PATH (nil if absent).

@@ -1,0 +1,296 @@
+import DiffEngine
+import Foundation
+import PatchFormat
+import Patcher
+import Testing
+import TestSupport
+import TreeIO
+
+/// Trees that exercise every entry kind, bundles made and applied in place, rollback, tampering.
+@Suite struct BundleTests {
+    static func trees(_ dir: TemporaryDirectory) throws -> (old: String, new: String) {
+        var rng = SeededGenerator(seed: 5150)
+        let lib = TestData.structured(120_000, rng: &rng)
+        let libV2 = TestData.mutate(lib, edits: 20, rng: &rng)
+        let moved = TestData.structured(30_000, rng: &rng)
+        let old = dir.file("old"), new = dir.file("new")
+        try TreeSpec.build(old, [
+            .text("README.md", "Phoenix Dashboard 1.0\n"),
+            .file("lib/core.so", lib, mode: 0o755),
+            .file("lib/plugin.so", moved, mode: 0o644),
+            .text("bin/phoenix", "#!/bin/sh\nexec python3 -m phoenix \"$@\"\n", mode: 0o755),
+            .text("bin/helper", "#!/bin/sh\necho helper\n", mode: 0o644),
+            .link("bin/current", to: "phoenix"),
+            .link("docs/latest", to: "v1"),
+            .text("docs/v1/index.html", "<h1>v1</h1>"),
+            .dir("cache", mode: 0o755),
+            .dir("var/empty-old"),
+            .text("config/defaults.json", "{\"channel\": \"stable\"}"),
+            .text("kind-change", "was a file"),
+            .text("gone/deep/file.txt", "deleted subtree"),
+            .text("naïve/日本語.txt", "unicode, old"),
+        ])
+        try TreeSpec.build(new, [
+            .text("README.md", "Phoenix Dashboard 1.1\n"),
+            .file("lib/core.so", libV2, mode: 0o755),
+            .file("plugins/plugin.so", moved, mode: 0o644),                  // moved, same content
+            .text("bin/phoenix", "#!/bin/sh\nexec python3 -m phoenix \"$@\"\n", mode: 0o755),
+            .text("bin/helper", "#!/bin/sh\necho helper\n", mode: 0o755),    // now executable
+            .link("bin/current", to: "phoenix"),
+            .link("docs/latest", to: "v2"),                                     // retargeted
+            .text("docs/v2/index.html", "<h1>v2</h1>"),
+            .dir("cache", mode: 0o700),                                         // mode change
+            .dir("var/empty-new"),
+            .text("config/defaults.json", "{\"channel\": \"stable\"}"),
+            .text("config/defaults copy.json", "{\"channel\": \"stable\"}"),   // a copy
+            .dir("kind-change"),                                                // file -> directory
+            .text("kind-change/inside", "now a directory"),
+            .text("naïve/日本語.txt", "unicode, new"),
+            .text("naïve/Ελληνικά.txt", "added"),
+        ])
+        return (old, new)
+    }
+
+    @Test func everyEntryKindRoundTripsWithBackupAndRollback() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        let bundle = dir.file("update.bundle")
+        let summary = try BundleMaker.make(oldRoot: old, newRoot: new, to: bundle, options: BundleOptions(threads: 2))
+        #expect(summary.copied >= 2)
+        #expect(summary.removed > 0 && summary.added > 0 && summary.changed > 0)
+        let install = dir.file("app")
+        try TreeSpec.copy(old, install)
+        let oldDigest = try TreeSpec.digest(old), newDigest = try TreeSpec.digest(new)
+        #expect(try TreeSpec.digest(install) == oldDigest)
+
+        let result = try BundleApplier.apply(directory: install, bundlePath: bundle)
+        #expect(try TreeSpec.digest(install) == newDigest)
+        #expect(result.newDigest == newDigest && result.oldDigest == oldDigest)
+        #expect(try TreeSpec.digest(dir.file(".app.phoenix/backup")) == oldDigest)
+        #expect(!POSIX.exists(dir.file(".app.phoenix/staging")))
+        #expect(!POSIX.exists(dir.file(".app.phoenix/journal")))
+
+        try BundleApplier.rollback(directory: install)
+        #expect(try TreeSpec.digest(install) == oldDigest)
+        try BundleApplier.rollback(directory: install)
+        #expect(try TreeSpec.digest(install) == newDigest, "a second rollback rolls forward")
+        #expect(try BundleApplier.recover(directory: install) == .clean)
+    }
+
+    @Test func bundleBytesDoNotDependOnThreads() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("a"), options: BundleOptions(threads: 1))
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("b"), options: BundleOptions(threads: 4))
+        #expect(try dir.read("a") == dir.read("b"))
+    }
+
+    @Test func fullBundleInstallsFreshAndReplacesAnything() throws {
+        let dir = try TemporaryDirectory()
+        let (_, new) = try Self.trees(dir)
+        let bundle = dir.file("full.bundle")
+        _ = try BundleMaker.make(oldRoot: nil, newRoot: new, to: bundle)
+        let fresh = dir.file("installs/fresh")
+        let r = try BundleApplier.apply(directory: fresh, bundlePath: bundle)
+        #expect(r.backup == nil)
+        #expect(try TreeSpec.digest(fresh) == TreeSpec.digest(new))
+        // Over a broken installation: replaced entirely, the broken one kept as the backup.
+        let broken = dir.file("broken")
+        try TreeSpec.build(broken, [.text("junk", "left over"), .text("lib/core.so", "truncated")])
+        let brokenDigest = try TreeSpec.digest(broken)
+        try BundleApplier.apply(directory: broken, bundlePath: bundle)
+        #expect(try TreeSpec.digest(broken) == TreeSpec.digest(new))
+        #expect(try TreeSpec.digest(dir.file(".broken.phoenix/backup")) == brokenDigest)
+    }
+
+    @Test func aDeltaBundleRefusesAMissingInstallation() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("b"))
+        #expect {
+            try BundleApplier.apply(directory: dir.file("nowhere"), bundlePath: dir.file("b"))
+        } throws: { error in
+            guard case PatcherError.installationMismatch(_, let detail) = error else { return false }
+            return detail.contains("does not exist")
+        }
+        #expect(!POSIX.exists(dir.file("nowhere")))
+    }
+
+    @Test func modifiedInstallationIsRefusedNamingTheFirstDifference() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("delta"))
+        _ = try BundleMaker.make(oldRoot: nil, newRoot: old, to: dir.file("full-old"))
+        let install = dir.file("app")
+        try BundleApplier.apply(directory: install, bundlePath: dir.file("full-old"))
+
+        // A file the bundle patches: named from the bundle itself.
+        try Data("tampered".utf8).write(to: URL(fileURLWithPath: install + "/lib/core.so"))
+        let before = try TreeSpec.digest(install)
+        #expect {
+            try BundleApplier.apply(directory: install, bundlePath: dir.file("delta"))
+        } throws: { error in
+            guard case PatcherError.installationMismatch(_, let detail) = error else { return false }
+            return detail.contains("lib/core.so")
+        }
+        #expect(try TreeSpec.digest(install) == before, "a refused apply changed the installation")
+
+        // A file the bundle does not touch: named from the installation's own record.
+        try BundleApplier.apply(directory: install, bundlePath: dir.file("full-old"))
+        try Data("user edit".utf8).write(to: URL(fileURLWithPath: install + "/bin/phoenix"))
+        #expect {
+            try BundleApplier.apply(directory: install, bundlePath: dir.file("delta"))
+        } throws: { error in
+            guard case PatcherError.installationMismatch(_, let detail) = error else { return false }
+            return detail.contains("bin/phoenix")
+        }
+    }
+
+    @Test func tamperedBundlesLeaveTheInstallationOldOrNew() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("b"))
+        let good = try dir.read("b")
+        let oldDigest = try TreeSpec.digest(old), newDigest = try TreeSpec.digest(new)
+        var rng = SeededGenerator(seed: 99)
+        var offsets = Array(stride(from: 0, to: min(200, good.count), by: 3))
+        for _ in 0..<40 { offsets.append(Int(rng.next() % UInt64(good.count))) }
+        offsets.append(contentsOf: [good.count - 1, good.count / 2])
+        for (k, offset) in offsets.enumerated() {
+            var bad = good
+            bad[offset] ^= UInt8(1) << UInt8(rng.next() % 8)
+            try dir.write("bad", bad)
+            let install = dir.file("app\(k)")
+            try TreeSpec.copy(old, install)
+            do {
+                try BundleApplier.apply(directory: install, bundlePath: dir.file("bad"))
+                #expect(try TreeSpec.digest(install) == newDigest, "flip at \(offset) was accepted and gave a wrong tree")
+            } catch is PatcherError {
+                #expect(try TreeSpec.digest(install) == oldDigest, "flip at \(offset): a failed apply changed the installation")
+                #expect(!POSIX.exists(dir.file(".app\(k).phoenix/staging")), "flip at \(offset): staging left behind")
+            }
+        }
+        // Truncations.
+        for cut in [0, 7, 100, good.count / 2, good.count - 1] {
+            try dir.write("cut", Array(good.prefix(cut)))
+            let install = dir.file("cut\(cut)")
+            try TreeSpec.copy(old, install)
+            #expect(throws: PatcherError.self) { try BundleApplier.apply(directory: install, bundlePath: dir.file("cut")) }
+            #expect(try TreeSpec.digest(install) == oldDigest)
+        }
+    }
+
+    @Test func rollbackRefusesWithoutOrWithADamagedBackup() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("b"))
+        let install = dir.file("app")
+        try TreeSpec.copy(old, install)
+        #expect(throws: PatcherError.self) { try BundleApplier.rollback(directory: install) }
+        try BundleApplier.apply(directory: install, bundlePath: dir.file("b"))
+        try Data("damage".utf8).write(to: URL(fileURLWithPath: dir.file(".app.phoenix/backup/README.md")))
+        #expect {
+            try BundleApplier.rollback(directory: install)
+        } throws: { error in
+            guard case PatcherError.noBackup(_, let detail) = error else { return false }
+            return detail.contains("modified")
+        }
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+    }
+}
+
+/// Bundles written by hand whose manifests try to escape the installation or alias entries. Each must
+/// be refused with the installation untouched.
+@Suite struct HostileBundleTests {
+    static let sha = SHA256Hasher.hash(Array("x".utf8))
+
+    func expectRefused(_ bundle: [UInt8], full: Bool = true, containing text: String,
+                       sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let dir = try TemporaryDirectory()
+        try dir.write("b", bundle)
+        let install = dir.file("app")
+        try TreeSpec.build(install, [.text("keep.txt", "untouched"), .dir("sub")])
+        let before = try TreeSpec.digest(install)
+        #expect(sourceLocation: sourceLocation) {
+            try BundleApplier.apply(directory: install, bundlePath: dir.file("b"))
+        } throws: { error in
+            "\(error)".contains(text)
+        }
+        #expect(try TreeSpec.digest(install) == before, sourceLocation: sourceLocation)
+        #expect(!POSIX.exists(dir.file("escaped")), sourceLocation: sourceLocation)
+    }
+
+    func fileOp(_ path: String) -> BundleOperation {
+        BundleOperation(path: path, op: .file(mode: 0o644, size: 1, sha256: Self.sha,
+                                              action: .data(source: nil, tuples: 1, diffBytes: 0, literalBytes: 0, extraBytes: 1)))
+    }
+
+    func bundle(_ ops: [BundleOperation], touched: [TreeEntry] = []) throws -> [UInt8] {
+        try HandMadeBundle.make(manifest: BundleManifest(touched: touched, operations: ops), newCount: UInt64(ops.count),
+                                newTotalBytes: 1, full: true, control: [0, 1, 0], extra: Array("x".utf8))
+    }
+
+    @Test func absolutePath() throws {
+        try expectRefused(try bundle([fileOp("/tmp/escaped")]), containing: "is absolute")
+    }
+
+    @Test func dotDotPath() throws {
+        try expectRefused(try bundle([fileOp("../escaped")]), containing: "'..' component")
+        try expectRefused(try bundle([BundleOperation(path: "a", op: .directory(mode: 0o755)), fileOp("a/../../escaped")]),
+                          containing: "'..' component")
+    }
+
+    @Test func pathThroughASymlink() throws {
+        try expectRefused(try bundle([BundleOperation(path: "link", op: .symlink(target: "sub")), fileOp("link/x")]),
+                          containing: "lies under the symlink")
+    }
+
+    @Test func symlinkPointingOutside() throws {
+        try expectRefused(try bundle([BundleOperation(path: "evil", op: .symlink(target: "../../etc"))]), containing: "climbs above")
+        try expectRefused(try bundle([BundleOperation(path: "evil", op: .symlink(target: "/etc/passwd"))]), containing: "is absolute")
+        // A '..' through another link that points at the root.
+        try expectRefused(try bundle([BundleOperation(path: "a", op: .directory(mode: 0o755)),
+                                      BundleOperation(path: "a/dot", op: .symlink(target: "..")),
+                                      BundleOperation(path: "a/evil", op: .symlink(target: "dot/.."))]),
+                          containing: "through another symlink")
+    }
+
+    @Test func duplicateAndCaseCollidingEntries() throws {
+        try expectRefused(try bundle([fileOp("same"), fileOp("same")]), containing: "duplicate")
+        try expectRefused(try bundle([fileOp("README"), fileOp("readme")]), containing: "case-insensitive")
+    }
+
+    @Test func unknownEntryTypeLikeADevice() throws {
+        var raw = [UInt8]()
+        Varint.appendUnsigned(0, to: &raw)   // touched
+        Varint.appendUnsigned(1, to: &raw)   // one operation
+        Varint.appendUnsigned(0, to: &raw)   // shared prefix
+        Varint.appendUnsigned(3, to: &raw)
+        raw += Array("dev".utf8)
+        raw.append(9)                        // no such operation (devices have none)
+        try expectRefused(try HandMadeBundle.make(manifest: BundleManifest(touched: [], operations: []), full: true, rawManifest: raw),
+                          containing: "unknown operation tag 9")
+    }
+
+    @Test func absurdCountsAndSizes() throws {
+        var raw = [UInt8]()
+        Varint.appendUnsigned(UInt64.max >> 1, to: &raw)
+        try expectRefused(try HandMadeBundle.make(manifest: BundleManifest(touched: [], operations: []), full: true, rawManifest: raw),
+                          containing: "above the limit")
+        let huge = BundleOperation(path: "huge", op: .file(mode: 0o644, size: 1 << 50, sha256: Self.sha,
+                                                            action: .data(source: nil, tuples: 1, diffBytes: 0, literalBytes: 0, extraBytes: 1 << 50)))
+        try expectRefused(try bundle([huge]), containing: "above the limit")
+        let header = BundleHeader(isFull: true, codec: .zstd, level: 0, oldDigest: TreeDigest.empty, newDigest: TreeDigest.empty,
+                                  oldCount: 0, newCount: 1 << 40, newTotalBytes: 0, manifestLength: 0, manifestRawLength: 0,
+                                  controlLength: 0, runsLength: 0, literalsLength: 0, extraLength: 0).encode()
+        try expectRefused(header, containing: "above the limit")
+    }
+
+    @Test func streamsThatDoNotMatchTheManifest() throws {
+        // The file claims 1 byte but the extra stream holds 2: trailing data, nothing installed.
+        let op = fileOp("f")
+        let b = try HandMadeBundle.make(manifest: BundleManifest(touched: [], operations: [op]), newCount: 1, newTotalBytes: 1,
+                                        full: true, control: [0, 1, 0], extra: Array("xy".utf8))
+        try expectRefused(b, containing: "digest")
+    }
+}

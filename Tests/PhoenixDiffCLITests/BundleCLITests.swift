@@ -1,0 +1,150 @@
+import DiffEngine
+import Foundation
+import PatchFormat
+import Testing
+import TestSupport
+import TreeIO
+
+/// Bundles through the built binary: make, inspect, apply, rollback, and crash injection (the apply
+/// process killed with SIGKILL at every crash point, then `recover`).
+@Suite struct BundleCLITests {
+    let dir: TemporaryDirectory
+    let old: String
+    let new: String
+
+    init() throws {
+        dir = try TemporaryDirectory()
+        var rng = SeededGenerator(seed: 777)
+        let a = TestData.structured(60_000, rng: &rng)
+        old = dir.file("v1")
+        new = dir.file("v2")
+        try TreeSpec.build(old, [
+            .file("lib/a.so", a, mode: 0o755), .text("res/strings.txt", "hello"), .text("res/old-only.txt", "bye"),
+            .link("lib/current", to: "a.so"), .dir("empty"), .text("docs/ünïcode.md", "v1"),
+        ])
+        try TreeSpec.build(new, [
+            .file("lib/a.so", TestData.mutate(a, edits: 10, rng: &rng), mode: 0o755), .text("res/strings.txt", "hello, world"),
+            .text("res/new-only.txt", "hi"), .text("res/moved/strings-copy.txt", "hello"), .link("lib/current", to: "a.so"),
+            .dir("empty-too"), .text("docs/ünïcode.md", "v2"), .text("bin/run", "#!/bin/sh\n", mode: 0o755),
+        ])
+    }
+
+    @Test func makeInspectApplyRollback() throws {
+        let make = try CLI.run("make", old, new, dir.file("b"))
+        #expect(make.status == 0, "\(make.stderr)")
+        #expect(make.stdout.contains("bundle"))
+        let inspect = try CLI.run("inspect", "--json", dir.file("b"))
+        #expect(inspect.status == 0)
+        let info = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any]
+        #expect(info?["format"] as? String == "bundle")
+        let ops = (info?["operations"] as? [[String: Any]] ?? []).compactMap { $0["op"] as? String }
+        #expect(Set(ops).isSuperset(of: ["patch", "add", "remove", "directory"]))
+        let text = try CLI.run("inspect", dir.file("b"))
+        #expect(text.stdout.contains("remove    res/old-only.txt"))
+
+        let install = dir.file("app")
+        try TreeSpec.copy(old, install)
+        let apply = try CLI.run("apply", install, dir.file("b"))
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+        let again = try CLI.run("apply", install, dir.file("b"))
+        #expect(again.status == 3, "applying twice must be refused as a wrong installation")
+        #expect(again.stderr.contains("wrong installation"))
+        let rollback = try CLI.run("rollback", install)
+        #expect(rollback.status == 0, "\(rollback.stderr)")
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(old))
+        let recover = try CLI.run("recover", "--json", install)
+        #expect(recover.stdout.contains("clean"))
+    }
+
+    @Test func fullBundleAndUsage() throws {
+        let r = try CLI.run("make", "--full", new, dir.file("full"))
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("full bundle"))
+        let fresh = dir.file("fresh/app")
+        #expect(try CLI.run("apply", fresh, dir.file("full")).status == 0)
+        #expect(try TreeSpec.digest(fresh) == TreeSpec.digest(new))
+        #expect(try CLI.run("make", "--full", new).status == 1)
+        #expect(try CLI.run("make", old, dir.file("v2/res/strings.txt"), dir.file("x")).status == 1)
+        #expect(try CLI.run("rollback", dir.file("nothing-here")).status == 3)
+    }
+
+    /// Kills `phoenix-diff apply` (and `rollback`) at each of its crash points in turn, runs `recover`,
+    /// and checks that the installation is exactly the old or the new tree, then that a later apply
+    /// or rollback still works.
+    @Test func killedAtEveryStepTheTreeIsOldOrNew() throws {
+        let bundle = dir.file("b")
+        #expect(try CLI.run("make", old, new, bundle).status == 0)
+        let oldDigest = try TreeSpec.digest(old), newDigest = try TreeSpec.digest(new)
+        var crashes = 0, sawOld = 0, sawNew = 0
+        var point = 1
+        while point < 200 {
+            let install = dir.file("crash\(point)")
+            try TreeSpec.copy(old, install)
+            let r = try Run.process(CLI.binary, ["apply", "--quiet", install, bundle], environment: ["PHOENIX_CRASH_AT": "\(point)"])
+            if !r.signaled {
+                #expect(r.status == 0, "apply without a crash failed: \(r.stderr)")
+                #expect(try TreeSpec.digest(install) == newDigest)
+                break
+            }
+            crashes += 1
+            let rec = try CLI.run("recover", install)
+            #expect(rec.status == 0, "recover after a crash at point \(point) failed: \(rec.stderr)")
+            let digest = try TreeSpec.digest(install)
+            #expect(digest == oldDigest || digest == newDigest, "crash at point \(point) left a mixed tree")
+            if digest == oldDigest {
+                sawOld += 1
+                let redo = try CLI.run("apply", "--quiet", install, bundle)
+                #expect(redo.status == 0, "apply after recovering point \(point): \(redo.stderr)")
+                #expect(try TreeSpec.digest(install) == newDigest)
+            } else {
+                sawNew += 1
+                // The backup must be the old tree, so that rollback works after a recovered crash.
+                let back = try CLI.run("rollback", "--quiet", install)
+                #expect(back.status == 0, "rollback after recovering point \(point): \(back.stderr)")
+                #expect(try TreeSpec.digest(install) == oldDigest)
+            }
+            point += 1
+        }
+        #expect(crashes >= 8, "only \(crashes) crash points were exercised")
+        #expect(sawOld > 0 && sawNew > 0)
+    }
+
+    @Test func killedDuringRollbackTheTreeIsOneOfTheTwo() throws {
+        let bundle = dir.file("b")
+        #expect(try CLI.run("make", old, new, bundle).status == 0)
+        let oldDigest = try TreeSpec.digest(old), newDigest = try TreeSpec.digest(new)
+        var point = 1
+        while point < 50 {
+            let install = dir.file("rb\(point)")
+            try TreeSpec.copy(old, install)
+            #expect(try CLI.run("apply", "--quiet", install, bundle).status == 0)
+            let r = try Run.process(CLI.binary, ["rollback", "--quiet", install], environment: ["PHOENIX_CRASH_AT": "\(point)"])
+            if !r.signaled {
+                #expect(r.status == 0)
+                #expect(try TreeSpec.digest(install) == oldDigest)
+                break
+            }
+            #expect(try CLI.run("recover", install).status == 0)
+            let digest = try TreeSpec.digest(install)
+            #expect(digest == oldDigest || digest == newDigest, "rollback crash at \(point) left a mixed tree")
+            point += 1
+        }
+        #expect(point > 2)
+    }
+
+    /// Opt-in (PHOENIX_CORPUS): the real Django 5.2.18 -> 5.2.19 trees from ../shared/corpus.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PHOENIX_CORPUS"] != nil))
+    func djangoReleasePair() throws {
+        let corpus = ProcessInfo.processInfo.environment["PHOENIX_CORPUS"]!
+        let o = corpus + "/pairs/d-django/old", n = corpus + "/pairs/d-django/new"
+        #expect(try CLI.run("make", o, n, dir.file("dj")).status == 0)
+        let size = try FileManager.default.attributesOfItem(atPath: dir.file("dj"))[.size] as? Int ?? 0
+        print("Django 5.2.18 -> 5.2.19 bundle: \(size) bytes")
+        #expect(size <= 21 * 1024, "the Django bundle must not be larger than HDiffPatch's 21 KB")
+        let install = dir.file("django")
+        try TreeSpec.copy(o, install)
+        #expect(try CLI.run("apply", install, dir.file("dj")).status == 0)
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(n))
+    }
+}
