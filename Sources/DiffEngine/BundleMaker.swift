@@ -52,6 +52,16 @@ public enum BundleMaker {
         // Diff the data files, a batch at a time, then feed their streams to the encoders in order.
         let level = options.level ?? options.codec.defaultLevel
         let encoders = try (0..<4).map { _ in try options.codec.makeEncoder(level: level, threads: options.threads) }
+        // Compressed streams go to temporary files beside the output as they are produced, so that a
+        // large full bundle does not sit in memory.
+        let spills = try (0..<4).map { _ in try AtomicFileWriter(destination: output, mode: 0o600) }
+        defer { for s in spills { s.abort() } }
+        func spill() throws {
+            for (e, f) in zip(encoders, spills) {
+                let bytes = e.takeOutput()
+                try bytes.withUnsafeBytes { try f.write($0) }
+            }
+        }
         var operations = plan.operations
         let jobs = plan.dataJobs
         var done = 0
@@ -79,10 +89,16 @@ public enum BundleMaker {
                                   diffBytes: r.streams.diffBytes, literalBytes: r.streams.literalBytes,
                                   extraBytes: r.streams.extraBytes))
             }
+            try spill()
             done += batch.count
             progress?(0.2 + 0.7 * Double(done) / Double(max(jobs.count, 1)))
         }
-        let streams = try encoders.map { try $0.finish() }
+        for (e, f) in zip(encoders, spills) {
+            let tail = try e.finish()
+            try tail.withUnsafeBytes { try f.write($0) }
+            try f.flushToDisk()
+        }
+        let streamLengths = spills.map { $0.bytesWritten }
 
         let manifest = BundleManifest(touched: plan.touched, operations: operations)
         let rawManifest = manifest.encode()
@@ -95,13 +111,14 @@ public enum BundleMaker {
             oldCount: UInt64(old.count), newCount: UInt64(new.count),
             newTotalBytes: new.reduce(0) { $0 + ($1.kind == .file ? $1.size : 0) },
             manifestLength: UInt64(compressedManifest.count), manifestRawLength: UInt64(rawManifest.count),
-            controlLength: UInt64(streams[0].count), runsLength: UInt64(streams[1].count),
-            literalsLength: UInt64(streams[2].count), extraLength: UInt64(streams[3].count))
+            controlLength: streamLengths[0], runsLength: streamLengths[1],
+            literalsLength: streamLengths[2], extraLength: streamLengths[3])
 
         let writer = try AtomicFileWriter(destination: output, mode: 0o644)
-        for part in [header.encode(), compressedManifest] + streams {
+        for part in [header.encode(), compressedManifest] {
             try part.withUnsafeBytes { try writer.write($0) }
         }
+        for f in spills { try f.copyContents(to: writer) }
         try writer.commit()
         progress?(1)
         var summary = plan.summary

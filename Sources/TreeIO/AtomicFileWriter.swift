@@ -66,6 +66,27 @@ public final class AtomicFileWriter {
         }
     }
 
+    /// Flushes buffered bytes to the temporary file (without committing).
+    public func flushToDisk() throws {
+        try flush()
+    }
+
+    /// Appends everything written to this (uncommitted) file to `other`, 1 MiB at a time.
+    public func copyContents(to other: AtomicFileWriter) throws {
+        try flush()
+        var offset: off_t = 0
+        while true {
+            let n = pread(fd, buffer.baseAddress!, buffer.count, offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw POSIX.error("cannot read", temporaryPath)
+            }
+            if n == 0 { break }
+            try other.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            offset += off_t(n)
+        }
+    }
+
     /// SHA-256 of everything written. Call once, before `commit()`.
     public func digest() throws -> [UInt8] {
         try flush()

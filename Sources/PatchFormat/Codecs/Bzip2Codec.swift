@@ -57,6 +57,11 @@ final class Bzip2Encoder: StreamEncoder {
 
     func finish() throws -> [UInt8] {
         try run(UnsafeRawBufferPointer(start: nil, count: 0), action: BZ_FINISH)
+        return takeOutput()
+    }
+
+    func takeOutput() -> [UInt8] {
+        defer { out = [] }
         return out
     }
 }

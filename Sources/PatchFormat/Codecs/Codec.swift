@@ -67,8 +67,12 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
 /// Memory: the codec's state (zstd level 19: ~100 MB window state at most) plus the compressed output.
 public protocol StreamEncoder: AnyObject {
     func write(_ input: UnsafeRawBufferPointer) throws
-    /// Ends the stream and returns every compressed byte. The encoder must not be used afterwards.
+    /// Ends the stream and returns the compressed bytes not yet taken. The encoder must not be used
+    /// afterwards.
     func finish() throws -> [UInt8]
+    /// Hands over the compressed bytes produced so far (so that a long stream can be written out as it
+    /// goes instead of accumulating in memory).
+    func takeOutput() -> [UInt8]
 }
 
 extension StreamEncoder {
@@ -102,7 +106,11 @@ public protocol StreamDecoder: AnyObject {
 final class StoreEncoder: StreamEncoder {
     private var out: [UInt8] = []
     func write(_ input: UnsafeRawBufferPointer) throws { out.append(contentsOf: input) }
-    func finish() throws -> [UInt8] { out }
+    func finish() throws -> [UInt8] { takeOutput() }
+    func takeOutput() -> [UInt8] {
+        defer { out = [] }
+        return out
+    }
 }
 
 final class StoreDecoder: StreamDecoder {

@@ -49,6 +49,11 @@ final class ZlibEncoder: StreamEncoder {
 
     func finish() throws -> [UInt8] {
         try run(UnsafeRawBufferPointer(start: nil, count: 0), finish: true)
+        return takeOutput()
+    }
+
+    func takeOutput() -> [UInt8] {
+        defer { out = [] }
         return out
     }
 }

@@ -61,6 +61,11 @@ final class ZstdEncoder: StreamEncoder {
 
     func finish() throws -> [UInt8] {
         try run(UnsafeRawBufferPointer(start: nil, count: 0), end: true)
+        return takeOutput()
+    }
+
+    func takeOutput() -> [UInt8] {
+        defer { out = [] }
         return out
     }
 }
