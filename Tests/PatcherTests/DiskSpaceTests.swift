@@ -1,0 +1,74 @@
+import DiffEngine
+import Foundation
+import PatchFormat
+import Patcher
+import Testing
+import TestSupport
+import TreeIO
+
+/// A small tmpfs (needs root, as CI has): an update that cannot fit is refused before anything is
+/// written, and the installation is untouched.
+@Suite(.serialized) struct DiskSpaceTests {
+    /// Mounts a tmpfs of `kilobytes` at a fresh directory; nil where mounting is not permitted.
+    static func smallFileSystem(kilobytes: Int) throws -> String? {
+        guard getuid() == 0 else { return nil }
+        let dir = try TemporaryDirectory()
+        let mountPoint = dir.file("fs")
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let r = try Run.process("/bin/mount", ["-t", "tmpfs", "-o", "size=\(kilobytes)k", "tmpfs", mountPoint])
+        if r.status != 0 {
+            print("DiskSpaceTests: cannot mount a tmpfs here (\(r.stderr)); skipped")
+            return nil
+        }
+        mounts.append((dir, mountPoint))
+        return mountPoint
+    }
+
+    nonisolated(unsafe) static var mounts: [(TemporaryDirectory, String)] = []
+
+    static func unmount(_ path: String) {
+        _ = try? Run.process("/bin/umount", [path])
+        mounts.removeAll { $0.1 == path }
+    }
+
+    @Test func bundleThatDoesNotFitIsRefusedUpFront() throws {
+        guard let fs = try Self.smallFileSystem(kilobytes: 1024) else { return }
+        defer { Self.unmount(fs) }
+        let work = try TemporaryDirectory()
+        var rng = SeededGenerator(seed: 3)
+        try TreeSpec.build(work.file("v1"), [.text("a.txt", "small")])
+        try TreeSpec.build(work.file("v2"), [.text("a.txt", "small"), .file("big.bin", rng.bytes(1_500_000))])
+        _ = try BundleMaker.make(oldRoot: work.file("v1"), newRoot: work.file("v2"), to: work.file("b"))
+        let install = fs + "/app"
+        try TreeSpec.copy(work.file("v1"), install)
+        let before = try TreeSpec.digest(install)
+        #expect {
+            try BundleApplier.apply(directory: install, bundlePath: work.file("b"))
+        } throws: { error in
+            guard case PatcherError.insufficientSpace(_, let needed, let available) = error else { return false }
+            return needed > available
+        }
+        #expect(try TreeSpec.digest(install) == before)
+        #expect(!POSIX.exists(fs + "/.app.phoenix/staging"))
+    }
+
+    @Test func filePatchThatDoesNotFitIsRefusedUpFront() throws {
+        guard let fs = try Self.smallFileSystem(kilobytes: 512) else { return }
+        defer { Self.unmount(fs) }
+        let work = try TemporaryDirectory()
+        var rng = SeededGenerator(seed: 4)
+        let old = rng.bytes(100_000)
+        let new = old + rng.bytes(900_000)
+        try work.write("patch", try DiffEngine.makePatch(old: old, new: new))
+        let target = fs + "/app.bin"
+        try Data(old).write(to: URL(fileURLWithPath: target))
+        #expect {
+            try PatchApplier.applyInPlace(path: target, patchPath: work.file("patch"))
+        } throws: { error in
+            guard case PatcherError.insufficientSpace = error else { return false }
+            return true
+        }
+        #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: target))) == old)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fs) == ["app.bin"])
+    }
+}
