@@ -12,9 +12,16 @@ let package = Package(
         .library(name: "DiffEngine", targets: ["DiffEngine"]),
         .library(name: "Patcher", targets: ["Patcher"]),
         .executable(name: "phoenix-diff", targets: ["phoenix-diff"]),
+        .library(name: "UpdateModels", targets: ["UpdateModels"]),
+        .library(name: "UpdateServer", targets: ["UpdateServer"]),
+        .executable(name: "phoenix-server", targets: ["phoenix-server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // System-library shims (Debian -dev packages; .ci/run installs them).
@@ -41,12 +48,43 @@ let package = Package(
             ]
         ),
 
+        // Wire types shared by server and client: semantic versions, signed manifests, check responses.
+        .target(name: "UpdateModels", dependencies: ["PatchFormat", "CCrypto"]),
+        // The update server: catalog, package store, publishing, delivery policy, HTTP routes.
+        .target(
+            name: "UpdateServer",
+            dependencies: [
+                "UpdateModels", "PatchFormat", "DiffEngine", "Patcher", "TreeIO",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "phoenix-server",
+            dependencies: [
+                "UpdateServer", "UpdateModels", "DiffEngine", "TreeIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // Helpers shared by the test targets: seeded data, scratch directories, running processes.
         .target(name: "TestSupport", dependencies: ["PatchFormat", "TreeIO"], path: "Tests/TestSupport"),
         .testTarget(name: "PatchFormatTests", dependencies: ["PatchFormat", "TestSupport"]),
         .testTarget(name: "DiffEngineTests", dependencies: ["DiffEngine", "Patcher", "PatchFormat", "TestSupport"]),
         .testTarget(name: "PatcherTests", dependencies: ["Patcher", "DiffEngine", "PatchFormat", "TreeIO", "TestSupport"]),
         // Runs the built phoenix-diff binary end to end.
+        .testTarget(name: "UpdateModelsTests", dependencies: ["UpdateModels", "TestSupport"]),
+        .testTarget(
+            name: "UpdateServerTests",
+            dependencies: [
+                "UpdateServer", "UpdateModels", "DiffEngine", "Patcher", "TreeIO", "PatchFormat", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
         .testTarget(name: "PhoenixDiffCLITests", dependencies: ["phoenix-diff", "DiffEngine", "PatchFormat", "TreeIO", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,411 @@
+import DiffEngine
+import Foundation
+import Logging
+import PatchFormat
+import Patcher
+import TreeIO
+import UpdateModels
+
+/// The server's behaviour, independent of HTTP: publishing releases, making and verifying deltas,
+/// answering checks with the delivery policy, and building signed manifests.
+public final class UpdateService: @unchecked Sendable {
+    public let configuration: ServerConfiguration
+    public let catalog: any Catalog
+    public let store: any PackageStore
+    let signingKey: Ed25519.PrivateKey?
+    let logger: Logger
+    let lock = NSLock()
+    private var manifestCache: [String: (revision: UInt64, built: Date, envelope: SignedEnvelope)] = [:]
+    private var jobsRunning = false
+    private var jobsRequested = false
+
+    public var treesDirectory: String { configuration.dataDirectory + "/trees" }
+    public var staticDirectory: String { configuration.dataDirectory + "/static" }
+    var scratchDirectory: String { configuration.dataDirectory + "/tmp" }
+
+    public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "phoenix-server")) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        let data = configuration.dataDirectory
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        for sub in ["trees", "static", "tmp"] {
+            try FileManager.default.createDirectory(atPath: data + "/" + sub, withIntermediateDirectories: true)
+        }
+        catalog = try SQLiteCatalog(path: data + "/catalog.sqlite")
+        store = try FilePackageStore(root: data + "/packages")
+        if let keyPath = configuration.keyPath {
+            signingKey = try Ed25519.PrivateKey(pem: String(contentsOfFile: keyPath, encoding: .utf8))
+        } else {
+            signingKey = nil
+        }
+        // Scratch files from a run that died are garbage.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: scratchDirectory)) ?? [] {
+            try? POSIX.removeTree(scratchDirectory + "/" + name)
+        }
+    }
+
+    // MARK: Publishing
+
+    public struct PublishRequest: Sendable {
+        public var platform: String
+        public var version: String
+        public var channel: String
+        public var changelog: String
+        public var critical: Bool
+
+        public init(platform: String, version: String, channel: String = "stable", changelog: String = "", critical: Bool = false) {
+            self.platform = platform
+            self.version = version
+            self.channel = channel
+            self.changelog = changelog
+            self.critical = critical
+        }
+    }
+
+    static func validatePlatform(_ p: String) throws {
+        guard !p.isEmpty, p.count <= 64, p.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }),
+              p != ".", p != ".." else {
+            throw ServerError.badRequest("invalid platform \"\(p.prefix(64))\": use letters, digits, '-', '_' and '.'")
+        }
+    }
+
+    func validate(_ r: PublishRequest) throws -> SemanticVersion {
+        try Self.validatePlatform(r.platform)
+        let v: SemanticVersion
+        do { v = try SemanticVersion(parsing: r.version) } catch let e as SemanticVersion.ParseError {
+            throw ServerError.badRequest(e.description)
+        }
+        guard let channel = DeliveryPolicy.Channel(rawValue: r.channel) else {
+            throw ServerError.badRequest("invalid channel \"\(r.channel.prefix(32))\": stable or beta")
+        }
+        if v.isPrerelease && channel == .stable {
+            throw ServerError.badRequest("pre-release \(v) can only be published to the beta channel")
+        }
+        guard r.changelog.utf8.count <= 1 << 20 else { throw ServerError.badRequest("changelog is larger than 1 MiB") }
+        if try catalog.releases(platform: r.platform).contains(where: { (try? SemanticVersion(parsing: $0.version)) == v }) {
+            throw ServerError.conflict("\(r.platform) \(v) is already published")
+        }
+        return v
+    }
+
+    /// Publishes the directory `bundleDirectory` as a release: makes its full bundle, then queues deltas.
+    public func publish(_ request: PublishRequest, bundleDirectory: String) throws -> ReleaseRecord {
+        _ = try validate(request)
+        let work = try scratch()
+        defer { try? POSIX.removeTree(work) }
+        let bundle = work + "/full.bundle"
+        _ = try BundleMaker.make(oldRoot: nil, newRoot: bundleDirectory, to: bundle,
+                                 options: BundleOptions(threads: configuration.threads))
+        return try publish(request, fullBundle: bundle)
+    }
+
+    /// Publishes an uploaded full bundle (it is consumed). The bundle is verified by installing it into
+    /// the server's tree store, which both checks it and keeps the tree for making later deltas.
+    public func publish(_ request: PublishRequest, fullBundle: String) throws -> ReleaseRecord {
+        let version = try validate(request)
+        guard BundleApplier.isBundle(path: fullBundle) else { throw ServerError.badRequest("the upload is not a Phoenix bundle") }
+        let info = try BundleApplier.inspect(bundlePath: fullBundle)
+        guard info.full else { throw ServerError.badRequest("a release must be published as a full bundle (make --full)") }
+        let platformDir = treesDirectory + "/" + request.platform
+        try FileManager.default.createDirectory(atPath: platformDir, withIntermediateDirectories: true)
+        let tree = platformDir + "/" + version.description
+        // A tree without a catalog row is left over from a publish that died: start again.
+        try POSIX.removeTree(tree)
+        try POSIX.removeTree(platformDir + "/." + version.description + ".phoenix")
+        do {
+            try BundleApplier.apply(directory: tree, bundlePath: fullBundle, options: BundleApplyOptions(threads: configuration.threads))
+        } catch {
+            try? POSIX.removeTree(tree)
+            throw ServerError.badRequest("the bundle does not install: \(error)")
+        }
+        try POSIX.removeTree(platformDir + "/." + version.description + ".phoenix")
+        let stored = try store.add(fileAt: fullBundle)
+        let record = ReleaseRecord(platform: request.platform, version: version.description, channel: request.channel,
+                                   changelog: request.changelog, published: Date(), fullSHA256: stored.sha256,
+                                   fullSize: stored.size, treeDigest: info.newTreeDigest, critical: request.critical)
+        // Deltas from the previous K releases (by precedence) into this one.
+        let previous = try catalog.releases(platform: request.platform)
+            .compactMap { r in (try? SemanticVersion(parsing: r.version)).map { ($0, r) } }
+            .filter { $0.0 < version }
+            .sorted { $0.0 > $1.0 }
+            .prefix(configuration.deltaHistory)
+        let jobs = previous.map { DeltaRecord(platform: request.platform, fromVersion: $0.1.version, toVersion: record.version, state: .pending) }
+        do {
+            try catalog.insertRelease(record, pendingDeltas: jobs)
+        } catch {
+            try? POSIX.removeTree(tree)
+            throw error
+        }
+        logger.info("published release", metadata: ["platform": "\(record.platform)", "version": "\(record.version)",
+                                                    "size": "\(record.fullSize)", "deltas queued": "\(jobs.count)"])
+        try? exportStatic(platform: request.platform)
+        return record
+    }
+
+    func scratch() throws -> String {
+        let dir = scratchDirectory + "/" + UUID().uuidString
+        try POSIX.mkdir(dir, mode: 0o700)
+        return dir
+    }
+
+    // MARK: Delta jobs
+
+    /// Makes every pending delta, one after another, each on all cores. Each delta is verified by
+    /// applying it to a copy of its source tree and comparing the result with the target's digest, and
+    /// dropped when it is not smaller than the policy threshold.
+    public func runPendingJobs() {
+        while true {
+            let next: DeltaRecord?
+            do { next = try catalog.unfinishedDeltas().first } catch {
+                logger.error("cannot read the job list", metadata: ["error": "\(error)"])
+                return
+            }
+            guard var job = next else { return }
+            job.state = .running
+            job.updated = Date()
+            try? catalog.updateDelta(job)
+            do {
+                job = try makeDelta(job)
+            } catch {
+                job.state = .failed
+                job.error = "\(error)"
+                logger.error("delta failed", metadata: ["platform": "\(job.platform)", "from": "\(job.fromVersion)",
+                                                        "to": "\(job.toVersion)", "error": "\(error)"])
+            }
+            job.updated = Date()
+            do { try catalog.updateDelta(job) } catch {
+                logger.error("cannot record a delta", metadata: ["error": "\(error)"])
+                return
+            }
+            try? exportStatic(platform: job.platform)
+        }
+    }
+
+    /// Runs the pending jobs on a background thread (coalescing requests while one run is going).
+    public func startJobsInBackground() {
+        lock.lock()
+        if jobsRunning {
+            jobsRequested = true
+            lock.unlock()
+            return
+        }
+        jobsRunning = true
+        lock.unlock()
+        Thread.detachNewThread { [self] in
+            while true {
+                runPendingJobs()
+                lock.lock()
+                if jobsRequested {
+                    jobsRequested = false
+                    lock.unlock()
+                    continue
+                }
+                jobsRunning = false
+                lock.unlock()
+                return
+            }
+        }
+    }
+
+    /// Waits until no job runner is active (tests and the CLI).
+    public func waitForJobs(timeout: TimeInterval = 600) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            lock.lock()
+            let busy = jobsRunning
+            lock.unlock()
+            if !busy { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    func makeDelta(_ job: DeltaRecord) throws -> DeltaRecord {
+        var job = job
+        let fromTree = treesDirectory + "/" + job.platform + "/" + job.fromVersion
+        let toTree = treesDirectory + "/" + job.platform + "/" + job.toVersion
+        guard let target = try catalog.releases(platform: job.platform).first(where: { $0.version == job.toVersion }) else {
+            throw ServerError.notFound("release \(job.toVersion) is not in the catalog")
+        }
+        let work = try scratch()
+        defer { try? POSIX.removeTree(work) }
+        let bundle = work + "/delta.bundle"
+        _ = try BundleMaker.make(oldRoot: fromTree, newRoot: toTree, to: bundle, options: BundleOptions(threads: configuration.threads))
+        // Verify by applying it to a copy of the source tree.
+        let copy = work + "/check"
+        let cp = Process()
+        cp.executableURL = URL(fileURLWithPath: "/bin/cp")
+        cp.arguments = ["-a", fromTree, copy]
+        try cp.run()
+        cp.waitUntilExit()
+        guard cp.terminationStatus == 0 else { throw ServerError.publishFailed("cannot copy \(fromTree) to verify the delta") }
+        let result = try BundleApplier.apply(directory: copy, bundlePath: bundle, options: BundleApplyOptions(threads: configuration.threads))
+        guard result.newDigest == target.treeDigest else {
+            throw ServerError.publishFailed("the delta \(job.fromVersion) -> \(job.toVersion) does not rebuild the release")
+        }
+        let size = UInt64(try POSIX.lstat(bundle).st_size)
+        if Double(size) >= configuration.deltaThreshold * Double(target.fullSize) {
+            job.state = .dropped
+            job.size = size
+            job.error = "\(size) bytes is not below \(configuration.deltaThreshold) x the full package (\(target.fullSize) bytes)"
+            return job
+        }
+        let stored = try store.add(fileAt: bundle)
+        job.state = .ready
+        job.sha256 = stored.sha256
+        job.size = stored.size
+        job.error = nil
+        logger.info("delta ready", metadata: ["platform": "\(job.platform)", "from": "\(job.fromVersion)", "to": "\(job.toVersion)",
+                                              "size": "\(stored.size)", "full": "\(target.fullSize)"])
+        return job
+    }
+
+    // MARK: Manifests and checks
+
+    public func downloadPath(platform: String, version: String, from: String?) -> String {
+        var path = "/api/version/download?version=\(version)&platform=\(platform)"
+        if let from { path += "&from=\(from)" }
+        return path
+    }
+
+    func url(platform: String, version: String, from: String?, sha256: String) -> String {
+        if let base = configuration.baseURL {
+            return base.hasSuffix("/") ? base + "packages/" + sha256 : base + "/packages/" + sha256
+        }
+        return downloadPath(platform: platform, version: version, from: from)
+    }
+
+    /// The manifest for a platform and channel: every visible release with its full package and ready
+    /// deltas.
+    public func manifest(platform: String, channel: DeliveryPolicy.Channel, now: Date = Date()) throws -> Manifest {
+        let releases = try catalog.releases(platform: platform)
+        guard !releases.isEmpty else { throw ServerError.notFound("unknown platform \"\(platform)\"") }
+        let deltas = try catalog.deltas(platform: platform).filter { $0.state == .ready }
+        let digests = Dictionary(releases.map { ($0.version, $0.treeDigest) }, uniquingKeysWith: { a, _ in a })
+        var entries: [Manifest.Release] = []
+        for r in releases {
+            guard let v = try? SemanticVersion(parsing: r.version), let ch = DeliveryPolicy.Channel(rawValue: r.channel),
+                  DeliveryPolicy.isVisible(version: v, releaseChannel: ch, to: channel) else { continue }
+            let ds = deltas.filter { $0.toVersion == r.version }.compactMap { d -> Manifest.Delta? in
+                guard let from = try? SemanticVersion(parsing: d.fromVersion), let sha = d.sha256, let size = d.size,
+                      let fromDigest = digests[d.fromVersion] else { return nil }
+                return Manifest.Delta(from: from, size: size, sha256: sha,
+                                      url: url(platform: platform, version: r.version, from: d.fromVersion, sha256: sha),
+                                      fromTreeDigest: fromDigest)
+            }.sorted { $0.from < $1.from }
+            entries.append(Manifest.Release(
+                version: v, channel: r.channel, published: r.published, changelog: r.changelog, treeDigest: r.treeDigest,
+                full: Manifest.Package(size: r.fullSize, sha256: r.fullSHA256,
+                                       url: url(platform: platform, version: r.version, from: nil, sha256: r.fullSHA256)),
+                deltas: ds, critical: r.critical))
+        }
+        entries.sort { $0.version < $1.version }
+        let now = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
+        return Manifest(manifestVersion: try catalog.revision(), platform: platform, channel: channel.rawValue, generatedAt: now,
+                        expires: now.addingTimeInterval(TimeInterval(configuration.manifestLifetimeSeconds)), releases: entries)
+    }
+
+    /// The signed manifest, cached until the catalog changes or half its lifetime has passed.
+    public func signedManifest(platform: String, channel: DeliveryPolicy.Channel) throws -> SignedEnvelope {
+        guard let key = signingKey else { throw ServerError.noSigningKey }
+        let key2 = platform + "\u{0}" + channel.rawValue
+        let revision = try catalog.revision()
+        lock.lock()
+        if let cached = manifestCache[key2], cached.revision == revision,
+           Date().timeIntervalSince(cached.built) < Double(configuration.manifestLifetimeSeconds) / 2 {
+            lock.unlock()
+            return cached.envelope
+        }
+        lock.unlock()
+        let envelope = try SignedEnvelope.sign(try manifest(platform: platform, channel: channel).encoded(), with: [key])
+        lock.lock()
+        manifestCache[key2] = (revision, Date(), envelope)
+        lock.unlock()
+        return envelope
+    }
+
+    /// Answers a client at `current` on `platform`/`channel` with the policy's decision.
+    public func check(current: SemanticVersion, platform: String, channel: DeliveryPolicy.Channel) throws -> CheckResponse {
+        let releases = try catalog.releases(platform: platform)
+        guard !releases.isEmpty else { throw ServerError.notFound("unknown platform \"\(platform)\"") }
+        let deltas = try catalog.deltas(platform: platform).filter { $0.state == .ready }
+        let candidates = releases.compactMap { r -> DeliveryPolicy.Candidate? in
+            guard let v = try? SemanticVersion(parsing: r.version), let ch = DeliveryPolicy.Channel(rawValue: r.channel) else { return nil }
+            var map: [SemanticVersion: UInt64] = [:]
+            for d in deltas where d.toVersion == r.version {
+                if let from = try? SemanticVersion(parsing: d.fromVersion), let size = d.size { map[from] = size }
+            }
+            return DeliveryPolicy.Candidate(version: v, channel: ch, fullSize: r.fullSize, deltas: map)
+        }
+        let decision = DeliveryPolicy(deltaThreshold: configuration.deltaThreshold).decide(current: current, channel: channel, releases: candidates)
+        let envelope = try signedManifest(platform: platform, channel: channel)
+        func release(_ v: SemanticVersion) -> ReleaseRecord? {
+            releases.first { (try? SemanticVersion(parsing: $0.version)) == v }
+        }
+        switch decision {
+        case .upToDate:
+            return CheckResponse(updateAvailable: false, currentVersion: current, latestVersion: nil, kind: nil, fromVersion: nil,
+                                 downloadURL: nil, size: nil, sha256: nil, changelog: nil, critical: nil, manifest: envelope)
+        case .delta(let to, let from, let size):
+            let r = release(to)!
+            let d = deltas.first { $0.toVersion == r.version && (try? SemanticVersion(parsing: $0.fromVersion)) == from }!
+            return CheckResponse(updateAvailable: true, currentVersion: current, latestVersion: to, kind: "delta", fromVersion: from,
+                                 downloadURL: url(platform: platform, version: r.version, from: d.fromVersion, sha256: d.sha256 ?? ""),
+                                 size: size, sha256: d.sha256, changelog: r.changelog, critical: r.critical, manifest: envelope)
+        case .full(let to, let size):
+            let r = release(to)!
+            return CheckResponse(updateAvailable: true, currentVersion: current, latestVersion: to, kind: "full", fromVersion: nil,
+                                 downloadURL: url(platform: platform, version: r.version, from: nil, sha256: r.fullSHA256),
+                                 size: size, sha256: r.fullSHA256, changelog: r.changelog, critical: r.critical, manifest: envelope)
+        }
+    }
+
+    /// The stored package for a download request: the full bundle of `version`, or the ready delta
+    /// from `from`.
+    public func package(platform: String, version: SemanticVersion, from: SemanticVersion?) throws -> (path: String, sha256: String, size: UInt64) {
+        let releases = try catalog.releases(platform: platform)
+        guard !releases.isEmpty else { throw ServerError.notFound("unknown platform \"\(platform)\"") }
+        guard let r = releases.first(where: { (try? SemanticVersion(parsing: $0.version)) == version }) else {
+            throw ServerError.notFound("\(platform) has no version \(version)")
+        }
+        var sha = r.fullSHA256
+        if let from {
+            guard let d = try catalog.deltas(platform: platform).first(where: {
+                $0.toVersion == r.version && $0.state == .ready && (try? SemanticVersion(parsing: $0.fromVersion)) == from
+            }), let dsha = d.sha256 else {
+                throw ServerError.notFound("there is no delta from \(from) to \(version) for \(platform)")
+            }
+            sha = dsha
+        }
+        guard let path = store.path(for: sha) else { throw ServerError.notFound("package \(sha) is missing from the store") }
+        return (path, sha, UInt64(try POSIX.lstat(path).st_size))
+    }
+
+    // MARK: Static export
+
+    /// Writes the signed manifests of `platform` and links its packages under `static/`, so that a CDN
+    /// or object store can serve the same files (`static/manifest/P/CHANNEL.json`, `static/packages/SHA`).
+    public func exportStatic(platform: String) throws {
+        guard signingKey != nil else { return }
+        let manifestDir = staticDirectory + "/manifest/" + platform
+        let packageDir = staticDirectory + "/packages"
+        try FileManager.default.createDirectory(atPath: manifestDir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: packageDir, withIntermediateDirectories: true)
+        for channel in DeliveryPolicy.Channel.allCases {
+            let envelope = try signedManifest(platform: platform, channel: channel)
+            let bytes = try WireJSON.encoder(pretty: true).encode(envelope)
+            let w = try AtomicFileWriter(destination: manifestDir + "/" + channel.rawValue + ".json", mode: 0o644)
+            try bytes.withUnsafeBytes { try w.write($0) }
+            try w.commit()
+            let m = try manifest(platform: platform, channel: channel)
+            for r in m.releases {
+                for sha in [r.full.sha256] + r.deltas.map(\.sha256) {
+                    let target = packageDir + "/" + sha
+                    if !POSIX.exists(target), let src = store.path(for: sha), !POSIX.link(src, target) {
+                        try POSIX.copyFile(from: src, to: target, mode: 0o644)
+                    }
+                }
+            }
+        }
+    }
+}

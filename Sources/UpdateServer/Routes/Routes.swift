@@ -1,0 +1,265 @@
+import Foundation
+import Hummingbird
+import PatchFormat
+import TreeIO
+import UpdateModels
+
+/// The HTTP API. Every failure is a JSON body `{"error": {"code": ..., "message": ...}}`.
+enum Routes {
+    static func add(to router: Router<BasicRequestContext>, service: UpdateService) {
+        router.get("/healthz") { _, _ in
+            try json(["status": "ok"])
+        }
+        router.get("/api/version/check") { request, _ in
+            await respond {
+                let q = Query(request)
+                let current = try q.version("current_version")
+                let platform = try q.platform()
+                let channel = try q.channel()
+                if let id = q["client_id"], id.count > 128 { throw ServerError.badRequest("client_id is longer than 128 characters") }
+                return try json(service.check(current: current, platform: platform, channel: channel))
+            }
+        }
+        router.get("/api/manifest") { request, _ in
+            await respond {
+                let q = Query(request)
+                return try json(service.signedManifest(platform: try q.platform(), channel: try q.channel()))
+            }
+        }
+        router.get("/api/version/download") { request, context in
+            await respond { try await download(request, context, service: service, headOnly: false) }
+        }
+        router.head("/api/version/download") { request, context in
+            await respond { try await download(request, context, service: service, headOnly: true) }
+        }
+        router.get("/api/releases") { request, _ in
+            await respond {
+                let platform = try Query(request).platform()
+                return try json(ReleaseListing(service: service, platform: platform, only: nil))
+            }
+        }
+        router.get("/api/releases/:platform/:version") { _, context in
+            await respond {
+                let platform = context.parameters.get("platform") ?? ""
+                try UpdateService.validatePlatform(platform)
+                let version = try parseVersion(context.parameters.get("version") ?? "", field: "version")
+                let listing = try ReleaseListing(service: service, platform: platform, only: version)
+                guard let release = listing.releases.first else { throw ServerError.notFound("\(platform) has no version \(version)") }
+                return try json(release)
+            }
+        }
+        router.post("/api/releases") { request, context in
+            await respond {
+                try authorize(request, service: service)
+                let q = Query(request)
+                var changelog = ""
+                if let b64 = request.headers.first(where: { $0.name.canonicalName == "x-phoenix-changelog-base64" })?.value {
+                    guard let d = Data(base64Encoded: b64), let text = String(data: d, encoding: .utf8) else {
+                        throw ServerError.badRequest("X-Phoenix-Changelog-Base64 is not base64 of UTF-8 text")
+                    }
+                    changelog = text
+                }
+                let publish = UpdateService.PublishRequest(
+                    platform: try q.platform(), version: try q.required("version"), channel: q["channel"] ?? "stable",
+                    changelog: changelog, critical: q["critical"] == "true")
+                let work = try service.scratch()
+                defer { try? POSIX.removeTree(work) }
+                let upload = work + "/upload.bundle"
+                let writer = try AtomicFileWriter(destination: upload, mode: 0o600)
+                var received: UInt64 = 0
+                for try await buffer in request.body {
+                    received += UInt64(buffer.readableBytes)
+                    if received > service.configuration.maxUploadBytes {
+                        writer.abort()
+                        throw ServerError.payloadTooLarge(limit: service.configuration.maxUploadBytes)
+                    }
+                    try buffer.withUnsafeReadableBytes { try writer.write($0) }
+                }
+                try writer.commit()
+                let record = try service.publish(publish, fullBundle: upload)
+                service.startJobsInBackground()
+                var response = try json(record)
+                response.status = .created
+                return response
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    struct Query {
+        let request: Request
+        init(_ request: Request) { self.request = request }
+        subscript(_ key: String) -> String? { request.uri.queryParameters[Substring(key)].map(String.init) }
+
+        func required(_ key: String) throws -> String {
+            guard let v = self[key], !v.isEmpty else { throw ServerError.badRequest("missing query parameter \(key)") }
+            return v
+        }
+
+        func version(_ key: String) throws -> SemanticVersion { try parseVersion(try required(key), field: key) }
+
+        func platform() throws -> String {
+            let p = try required("platform")
+            try UpdateService.validatePlatform(p)
+            return p
+        }
+
+        func channel() throws -> DeliveryPolicy.Channel {
+            guard let raw = self["channel"] else { return .stable }
+            guard let c = DeliveryPolicy.Channel(rawValue: raw) else {
+                throw ServerError.badRequest("invalid channel \"\(raw.prefix(32))\": stable or beta")
+            }
+            return c
+        }
+    }
+
+    static func parseVersion(_ text: String, field: String) throws -> SemanticVersion {
+        do { return try SemanticVersion(parsing: text) } catch let e as SemanticVersion.ParseError {
+            throw ServerError.badRequest("\(field): \(e.description)")
+        }
+    }
+
+    static func authorize(_ request: Request, service: UpdateService) throws {
+        guard let expected = service.configuration.adminToken, !expected.isEmpty else {
+            throw ServerError.forbidden
+        }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw ServerError.unauthorized }
+        let given = Array(header.dropFirst(7).utf8), want = Array(expected.utf8)
+        // Constant-time comparison.
+        var diff = UInt8(given.count == want.count ? 0 : 1)
+        for i in 0..<max(given.count, want.count) {
+            diff |= (i < given.count ? given[i] : 0) ^ (i < want.count ? want[i] : 0)
+        }
+        guard diff == 0 else { throw ServerError.forbidden }
+    }
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try WireJSON.encoder().encode(value)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func errorResponse(_ e: ServerError) -> Response {
+        (try? json(ErrorBody(code: e.code, message: e.description), status: HTTPResponse.Status(code: e.status)))
+            ?? Response(status: .internalServerError)
+    }
+
+    /// Runs a handler and turns any error into the JSON error body (500 for the unexpected).
+    static func respond(_ body: () async throws -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch let e as ServerError {
+            return errorResponse(e)
+        } catch {
+            return errorResponse(.publishFailed("internal error: \(error)"))
+        }
+    }
+
+    // MARK: Download with Range
+
+    static func download(_ request: Request, _ context: BasicRequestContext, service: UpdateService, headOnly: Bool) async throws -> Response {
+        let q = Query(request)
+        let platform = try q.platform()
+        let version = try q.version("version")
+        let from = try q["from"].map { try parseVersion($0, field: "from") }
+        let pkg = try service.package(platform: platform, version: version, from: from)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/octet-stream"
+        headers[.acceptRanges] = "bytes"
+        headers[.eTag] = "\"\(pkg.sha256)\""
+        headers[.cacheControl] = "public, max-age=31536000, immutable"
+        var range: ClosedRange<Int>? = nil
+        if let header = request.headers[.range] {
+            // If-Range with a different ETag means "send the whole thing".
+            let ifRange = request.headers[.ifRange]
+            if ifRange == nil || ifRange == "\"\(pkg.sha256)\"" {
+                switch parseRange(header, size: pkg.size) {
+                case .whole: break
+                case .range(let r): range = r
+                case .unsatisfiable:
+                    headers[.contentRange] = "bytes */\(pkg.size)"
+                    return Response(status: .rangeNotSatisfiable, headers: headers)
+                }
+            }
+        }
+        if let range {
+            headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound)/\(pkg.size)"
+            headers[.contentLength] = "\(range.count)"
+            let body = headOnly ? ResponseBody() : try await FileIO().loadFile(path: pkg.path, range: range, context: context)
+            return Response(status: .partialContent, headers: headers, body: body)
+        }
+        headers[.contentLength] = "\(pkg.size)"
+        let body = headOnly || pkg.size == 0 ? ResponseBody() : try await FileIO().loadFile(path: pkg.path, context: context)
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    enum RangeResult: Equatable {
+        case whole
+        case range(ClosedRange<Int>)
+        case unsatisfiable
+    }
+
+    /// One `bytes=` range (`N-M`, `N-`, `-N`); multiple ranges are answered with the whole body.
+    static func parseRange(_ header: String, size: UInt64) -> RangeResult {
+        guard header.hasPrefix("bytes="), !header.contains(",") else { return .whole }
+        let spec = header.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return .whole }
+        let size = Int(size)
+        if parts[0].isEmpty {
+            guard let n = Int(parts[1]), n > 0 else { return .unsatisfiable }
+            if size == 0 { return .unsatisfiable }
+            return .range(max(0, size - n)...(size - 1))
+        }
+        guard let start = Int(parts[0]) else { return .whole }
+        guard start < size else { return .unsatisfiable }
+        var end = size - 1
+        if !parts[1].isEmpty {
+            guard let e = Int(parts[1]), e >= start else { return .whole }
+            end = min(e, size - 1)
+        }
+        return .range(start...end)
+    }
+}
+
+/// `GET /api/releases`: releases with the state of their delta jobs.
+struct ReleaseListing: Encodable {
+    struct Release: Encodable {
+        var platform: String
+        var version: String
+        var channel: String
+        var published: Date
+        var fullSize: UInt64
+        var fullSHA256: String
+        var treeDigest: String
+        var changelog: String
+        var deltas: [DeltaRecord]
+
+        enum CodingKeys: String, CodingKey {
+            case platform, version, channel, published, changelog, deltas
+            case fullSize = "full_size", fullSHA256 = "full_sha256", treeDigest = "tree_digest"
+        }
+    }
+
+    var releases: [Release]
+
+    init(service: UpdateService, platform: String, only: SemanticVersion?) throws {
+        let rs = try service.catalog.releases(platform: platform)
+        guard !rs.isEmpty else { throw ServerError.notFound("unknown platform \"\(platform)\"") }
+        let ds = try service.catalog.deltas(platform: platform)
+        func key(_ r: ReleaseRecord) -> SemanticVersion {
+            (try? SemanticVersion(parsing: r.version)) ?? SemanticVersion(major: 0, minor: 0, patch: 0)
+        }
+        releases = rs.filter { r in only.map { key(r) == $0 } ?? true }
+            .sorted { key($0) < key($1) }
+            .map { r in
+                Release(platform: r.platform, version: r.version, channel: r.channel, published: r.published, fullSize: r.fullSize,
+                        fullSHA256: r.fullSHA256, treeDigest: r.treeDigest, changelog: r.changelog,
+                        deltas: ds.filter { $0.toVersion == r.version })
+            }
+    }
+}
+

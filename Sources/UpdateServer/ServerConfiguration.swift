@@ -1,0 +1,80 @@
+import Foundation
+
+/// Everything the server needs, from a JSON file, command-line flags and `PHOENIX_*` environment
+/// variables (flags win over the environment, which wins over the file).
+public struct ServerConfiguration: Codable, Sendable, Equatable {
+    /// Holds `catalog.sqlite`, `packages/` (content-addressed), `trees/` (each release unpacked, for
+    /// making deltas) and `static/` (manifests and packages for a CDN).
+    public var dataDirectory: String
+    public var host: String = "127.0.0.1"
+    public var port: Int = 8080
+    /// PEM Ed25519 private key used to sign manifests. Without one, manifests cannot be served.
+    public var keyPath: String?
+    /// Bearer token for the admin routes. Without one, the admin routes are disabled.
+    public var adminToken: String?
+    /// Absolute base URL for download links in manifests (a CDN serving `static/`); nil = this server.
+    public var baseURL: String?
+    /// How many previous releases of a platform get a delta to a new release.
+    public var deltaHistory: Int = 5
+    /// A delta is offered only when smaller than this fraction of the full package.
+    public var deltaThreshold: Double = 0.5
+    /// How long a signed manifest stays valid.
+    public var manifestLifetimeSeconds: Int = 7 * 24 * 3600
+    /// Largest accepted upload (POST /api/releases).
+    public var maxUploadBytes: UInt64 = 4 << 30
+    /// Cores used to make deltas.
+    public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    public init(dataDirectory: String) {
+        self.dataDirectory = dataDirectory
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case dataDirectory = "data", host, port, keyPath = "key", adminToken = "admin_token", baseURL = "base_url"
+        case deltaHistory = "delta_history", deltaThreshold = "delta_threshold"
+        case manifestLifetimeSeconds = "manifest_lifetime_seconds", maxUploadBytes = "max_upload_bytes", threads
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dataDirectory = try c.decode(String.self, forKey: .dataDirectory)
+        host = try c.decodeIfPresent(String.self, forKey: .host) ?? host
+        port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
+        keyPath = try c.decodeIfPresent(String.self, forKey: .keyPath)
+        adminToken = try c.decodeIfPresent(String.self, forKey: .adminToken)
+        baseURL = try c.decodeIfPresent(String.self, forKey: .baseURL)
+        deltaHistory = try c.decodeIfPresent(Int.self, forKey: .deltaHistory) ?? deltaHistory
+        deltaThreshold = try c.decodeIfPresent(Double.self, forKey: .deltaThreshold) ?? deltaThreshold
+        manifestLifetimeSeconds = try c.decodeIfPresent(Int.self, forKey: .manifestLifetimeSeconds) ?? manifestLifetimeSeconds
+        maxUploadBytes = try c.decodeIfPresent(UInt64.self, forKey: .maxUploadBytes) ?? maxUploadBytes
+        threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? threads
+    }
+
+    /// Reads a JSON configuration file.
+    public static func load(file: String) throws -> ServerConfiguration {
+        try JSONDecoder().decode(ServerConfiguration.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
+    }
+
+    /// Applies `PHOENIX_DATA`, `PHOENIX_HOST`, `PHOENIX_PORT`, `PHOENIX_KEY`, `PHOENIX_ADMIN_TOKEN`,
+    /// `PHOENIX_BASE_URL`, `PHOENIX_DELTA_HISTORY`, `PHOENIX_DELTA_THRESHOLD`.
+    public mutating func applyEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) {
+        if let v = env["PHOENIX_DATA"] { dataDirectory = v }
+        if let v = env["PHOENIX_HOST"] { host = v }
+        if let v = env["PHOENIX_PORT"].flatMap(Int.init) { port = v }
+        if let v = env["PHOENIX_KEY"] { keyPath = v }
+        if let v = env["PHOENIX_ADMIN_TOKEN"] { adminToken = v }
+        if let v = env["PHOENIX_BASE_URL"] { baseURL = v }
+        if let v = env["PHOENIX_DELTA_HISTORY"].flatMap(Int.init) { deltaHistory = v }
+        if let v = env["PHOENIX_DELTA_THRESHOLD"].flatMap(Double.init) { deltaThreshold = v }
+    }
+
+    public func validate() throws {
+        guard (1...65535).contains(port) || port == 0 else { throw ServerError.badConfiguration("port \(port) is out of range") }
+        guard deltaHistory >= 0 && deltaHistory <= 100 else { throw ServerError.badConfiguration("delta_history must be 0...100") }
+        guard deltaThreshold > 0 && deltaThreshold <= 1 else { throw ServerError.badConfiguration("delta_threshold must be in (0, 1]") }
+        guard manifestLifetimeSeconds >= 60 else { throw ServerError.badConfiguration("manifest_lifetime_seconds must be at least 60") }
+        if let b = baseURL, !(b.hasPrefix("https://") || b.hasPrefix("http://")) {
+            throw ServerError.badConfiguration("base_url must be an http(s) URL")
+        }
+    }
+}

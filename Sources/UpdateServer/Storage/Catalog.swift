@@ -1,0 +1,89 @@
+import Foundation
+
+/// A release in the catalog.
+public struct ReleaseRecord: Codable, Sendable, Equatable {
+    public var platform: String
+    public var version: String
+    public var channel: String
+    public var changelog: String
+    public var published: Date
+    public var fullSHA256: String
+    public var fullSize: UInt64
+    public var treeDigest: String
+    public var critical: Bool
+
+    public init(platform: String, version: String, channel: String, changelog: String, published: Date,
+                fullSHA256: String, fullSize: UInt64, treeDigest: String, critical: Bool = false) {
+        self.platform = platform
+        self.version = version
+        self.channel = channel
+        self.changelog = changelog
+        self.published = published
+        self.fullSHA256 = fullSHA256
+        self.fullSize = fullSize
+        self.treeDigest = treeDigest
+        self.critical = critical
+    }
+}
+
+/// A delta between two releases of a platform, and the state of the job that makes it.
+public struct DeltaRecord: Codable, Sendable, Equatable {
+    public enum State: String, Codable, Sendable {
+        /// Waiting to be made.
+        case pending
+        /// Being made and verified.
+        case running
+        /// Made, verified by applying it, and offered.
+        case ready
+        /// Made and verified, but not smaller than the policy threshold: not offered.
+        case dropped
+        /// Making or verifying it failed (`error` says why).
+        case failed
+    }
+
+    public var platform: String
+    public var fromVersion: String
+    public var toVersion: String
+    public var state: State
+    public var sha256: String?
+    public var size: UInt64?
+    public var error: String?
+    public var updated: Date
+
+    public init(platform: String, fromVersion: String, toVersion: String, state: State, sha256: String? = nil,
+                size: UInt64? = nil, error: String? = nil, updated: Date = Date()) {
+        self.platform = platform
+        self.fromVersion = fromVersion
+        self.toVersion = toVersion
+        self.state = state
+        self.sha256 = sha256
+        self.size = size
+        self.error = error
+        self.updated = updated
+    }
+}
+
+/// Where releases and delta jobs are recorded. SQLite by default (`SQLiteCatalog`); a shared database
+/// for several server instances implements the same protocol.
+public protocol Catalog: Sendable {
+    /// Inserts a release and its pending delta jobs in one transaction; throws `conflict` when the
+    /// version (by semver precedence) is already published for the platform.
+    func insertRelease(_ release: ReleaseRecord, pendingDeltas: [DeltaRecord]) throws
+    func releases(platform: String) throws -> [ReleaseRecord]
+    func platforms() throws -> [String]
+    func deltas(platform: String) throws -> [DeltaRecord]
+    func updateDelta(_ delta: DeltaRecord) throws
+    /// Jobs in state pending or running (a restart resumes those that were running).
+    func unfinishedDeltas() throws -> [DeltaRecord]
+    /// A number that grows every time the catalog changes (the manifest version).
+    func revision() throws -> UInt64
+}
+
+/// Where package bytes live, addressed by their SHA-256. A directory by default (`FilePackageStore`);
+/// object storage implements the same protocol.
+public protocol PackageStore: Sendable {
+    /// Moves the file at `path` into the store (it is consumed) and returns its address.
+    func add(fileAt path: String) throws -> (sha256: String, size: UInt64)
+    /// A local path to read the package from, or nil if the store does not have it.
+    func path(for sha256: String) -> String?
+}

@@ -1,0 +1,152 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import TreeIO
+import UpdateModels
+import UpdateServer
+
+@main
+struct PhoenixServer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "phoenix-server",
+        abstract: "The Phoenix update server: release catalog, delta generation, signed manifests, downloads.",
+        version: "0.1.0",
+        subcommands: [Serve.self, Keygen.self, Publish.self, Status.self]
+    )
+}
+
+/// Options shared by the commands that open a data directory.
+struct DataOptions: ParsableArguments {
+    @Option(help: "JSON configuration file (keys: data, host, port, key, admin_token, base_url, delta_history, delta_threshold, ...).")
+    var config: String?
+    @Option(help: "Data directory (catalog, packages, trees, static files). Env: PHOENIX_DATA.") var data: String?
+    @Option(help: "Ed25519 private key (PEM) that signs manifests. Env: PHOENIX_KEY.") var key: String?
+    @Option(help: "Download base URL for manifests (a CDN serving the static directory). Env: PHOENIX_BASE_URL.") var baseURL: String?
+    @Option(help: "Make deltas from this many previous releases (default 5).") var deltaHistory: Int?
+    @Option(help: "Offer a delta only below this fraction of the full package (default 0.5).") var deltaThreshold: Double?
+
+    func resolve() throws -> ServerConfiguration {
+        var c: ServerConfiguration
+        if let config {
+            c = try ServerConfiguration.load(file: config)
+        } else {
+            c = ServerConfiguration(dataDirectory: "")
+        }
+        c.applyEnvironment()
+        if let data { c.dataDirectory = data }
+        if let key { c.keyPath = key }
+        if let baseURL { c.baseURL = baseURL }
+        if let deltaHistory { c.deltaHistory = deltaHistory }
+        if let deltaThreshold { c.deltaThreshold = deltaThreshold }
+        guard !c.dataDirectory.isEmpty else { throw ValidationError("a data directory is required: --data DIR, PHOENIX_DATA or --config") }
+        try c.validate()
+        return c
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the HTTP server (stops cleanly on SIGTERM or SIGINT).")
+    @OptionGroup var options: DataOptions
+    @Option(help: "Address to listen on. Env: PHOENIX_HOST.") var host: String?
+    @Option(help: "Port. Env: PHOENIX_PORT.") var port: Int?
+    @Option(help: "Bearer token for the admin routes. Env: PHOENIX_ADMIN_TOKEN.") var adminToken: String?
+
+    func run() async throws {
+        var c = try options.resolve()
+        if let host { c.host = host }
+        if let port { c.port = port }
+        if let adminToken { c.adminToken = adminToken }
+        try c.validate()
+        var logger = Logger(label: "phoenix-server")
+        logger.logLevel = .info
+        if c.keyPath == nil { logger.warning("no signing key (--key): manifests and checks will answer 500 until one is configured") }
+        if !["127.0.0.1", "localhost", "::1"].contains(c.host) {
+            logger.warning("serving plain HTTP on \(c.host): put a TLS proxy in front, clients refuse plain HTTP off loopback")
+        }
+        let app = try await buildApplication(configuration: c, logger: logger)
+        try await app.runService()
+    }
+}
+
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a new Ed25519 signing key (mode 0600) and print its public key.")
+    @Option(help: "Where to write the private key (PEM). Refuses to overwrite.") var out: String
+
+    func run() throws {
+        if POSIX.exists(out) { throw ValidationError("\(out) exists; refusing to overwrite a key") }
+        let key = try Ed25519.PrivateKey.generate()
+        let bytes = Array(key.pem.utf8)
+        try bytes.withUnsafeBytes { try POSIX.writeNewFile(out, $0, mode: 0o600) }
+        let pub = try key.publicKey()
+        print("public key: \(pub.base64)")
+        print("key id:     \(pub.keyID)")
+    }
+}
+
+struct Publish: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publish BUNDLE_DIR as a release: store its full bundle, then make deltas from previous releases.")
+    @OptionGroup var options: DataOptions
+    @Option(help: "Platform name (letters, digits, - _ .).") var platform: String
+    @Option(help: "Semantic version of the release.") var version: String
+    @Option(help: "stable or beta (pre-releases only beta).") var channel: String = "stable"
+    @Option(help: "Changelog file (plain text or Markdown).") var changelog: String?
+    @Flag(help: "Mark the release critical (bypasses phased rollout).") var critical = false
+    @Flag(help: "Only queue the deltas; a running server makes them.") var background = false
+    @Argument(help: "The release's directory tree.") var bundleDir: String
+
+    func run() throws {
+        let c = try options.resolve()
+        let service = try UpdateService(configuration: c)
+        let notes = try changelog.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ""
+        do {
+            let r = try service.publish(.init(platform: platform, version: version, channel: channel, changelog: notes, critical: critical),
+                                        bundleDirectory: bundleDir)
+            print("published \(r.platform) \(r.version) (\(r.channel)): full bundle \(r.fullSize) bytes, sha256 \(r.fullSHA256)")
+        } catch let e as ServerError {
+            throw ValidationError(e.description)
+        }
+        if !background {
+            service.runPendingJobs()
+            for d in try service.catalog.deltas(platform: platform) where d.toVersion == version {
+                print("delta \(d.fromVersion) -> \(d.toVersion): \(d.state.rawValue)\(d.size.map { ", \($0) bytes" } ?? "")\(d.error.map { " (\($0))" } ?? "")")
+            }
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show releases and delta jobs.")
+    @OptionGroup var options: DataOptions
+    @Option(help: "Only this platform.") var platform: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let c = try options.resolve()
+        let service = try UpdateService(configuration: c)
+        let platforms = try platform.map { [$0] } ?? service.catalog.platforms()
+        var all: [[String: String]] = []
+        for p in platforms {
+            let deltas = try service.catalog.deltas(platform: p)
+            for r in try service.catalog.releases(platform: p).sorted(by: { a, b in
+                ((try? SemanticVersion(parsing: a.version)) ?? SemanticVersion(major: 0, minor: 0, patch: 0))
+                    < ((try? SemanticVersion(parsing: b.version)) ?? SemanticVersion(major: 0, minor: 0, patch: 0))
+            }) {
+                if !json { print("\(p) \(r.version) [\(r.channel)] full \(r.fullSize) bytes") }
+                all.append(["platform": p, "version": r.version, "channel": r.channel, "full_size": "\(r.fullSize)"])
+                for d in deltas where d.toVersion == r.version {
+                    if !json {
+                        print("  delta from \(d.fromVersion): \(d.state.rawValue)\(d.size.map { ", \($0) bytes" } ?? "")\(d.error.map { " (\($0))" } ?? "")")
+                    }
+                    all.append(["platform": p, "version": r.version, "delta_from": d.fromVersion, "state": d.state.rawValue,
+                                "size": d.size.map { "\($0)" } ?? ""])
+                }
+            }
+        }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: all, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+}
