@@ -1,0 +1,231 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import HummingbirdTesting
+import PatchFormat
+import Testing
+import TestSupport
+import TreeIO
+import UpdateModels
+import UpdateServer
+
+@Suite(.serialized) struct RouteTests {
+    static let fixture = try! ServerFixture()
+    let f = RouteTests.fixture
+    var app: some ApplicationProtocol { buildApplication(service: f.service) }
+
+    func decode<T: Decodable>(_ type: T.Type, _ buffer: ByteBuffer) throws -> T {
+        try WireJSON.decoder().decode(type, from: Data(buffer.readableBytesView))
+    }
+
+    func check(_ query: String) -> String { "/api/version/check?\(query)" }
+
+    @Test func healthz() async throws {
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/healthz", method: .get) { r in
+                #expect(r.status == .ok)
+                #expect(String(buffer: r.body).contains("ok"))
+            }
+        }
+    }
+
+    @Test func checkFollowsThePolicy() async throws {
+        let p = ServerFixture.platform
+        try await app.test(.router) { client in
+            // Patch-level client on 1.1.0's line: latest stable is 2.0.0, a major jump: full.
+            try await client.execute(uri: check("current_version=1.1.0&platform=\(p)"), method: .get) { r in
+                #expect(r.status == .ok)
+                let c = try decode(CheckResponse.self, r.body)
+                #expect(c.updateAvailable && c.kind == "full" && c.latestVersion?.description == "2.0.0")
+                #expect(c.downloadURL == "/api/version/download?version=2.0.0&platform=\(p)")
+            }
+            try await client.execute(uri: check("current_version=2.0.0&platform=\(p)"), method: .get) { r in
+                let c = try decode(CheckResponse.self, r.body)
+                #expect(!c.updateAvailable && c.kind == nil)
+            }
+            try await client.execute(uri: check("current_version=2.0.0&platform=\(p)&channel=beta&client_id=abc"), method: .get) { r in
+                let c = try decode(CheckResponse.self, r.body)
+                #expect(c.kind == "delta" && c.fromVersion?.description == "2.0.0" && c.latestVersion?.description == "2.1.0-beta.1")
+            }
+            try await client.execute(uri: check("current_version=9.0.0&platform=\(p)"), method: .get) { r in
+                let c = try decode(CheckResponse.self, r.body)
+                #expect(!c.updateAvailable, "no downgrade")
+            }
+        }
+    }
+
+    @Test func deltasAreMadeVerifiedAndListed() async throws {
+        let deltas = try f.service.catalog.deltas(platform: ServerFixture.platform)
+        let ready = Set(deltas.filter { $0.state == .ready }.map { "\($0.fromVersion)->\($0.toVersion)" })
+        #expect(ready.contains("1.0.0->1.0.1"))
+        #expect(ready.contains("1.0.1->1.1.0"))
+        #expect(ready.contains("2.0.0->2.1.0-beta.1"))
+        // 2.0.0's content is new: deltas into it are not smaller than half the full package.
+        #expect(deltas.filter { $0.toVersion == "2.0.0" }.allSatisfy { $0.state == .dropped })
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/api/releases/\(ServerFixture.platform)/1.1.0", method: .get) { r in
+                #expect(r.status == .ok)
+                let text = String(buffer: r.body)
+                #expect(text.contains("\"state\":\"ready\""))
+                #expect(text.contains("\"from_version\"") || text.contains("\"fromVersion\""))
+            }
+        }
+    }
+
+    @Test func manifestIsSignedAndComplete() async throws {
+        let digest110 = try f.digest("1.1.0")
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/api/manifest?platform=\(ServerFixture.platform)", method: .get) { r in
+                #expect(r.status == .ok)
+                let env = try decode(SignedEnvelope.self, r.body)
+                let m = try Manifest.decode(try env.verifiedPayload(trusting: [f.publicKey]))
+                #expect(m.platform == ServerFixture.platform && m.channel == "stable")
+                #expect(m.releases.map(\.version.description) == ["1.0.0", "1.0.1", "1.1.0", "2.0.0"])
+                #expect(m.expires > Date().addingTimeInterval(6 * 24 * 3600))
+                let r110 = m.releases.first { $0.version.description == "1.1.0" }!
+                #expect(r110.deltas.contains { $0.from.description == "1.0.1" })
+                #expect(r110.changelog.hasPrefix("Release 1.1.0"))
+                #expect(r110.treeDigest == digest110)
+                // Signed by another key: refused.
+                #expect(throws: SignedEnvelope.VerificationError.self) {
+                    try env.verifiedPayload(trusting: [try Ed25519.PrivateKey.generate().publicKey()])
+                }
+            }
+            try await client.execute(uri: "/api/manifest?platform=\(ServerFixture.platform)&channel=beta", method: .get) { r in
+                let m = try Manifest.decode(try decode(SignedEnvelope.self, r.body).verifiedPayload(trusting: [f.publicKey]))
+                #expect(m.releases.last?.version.description == "2.1.0-beta.1")
+            }
+        }
+    }
+
+    @Test func downloadsWithRangesHeadAndETag() async throws {
+        let p = ServerFixture.platform
+        let c = try f.service.check(current: try SemanticVersion(parsing: "1.0.1"), platform: p, channel: .stable)
+        let full = try f.service.package(platform: p, version: try SemanticVersion(parsing: "2.0.0"), from: nil)
+        let bytes = try POSIX.readFile(full.path)
+        try await app.test(.router) { client in
+            let uri = "/api/version/download?version=2.0.0&platform=\(p)"
+            try await client.execute(uri: uri, method: .get) { r in
+                #expect(r.status == .ok)
+                #expect(r.headers[.contentLength] == "\(bytes.count)")
+                #expect(r.headers[.acceptRanges] == "bytes")
+                #expect(r.headers[.eTag] == "\"\(full.sha256)\"")
+                #expect(Hex.encode(SHA256Hasher.hash(Array(r.body.readableBytesView))) == full.sha256)
+            }
+            try await client.execute(uri: uri, method: .get, headers: [.range: "bytes=100-199"]) { r in
+                #expect(r.status == .partialContent)
+                #expect(r.headers[.contentRange] == "bytes 100-199/\(bytes.count)")
+                #expect(Array(r.body.readableBytesView) == Array(bytes[100..<200]))
+            }
+            try await client.execute(uri: uri, method: .get, headers: [.range: "bytes=-10"]) { r in
+                #expect(r.status == .partialContent)
+                #expect(Array(r.body.readableBytesView) == Array(bytes.suffix(10)))
+            }
+            try await client.execute(uri: uri, method: .get, headers: [.range: "bytes=\(bytes.count)-"]) { r in
+                #expect(r.status == .rangeNotSatisfiable)
+                #expect(r.headers[.contentRange] == "bytes */\(bytes.count)")
+            }
+            try await client.execute(uri: uri, method: .head) { r in
+                #expect(r.status == .ok)
+                #expect(r.headers[.contentLength] == "\(bytes.count)")
+                #expect(r.body.readableBytes == 0)
+            }
+            // The delta a check offers is downloadable and matches its signed hash.
+            try await client.execute(uri: c.downloadURL!, method: .get) { r in
+                #expect(r.status == .ok)
+                #expect(Hex.encode(SHA256Hasher.hash(Array(r.body.readableBytesView))) == c.sha256)
+            }
+        }
+    }
+
+    @Test func badRequestsGetJSONErrors() async throws {
+        let p = ServerFixture.platform
+        let cases: [(String, HTTPResponse.Status, String)] = [
+            (check("platform=\(p)"), .badRequest, "missing query parameter current_version"),
+            (check("current_version=1.0&platform=\(p)"), .badRequest, "invalid semantic version"),
+            (check("current_version=01.0.0&platform=\(p)"), .badRequest, "leading zero"),
+            (check("current_version=1.0.0&platform=nope"), .notFound, "unknown platform"),
+            (check("current_version=1.0.0&platform=../etc"), .badRequest, "invalid platform"),
+            (check("current_version=1.0.0&platform=\(p)&channel=nightly"), .badRequest, "invalid channel"),
+            ("/api/version/download?version=7.7.7&platform=\(p)", .notFound, "has no version 7.7.7"),
+            ("/api/version/download?version=2.0.0&platform=\(p)&from=1.0.0", .notFound, "no delta from 1.0.0"),
+            ("/api/manifest", .badRequest, "missing query parameter platform"),
+        ]
+        try await app.test(.router) { client in
+            for (uri, status, text) in cases {
+                try await client.execute(uri: uri, method: .get) { r in
+                    #expect(r.status == status, "\(uri)")
+                    let e = try decode(ErrorBody.self, r.body)
+                    #expect(e.error.message.contains(text), "\(uri): \(e.error.message)")
+                }
+            }
+        }
+    }
+
+    @Test func adminRoutesNeedTheToken() async throws {
+        let full = try TemporaryDirectory()
+        try TreeSpec.build(full.file("app"), [.text("VERSION", "3.0.0")])
+        _ = try DiffEngineShim.fullBundle(of: full.file("app"), to: full.file("b"))
+        let body = ByteBuffer(bytes: try POSIX.readFile(full.file("b")))
+        let uri = "/api/releases?platform=adminplat&version=3.0.0"
+        try await app.test(.router) { client in
+            try await client.execute(uri: uri, method: .post, body: body) { r in
+                #expect(r.status == .unauthorized)
+            }
+            try await client.execute(uri: uri, method: .post, headers: [.authorization: "Bearer wrong"], body: body) { r in
+                #expect(r.status == .forbidden)
+            }
+            let notes = Data("Admin publish".utf8).base64EncodedString()
+            try await client.execute(uri: uri, method: .post,
+                                     headers: [.authorization: "Bearer \(ServerFixture.token)",
+                                               HTTPField.Name("X-Phoenix-Changelog-Base64")!: notes], body: body) { r in
+                #expect(r.status == .created, "\(String(buffer: r.body))")
+            }
+            try await client.execute(uri: uri, method: .post, headers: [.authorization: "Bearer \(ServerFixture.token)"], body: body) { r in
+                #expect(r.status == .conflict, "publishing the same version twice is refused")
+            }
+            try await client.execute(uri: "/api/releases?platform=adminplat&version=3.0.1", method: .post,
+                                     headers: [.authorization: "Bearer \(ServerFixture.token)"],
+                                     body: ByteBuffer(bytes: Array("not a bundle".utf8))) { r in
+                #expect(r.status == .badRequest)
+            }
+            try await client.execute(uri: "/api/releases?platform=adminplat", method: .get) { r in
+                #expect(String(buffer: r.body).contains("Admin publish"))
+            }
+        }
+    }
+}
+
+@Suite struct UploadLimitTests {
+    @Test func oversizedUploadIsRefused() async throws {
+        let f = try ServerFixture(maxUpload: 1000, publish: false)
+        let app = buildApplication(service: f.service)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/api/releases?platform=x&version=1.0.0", method: .post,
+                                     headers: [.authorization: "Bearer \(ServerFixture.token)"],
+                                     body: ByteBuffer(bytes: [UInt8](repeating: 7, count: 5000))) { r in
+                #expect(r.status == .contentTooLarge)
+            }
+        }
+        #expect(try f.service.catalog.platforms().isEmpty)
+    }
+
+    @Test func publishingIsValidated() throws {
+        let f = try ServerFixture(publish: false)
+        let tree = f.trees["1.0.0"]!
+        #expect(throws: ServerError.self) { try f.service.publish(.init(platform: "p", version: "1.0"), bundleDirectory: tree) }
+        #expect(throws: ServerError.self) { try f.service.publish(.init(platform: "p", version: "2.0.0-rc.1"), bundleDirectory: tree) }
+        #expect(throws: ServerError.self) { try f.service.publish(.init(platform: "a/b", version: "1.0.0"), bundleDirectory: tree) }
+        _ = try f.service.publish(.init(platform: "p", version: "1.0.0"), bundleDirectory: tree)
+        #expect {
+            try f.service.publish(.init(platform: "p", version: "1.0.0+build.2"), bundleDirectory: tree)
+        } throws: { error in
+            guard case ServerError.conflict(let m) = error else { return false }
+            return m.contains("already published")
+        }
+        // A publish whose tree was left behind by a crash (no catalog row) starts again cleanly.
+        try TreeSpec.build(f.service.treesDirectory + "/p/1.0.1", [.text("junk", "left over")])
+        _ = try f.service.publish(.init(platform: "p", version: "1.0.1"), bundleDirectory: f.trees["1.0.1"]!)
+        #expect(try TreeSpec.digest(f.service.treesDirectory + "/p/1.0.1") == f.digest("1.0.1"))
+    }
+}
