@@ -1,62 +1,80 @@
 #!/usr/bin/env bash
-# The main job on an example: build phoenix-diff (release), make a patch between two versions of a
-# file, inspect it, apply it, check the result, and compare with Debian's bsdiff on the same pair.
-# With PHOENIX_CORPUS set (see ../shared/corpus/make-corpus.sh), it uses the real ruff release pair.
+# The main job on an example, end to end:
+#   1. a file patch: phoenix-diff make / inspect / apply on two versions of a binary (and Debian's
+#      bspatch applying our BSDIFF40 output);
+#   2. the update pipeline: publish two versions of an application bundle to phoenix-server (which
+#      makes and verifies the delta), serve them on 127.0.0.1, check from the installed version, download
+#      the offered delta, verify it against the signed manifest's hash, update the installed copy in
+#      place, and show the bytes saved against a full download.
+# With PHOENIX_CORPUS set (see ../shared/corpus/make-corpus.sh), it uses real releases: the ruff
+# executable pair and the Django 5.2.18 -> 5.2.19 trees.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "building phoenix-diff and phoenix-server (release)..."
 swift build -c release --product phoenix-diff >/dev/null
-BIN=$(swift build -c release --show-bin-path)/phoenix-diff
+swift build -c release --product phoenix-server >/dev/null
+BIN=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+server_pid=""
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
 
+# ---------------------------------------------------------------- 1. a file patch
 if [ -n "${PHOENIX_CORPUS:-}" ] && [ -f "$PHOENIX_CORPUS/pairs/b-ruff/old" ]; then
   cp "$PHOENIX_CORPUS/pairs/b-ruff/old" "$work/v1"; cp "$PHOENIX_CORPUS/pairs/b-ruff/new" "$work/v2"
-  echo "example: ruff 0.17.5 -> 0.17.6 executable (from the corpus)"
+  echo "== 1. file patch: ruff 0.17.5 -> 0.17.6 executable (from the corpus)"
 else
-  # A generated "application binary" and its next version: code-like records, relocated addresses,
-  # inserted and removed functions. Deterministic, so everyone sees the same figures.
-  python3 - "$work/v1" "$work/v2" <<'PY'
-import random, sys
-r = random.Random(20261129)
-records = [bytes(r.randrange(256) for _ in range(r.randrange(8, 64))) for _ in range(400)]
-v1 = bytearray()
-while len(v1) < 4_000_000:
-    k = r.randrange(4)
-    if k == 0: v1 += bytes(r.randrange(256) for _ in range(r.randrange(1, 200)))
-    elif k == 1: v1 += r.choice(records)
-    elif k == 2: v1 += bytes([r.randrange(256)]) * r.randrange(1, 64)
-    else: v1 += bytes(r.randrange(65, 91) for _ in range(r.randrange(1, 32)))
-v2 = bytearray(v1)
-for _ in range(300):
-    at = r.randrange(len(v2))
-    k = r.randrange(3)
-    if k == 0: v2[at:at] = bytes(r.randrange(256) for _ in range(r.randrange(1, 400)))
-    elif k == 1: del v2[at:at + r.randrange(1, 400)]
-    else:
-        for i in range(at, min(at + 64, len(v2)), 4): v2[i] = (v2[i] + 16) & 255
-open(sys.argv[1], "wb").write(v1); open(sys.argv[2], "wb").write(v2)
-PY
-  echo "example: a generated 4 MB binary and its next version (300 edits)"
+  python3 scripts/example-data.py file "$work/v1" "$work/v2"
+  echo "== 1. file patch: a generated 4 MB binary and its next version (300 edits)"
 fi
-
-echo
 echo "\$ phoenix-diff make v1 v2 v1-to-v2.phx"
-"$BIN" make "$work/v1" "$work/v2" "$work/v1-to-v2.phx"
-echo "\$ phoenix-diff inspect v1-to-v2.phx"
-"$BIN" inspect "$work/v1-to-v2.phx"
+"$BIN/phoenix-diff" make "$work/v1" "$work/v2" "$work/v1-to-v2.phx"
 echo "\$ phoenix-diff apply v1 v1-to-v2.phx v2.out"
-"$BIN" apply "$work/v1" "$work/v1-to-v2.phx" "$work/v2.out"
+"$BIN/phoenix-diff" apply "$work/v1" "$work/v1-to-v2.phx" "$work/v2.out"
 cmp "$work/v2" "$work/v2.out" && echo "v2.out is identical to v2"
-echo "\$ phoenix-diff make --format bsdiff v1 v2 v1-to-v2.bsdiff   (classic BSDIFF40)"
-"$BIN" make --format bsdiff "$work/v1" "$work/v2" "$work/v1-to-v2.bsdiff"
+"$BIN/phoenix-diff" make --quiet --format bsdiff "$work/v1" "$work/v2" "$work/v1-to-v2.bsdiff"
 if command -v bspatch >/dev/null; then
   bspatch "$work/v1" "$work/v2.bspatch" "$work/v1-to-v2.bsdiff" && cmp "$work/v2" "$work/v2.bspatch" \
-    && echo "Debian's bspatch applies it: identical"
+    && echo "our --format bsdiff patch ($(stat -c %s "$work/v1-to-v2.bsdiff") bytes) applies with Debian's bspatch"
 fi
-if command -v bsdiff >/dev/null; then
-  start=$(date +%s.%N); bsdiff "$work/v1" "$work/v2" "$work/debian.bsdiff"; end=$(date +%s.%N)
-  printf "Debian bsdiff 4.3 on the same pair: %s bytes in %.2f s\n" "$(stat -c %s "$work/debian.bsdiff")" "$(echo "$end - $start" | bc)"
+
+# ---------------------------------------------------------------- 2. the update pipeline
+echo
+if [ -n "${PHOENIX_CORPUS:-}" ] && [ -d "$PHOENIX_CORPUS/pairs/d-django/old" ]; then
+  cp -a "$PHOENIX_CORPUS/pairs/d-django/old" "$work/app-1.0.0"; cp -a "$PHOENIX_CORPUS/pairs/d-django/new" "$work/app-1.1.0"
+  echo "== 2. update pipeline: the Django 5.2.18 tree as app 1.0.0, 5.2.19 as 1.1.0 (from the corpus)"
+else
+  python3 scripts/example-data.py tree "$work/app-1.0.0" "$work/app-1.1.0"
+  echo "== 2. update pipeline: a generated application bundle, 1.0.0 -> 1.1.0"
 fi
-full=$(stat -c %s "$work/v2"); patch=$(stat -c %s "$work/v1-to-v2.phx")
-printf "full download: %s bytes; phx patch: %s bytes (%.2f%% of it, %s bytes saved)\n" "$full" "$patch" \
-  "$(echo "100 * $patch / $full" | bc -l)" "$((full - patch))"
+S="$BIN/phoenix-server"
+echo "\$ phoenix-server keygen --out signing.pem"
+"$S" keygen --out "$work/signing.pem"
+for v in 1.0.0 1.1.0; do
+  echo "\$ phoenix-server publish --platform demo --version $v app-$v"
+  "$S" publish --data "$work/data" --key "$work/signing.pem" --platform demo --version "$v" "$work/app-$v"
+done
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$S" serve --data "$work/data" --key "$work/signing.pem" --port "$port" >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+echo "phoenix-server is serving on http://127.0.0.1:$port"
+
+cp -a "$work/app-1.0.0" "$work/installed"     # the user's installed copy, at 1.0.0
+echo "\$ curl '.../api/version/check?current_version=1.0.0&platform=demo'"
+curl -sf "http://127.0.0.1:$port/api/version/check?current_version=1.0.0&platform=demo" >"$work/check.json"
+read -r kind latest url size sha < <(python3 - "$work/check.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+print(c["kind"], c["latest_version"], c["download_url"], c["size"], c["sha256"])
+PY
+)
+echo "update available: $latest as a $kind of $size bytes"
+curl -sf -o "$work/update.bundle" "http://127.0.0.1:$port$url"
+echo "$sha  $work/update.bundle" | sha256sum -c --quiet && echo "downloaded package matches the signed SHA-256"
+echo "\$ phoenix-diff apply installed update.bundle"
+"$BIN/phoenix-diff" apply "$work/installed" "$work/update.bundle"
+diff -r "$work/installed" "$work/app-1.1.0" >/dev/null && echo "the installed copy is now exactly 1.1.0 (previous version kept for rollback)"
+full=$(curl -sfI "http://127.0.0.1:$port/api/version/download?version=1.1.0&platform=demo" | tr -d '\r' | awk 'tolower($1)=="content-length:"{print $2}')
+printf "\nfull download: %s bytes; delta: %s bytes; saved %s bytes (%.1f%%)\n" "$full" "$size" "$((full - size))" \
+  "$(echo "100 * ($full - $size) / $full" | bc -l)"

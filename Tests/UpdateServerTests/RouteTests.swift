@@ -216,7 +216,13 @@ import UpdateServer
         #expect(throws: ServerError.self) { try f.service.publish(.init(platform: "p", version: "1.0"), bundleDirectory: tree) }
         #expect(throws: ServerError.self) { try f.service.publish(.init(platform: "p", version: "2.0.0-rc.1"), bundleDirectory: tree) }
         #expect(throws: ServerError.self) { try f.service.publish(.init(platform: "a/b", version: "1.0.0"), bundleDirectory: tree) }
-        _ = try f.service.publish(.init(platform: "p", version: "1.0.0"), bundleDirectory: tree)
+        for notes in ["<script>alert(1)</script>", "[x](javascript:alert(1))", "<img src=x onerror=alert(1)>", "see file:///etc/passwd"] {
+            #expect(throws: ServerError.self, "\(notes)") {
+                try f.service.publish(.init(platform: "p", version: "1.0.0", changelog: notes), bundleDirectory: tree)
+            }
+        }
+        _ = try f.service.publish(.init(platform: "p", version: "1.0.0", changelog: "## 1.0.0\n- **Faster** sync, see <https://example.org/notes>"),
+                                  bundleDirectory: tree)
         #expect {
             try f.service.publish(.init(platform: "p", version: "1.0.0+build.2"), bundleDirectory: tree)
         } throws: { error in

@@ -70,6 +70,16 @@ public final class UpdateService: @unchecked Sendable {
         }
     }
 
+    /// Markup that a renderer could execute (Sparkle's 2016 incident: script in release notes).
+    static func activeContent(in text: String) -> String? {
+        let lower = text.lowercased()
+        for needle in ["<script", "<iframe", "<object", "<embed", "<style", "<link", "<meta", "javascript:", "vbscript:", "data:text/html", "file:"] {
+            if lower.contains(needle) { return "\"\(needle)\"" }
+        }
+        if lower.range(of: #"<[a-z][^>]*\son[a-z]+\s*="#, options: .regularExpression) != nil { return "an HTML event handler" }
+        return nil
+    }
+
     func validate(_ r: PublishRequest) throws -> SemanticVersion {
         try Self.validatePlatform(r.platform)
         let v: SemanticVersion
@@ -83,6 +93,9 @@ public final class UpdateService: @unchecked Sendable {
             throw ServerError.badRequest("pre-release \(v) can only be published to the beta channel")
         }
         guard r.changelog.utf8.count <= 1 << 20 else { throw ServerError.badRequest("changelog is larger than 1 MiB") }
+        if let bad = Self.activeContent(in: r.changelog) {
+            throw ServerError.badRequest("changelog must be plain text or Markdown, without active HTML (found \(bad))")
+        }
         if try catalog.releases(platform: r.platform).contains(where: { (try? SemanticVersion(parsing: $0.version)) == v }) {
             throw ServerError.conflict("\(r.platform) \(v) is already published")
         }
