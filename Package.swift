@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "UpdateModels", targets: ["UpdateModels"]),
         .library(name: "UpdateServer", targets: ["UpdateServer"]),
         .executable(name: "phoenix-server", targets: ["phoenix-server"]),
+        .library(name: "UpdateClient", targets: ["UpdateClient"]),
+        .executable(name: "phoenix-update", targets: ["phoenix-update"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -70,6 +72,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The update client: check, download (resume, progress), verify, install, confirm, roll back.
+        .target(
+            name: "UpdateClient",
+            dependencies: [
+                "UpdateModels", "PatchFormat", "Patcher", "TreeIO",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        .executableTarget(
+            name: "phoenix-update",
+            dependencies: ["UpdateClient", "UpdateModels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
 
         // Helpers shared by the test targets: seeded data, scratch directories, running processes.
         .target(name: "TestSupport", dependencies: ["PatchFormat", "TreeIO"], path: "Tests/TestSupport"),
@@ -81,7 +95,7 @@ let package = Package(
         .testTarget(
             name: "UpdateServerTests",
             dependencies: [
-                "UpdateServer", "UpdateModels", "DiffEngine", "Patcher", "TreeIO", "PatchFormat", "TestSupport",
+                "UpdateServer", "UpdateClient", "UpdateModels", "DiffEngine", "Patcher", "TreeIO", "PatchFormat", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -32,6 +32,24 @@ enum Routes {
         router.head("/api/version/download") { request, context in
             await respond { try await download(request, context, service: service, headOnly: true) }
         }
+        router.post("/api/telemetry") { request, _ in
+            await respond {
+                var body = [UInt8]()
+                for try await buffer in request.body {
+                    body.append(contentsOf: buffer.readableBytesView)
+                    if body.count > 16 * 1024 { throw ServerError.payloadTooLarge(limit: 16 * 1024) }
+                }
+                let event: TelemetryEvent
+                do {
+                    event = try WireJSON.decoder().decode(TelemetryEvent.self, from: Data(body))
+                    try event.validate()
+                } catch {
+                    throw ServerError.badRequest("invalid telemetry event: \(error)")
+                }
+                try service.catalog.insertTelemetry(event, received: Date())
+                return try json(["status": "recorded"], status: .accepted)
+            }
+        }
         router.get("/api/releases") { request, _ in
             await respond {
                 let platform = try Query(request).platform()

@@ -1,4 +1,5 @@
 import Foundation
+import UpdateModels
 
 /// A release in the catalog.
 public struct ReleaseRecord: Codable, Sendable, Equatable {
@@ -77,6 +78,10 @@ public protocol Catalog: Sendable {
     func unfinishedDeltas() throws -> [DeltaRecord]
     /// A number that grows every time the catalog changes (the manifest version).
     func revision() throws -> UInt64
+    /// Stores a validated telemetry event.
+    func insertTelemetry(_ event: TelemetryEvent, received: Date) throws
+    /// Telemetry events of a platform since a time, oldest first.
+    func telemetry(platform: String, since: Date) throws -> [TelemetryEvent]
 }
 
 /// Where package bytes live, addressed by their SHA-256. A directory by default (`FilePackageStore`);

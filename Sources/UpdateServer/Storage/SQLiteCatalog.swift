@@ -41,7 +41,31 @@ public final class SQLiteCatalog: Catalog {
             }
             try db.execute(sql: "INSERT INTO revision (id, value) VALUES (1, 1)")
         }
+        migrator.registerMigration("v2-telemetry") { db in
+            try db.create(table: "telemetry") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("received", .datetime).notNull().indexed()
+                t.column("platform", .text).notNull()
+                t.column("event", .text).notNull()
+            }
+        }
         try migrator.migrate(pool)
+    }
+
+    public func insertTelemetry(_ event: TelemetryEvent, received: Date) throws {
+        let json = String(decoding: try JSONEncoder().encode(event), as: UTF8.self)
+        try pool.write { db in
+            try db.execute(sql: "INSERT INTO telemetry (received, platform, event) VALUES (?, ?, ?)",
+                           arguments: [received, event.platform, json])
+        }
+    }
+
+    public func telemetry(platform: String, since: Date) throws -> [TelemetryEvent] {
+        try pool.read { db in
+            try String.fetchAll(db, sql: "SELECT event FROM telemetry WHERE platform = ? AND received >= ? ORDER BY id",
+                                arguments: [platform, since])
+                .compactMap { try? JSONDecoder().decode(TelemetryEvent.self, from: Data($0.utf8)) }
+        }
     }
 
     static func bump(_ db: Database) throws {

@@ -1,0 +1,205 @@
+import Foundation
+import TreeIO
+
+/// The client's settings (`phoenix-update settings set KEY VALUE`), one JSON file. Keys are the ones the
+/// command line uses.
+public struct ClientSettings: Codable, Sendable, Equatable {
+    public enum Frequency: String, Codable, Sendable, CaseIterable {
+        case daily, weekly
+        case onDemand = "on-demand"
+
+        var interval: TimeInterval? {
+            switch self {
+            case .daily: 24 * 3600
+            case .weekly: 7 * 24 * 3600
+            case .onDemand: nil
+            }
+        }
+    }
+
+    public var serverURL: String = ""
+    /// Base64 of the pinned Ed25519 public key (32 bytes).
+    public var publicKey: String = ""
+    public var platform: String = ""
+    public var installDir: String = ""
+    public var currentVersion: String = "0.0.0"
+    public var autoUpdate: Bool = false
+    public var frequency: Frequency = .daily
+    public var channel: String = "stable"
+    public var telemetry: Bool = true
+    /// Random, generated once; no personal data.
+    public var clientID: String = UUID().uuidString.lowercased()
+    /// Run after an install (for example to relaunch the app). Local configuration only.
+    public var restartCommand: String?
+    /// When set, run after the restart; success confirms the update.
+    public var healthCommand: String?
+    /// Seconds the new version has to confirm before it is rolled back.
+    public var confirmDeadlineSeconds: Int = 300
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case serverURL = "server_url", publicKey = "public_key", platform, installDir = "install_dir"
+        case currentVersion = "current_version", autoUpdate = "auto_update", frequency, channel, telemetry
+        case clientID = "client_id", restartCommand = "restart_command", healthCommand = "health_command"
+        case confirmDeadlineSeconds = "confirm_deadline_seconds"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var s = ClientSettings()
+        s.serverURL = try c.decodeIfPresent(String.self, forKey: .serverURL) ?? s.serverURL
+        s.publicKey = try c.decodeIfPresent(String.self, forKey: .publicKey) ?? s.publicKey
+        s.platform = try c.decodeIfPresent(String.self, forKey: .platform) ?? s.platform
+        s.installDir = try c.decodeIfPresent(String.self, forKey: .installDir) ?? s.installDir
+        s.currentVersion = try c.decodeIfPresent(String.self, forKey: .currentVersion) ?? s.currentVersion
+        s.autoUpdate = try c.decodeIfPresent(Bool.self, forKey: .autoUpdate) ?? s.autoUpdate
+        s.frequency = try c.decodeIfPresent(Frequency.self, forKey: .frequency) ?? s.frequency
+        s.channel = try c.decodeIfPresent(String.self, forKey: .channel) ?? s.channel
+        s.telemetry = try c.decodeIfPresent(Bool.self, forKey: .telemetry) ?? s.telemetry
+        s.clientID = try c.decodeIfPresent(String.self, forKey: .clientID) ?? s.clientID
+        s.restartCommand = try c.decodeIfPresent(String.self, forKey: .restartCommand)
+        s.healthCommand = try c.decodeIfPresent(String.self, forKey: .healthCommand)
+        s.confirmDeadlineSeconds = try c.decodeIfPresent(Int.self, forKey: .confirmDeadlineSeconds) ?? s.confirmDeadlineSeconds
+        self = s
+    }
+
+    /// The keys `settings set` accepts.
+    public static let settableKeys = ["server_url", "public_key", "platform", "install_dir", "current_version", "auto_update",
+                                      "frequency", "channel", "telemetry", "restart_command", "health_command",
+                                      "confirm_deadline_seconds"]
+
+    /// Sets one key from text, validating it.
+    public mutating func set(_ key: String, _ value: String) throws {
+        func bool() throws -> Bool {
+            switch value.lowercased() {
+            case "on", "true", "yes", "1": return true
+            case "off", "false", "no", "0": return false
+            default: throw ClientError.badSetting(key, "expected on or off, got \"\(value)\"")
+            }
+        }
+        switch key {
+        case "server_url":
+            guard value.hasPrefix("https://") || value.hasPrefix("http://"), URL(string: value)?.host != nil else {
+                throw ClientError.badSetting(key, "expected an http(s) URL")
+            }
+            serverURL = value.hasSuffix("/") ? String(value.dropLast()) : value
+        case "public_key":
+            guard let d = Data(base64Encoded: value), d.count == 32 else {
+                throw ClientError.badSetting(key, "expected the server's Ed25519 public key: base64 of 32 bytes")
+            }
+            publicKey = value
+        case "platform":
+            guard !value.isEmpty else { throw ClientError.badSetting(key, "empty") }
+            platform = value
+        case "install_dir":
+            guard value.hasPrefix("/") else { throw ClientError.badSetting(key, "expected an absolute path") }
+            installDir = value
+        case "current_version":
+            currentVersion = value
+        case "auto_update":
+            autoUpdate = try bool()
+        case "frequency":
+            guard let f = Frequency(rawValue: value) else { throw ClientError.badSetting(key, "expected daily, weekly or on-demand") }
+            frequency = f
+        case "channel":
+            guard value == "stable" || value == "beta" else { throw ClientError.badSetting(key, "expected stable or beta") }
+            channel = value
+        case "telemetry":
+            telemetry = try bool()
+        case "restart_command":
+            restartCommand = value.isEmpty ? nil : value
+        case "health_command":
+            healthCommand = value.isEmpty ? nil : value
+        case "confirm_deadline_seconds":
+            guard let n = Int(value), n >= 10 else { throw ClientError.badSetting(key, "expected at least 10 seconds") }
+            confirmDeadlineSeconds = n
+        default:
+            throw ClientError.badSetting(key, "unknown key; known: \(Self.settableKeys.joined(separator: ", "))")
+        }
+    }
+}
+
+/// What the client remembers between runs, beside the settings (outside the install directory, so that
+/// a replaced installation cannot reset it).
+public struct ClientState: Codable, Sendable, Equatable {
+    /// Highest manifest version seen, per "platform/channel": an older manifest is a replay.
+    public var highestManifestVersion: [String: UInt64] = [:]
+    public var lastCheck: Date?
+    /// Do not check again before this (the server's Retry-After).
+    public var retryAfter: Date?
+    /// SHA-256s of deltas that failed to apply: never tried again.
+    public var failedDeltas: [String: String] = [:]
+    /// An installed update waiting for `confirm`.
+    public var pending: Pending?
+    /// The version before the last install (what `rollback` returns to).
+    public var previousVersion: String?
+
+    public struct Pending: Codable, Sendable, Equatable {
+        public var version: String
+        public var previousVersion: String
+        public var installedAt: Date
+        public var deadline: Date
+        public var launches: Int
+    }
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case highestManifestVersion = "highest_manifest_version", lastCheck = "last_check", retryAfter = "retry_after"
+        case failedDeltas = "failed_deltas", pending, previousVersion = "previous_version"
+    }
+}
+
+/// Where the settings and state live: `--config FILE`, else `$XDG_CONFIG_HOME/phoenix-update/config.json`
+/// (default `~/.config`); the state sits beside it, downloads in `downloads/`.
+public struct ClientPaths: Sendable {
+    public let config: String
+    public var state: String { POSIX.directory(of: config) + "/state.json" }
+    public var downloads: String { POSIX.directory(of: config) + "/downloads" }
+
+    public init(config: String? = nil) {
+        if let config {
+            self.config = config
+        } else {
+            let env = ProcessInfo.processInfo.environment
+            let base = env["XDG_CONFIG_HOME"] ?? ((env["HOME"] ?? NSHomeDirectory()) + "/.config")
+            self.config = base + "/phoenix-update/config.json"
+        }
+    }
+
+    public func loadSettings() throws -> ClientSettings {
+        guard POSIX.exists(config) else { return ClientSettings() }
+        do {
+            return try JSONDecoder().decode(ClientSettings.self, from: Data(try POSIX.readFile(config)))
+        } catch {
+            throw ClientError.badSetting("config", "\(config) is not a valid settings file: \(error)")
+        }
+    }
+
+    public func save(_ settings: ClientSettings) throws {
+        try write(settings, to: config)
+    }
+
+    public func loadState() throws -> ClientState {
+        guard POSIX.exists(state) else { return ClientState() }
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return (try? d.decode(ClientState.self, from: Data(try POSIX.readFile(state)))) ?? ClientState()
+    }
+
+    public func save(_ s: ClientState) throws {
+        try write(s, to: state)
+    }
+
+    func write<T: Encodable>(_ value: T, to path: String) throws {
+        try FileManager.default.createDirectory(atPath: POSIX.directory(of: path), withIntermediateDirectories: true)
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.dateEncodingStrategy = .iso8601
+        let data = try e.encode(value)
+        let w = try AtomicFileWriter(destination: path, mode: 0o600)
+        try data.withUnsafeBytes { try w.write($0) }
+        try w.commit()
+    }
+}

@@ -1,0 +1,129 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import PatchFormat
+import TreeIO
+
+/// Progress of a download, for a bar or for `--json` events.
+public struct DownloadProgress: Sendable, Codable {
+    public var received: UInt64
+    public var total: UInt64
+    public var bytesPerSecond: Double
+}
+
+/// Downloads a package to `directory/<sha256>.part`, resuming a partial file with `Range`, never reading
+/// more than the signed size, then checks size and SHA-256 and renames it to `<sha256>.bundle`.
+public struct Downloader: Sendable {
+    public var allowInsecure: Bool
+    public var timeout: TimeAmount
+
+    public init(allowInsecure: Bool = false, timeout: TimeAmount = .seconds(300)) {
+        self.allowInsecure = allowInsecure
+        self.timeout = timeout
+    }
+
+    /// Refuses plain http:// except to loopback (unless allowed).
+    public static func checkScheme(_ url: String, allowInsecure: Bool) throws {
+        guard let u = URL(string: url), let scheme = u.scheme?.lowercased(), let host = u.host else {
+            throw ClientError.badSetting("url", "\(url.prefix(200)) is not a URL")
+        }
+        switch scheme {
+        case "https": return
+        case "http":
+            if allowInsecure || ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host.lowercased()) { return }
+            throw ClientError.insecureURL(url)
+        default:
+            throw ClientError.badSetting("url", "unsupported scheme \(scheme)")
+        }
+    }
+
+    static func makeClient() -> HTTPClient {
+        var config = HTTPClient.Configuration()
+        // Redirects could lead to plain HTTP or another host: refuse them.
+        config.redirectConfiguration = .disallow
+        config.timeout = .init(connect: .seconds(15), read: .seconds(60))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+
+    public func fetch(url: String, size: UInt64, sha256: String, into directory: String,
+                      progress: (@Sendable (DownloadProgress) -> Void)? = nil) async throws -> String {
+        try Self.checkScheme(url, allowInsecure: allowInsecure)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let final = directory + "/" + sha256 + ".bundle"
+        if POSIX.exists(final), (try? TreeScanner.hashFile(final)).map(Hex.encode) == sha256 { return final }
+        let part = directory + "/" + sha256 + ".part"
+        var have = UInt64((try? POSIX.lstat(part).st_size).map { Int($0) } ?? 0)
+        if have > size { try POSIX.unlink(part); have = 0 }
+        if have < size {
+            let client = Self.makeClient()
+            do {
+                try await download(client: client, url: url, part: part, have: have, size: size, progress: progress)
+                try await client.shutdown()
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+        }
+        let gotSize = UInt64(try POSIX.lstat(part).st_size)
+        guard gotSize == size else { throw ClientError.checksum("downloaded \(gotSize) bytes, the signed size is \(size)") }
+        let got = Hex.encode(try TreeScanner.hashFile(part))
+        guard got == sha256 else {
+            try? POSIX.unlink(part)
+            throw ClientError.checksum("the download hashes to \(got), the signed SHA-256 is \(sha256)")
+        }
+        try POSIX.rename(part, final)
+        return final
+    }
+
+    func download(client: HTTPClient, url: String, part: String, have: UInt64, size: UInt64,
+                  progress: (@Sendable (DownloadProgress) -> Void)?) async throws {
+        var request = HTTPClientRequest(url: url)
+        if have > 0 { request.headers.add(name: "Range", value: "bytes=\(have)-") }
+        let response: HTTPClientResponse
+        do { response = try await client.execute(request, timeout: timeout) } catch {
+            throw ClientError.network("\(error)")
+        }
+        var offset = have
+        switch response.status.code {
+        case 206:
+            guard let range = response.headers.first(name: "content-range"), range.hasPrefix("bytes \(have)-") else {
+                throw ClientError.network("the server answered a resume with an unexpected range")
+            }
+        case 200:
+            offset = 0
+        case 416:
+            // Our partial file does not fit the server's package: start again.
+            try? POSIX.unlink(part)
+            throw ClientError.network("the server refused to resume (416); the partial download was discarded")
+        default:
+            throw ClientError.server(status: Int(response.status.code), message: "download of \(url) failed")
+        }
+        let fd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw POSIX.error("cannot open", part) }
+        defer { close(fd) }
+        if offset == 0 { _ = ftruncate(fd, 0) }
+        guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw POSIX.error("cannot seek", part) }
+        let started = Date()
+        var received: UInt64 = 0
+        do {
+            for try await chunk in response.body {
+                let n = UInt64(chunk.readableBytes)
+                guard offset + n <= size else {
+                    throw ClientError.checksum("the server sent more than the signed size of \(size) bytes")
+                }
+                try chunk.withUnsafeReadableBytes { try POSIX.writeAll(fd, part, $0) }
+                offset += n
+                received += n
+                let elapsed = max(Date().timeIntervalSince(started), 0.001)
+                progress?(DownloadProgress(received: offset, total: size, bytesPerSecond: Double(received) / elapsed))
+            }
+        } catch let e as ClientError {
+            throw e
+        } catch {
+            _ = fsync(fd)
+            throw ClientError.network("the download was interrupted after \(offset) of \(size) bytes (it will resume): \(error)")
+        }
+        _ = fsync(fd)
+    }
+}

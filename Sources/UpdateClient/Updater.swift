@@ -1,0 +1,314 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import PatchFormat
+import Patcher
+import TreeIO
+import UpdateModels
+
+/// The update client: check, download, verify, install, confirm, roll back. An app embeds this, or runs
+/// `phoenix-update` (every command has `--json`).
+///
+/// Safety rules: nothing is used before the manifest signature, expiry, manifest version, platform,
+/// channel and version checks pass, and the package's size and SHA-256 match the signed entry; every
+/// failure means "not installed". Installs go through the Patcher (verify before, stage, verify after,
+/// atomic swap, backup). A delta that fails for any reason falls back to the full package once and is
+/// remembered, so it is never retried.
+public final class Updater: @unchecked Sendable {
+    public let paths: ClientPaths
+    public var settings: ClientSettings
+    public var state: ClientState
+    public var allowInsecure: Bool
+    public var now: @Sendable () -> Date
+
+    public init(paths: ClientPaths, allowInsecure: Bool = false, now: @escaping @Sendable () -> Date = { Date() }) throws {
+        self.paths = paths
+        self.settings = try paths.loadSettings()
+        self.state = try paths.loadState()
+        self.allowInsecure = allowInsecure
+        self.now = now
+    }
+
+    func requireConfigured() throws {
+        for (value, key) in [(settings.serverURL, "server_url"), (settings.publicKey, "public_key"), (settings.platform, "platform"),
+                             (settings.installDir, "install_dir")] where value.isEmpty {
+            throw ClientError.notConfigured(key)
+        }
+    }
+
+    var stateKey: String { settings.platform + "/" + settings.channel }
+
+    // MARK: Check
+
+    public enum CheckResult: Sendable, Equatable {
+        case notDue(next: Date)
+        case upToDate(manifestVersion: UInt64)
+        case available(VerifiedOffer)
+    }
+
+    /// Asks the server, respecting the frequency (with jitter) and Retry-After unless `force`.
+    public func check(force: Bool = false) async throws -> CheckResult {
+        try requireConfigured()
+        try enforcePendingDeadline()
+        let t = now()
+        if !force {
+            if let retry = state.retryAfter, retry > t { return .notDue(next: retry) }
+            if let interval = settings.frequency.interval, let last = state.lastCheck {
+                // Up to 20% random delay so that a fleet does not check in lockstep.
+                let next = last.addingTimeInterval(interval * (1 + Double.random(in: 0...0.2)))
+                if next > t { return .notDue(next: next) }
+            }
+        }
+        let installed: SemanticVersion
+        do { installed = try SemanticVersion(parsing: settings.currentVersion) } catch {
+            throw ClientError.badSetting("current_version", "\(error)")
+        }
+        var query = "current_version=\(installed)&platform=\(settings.platform)&channel=\(settings.channel)"
+        if settings.telemetry { query += "&client_id=\(settings.clientID)" }
+        let url = settings.serverURL + "/api/version/check?" + query
+        try Downloader.checkScheme(url, allowInsecure: allowInsecure)
+        let (status, headers, body) = try await get(url, limit: 4 << 20)
+        if status == 429 || status == 503, let ra = headers["retry-after"].flatMap(Double.init) {
+            state.retryAfter = t.addingTimeInterval(min(ra, 24 * 3600))
+            try paths.save(state)
+        }
+        guard status == 200 else {
+            let message = (try? WireJSON.decoder().decode(ErrorBody.self, from: Data(body)))?.error.message ?? "HTTP \(status)"
+            throw ClientError.server(status: status, message: message)
+        }
+        let response: CheckResponse
+        do { response = try WireJSON.decoder().decode(CheckResponse.self, from: Data(body)) } catch {
+            throw ClientError.verification(category: "malformed", detail: "the check response does not parse: \(error)")
+        }
+        let key = try Ed25519.PublicKey(base64: settings.publicKey)
+        let verifier = OfferVerifier(trustedKeys: [key], platform: settings.platform, channel: settings.channel, installed: installed,
+                                     highestManifestVersion: state.highestManifestVersion[stateKey] ?? 0, now: t)
+        let offer = try verifier.verify(response)
+        let manifestVersion = try verifier.verifiedManifest(response.manifest).manifestVersion
+        state.highestManifestVersion[stateKey] = max(state.highestManifestVersion[stateKey] ?? 0, manifestVersion)
+        state.lastCheck = t
+        state.retryAfter = nil
+        try paths.save(state)
+        return offer.map { .available($0) } ?? .upToDate(manifestVersion: manifestVersion)
+    }
+
+    func get(_ url: String, limit: Int) async throws -> (Int, [String: String], [UInt8]) {
+        let client = Downloader.makeClient()
+        defer { _ = client.shutdown() as EventLoopFuture<Void> }
+        do {
+            let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+            var headers: [String: String] = [:]
+            for h in response.headers { headers[h.name.lowercased()] = h.value }
+            let body = try await response.body.collect(upTo: limit)
+            return (Int(response.status.code), headers, Array(body.readableBytesView))
+        } catch let e as ClientError {
+            throw e
+        } catch {
+            throw ClientError.network("\(url): \(error)")
+        }
+    }
+
+    // MARK: Install
+
+    public struct InstallResult: Sendable, Codable, Equatable {
+        public var version: String
+        public var previousVersion: String
+        /// What was installed in the end: delta or full.
+        public var kind: String
+        public var downloadedBytes: UInt64
+        public var fullSize: UInt64
+        /// Why the delta was not used, when the full package was.
+        public var deltaFallbackReason: String?
+        public var pendingUntil: Date?
+        public var confirmed: Bool
+    }
+
+    public func install(progress: (@Sendable (DownloadProgress) -> Void)? = nil) async throws -> InstallResult {
+        let started = now()
+        let from = settings.currentVersion
+        do {
+            let r = try await installUnreported(progress: progress)
+            await report(.install, outcome: "success", from: from, to: r.version, kind: r.kind, started: started, bytes: r.downloadedBytes)
+            return r
+        } catch let e as ClientError {
+            if case .nothingToDo = e {} else {
+                await report(.install, outcome: e.category, from: from, to: nil, kind: nil, started: started, bytes: nil)
+            }
+            throw e
+        }
+    }
+
+    /// Posts an outcome to the server's telemetry endpoint when telemetry is on; never fails the caller.
+    func report(_ stage: TelemetryEvent.Stage, outcome: String, from: String, to: String?, kind: String?, started: Date, bytes: UInt64?) async {
+        guard settings.telemetry, !settings.serverURL.isEmpty else { return }
+        let event = TelemetryEvent(clientID: settings.clientID, platform: settings.platform, channel: settings.channel, stage: stage,
+                                   outcome: outcome, fromVersion: from, toVersion: to, kind: kind,
+                                   durationMs: max(0, Int(now().timeIntervalSince(started) * 1000)), bytes: bytes)
+        guard (try? event.validate()) != nil, let body = try? WireJSON.encoder().encode(event) else { return }
+        let url = settings.serverURL + "/api/telemetry"
+        guard (try? Downloader.checkScheme(url, allowInsecure: allowInsecure)) != nil else { return }
+        let client = Downloader.makeClient()
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: body))
+        _ = try? await client.execute(request, timeout: .seconds(10))
+        try? await client.shutdown()
+    }
+
+    func installUnreported(progress: (@Sendable (DownloadProgress) -> Void)?) async throws -> InstallResult {
+        guard case .available(let offer) = try await check(force: true) else {
+            throw ClientError.nothingToDo("already up to date (\(settings.currentVersion))")
+        }
+        let dir = settings.installDir
+        var downloaded: UInt64 = 0
+        var kind = "full"
+        var fallback: String?
+        var done = false
+        if offer.kind == "delta" {
+            if let reason = state.failedDeltas[offer.package.sha256] {
+                fallback = "this delta failed before (\(reason)); using the full package"
+            } else if let expected = offer.fromTreeDigest,
+                      let actual = try? Hex.encode(TreeDigest.compute(TreeScanner.scan(dir))), actual != expected {
+                fallback = "the installation differs from \(offer.fromVersion ?? "?") (tree digest); using the full package"
+                state.failedDeltas[offer.package.sha256] = "installation differs"
+            } else {
+                do {
+                    let file = try await Downloader(allowInsecure: allowInsecure).fetch(
+                        url: absolute(offer.package.url), size: offer.package.size, sha256: offer.package.sha256,
+                        into: paths.downloads, progress: progress)
+                    downloaded += offer.package.size
+                    try apply(file, expectedDigest: offer.treeDigest)
+                    try? POSIX.unlink(file)
+                    kind = "delta"
+                    done = true
+                } catch let e as ClientError where e.category == "network" || e.category == "server" || e.category == "insecure" {
+                    throw e  // not the delta's fault: report, and retry later
+                } catch {
+                    fallback = "the delta failed: \(error); using the full package"
+                    state.failedDeltas[offer.package.sha256] = "\(error)"
+                }
+            }
+            try paths.save(state)
+        }
+        if !done {
+            let file = try await Downloader(allowInsecure: allowInsecure).fetch(
+                url: absolute(offer.full.url), size: offer.full.size, sha256: offer.full.sha256, into: paths.downloads, progress: progress)
+            downloaded += offer.full.size
+            try apply(file, expectedDigest: offer.treeDigest)
+            try? POSIX.unlink(file)
+        }
+        let previous = settings.currentVersion
+        settings.currentVersion = offer.version
+        try paths.save(settings)
+        state.previousVersion = previous
+        state.pending = ClientState.Pending(version: offer.version, previousVersion: previous, installedAt: now(),
+                                            deadline: now().addingTimeInterval(TimeInterval(settings.confirmDeadlineSeconds)), launches: 0)
+        try paths.save(state)
+        var confirmed = false
+        if let restart = settings.restartCommand {
+            _ = try? run(restart)
+        }
+        if let health = settings.healthCommand {
+            if try run(health) == 0 {
+                try confirm()
+                confirmed = true
+            } else {
+                let reason = "the health command failed after installing \(offer.version)"
+                try rollbackLocked(reason: reason)
+                throw ClientError.install(category: "health", detail: reason + "; rolled back to \(previous)")
+            }
+        }
+        return InstallResult(version: offer.version, previousVersion: previous, kind: kind, downloadedBytes: downloaded,
+                             fullSize: offer.full.size, deltaFallbackReason: fallback,
+                             pendingUntil: confirmed ? nil : state.pending?.deadline, confirmed: confirmed)
+    }
+
+    func absolute(_ url: String) -> String {
+        url.hasPrefix("/") ? settings.serverURL + url : url
+    }
+
+    func apply(_ bundle: String, expectedDigest: String) throws {
+        do {
+            let result = try BundleApplier.apply(directory: settings.installDir, bundlePath: bundle)
+            guard result.newDigest == expectedDigest else {
+                throw ClientError.install(category: "checksum", detail: "the installed tree is not the signed release")
+            }
+        } catch let e as PatcherError {
+            switch e {
+            case .insufficientSpace: throw ClientError.install(category: "disk_full", detail: e.description)
+            case .installationMismatch: throw ClientError.install(category: "delta_failed", detail: e.description)
+            case .format, .newChecksumMismatch, .oldChecksumMismatch, .oldSizeMismatch:
+                throw ClientError.install(category: "delta_failed", detail: e.description)
+            default: throw ClientError.install(category: "io", detail: e.description)
+            }
+        }
+    }
+
+    func run(_ command: String) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    // MARK: Confirm, rollback, status
+
+    /// The new version says it works: the update is final and is never rolled back automatically.
+    public func confirm() throws {
+        state.pending = nil
+        try paths.save(state)
+    }
+
+    /// Rolls back an unconfirmed update whose deadline has passed.
+    public func enforcePendingDeadline() throws {
+        guard let p = state.pending, now() > p.deadline else { return }
+        try rollbackLocked(reason: "\(p.version) was not confirmed by \(p.deadline)")
+    }
+
+    /// Restores the previous version from the backup (verified by its digest).
+    public func rollback() throws -> String {
+        try requireConfigured()
+        try rollbackLocked(reason: "requested")
+        return settings.currentVersion
+    }
+
+    func rollbackLocked(reason: String) throws {
+        do { try BundleApplier.rollback(directory: settings.installDir) } catch {
+            throw ClientError.install(category: "rollback", detail: "\(error)")
+        }
+        let back = state.pending?.previousVersion ?? state.previousVersion
+        if let back {
+            state.previousVersion = settings.currentVersion
+            settings.currentVersion = back
+        }
+        state.pending = nil
+        try paths.save(settings)
+        try paths.save(state)
+    }
+
+    public struct Status: Sendable, Codable {
+        public var currentVersion: String
+        public var platform: String
+        public var channel: String
+        public var serverURL: String
+        public var installDir: String
+        public var lastCheck: Date?
+        public var pending: ClientState.Pending?
+        public var previousVersion: String?
+        public var rollbackAvailable: Bool
+        public var failedDeltas: Int
+    }
+
+    public func status() throws -> Status {
+        try enforcePendingDeadline()
+        let d = settings.installDir
+        let backup = POSIX.directory(of: d) + "/." + POSIX.fileName(of: d) + ".phoenix/backup"
+        return Status(currentVersion: settings.currentVersion, platform: settings.platform, channel: settings.channel,
+                      serverURL: settings.serverURL, installDir: d, lastCheck: state.lastCheck, pending: state.pending,
+                      previousVersion: state.previousVersion, rollbackAvailable: !d.isEmpty && POSIX.isDirectory(backup),
+                      failedDeltas: state.failedDeltas.count)
+    }
+}

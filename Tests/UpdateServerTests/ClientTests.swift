@@ -1,0 +1,237 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PatchFormat
+import Testing
+import TestSupport
+import TreeIO
+import UpdateClient
+import UpdateModels
+import UpdateServer
+
+/// The update client against a live phoenix-server on 127.0.0.1.
+@Suite(.serialized) struct ClientTests {
+    /// A server with the 1.x line of the fixture (deltas 1.0.0 -> 1.0.1 -> 1.1.0) and optionally 2.0.0.
+    static func withServer(major: Bool = false, _ body: @escaping @Sendable (ServerFixture, String) async throws -> Void) async throws {
+        let f = try ServerFixture(publish: false)
+        for v in major ? ["1.0.0", "1.0.1", "1.1.0", "2.0.0"] : ["1.0.0", "1.0.1", "1.1.0"] {
+            _ = try f.service.publish(.init(platform: "desktop", version: v, changelog: "notes \(v)"), bundleDirectory: f.trees[v]!)
+        }
+        f.service.runPendingJobs()
+        let app = buildApplication(service: f.service)
+        try await app.test(.live) { client in
+            try await body(f, "http://127.0.0.1:\(client.port!)")
+        }
+    }
+
+    /// A configured client whose installed copy is the fixture's `version` tree.
+    static func client(_ f: ServerFixture, _ url: String, installed version: String, key: Ed25519.PublicKey? = nil,
+                       now: @escaping @Sendable () -> Date = { Date() }) throws -> Updater {
+        let home = f.dir.file("client-\(UUID().uuidString)")
+        let install = home + "/app"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        try TreeSpec.copy(f.trees[version]!, install)
+        let paths = ClientPaths(config: home + "/config/config.json")
+        var s = ClientSettings()
+        try s.set("server_url", url)
+        try s.set("public_key", (key ?? f.publicKey).base64)
+        try s.set("platform", "desktop")
+        try s.set("install_dir", install)
+        try s.set("current_version", version)
+        try paths.save(s)
+        return try Updater(paths: paths, now: now)
+    }
+
+    @Test func updatesByDeltaConfirmsAndRollsBackOnRequest() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            guard case .available(let offer) = try await u.check(force: true) else { Issue.record("no offer"); return }
+            #expect(offer.kind == "delta" && offer.version == "1.1.0" && offer.fromVersion == "1.0.0")
+            let r = try await u.install()
+            #expect(r.kind == "delta" && r.version == "1.1.0" && r.deltaFallbackReason == nil)
+            #expect(r.downloadedBytes < r.fullSize / 2)
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.1.0"))
+            #expect(u.settings.currentVersion == "1.1.0")
+            #expect(u.state.pending?.version == "1.1.0")
+            try u.confirm()
+            #expect(u.state.pending == nil)
+            if case .upToDate = try await u.check(force: true) {} else { Issue.record("expected up to date") }
+            // A reloaded client sees the same state.
+            let again = try Updater(paths: u.paths)
+            #expect(again.settings.currentVersion == "1.1.0")
+            #expect(try again.rollback() == "1.0.0")
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.0.0"))
+        }
+    }
+
+    @Test func majorJumpInstallsTheFullPackage() async throws {
+        try await Self.withServer(major: true) { f, url in
+            let u = try Self.client(f, url, installed: "1.1.0")
+            let r = try await u.install()
+            #expect(r.kind == "full" && r.version == "2.0.0")
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("2.0.0"))
+        }
+    }
+
+    @Test func aModifiedInstallationGetsTheFullPackageAndTheDeltaIsRemembered() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            try Data("corrupted".utf8).write(to: URL(fileURLWithPath: u.settings.installDir + "/res/a.txt"))
+            let r = try await u.install()
+            #expect(r.kind == "full")
+            #expect(r.deltaFallbackReason?.contains("installation differs") == true)
+            #expect(u.state.failedDeltas.count == 1)
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.1.0"))
+        }
+    }
+
+    @Test func aTamperedPackageIsRejectedAndNothingIsInstalled() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.1")
+            guard case .available(let offer) = try await u.check(force: true) else { Issue.record("no offer"); return }
+            // The server's stored delta and full packages are altered (a compromised store, valid TLS).
+            for sha in [offer.package.sha256, offer.full.sha256] {
+                let path = try #require(f.service.store.path(for: sha))
+                var bytes = try POSIX.readFile(path)
+                bytes[bytes.count / 2] ^= 0xFF
+                try POSIX.unlink(path)
+                try bytes.withUnsafeBytes { try POSIX.writeNewFile(path, $0, mode: 0o644) }
+            }
+            await #expect {
+                _ = try await u.install()
+            } throws: { error in
+                (error as? ClientError)?.category == "checksum"
+            }
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.0.1"))
+            #expect(u.settings.currentVersion == "1.0.1")
+        }
+    }
+
+    @Test func manifestsThatDoNotVerifyAreRejected() async throws {
+        try await Self.withServer { f, url in
+            // Signed by another key than the pinned one.
+            let other = try Self.client(f, url, installed: "1.0.0", key: try Ed25519.PrivateKey.generate().publicKey())
+            await #expect { _ = try await other.install() } throws: { ($0 as? ClientError)?.category == "signature" }
+            #expect(try TreeSpec.digest(other.settings.installDir) == f.digest("1.0.0"))
+            // Expired: the client's clock is past the manifest's expiry.
+            let late = try Self.client(f, url, installed: "1.0.0", now: { Date().addingTimeInterval(30 * 24 * 3600) })
+            await #expect { _ = try await late.check(force: true) } throws: { ($0 as? ClientError)?.category == "expired" }
+            // Replayed: the client has seen a newer manifest than the one served.
+            let replay = try Self.client(f, url, installed: "1.0.0")
+            replay.state.highestManifestVersion["desktop/stable"] = 1_000_000
+            await #expect { _ = try await replay.install() } throws: { ($0 as? ClientError)?.category == "rollback" }
+            #expect(try TreeSpec.digest(replay.settings.installDir) == f.digest("1.0.0"))
+        }
+    }
+
+    @Test func anInterruptedDownloadResumes() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            guard case .available(let offer) = try await u.check(force: true) else { Issue.record("no offer"); return }
+            // The first half arrived before the connection broke.
+            let stored = try POSIX.readFile(try #require(f.service.store.path(for: offer.package.sha256)))
+            try FileManager.default.createDirectory(atPath: u.paths.downloads, withIntermediateDirectories: true)
+            try Array(stored.prefix(stored.count / 2)).withUnsafeBytes {
+                try POSIX.writeNewFile(u.paths.downloads + "/" + offer.package.sha256 + ".part", $0, mode: 0o600)
+            }
+            let seen = LockedList()
+            let r = try await u.install { seen.append($0.received) }
+            #expect(r.kind == "delta")
+            #expect((seen.values.first ?? 0) > UInt64(stored.count / 2), "the download restarted from zero")
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.1.0"))
+        }
+    }
+
+    @Test func anUnconfirmedUpdateIsRolledBackAfterTheDeadline() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            try u.settings.set("confirm_deadline_seconds", "30")
+            try u.paths.save(u.settings)
+            _ = try await u.install()
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.1.0"))
+            let later = try Updater(paths: u.paths, now: { Date().addingTimeInterval(120) })
+            let status = try later.status()
+            #expect(status.currentVersion == "1.0.0" && status.pending == nil)
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.0.0"))
+        }
+    }
+
+    @Test func aFailingHealthCommandRollsBack() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            try u.settings.set("health_command", "exit 3")
+            try u.paths.save(u.settings)
+            await #expect { _ = try await u.install() } throws: { ($0 as? ClientError)?.category == "health" }
+            #expect(u.settings.currentVersion == "1.0.0")
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.0.0"))
+            // A passing health command confirms.
+            try u.settings.set("health_command", "true")
+            try u.paths.save(u.settings)
+            let ok = try Updater(paths: u.paths)
+            let r = try await ok.install()
+            #expect(r.confirmed && ok.state.pending == nil)
+        }
+    }
+
+    @Test func settingsAreValidatedAndPlainHTTPIsRefusedOffLoopback() throws {
+        var s = ClientSettings()
+        #expect(throws: ClientError.self) { try s.set("server_url", "ftp://x") }
+        #expect(throws: ClientError.self) { try s.set("public_key", "c2hvcnQ=") }
+        #expect(throws: ClientError.self) { try s.set("channel", "nightly") }
+        #expect(throws: ClientError.self) { try s.set("frequency", "hourly") }
+        #expect(throws: ClientError.self) { try s.set("nonsense", "1") }
+        #expect(throws: ClientError.insecureURL("http://updates.example.org/x")) {
+            try Downloader.checkScheme("http://updates.example.org/x", allowInsecure: false)
+        }
+        try Downloader.checkScheme("http://127.0.0.1:8080/x", allowInsecure: false)
+        try Downloader.checkScheme("https://updates.example.org/x", allowInsecure: false)
+    }
+
+    @Test func checksRespectTheFrequency() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.1.0")
+            if case .upToDate = try await u.check() {} else { Issue.record("first check should reach the server") }
+            if case .notDue = try await u.check() {} else { Issue.record("a second daily check right away is not due") }
+            if case .upToDate = try await u.check(force: true) {} else { Issue.record("--force checks anyway") }
+        }
+    }
+}
+
+final class LockedList: @unchecked Sendable {
+    private var items: [UInt64] = []
+    private let lock = NSLock()
+    func append(_ v: UInt64) { lock.lock(); items.append(v); lock.unlock() }
+    var values: [UInt64] { lock.lock(); defer { lock.unlock() }; return items }
+}
+
+@Suite struct TelemetryTests {
+    @Test func installOutcomesAreReportedAndValidated() async throws {
+        try await ClientTests.withServer { f, url in
+            let u = try ClientTests.client(f, url, installed: "1.0.0")
+            _ = try await u.install()
+            let events = try f.service.catalog.telemetry(platform: "desktop", since: Date().addingTimeInterval(-600))
+            #expect(events.contains { $0.stage == .install && $0.outcome == "success" && $0.kind == "delta" && $0.toVersion == "1.1.0" })
+            #expect(events.allSatisfy { $0.clientID == u.settings.clientID })
+            // Telemetry off: nothing is sent.
+            let quiet = try ClientTests.client(f, url, installed: "1.0.1")
+            try quiet.settings.set("telemetry", "off")
+            try quiet.paths.save(quiet.settings)
+            _ = try await Updater(paths: quiet.paths).install()
+            let after = try f.service.catalog.telemetry(platform: "desktop", since: Date().addingTimeInterval(-600))
+            #expect(after.count == events.count)
+        }
+    }
+
+    @Test func badEventsAreRefused() async throws {
+        let f = try ServerFixture(publish: false)
+        let app = buildApplication(service: f.service)
+        try await app.test(.router) { client in
+            for body in ["{}", "not json", "{\"client_id\":\"x\",\"platform\":\"p\",\"channel\":\"stable\",\"stage\":\"install\",\"outcome\":\"success\",\"from_version\":\"1.0\",\"duration_ms\":1}",
+                         String(repeating: "x", count: 20_000)] {
+                try await client.execute(uri: "/api/telemetry", method: .post, body: ByteBuffer(string: body)) { r in
+                    #expect(r.status == .badRequest || r.status == .contentTooLarge, "\(body.prefix(40)): \(r.status) \(String(buffer: r.body))")
+                }
+            }
+        }
+    }
+}
