@@ -3,16 +3,18 @@
 #   1. a file patch: phoenix-diff make / inspect / apply on two versions of a binary (and Debian's
 #      bspatch applying our BSDIFF40 output);
 #   2. the update pipeline: publish two versions of an application bundle to phoenix-server (which
-#      makes and verifies the delta), serve them on 127.0.0.1, check from the installed version, download
-#      the offered delta, verify it against the signed manifest's hash, update the installed copy in
-#      place, and show the bytes saved against a full download.
+#      makes and verifies the delta), serve them on 127.0.0.1, and let phoenix-update check from the
+#      installed version, verify the signed manifest, download the delta, verify it, update the installed
+#      copy in place and confirm; then show the bytes saved against a full download.
 # With PHOENIX_CORPUS set (see ../shared/corpus/make-corpus.sh), it uses real releases: the ruff
 # executable pair and the Django 5.2.18 -> 5.2.19 trees.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "building phoenix-diff and phoenix-server (release)..."
-swift build -c release --product phoenix-diff >/dev/null
-swift build -c release --product phoenix-server >/dev/null
+echo "building phoenix-diff, phoenix-server and phoenix-update (release; the first build takes a few minutes)..."
+for product in phoenix-diff phoenix-server phoenix-update; do
+  swift build -c release --product "$product" 2>&1 | grep -E "error|Compiling phoenix" || true
+  [ -x "$(swift build -c release --show-bin-path)/$product" ] || { echo "build of $product failed" >&2; exit 1; }
+done
 BIN=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
 server_pid=""
@@ -48,8 +50,10 @@ else
   echo "== 2. update pipeline: a generated application bundle, 1.0.0 -> 1.1.0"
 fi
 S="$BIN/phoenix-server"
+U() { "$BIN/phoenix-update" "$@" --config "$work/client/config.json"; }
 echo "\$ phoenix-server keygen --out signing.pem"
-"$S" keygen --out "$work/signing.pem"
+pub=$("$S" keygen --out "$work/signing.pem" | awk '/public key/ {print $3}')
+echo "public key: $pub"
 for v in 1.0.0 1.1.0; do
   echo "\$ phoenix-server publish --platform demo --version $v app-$v"
   "$S" publish --data "$work/data" --key "$work/signing.pem" --platform demo --version "$v" "$work/app-$v"
@@ -61,20 +65,24 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && b
 echo "phoenix-server is serving on http://127.0.0.1:$port"
 
 cp -a "$work/app-1.0.0" "$work/installed"     # the user's installed copy, at 1.0.0
-echo "\$ curl '.../api/version/check?current_version=1.0.0&platform=demo'"
-curl -sf "http://127.0.0.1:$port/api/version/check?current_version=1.0.0&platform=demo" >"$work/check.json"
-read -r kind latest url size sha < <(python3 - "$work/check.json" <<'PY'
+echo "\$ phoenix-update settings set ...       (server_url, public_key, platform, install_dir, current_version)"
+U settings set server_url "http://127.0.0.1:$port" >/dev/null
+U settings set public_key "$pub" >/dev/null
+U settings set platform demo >/dev/null
+U settings set install_dir "$work/installed" >/dev/null
+U settings set current_version 1.0.0 >/dev/null
+echo "\$ phoenix-update check"
+U check
+echo "\$ phoenix-update install --yes"
+U install --yes --json >"$work/install.json"
+U status | head -2
+echo "\$ phoenix-update confirm"
+U confirm
+diff -r "$work/installed" "$work/app-1.1.0" >/dev/null && echo "the installed copy is now exactly 1.1.0 (the previous version is kept for rollback)"
+python3 - "$work/install.json" <<'PY'
 import json, sys
-c = json.load(open(sys.argv[1]))
-print(c["kind"], c["latest_version"], c["download_url"], c["size"], c["sha256"])
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+full, got = r["fullSize"], r["downloadedBytes"]
+print(f"\nupdated {r['previousVersion']} -> {r['version']} by {r['kind']}: downloaded {got:,} bytes instead of {full:,} "
+      f"for the full package: {full - got:,} bytes saved ({100 * (full - got) / full:.1f}%)")
 PY
-)
-echo "update available: $latest as a $kind of $size bytes"
-curl -sf -o "$work/update.bundle" "http://127.0.0.1:$port$url"
-echo "$sha  $work/update.bundle" | sha256sum -c --quiet && echo "downloaded package matches the signed SHA-256"
-echo "\$ phoenix-diff apply installed update.bundle"
-"$BIN/phoenix-diff" apply "$work/installed" "$work/update.bundle"
-diff -r "$work/installed" "$work/app-1.1.0" >/dev/null && echo "the installed copy is now exactly 1.1.0 (previous version kept for rollback)"
-full=$(curl -sfI "http://127.0.0.1:$port/api/version/download?version=1.1.0&platform=demo" | tr -d '\r' | awk 'tolower($1)=="content-length:"{print $2}')
-printf "\nfull download: %s bytes; delta: %s bytes; saved %s bytes (%.1f%%)\n" "$full" "$size" "$((full - size))" \
-  "$(echo "100 * ($full - $size) / $full" | bc -l)"
