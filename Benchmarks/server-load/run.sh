@@ -31,6 +31,7 @@ mkdir -p "$work/www"
 curl -sf "http://127.0.0.1:$p1$check" >"$work/www/check.json"
 curl -sf "http://127.0.0.1:$p1$download" >"$work/www/package.bin"
 cat >"$work/nginx.conf" <<NGINX
+user root;
 worker_processes 2;
 pid $work/nginx.pid;
 error_log $work/nginx-error.log;
@@ -44,6 +45,7 @@ http {
 }
 NGINX
 mkdir -p "$work/ngx-tmp"
+chmod -R a+rX "$work"
 nginx -c "$work/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 sleep 1

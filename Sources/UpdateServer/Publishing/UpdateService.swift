@@ -16,6 +16,8 @@ public final class UpdateService: @unchecked Sendable {
     let logger: Logger
     let lock = NSLock()
     private var manifestCache: [String: (revision: UInt64, built: Date, envelope: SignedEnvelope)] = [:]
+    private var checkCache: [String: (revision: UInt64, built: Date, bytes: [UInt8])] = [:]
+    private var revisionSeen: (value: UInt64, at: Date)?
     private var jobsRunning = false
     private var jobsRequested = false
 
@@ -150,6 +152,7 @@ public final class UpdateService: @unchecked Sendable {
             try? POSIX.removeTree(tree)
             throw error
         }
+        invalidate()
         logger.info("published release", metadata: ["platform": "\(record.platform)", "version": "\(record.version)",
                                                     "size": "\(record.fullSize)", "deltas queued": "\(jobs.count)"])
         try? exportStatic(platform: request.platform)
@@ -191,6 +194,7 @@ public final class UpdateService: @unchecked Sendable {
                 logger.error("cannot record a delta", metadata: ["error": "\(error)"])
                 return
             }
+            invalidate()
             try? exportStatic(platform: job.platform)
         }
     }
@@ -322,7 +326,7 @@ public final class UpdateService: @unchecked Sendable {
     public func signedManifest(platform: String, channel: DeliveryPolicy.Channel) throws -> SignedEnvelope {
         guard let key = signingKey else { throw ServerError.noSigningKey }
         let key2 = platform + "\u{0}" + channel.rawValue
-        let revision = try catalog.revision()
+        let revision = try currentRevision()
         lock.lock()
         if let cached = manifestCache[key2], cached.revision == revision,
            Date().timeIntervalSince(cached.built) < Double(configuration.manifestLifetimeSeconds) / 2 {
@@ -335,6 +339,47 @@ public final class UpdateService: @unchecked Sendable {
         manifestCache[key2] = (revision, Date(), envelope)
         lock.unlock()
         return envelope
+    }
+
+    /// The catalog revision, read at most once a second (another process may publish to the same data
+    /// directory; in-process changes are seen at once because they go through `invalidate()`).
+    func currentRevision() throws -> UInt64 {
+        lock.lock()
+        if let r = revisionSeen, Date().timeIntervalSince(r.at) < 1 {
+            lock.unlock()
+            return r.value
+        }
+        lock.unlock()
+        let v = try catalog.revision()
+        lock.lock()
+        revisionSeen = (v, Date())
+        lock.unlock()
+        return v
+    }
+
+    func invalidate() {
+        lock.lock()
+        revisionSeen = nil
+        lock.unlock()
+    }
+
+    /// The JSON bytes of a check response, cached per platform, channel and version until the catalog
+    /// changes (or for a minute, so that the embedded manifest is renewed well before it expires).
+    public func checkResponseJSON(current: SemanticVersion, platform: String, channel: DeliveryPolicy.Channel) throws -> [UInt8] {
+        let key = platform + "\u{0}" + channel.rawValue + "\u{0}" + current.description
+        let revision = try currentRevision()
+        lock.lock()
+        if let hit = checkCache[key], hit.revision == revision, Date().timeIntervalSince(hit.built) < 60 {
+            lock.unlock()
+            return hit.bytes
+        }
+        lock.unlock()
+        let bytes = Array(try WireJSON.encoder().encode(try check(current: current, platform: platform, channel: channel)))
+        lock.lock()
+        if checkCache.count > 10_000 { checkCache.removeAll() }
+        checkCache[key] = (revision, Date(), bytes)
+        lock.unlock()
+        return bytes
     }
 
     /// Answers a client at `current` on `platform`/`channel` with the policy's decision.

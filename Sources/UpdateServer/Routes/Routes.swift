@@ -17,7 +17,7 @@ enum Routes {
                 let platform = try q.platform()
                 let channel = try q.channel()
                 if let id = q["client_id"], id.count > 128 { throw ServerError.badRequest("client_id is longer than 128 characters") }
-                return try json(service.check(current: current, platform: platform, channel: channel))
+                return raw(try service.checkResponseJSON(current: current, platform: platform, channel: channel))
             }
         }
         router.get("/api/manifest") { request, _ in
@@ -158,6 +158,13 @@ enum Routes {
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.cacheControl] = "no-store"
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func raw(_ jsonBytes: [UInt8]) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: jsonBytes)))
     }
 
     static func errorResponse(_ e: ServerError) -> Response {
