@@ -35,6 +35,8 @@ public struct ClientSettings: Codable, Sendable, Equatable {
     public var healthCommand: String?
     /// Seconds the new version has to confirm before it is rolled back.
     public var confirmDeadlineSeconds: Int = 300
+    /// Unconfirmed launches of a new version (`phoenix-update launched`) before it is rolled back.
+    public var maxLaunches: Int = 3
 
     public init() {}
 
@@ -42,7 +44,7 @@ public struct ClientSettings: Codable, Sendable, Equatable {
         case serverURL = "server_url", publicKey = "public_key", platform, installDir = "install_dir"
         case currentVersion = "current_version", autoUpdate = "auto_update", frequency, channel, telemetry
         case clientID = "client_id", restartCommand = "restart_command", healthCommand = "health_command"
-        case confirmDeadlineSeconds = "confirm_deadline_seconds"
+        case confirmDeadlineSeconds = "confirm_deadline_seconds", maxLaunches = "max_launches"
     }
 
     public init(from decoder: Decoder) throws {
@@ -61,13 +63,14 @@ public struct ClientSettings: Codable, Sendable, Equatable {
         s.restartCommand = try c.decodeIfPresent(String.self, forKey: .restartCommand)
         s.healthCommand = try c.decodeIfPresent(String.self, forKey: .healthCommand)
         s.confirmDeadlineSeconds = try c.decodeIfPresent(Int.self, forKey: .confirmDeadlineSeconds) ?? s.confirmDeadlineSeconds
+        s.maxLaunches = try c.decodeIfPresent(Int.self, forKey: .maxLaunches) ?? s.maxLaunches
         self = s
     }
 
     /// The keys `settings set` accepts.
     public static let settableKeys = ["server_url", "public_key", "platform", "install_dir", "current_version", "auto_update",
                                       "frequency", "channel", "telemetry", "restart_command", "health_command",
-                                      "confirm_deadline_seconds"]
+                                      "confirm_deadline_seconds", "max_launches"]
 
     /// Sets one key from text, validating it.
     public mutating func set(_ key: String, _ value: String) throws {
@@ -111,6 +114,9 @@ public struct ClientSettings: Codable, Sendable, Equatable {
             restartCommand = value.isEmpty ? nil : value
         case "health_command":
             healthCommand = value.isEmpty ? nil : value
+        case "max_launches":
+            guard let n = Int(value), n >= 1 else { throw ClientError.badSetting(key, "expected at least 1") }
+            maxLaunches = n
         case "confirm_deadline_seconds":
             guard let n = Int(value), n >= 10 else { throw ClientError.badSetting(key, "expected at least 10 seconds") }
             confirmDeadlineSeconds = n
@@ -134,6 +140,15 @@ public struct ClientState: Codable, Sendable, Equatable {
     public var pending: Pending?
     /// The version before the last install (what `rollback` returns to).
     public var previousVersion: String?
+    /// An install under way: if the client dies, the next run finishes its bookkeeping (when the tree
+    /// is the new one) or forgets it (when the tree is still the old one).
+    public var installing: Installing?
+
+    public struct Installing: Codable, Sendable, Equatable {
+        public var version: String
+        public var previousVersion: String
+        public var treeDigest: String
+    }
 
     public struct Pending: Codable, Sendable, Equatable {
         public var version: String
@@ -147,7 +162,7 @@ public struct ClientState: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case highestManifestVersion = "highest_manifest_version", lastCheck = "last_check", retryAfter = "retry_after"
-        case failedDeltas = "failed_deltas", pending, previousVersion = "previous_version"
+        case failedDeltas = "failed_deltas", pending, previousVersion = "previous_version", installing
     }
 }
 

@@ -27,6 +27,47 @@ public final class Updater: @unchecked Sendable {
         self.state = try paths.loadState()
         self.allowInsecure = allowInsecure
         self.now = now
+        try recoverInterrupted()
+    }
+
+    /// Finishes or undoes whatever a killed run left: first the Patcher's journal (the tree is then old
+    /// or new), then this client's own bookkeeping of the install.
+    public func recoverInterrupted() throws {
+        guard !settings.installDir.isEmpty, POSIX.exists(settings.installDir) || state.installing != nil else { return }
+        do { _ = try BundleApplier.recover(directory: settings.installDir) } catch {
+            throw ClientError.install(category: "io", detail: "recovering the interrupted update failed: \(error)")
+        }
+        guard let i = state.installing else { return }
+        let digest = (try? Hex.encode(TreeDigest.compute(TreeScanner.scan(settings.installDir)))) ?? ""
+        if digest == i.treeDigest {
+            finishInstallBookkeeping(version: i.version, previous: i.previousVersion)
+        }
+        state.installing = nil
+        try paths.save(settings)
+        try paths.save(state)
+    }
+
+    func finishInstallBookkeeping(version: String, previous: String) {
+        settings.currentVersion = version
+        state.previousVersion = previous
+        state.pending = ClientState.Pending(version: version, previousVersion: previous, installedAt: now(),
+                                            deadline: now().addingTimeInterval(TimeInterval(settings.confirmDeadlineSeconds)), launches: 0)
+        state.installing = nil
+    }
+
+    /// The new version reports a start. After `max_launches` starts without a confirmation it is rolled
+    /// back. Returns whether it was rolled back.
+    public func launched() throws -> Bool {
+        try enforcePendingDeadline()
+        guard var p = state.pending else { return false }
+        p.launches += 1
+        state.pending = p
+        try paths.save(state)
+        if p.launches > settings.maxLaunches {
+            try rollbackLocked(reason: "\(p.version) started \(p.launches) times without confirming")
+            return true
+        }
+        return false
     }
 
     func requireConfigured() throws {
@@ -178,7 +219,7 @@ public final class Updater: @unchecked Sendable {
                         url: absolute(offer.package.url), size: offer.package.size, sha256: offer.package.sha256,
                         into: paths.downloads, progress: progress)
                     downloaded += offer.package.size
-                    try apply(file, expectedDigest: offer.treeDigest)
+                    try apply(file, expectedDigest: offer.treeDigest, version: offer.version)
                     try? POSIX.unlink(file)
                     kind = "delta"
                     done = true
@@ -195,15 +236,12 @@ public final class Updater: @unchecked Sendable {
             let file = try await Downloader(allowInsecure: allowInsecure).fetch(
                 url: absolute(offer.full.url), size: offer.full.size, sha256: offer.full.sha256, into: paths.downloads, progress: progress)
             downloaded += offer.full.size
-            try apply(file, expectedDigest: offer.treeDigest)
+            try apply(file, expectedDigest: offer.treeDigest, version: offer.version)
             try? POSIX.unlink(file)
         }
         let previous = settings.currentVersion
-        settings.currentVersion = offer.version
+        finishInstallBookkeeping(version: offer.version, previous: previous)
         try paths.save(settings)
-        state.previousVersion = previous
-        state.pending = ClientState.Pending(version: offer.version, previousVersion: previous, installedAt: now(),
-                                            deadline: now().addingTimeInterval(TimeInterval(settings.confirmDeadlineSeconds)), launches: 0)
         try paths.save(state)
         var confirmed = false
         if let restart = settings.restartCommand {
@@ -228,7 +266,21 @@ public final class Updater: @unchecked Sendable {
         url.hasPrefix("/") ? settings.serverURL + url : url
     }
 
-    func apply(_ bundle: String, expectedDigest: String) throws {
+    func apply(_ bundle: String, expectedDigest: String, version: String) throws {
+        // Recorded before the tree changes, cleared with the version bookkeeping (settings saved first), so
+        // that a kill at any point is reconciled by `recoverInterrupted`.
+        state.installing = ClientState.Installing(version: version, previousVersion: settings.currentVersion, treeDigest: expectedDigest)
+        try paths.save(state)
+        do {
+            try applyChecked(bundle, expectedDigest: expectedDigest)
+        } catch {
+            state.installing = nil
+            try? paths.save(state)
+            throw error
+        }
+    }
+
+    func applyChecked(_ bundle: String, expectedDigest: String) throws {
         do {
             let result = try BundleApplier.apply(directory: settings.installDir, bundlePath: bundle)
             guard result.newDigest == expectedDigest else {

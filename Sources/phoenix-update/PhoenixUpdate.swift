@@ -14,7 +14,7 @@ struct PhoenixUpdate: AsyncParsableCommand {
             4 network or server error.
             """,
         version: "0.1.0",
-        subcommands: [Check.self, Install.self, Rollback.self, Status.self, Confirm.self, Settings.self]
+        subcommands: [Check.self, Install.self, Rollback.self, Status.self, Confirm.self, Launched.self, Settings.self]
     )
 }
 
@@ -83,6 +83,10 @@ struct Check: AsyncParsableCommand {
                 if common.json { emit(offer) } else {
                     print("update available: \(u.settings.currentVersion) -> \(offer.version) as a \(offer.kind) of \(offer.package.size) bytes (full package \(offer.full.size) bytes)")
                     if !offer.changelog.isEmpty { print("\n" + offer.changelog) }
+                }
+                if u.settings.autoUpdate {
+                    let r = try await u.install()
+                    if common.json { emit(r) } else { print("auto_update is on: installed \(r.version) by \(r.kind)") }
                 }
             }
         }
@@ -161,6 +165,21 @@ struct Confirm: AsyncParsableCommand {
             try u.confirm()
             if common.json { emit(["status": "confirmed", "version": u.settings.currentVersion]) } else {
                 print("confirmed \(u.settings.currentVersion)")
+            }
+        }
+    }
+}
+
+struct Launched: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Report a start of the new version; too many starts without a confirmation roll it back.")
+    @OptionGroup var common: Common
+    func run() async throws {
+        try await guarded(common.json) {
+            let u = try common.updater()
+            let rolledBack = try u.launched()
+            if common.json { emit(["rolled_back": rolledBack ? "true" : "false", "version": u.settings.currentVersion]) } else {
+                print(rolledBack ? "rolled back to \(u.settings.currentVersion): the update never confirmed" : "noted")
             }
         }
     }

@@ -235,3 +235,62 @@ final class LockedList: @unchecked Sendable {
         }
     }
 }
+
+/// `phoenix-update install` killed with SIGKILL at each crash point; the next run recovers: the tree
+/// is the old or the new release, and the recorded version matches the tree.
+@Suite struct ClientCrashTests {
+    static let binary: String = {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [dir, dir.deletingLastPathComponent()] {
+            let p = candidate.appendingPathComponent("phoenix-update").path
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("phoenix-update").path
+    }()
+
+    @Test func killedDuringInstallRecoversToOldOrNew() async throws {
+        try await ClientTests.withServer { f, url in
+            let old = try f.digest("1.0.0"), new = try f.digest("1.1.0")
+            var sawOld = false, sawNew = false
+            for point in 1...40 {
+                let u = try ClientTests.client(f, url, installed: "1.0.0")
+                try u.settings.set("telemetry", "off")
+                try u.paths.save(u.settings)
+                let r = try Run.process(Self.binary, ["install", "--yes", "--config", u.paths.config],
+                                        environment: ["PHOENIX_CRASH_AT": "\(point)"])
+                if !r.signaled {
+                    #expect(r.status == 0, "install without a crash failed: \(r.stderr)")
+                    break
+                }
+                let status = try Run.process(Self.binary, ["status", "--json", "--config", u.paths.config])
+                #expect(status.status == 0, "status after a crash at \(point): \(status.stderr)")
+                let digest = try TreeSpec.digest(u.settings.installDir)
+                let recorded = try Updater(paths: u.paths).settings.currentVersion
+                if digest == old {
+                    sawOld = true
+                    #expect(recorded == "1.0.0", "crash at \(point): old tree but version \(recorded)")
+                } else {
+                    #expect(digest == new, "crash at \(point) left a tree that is neither release")
+                    sawNew = true
+                    #expect(recorded == "1.1.0", "crash at \(point): new tree but version \(recorded)")
+                }
+            }
+            #expect(sawOld && sawNew)
+        }
+    }
+
+    @Test func tooManyUnconfirmedLaunchesRollBack() async throws {
+        try await ClientTests.withServer { f, url in
+            let u = try ClientTests.client(f, url, installed: "1.0.0")
+            try u.settings.set("max_launches", "2")
+            try u.paths.save(u.settings)
+            _ = try await Updater(paths: u.paths).install()
+            let a = try Updater(paths: u.paths)
+            #expect(try !a.launched())
+            #expect(try !a.launched())
+            #expect(try a.launched(), "the third start without a confirmation rolls back")
+            #expect(a.settings.currentVersion == "1.0.0")
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.0.0"))
+        }
+    }
+}
