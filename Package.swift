@@ -96,7 +96,7 @@ let package = Package(
             name: "UpdateServerTests",
             dependencies: [
                 "UpdateServer", "UpdateClient", "UpdateModels", "DiffEngine", "Patcher", "TreeIO", "PatchFormat", "TestSupport",
-                "phoenix-update",
+                "phoenix-update", "phoenix-server",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -294,3 +294,121 @@ final class LockedList: @unchecked Sendable {
         }
     }
 }
+
+/// The download is cut by killing the real server process midway; after a restart the client resumes
+/// from where it stopped (a Range request), and the install succeeds.
+@Suite struct ResumeAfterServerDeathTests {
+    static let serverBinary: String = {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [dir, dir.deletingLastPathComponent()] {
+            let p = candidate.appendingPathComponent("phoenix-server").path
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("phoenix-server").path
+    }()
+
+    static func freePort() throws -> Int {
+        let r = try Run.process("/usr/bin/env", ["python3", "-c",
+            "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
+        return Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))!
+    }
+
+    static func start(_ f: ServerFixture, port: Int) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: serverBinary)
+        p.arguments = ["serve", "--data", f.service.configuration.dataDirectory, "--key", f.service.configuration.keyPath!,
+                       "--port", "\(port)"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        for _ in 0..<100 {
+            if (try? Run.process("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/healthz"]))?.status == 0 { return p }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        p.terminate()
+        throw CancellationError()
+    }
+
+    @Test func killedServerThenResumedDownload() async throws {
+        // A release whose full package is large enough to be cut midway (a major jump: full download).
+        let f = try ServerFixture(publish: false)
+        var rng = SeededGenerator(seed: 8)
+        try TreeSpec.build(f.dir.file("big-1"), [.text("VERSION", "1.0.0")])
+        try TreeSpec.build(f.dir.file("big-2"), [.text("VERSION", "2.0.0"), .file("data.bin", rng.bytes(24 << 20))])
+        _ = try f.service.publish(.init(platform: "desktop", version: "1.0.0"), bundleDirectory: f.dir.file("big-1"))
+        _ = try f.service.publish(.init(platform: "desktop", version: "2.0.0"), bundleDirectory: f.dir.file("big-2"))
+        f.service.runPendingJobs()
+        let port = try Self.freePort()
+        var server = try Self.start(f, port: port)
+        defer { server.terminate() }
+        let home = f.dir.file("client")
+        try TreeSpec.build(home + "/app", [.text("VERSION", "1.0.0")])
+        let paths = ClientPaths(config: home + "/config.json")
+        var s = ClientSettings()
+        try s.set("server_url", "http://127.0.0.1:\(port)")
+        try s.set("public_key", f.publicKey.base64)
+        try s.set("platform", "desktop")
+        try s.set("install_dir", home + "/app")
+        try s.set("current_version", "1.0.0")
+        try s.set("telemetry", "off")
+        try paths.save(s)
+
+        let victim = server
+        let killed = LockedList()
+        await #expect {
+            _ = try await Updater(paths: paths).install { p in
+                if p.received > 2 << 20 && killed.values.isEmpty {
+                    killed.append(p.received)
+                    kill(victim.processIdentifier, SIGKILL)
+                }
+            }
+        } throws: { error in
+            (error as? ClientError)?.category == "network"
+        }
+        let partial = try FileManager.default.contentsOfDirectory(atPath: paths.downloads).filter { $0.hasSuffix(".part") }
+        #expect(partial.count == 1)
+        let have = try FileManager.default.attributesOfItem(atPath: paths.downloads + "/" + partial[0])[.size] as? Int ?? 0
+        #expect(have >= 2 << 20, "the bytes received before the cut were kept")
+
+        server = try Self.start(f, port: port)
+        let seen = LockedList()
+        let r = try await Updater(paths: paths).install { seen.append($0.received) }
+        #expect(r.version == "2.0.0" && r.kind == "full")
+        #expect((seen.values.first ?? 0) > UInt64(have), "the second download started from zero instead of resuming")
+        #expect(try TreeSpec.digest(home + "/app") == TreeSpec.digest(f.dir.file("big-2")))
+    }
+}
+
+/// Opt-in (PHOENIX_CORPUS): the client updates real Django trees: 5.2.16 -> 5.2.19 by delta and
+/// 4.2.27 -> 5.2.19 by the full package.
+@Suite struct CorpusClientTests {
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PHOENIX_CORPUS"] != nil))
+    func djangoByDeltaAndByFull() async throws {
+        let corpus = ProcessInfo.processInfo.environment["PHOENIX_CORPUS"]! + "/series/django"
+        let f = try ServerFixture(publish: false)
+        for v in ["4.2.27", "5.2.16", "5.2.19"] {
+            _ = try f.service.publish(.init(platform: "django", version: v), bundleDirectory: corpus + "/" + v)
+        }
+        f.service.runPendingJobs()
+        let app = buildApplication(service: f.service)
+        try await app.test(.live) { client in
+            for (from, kind) in [("5.2.16", "delta"), ("4.2.27", "full")] {
+                let home = f.dir.file("client-\(from)")
+                try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+                try TreeSpec.copy(corpus + "/" + from, home + "/app")
+                let paths = ClientPaths(config: home + "/config.json")
+                var s = ClientSettings()
+                try s.set("server_url", "http://127.0.0.1:\(client.port!)")
+                try s.set("public_key", f.publicKey.base64)
+                try s.set("platform", "django")
+                try s.set("install_dir", home + "/app")
+                try s.set("current_version", from)
+                try paths.save(s)
+                let r = try await Updater(paths: paths).install()
+                print("django \(from) -> 5.2.19 by \(r.kind): \(r.downloadedBytes) bytes (full \(r.fullSize))")
+                #expect(r.kind == kind)
+                #expect(try TreeSpec.digest(home + "/app") == TreeSpec.digest(corpus + "/5.2.19"))
+            }
+        }
+    }
+}
