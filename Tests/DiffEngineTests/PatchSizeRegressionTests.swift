@@ -1,0 +1,35 @@
+import DiffEngine
+import PatchFormat
+import Testing
+import TestSupport
+
+/// Catches regressions in patch size: exact byte counts on small fixed inputs. When the engine gets
+/// better, lower the numbers in the same commit (and say so in its message); a larger patch fails.
+@Suite struct PatchSizeRegressionTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        let name: String
+        let options: DiffOptions
+        let expected: Int
+        var testDescription: String { name }
+    }
+
+    static let inputs: (old: [UInt8], new: [UInt8]) = {
+        var rng = SeededGenerator(seed: 424242)
+        let old = TestData.structured(300_000, rng: &rng)
+        return (old, TestData.mutate(old, edits: 60, rng: &rng))
+    }()
+
+    static let cases: [Case] = [
+        Case(name: "phx zstd", options: DiffOptions(), expected: 2429),
+        Case(name: "phx bzip2", options: DiffOptions(codec: .bzip2), expected: 2999),
+        Case(name: "bsdiff", options: DiffOptions(format: .bsdiff), expected: 2856),
+    ]
+
+    @Test(arguments: cases)
+    func patchSizeDoesNotGrow(_ c: Case) throws {
+        let size = try DiffEngine.makePatch(old: Self.inputs.old, new: Self.inputs.new, options: c.options).count
+        print("PatchSizeRegressionTests \(c.name): \(size) bytes (pinned \(c.expected))")
+        #expect(size <= c.expected, "\(c.name): the patch grew from \(c.expected) to \(size) bytes")
+        #expect(size >= c.expected, "\(c.name): the patch shrank from \(c.expected) to \(size) bytes: lower the pinned number")
+    }
+}
