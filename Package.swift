@@ -84,6 +84,11 @@ let package = Package(
             name: "phoenix-update",
             dependencies: ["UpdateClient", "UpdateModels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // libFuzzer targets (scripts/fuzz.sh builds them with --sanitize=fuzzer --sanitize=address).
+        .executableTarget(name: "FuzzPatch", dependencies: ["PatchFormat", "Patcher"], path: "Fuzz/FuzzPatch"),
+        .executableTarget(name: "FuzzBundle", dependencies: ["PatchFormat", "Patcher", "TreeIO"], path: "Fuzz/FuzzBundle"),
+        .executableTarget(name: "FuzzManifest", dependencies: ["UpdateModels"], path: "Fuzz/FuzzManifest"),
+        .executableTarget(name: "FuzzSemver", dependencies: ["UpdateModels"], path: "Fuzz/FuzzSemver"),
 
         // Helpers shared by the test targets: seeded data, scratch directories, running processes.
         .target(name: "TestSupport", dependencies: ["PatchFormat", "TreeIO"], path: "Tests/TestSupport"),

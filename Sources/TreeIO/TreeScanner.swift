@@ -19,7 +19,11 @@ public enum TreeScanner {
             let files = entries.indices.filter { entries[$0].kind == .file }
             nonisolated(unsafe) let results = UnsafeMutableBufferPointer<Result<[UInt8], Error>?>.allocate(capacity: files.count)
             results.initialize(repeating: nil)
-            defer { results.deallocate() }
+            defer {
+                // The results hold arrays: deinitialize before freeing (found by the FuzzBundle leak check).
+                _ = results.deinitialize()
+                results.deallocate()
+            }
             let paths = files.map { root + "/" + entries[$0].path }
             let workers = max(1, min(threads, files.count))
             DispatchQueue.concurrentPerform(iterations: workers) { w in
