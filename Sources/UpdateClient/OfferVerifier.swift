@@ -47,8 +47,16 @@ public struct OfferVerifier: Sendable {
 
     /// Verifies the manifest inside `check`; returns it.
     public func verifiedManifest(_ envelope: SignedEnvelope) throws -> Manifest {
+        try verifiedManifestAndKey(envelope).manifest
+    }
+
+    /// The manifest and the key that signed it: a pinned key, or one reached from a pinned key through
+    /// key rotation statements that the pinned key (or a key it rotated to) signed.
+    public func verifiedManifestAndKey(_ envelope: SignedEnvelope) throws -> (manifest: Manifest, key: Ed25519.PublicKey) {
         let payload: [UInt8]
-        do { payload = try envelope.verifiedPayload(trusting: trustedKeys) } catch {
+        let key: Ed25519.PublicKey
+        let keys = KeyRotation.extend(trusted: trustedKeys, with: envelope.rotations ?? [])
+        do { (payload, key) = try envelope.verified(trusting: keys) } catch {
             throw fail("signature", "\(error)")
         }
         let m: Manifest
@@ -59,7 +67,7 @@ public struct OfferVerifier: Sendable {
         }
         guard m.platform == platform else { throw fail("wrong_platform", "the manifest is for \(m.platform), not \(platform)") }
         guard m.channel == channel else { throw fail("wrong_channel", "the manifest is for channel \(m.channel), not \(channel)") }
-        return m
+        return (m, key)
     }
 
     /// The verified offer, or nil when the (verified) answer is "up to date".

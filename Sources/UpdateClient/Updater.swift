@@ -125,7 +125,13 @@ public final class Updater: @unchecked Sendable {
         let verifier = OfferVerifier(trustedKeys: [key], platform: settings.platform, channel: settings.channel, installed: installed,
                                      highestManifestVersion: state.highestManifestVersion[stateKey] ?? 0, now: t)
         let offer = try verifier.verify(response)
-        let manifestVersion = try verifier.verifiedManifest(response.manifest).manifestVersion
+        let (manifest, signer) = try verifier.verifiedManifestAndKey(response.manifest)
+        let manifestVersion = manifest.manifestVersion
+        if signer != key {
+            // The publisher rotated its key and the old key signed the rotation: pin the new key.
+            settings.publicKey = signer.base64
+            try paths.save(settings)
+        }
         state.highestManifestVersion[stateKey] = max(state.highestManifestVersion[stateKey] ?? 0, manifestVersion)
         state.lastCheck = t
         state.retryAfter = nil

@@ -19,11 +19,18 @@ public struct SignedEnvelope: Codable, Sendable, Equatable {
 
     public var payload: String
     public var signatures: [Signature]
+    /// Key rotation statements (each itself a signed envelope) that let a client follow the signer from
+    /// a key it already trusts to the one that signed this payload.
+    public var rotations: [SignedEnvelope]?
 
-    public init(payload: String, signatures: [Signature]) {
+    public init(payload: String, signatures: [Signature], rotations: [SignedEnvelope]? = nil) {
         self.payload = payload
         self.signatures = signatures
+        self.rotations = rotations
     }
+
+    /// The key ids of the signatures.
+    public var signerKeyIDs: [String] { signatures.map(\.keyID) }
 
     /// Signs `payload` bytes with each key.
     public static func sign(_ payload: [UInt8], with keys: [Ed25519.PrivateKey]) throws -> SignedEnvelope {
@@ -51,13 +58,18 @@ public struct SignedEnvelope: Codable, Sendable, Equatable {
     /// Returns the payload bytes when a signature by one of `trusted` verifies; throws otherwise
     /// (fail closed: any malformation is an error).
     public func verifiedPayload(trusting trusted: [Ed25519.PublicKey]) throws -> [UInt8] {
+        try verified(trusting: trusted).payload
+    }
+
+    /// The payload and the key whose signature verified.
+    public func verified(trusting trusted: [Ed25519.PublicKey]) throws -> (payload: [UInt8], key: Ed25519.PublicKey) {
         guard let payloadData = Data(base64Encoded: payload) else { throw VerificationError.malformed("payload is not base64") }
         let bytes = Array(payloadData)
         var matched: String?
         for key in trusted {
             for s in signatures where s.keyID == key.keyID {
                 guard let sig = Data(base64Encoded: s.sig) else { throw VerificationError.malformed("signature is not base64") }
-                if key.isValidSignature(Array(sig), for: bytes) { return bytes }
+                if key.isValidSignature(Array(sig), for: bytes) { return (bytes, key) }
                 matched = s.keyID
             }
         }

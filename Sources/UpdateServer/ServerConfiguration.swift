@@ -10,6 +10,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var port: Int = 8080
     /// PEM Ed25519 private key used to sign manifests. Without one, manifests cannot be served.
     public var keyPath: String?
+    /// Key rotation statements (JSON files from `phoenix-server rotate-key`) served with every manifest,
+    /// so that clients pinned to an older key follow the rotation to `keyPath`.
+    public var rotationPaths: [String] = []
     /// Bearer token for the admin routes. Without one, the admin routes are disabled.
     public var adminToken: String?
     /// Absolute base URL for download links in manifests (a CDN serving `static/`); nil = this server.
@@ -30,7 +33,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case dataDirectory = "data", host, port, keyPath = "key", adminToken = "admin_token", baseURL = "base_url"
+        case dataDirectory = "data", host, port, keyPath = "key", rotationPaths = "rotations", adminToken = "admin_token", baseURL = "base_url"
         case deltaHistory = "delta_history", deltaThreshold = "delta_threshold"
         case manifestLifetimeSeconds = "manifest_lifetime_seconds", maxUploadBytes = "max_upload_bytes", threads
     }
@@ -41,6 +44,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         host = try c.decodeIfPresent(String.self, forKey: .host) ?? host
         port = try c.decodeIfPresent(Int.self, forKey: .port) ?? port
         keyPath = try c.decodeIfPresent(String.self, forKey: .keyPath)
+        rotationPaths = try c.decodeIfPresent([String].self, forKey: .rotationPaths) ?? []
         adminToken = try c.decodeIfPresent(String.self, forKey: .adminToken)
         baseURL = try c.decodeIfPresent(String.self, forKey: .baseURL)
         deltaHistory = try c.decodeIfPresent(Int.self, forKey: .deltaHistory) ?? deltaHistory

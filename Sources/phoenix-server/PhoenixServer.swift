@@ -12,7 +12,7 @@ struct PhoenixServer: AsyncParsableCommand {
         commandName: "phoenix-server",
         abstract: "The Phoenix update server: release catalog, delta generation, signed manifests, downloads.",
         version: "0.1.0",
-        subcommands: [Serve.self, Keygen.self, Publish.self, Status.self]
+        subcommands: [Serve.self, Keygen.self, RotateKey.self, Publish.self, Status.self]
     )
 }
 
@@ -22,6 +22,7 @@ struct DataOptions: ParsableArguments {
     var config: String?
     @Option(help: "Data directory (catalog, packages, trees, static files). Env: PHOENIX_DATA.") var data: String?
     @Option(help: "Ed25519 private key (PEM) that signs manifests. Env: PHOENIX_KEY.") var key: String?
+    @Option(help: "A key rotation statement to serve with manifests (repeatable; from rotate-key).") var rotation: [String] = []
     @Option(help: "Download base URL for manifests (a CDN serving the static directory). Env: PHOENIX_BASE_URL.") var baseURL: String?
     @Option(help: "Make deltas from this many previous releases (default 5).") var deltaHistory: Int?
     @Option(help: "Offer a delta only below this fraction of the full package (default 0.5).") var deltaThreshold: Double?
@@ -36,6 +37,7 @@ struct DataOptions: ParsableArguments {
         c.applyEnvironment()
         if let data { c.dataDirectory = data }
         if let key { c.keyPath = key }
+        if !rotation.isEmpty { c.rotationPaths = rotation }
         if let baseURL { c.baseURL = baseURL }
         if let deltaHistory { c.deltaHistory = deltaHistory }
         if let deltaThreshold { c.deltaThreshold = deltaThreshold }
@@ -81,6 +83,24 @@ struct Keygen: ParsableCommand {
         let pub = try key.publicKey()
         print("public key: \(pub.base64)")
         print("key id:     \(pub.keyID)")
+    }
+}
+
+struct RotateKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate-key",
+        abstract: "Sign, with the old key, a statement that the new key takes over; serve it with --rotation.")
+    @Option(help: "The current (old) private key.") var old: String
+    @Option(help: "The new private key (from keygen).") var new: String
+    @Option(help: "Where to write the statement (JSON).") var out: String
+
+    func run() throws {
+        let oldKey = try Ed25519.PrivateKey(pem: String(contentsOfFile: old, encoding: .utf8))
+        let newKey = try Ed25519.PrivateKey(pem: String(contentsOfFile: new, encoding: .utf8)).publicKey()
+        let statement = try KeyRotation.sign(from: oldKey, to: newKey)
+        let data = try WireJSON.encoder(pretty: true).encode(statement)
+        try data.withUnsafeBytes { try POSIX.writeNewFile(out, $0, mode: 0o644) }
+        print("rotation \(try oldKey.publicKey().keyID) -> \(newKey.keyID) written to \(out); serve with --key \(new) --rotation \(out)")
     }
 }
 

@@ -412,3 +412,67 @@ final class LockedList: @unchecked Sendable {
         }
     }
 }
+
+/// Key rotation: a manifest signed by a new key is accepted only when a key the client trusts signed the
+/// rotation, and the client then pins the new key and keeps working.
+@Suite struct KeyRotationTests {
+    /// Re-opens the fixture's data directory with another signing key and rotation statements.
+    static func service(_ f: ServerFixture, key: Ed25519.PrivateKey, rotations: [SignedEnvelope]) throws -> UpdateService {
+        let keyPath = f.dir.file("key-\(UUID().uuidString).pem")
+        try Array(key.pem.utf8).withUnsafeBytes { try POSIX.writeNewFile(keyPath, $0, mode: 0o600) }
+        var c = f.service.configuration
+        c.keyPath = keyPath
+        c.rotationPaths = try rotations.map { r in
+            let p = f.dir.file("rotation-\(UUID().uuidString).json")
+            try WireJSON.encoder().encode(r).withUnsafeBytes { try POSIX.writeNewFile(p, $0, mode: 0o644) }
+            return p
+        }
+        return try UpdateService(configuration: c)
+    }
+
+    static func publish(_ f: ServerFixture) throws {
+        for v in ["1.0.0", "1.0.1", "1.1.0"] {
+            _ = try f.service.publish(.init(platform: "desktop", version: v), bundleDirectory: f.trees[v]!)
+        }
+        f.service.runPendingJobs()
+    }
+
+    @Test func clientFollowsASignedRotationAndPinsTheNewKey() async throws {
+        let f = try ServerFixture(publish: false)
+        try Self.publish(f)
+        let newKey = try Ed25519.PrivateKey.generate()
+        let rotated = try Self.service(f, key: newKey, rotations: [try KeyRotation.sign(from: f.key, to: newKey.publicKey())])
+        try await buildApplication(service: rotated).test(.live) { client in
+            let u = try ClientTests.client(f, "http://127.0.0.1:\(client.port!)", installed: "1.0.0")
+            #expect(u.settings.publicKey == f.publicKey.base64)
+            let r = try await u.install()
+            #expect(r.version == "1.1.0")
+            #expect(u.settings.publicKey == (try newKey.publicKey()).base64, "the new key is pinned after the rotation")
+            #expect(try Updater(paths: u.paths).settings.publicKey == (try newKey.publicKey()).base64)
+        }
+    }
+
+    @Test func aNewKeyWithoutARotationOrWithAForgedOneIsRejected() async throws {
+        let f = try ServerFixture(publish: false)
+        try Self.publish(f)
+        let newKey = try Ed25519.PrivateKey.generate()
+        let stranger = try Ed25519.PrivateKey.generate()
+        for rotations in [[], [try KeyRotation.sign(from: stranger, to: newKey.publicKey())]] {
+            let rotated = try Self.service(f, key: newKey, rotations: rotations)
+            try await buildApplication(service: rotated).test(.live) { client in
+                let u = try ClientTests.client(f, "http://127.0.0.1:\(client.port!)", installed: "1.0.0")
+                await #expect { _ = try await u.install() } throws: { ($0 as? ClientError)?.category == "signature" }
+                #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.0.0"))
+                #expect(u.settings.publicKey == f.publicKey.base64)
+            }
+        }
+    }
+
+    @Test func rotationsChain() throws {
+        let a = try Ed25519.PrivateKey.generate(), b = try Ed25519.PrivateKey.generate(), c = try Ed25519.PrivateKey.generate()
+        let ab = try KeyRotation.sign(from: a, to: b.publicKey()), bc = try KeyRotation.sign(from: b, to: c.publicKey())
+        let keys = KeyRotation.extend(trusted: [try a.publicKey()], with: [bc, ab])
+        #expect(keys.contains(try c.publicKey()))
+        #expect(KeyRotation.extend(trusted: [try a.publicKey()], with: [bc]).count == 1, "B->C alone is not trusted from A")
+    }
+}

@@ -13,6 +13,7 @@ public final class UpdateService: @unchecked Sendable {
     public let catalog: any Catalog
     public let store: any PackageStore
     let signingKey: Ed25519.PrivateKey?
+    let rotations: [SignedEnvelope]
     let logger: Logger
     let lock = NSLock()
     private var manifestCache: [String: (revision: UInt64, built: Date, envelope: SignedEnvelope)] = [:]
@@ -40,6 +41,9 @@ public final class UpdateService: @unchecked Sendable {
             signingKey = try Ed25519.PrivateKey(pem: String(contentsOfFile: keyPath, encoding: .utf8))
         } else {
             signingKey = nil
+        }
+        rotations = try configuration.rotationPaths.map {
+            try WireJSON.decoder().decode(SignedEnvelope.self, from: Data(contentsOf: URL(fileURLWithPath: $0)))
         }
         // Scratch files from a run that died are garbage.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: scratchDirectory)) ?? [] {
@@ -334,7 +338,8 @@ public final class UpdateService: @unchecked Sendable {
             return cached.envelope
         }
         lock.unlock()
-        let envelope = try SignedEnvelope.sign(try manifest(platform: platform, channel: channel).encoded(), with: [key])
+        var envelope = try SignedEnvelope.sign(try manifest(platform: platform, channel: channel).encoded(), with: [key])
+        if !rotations.isEmpty { envelope.rotations = rotations }
         lock.lock()
         manifestCache[key2] = (revision, Date(), envelope)
         lock.unlock()
