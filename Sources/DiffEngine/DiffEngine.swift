@@ -1,3 +1,4 @@
+import Dispatch
 import PatchFormat
 
 /// Makes binary patches between two byte strings.
@@ -33,7 +34,8 @@ public enum DiffEngine {
             progress?(0.3 + 0.6 * Double(scanned) / Double(max(newBytes.count, 1)))
         }
         do {
-            try match(old: oldBytes, new: newBytes, into: &assembler, progress: report)
+            try match(old: oldBytes, new: newBytes, threads: options.threads, chunkSize: options.matchChunkSize,
+                      into: &assembler, progress: report)
             try assembler.finish()
         } catch let e as PatchFormatError {
             throw DiffEngineError.format(e)
@@ -62,26 +64,84 @@ public enum DiffEngine {
         return out
     }
 
-    /// Suffix-sorts `old` and runs the matcher over `new`, feeding `sink`.
-    static func match<Sink: MatchSink>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
-                                       into sink: inout Sink, progress: ((Int) -> Void)?) throws {
+    /// Inputs are matched in fixed chunks of new (their size depends only on new's size, so the patch
+    /// is the same for any thread count), `threads` chunks at a time.
+    static func chunkSize(for count: Int) -> Int {
+        max(8 << 20, (count + 31) / 32)
+    }
+
+    /// Suffix-sorts `old` (building the 9-gram filter alongside), matches `new` chunk by chunk on
+    /// `threads` cores, and feeds the tuples to `sink` in order.
+    static func match<Sink: MatchSink>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int = 1,
+                                       chunkSize: Int? = nil, into sink: inout Sink, progress: ((Int) -> Void)?) throws {
+        // The 9-gram filter is built on another core while libdivsufsort sorts.
+        nonisolated(unsafe) var filter: GramFilter? = nil
+        let group = DispatchGroup()
+        if threads > 1 {
+            nonisolated(unsafe) let o = old
+            DispatchQueue.global().async(group: group) { filter = GramFilter(o) }
+        } else {
+            filter = GramFilter(old)
+        }
         if old.count < Int(Int32.max) {
             let sa = try SuffixSorting.build32(old)
             defer { sa.deallocate() }
-            try Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa)).run(&sink, progress: progress)
+            group.wait()
+            try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!), threads: threads,
+                            chunkSize: chunkSize, into: &sink, progress: progress)
         } else {
             let sa = try SuffixSorting.build64(old)
             defer { sa.deallocate() }
-            try Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa)).run(&sink, progress: progress)
+            group.wait()
+            try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!), threads: threads,
+                            chunkSize: chunkSize, into: &sink, progress: progress)
         }
     }
 
+    static func matchChunks<Index: FixedWidthInteger, Sink: MatchSink>(_ matcher: borrowing Matcher<Index>, threads: Int,
+                                                                      chunkSize forced: Int?, into sink: inout Sink,
+                                                                      progress: ((Int) -> Void)?) throws {
+        let n = matcher.new.count
+        let size = max(1, forced ?? chunkSize(for: n))
+        if n <= size {
+            try matcher.run(0..<n, &sink, progress: progress)
+            return
+        }
+        let chunks = stride(from: 0, to: n, by: size).map { $0..<min($0 + size, n) }
+        nonisolated(unsafe) var recorded = [Result<[RecordedTuple], Error>?](repeating: nil, count: chunks.count)
+        let workers = max(1, min(threads, chunks.count))
+        withUnsafePointer(to: matcher) { m in
+            nonisolated(unsafe) let m = m
+            recorded.withUnsafeMutableBufferPointer { out in
+                nonisolated(unsafe) let out = out
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    var i = w
+                    while i < chunks.count {
+                        out[i] = Result {
+                            var recorder = TupleRecorder()
+                            try m.pointee.run(chunks[i], &recorder)
+                            return recorder.tuples
+                        }
+                        i += workers
+                    }
+                }
+            }
+        }
+        // Concatenate in order; each tuple's seek leads to the next tuple's old start.
+        let all = try recorded.flatMap { try $0!.get() }
+        for (k, t) in all.enumerated() {
+            let seek = k + 1 < all.count ? all[k + 1].oldStart - (t.oldStart + t.add) : 0
+            try sink.emit(newStart: t.newStart, oldStart: t.oldStart, add: t.add, copy: t.copy, seek: seek)
+            if k % 4096 == 0 { progress?(t.newStart) }
+        }
+        progress?(n)
+    }
     /// The four uncompressed phx streams of a diff, for bundles (which compress all files' streams
     /// together).
     static func rawPhxStreams(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>) throws -> RawStreams {
         let e = try (0..<4).map { _ in try CodecID.uncompressed.makeEncoder() }
         var assembler = StreamAssembler(old: old, new: new, format: .phx, control: e[0], diff: e[1], literals: e[2], extra: e[3])
-        try match(old: old, new: new, into: &assembler, progress: nil)
+        try match(old: old, new: new, into: &assembler, progress: nil)  // bundle files are diffed in parallel already
         try assembler.finish()
         return RawStreams(control: try e[0].finish(), runs: try e[1].finish(), literals: try e[2].finish(),
                           extra: try e[3].finish(), tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,
@@ -116,5 +176,20 @@ struct RawStreams {
         }
         return RawStreams(control: control, runs: [], literals: [], extra: Array(new), tuples: new.isEmpty ? 0 : 1,
                           diffBytes: 0, literalBytes: 0, extraBytes: UInt64(new.count))
+    }
+}
+
+/// A tuple as the matcher emits it, before the seeks are joined across chunks.
+struct RecordedTuple {
+    var newStart: Int
+    var oldStart: Int
+    var add: Int
+    var copy: Int
+}
+
+struct TupleRecorder: MatchSink {
+    var tuples: [RecordedTuple] = []
+    mutating func emit(newStart: Int, oldStart: Int, add: Int, copy: Int, seek: Int) throws {
+        tuples.append(RecordedTuple(newStart: newStart, oldStart: oldStart, add: add, copy: copy))
     }
 }

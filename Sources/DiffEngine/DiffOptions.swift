@@ -8,8 +8,11 @@ public struct DiffOptions: Sendable, Equatable {
     public var codec: CodecID
     /// Compression level; nil means the codec's default (zstd 19, bzip2 9, zlib 9).
     public var level: Int?
-    /// Cores the compressor may use. The patch bytes do not depend on it.
+    /// Cores the matcher and the compressor may use. The patch bytes do not depend on it.
     public var threads: Int
+    /// Advanced: the size of the chunks of new matched in parallel (nil: 8 MiB or 1/32 of new, whichever
+    /// is larger). Unlike `threads`, it changes the patch bytes.
+    public var matchChunkSize: Int?
 
     public init(format: PatchKind = .phx, codec: CodecID? = nil, level: Int? = nil, threads: Int = 1) {
         self.format = format

@@ -34,10 +34,14 @@ struct Matcher<SAIndex: FixedWidthInteger>: ~Copyable {
     let filter: GramFilter
 
     init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: UnsafeBufferPointer<SAIndex>) {
+        self.init(old: old, new: new, sa: sa, filter: GramFilter(old))
+    }
+
+    init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: UnsafeBufferPointer<SAIndex>, filter: consuming GramFilter) {
         self.old = old
         self.new = new
         self.sa = sa
-        self.filter = GramFilter(old)
+        self.filter = filter
     }
 
     /// Matches longer than this that do not beat the current alignment are skipped over by half their
@@ -77,8 +81,14 @@ struct Matcher<SAIndex: FixedWidthInteger>: ~Copyable {
     }
 
     func run<Sink: MatchSink>(_ sink: inout Sink, progress: ((Int) -> Void)? = nil) throws {
-        let newCount = new.count, oldCount = old.count
-        if newCount == 0 { return }
+        try run(0..<new.count, &sink, progress: progress)
+    }
+
+    /// Matches the part `range` of new (searches still see all of new and old). Every tuple emitted
+    /// covers new bytes inside `range`, the last one ending exactly at its end.
+    func run<Sink: MatchSink>(_ range: Range<Int>, _ sink: inout Sink, progress: ((Int) -> Void)? = nil) throws {
+        let newCount = range.upperBound, oldCount = old.count
+        if range.isEmpty { return }
         let o = old.baseAddress, n = new.baseAddress!
 
         @inline(__always) func aligned(_ i: Int, _ offset: Int) -> Bool {
@@ -86,12 +96,17 @@ struct Matcher<SAIndex: FixedWidthInteger>: ~Copyable {
             return j >= 0 && j < oldCount && o![j] == n[i]
         }
 
-        var scan = 0, len = 0, pos = 0
-        var lastScan = 0, lastPos = 0, lastOffset = 0
-        var nextReport = 1 << 20
+        var scan = range.lowerBound, len = 0, pos = 0
+        // Start as if the previous match ended at the same position in old (the usual alignment of two
+        // versions); lastPos - lastScan must equal lastOffset, or the first tuple extends from the wrong place.
+        var lastScan = range.lowerBound
+        var lastPos = min(range.lowerBound, oldCount)
+        var lastOffset = lastPos &- lastScan
+        var nextReport = scan &+ (1 << 20)
         while scan < newCount {
             var oldScore = 0
-            scan &+= len
+            // A match found near the end of the range may run past it: stop at the range's end.
+            scan = min(scan &+ len, newCount)
             var scsc = scan
             while scan < newCount {
                 // oldScore counts the positions of [scan, scsc) where the current alignment agrees.

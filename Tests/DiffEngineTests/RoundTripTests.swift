@@ -129,6 +129,25 @@ let edgeCases: [EdgeCase] = {
         }
     }
 
+    @Test func chunkedParallelMatchingIsDeterministicAndRoundTrips() throws {
+        var rng = SeededGenerator(seed: 79)
+        let old = TestData.structured(700_000, rng: &rng)
+        let new = TestData.mutate(old, edits: 120, rng: &rng)
+        for format in [PatchKind.phx, .bsdiff] {
+            var patches: [[UInt8]] = []
+            for threads in [1, 2, 3] {
+                var o = DiffOptions(format: format, level: format == .phx ? 3 : nil, threads: threads)
+                o.matchChunkSize = 100_000
+                patches.append(try DiffEngine.makePatch(old: old, new: new, options: o))
+            }
+            #expect(patches[0] == patches[1] && patches[0] == patches[2], "\(format): chunked matching depends on threads")
+            #expect(try PatchApplier.apply(old: old, patch: patches[0]) == new)
+            // Chunk boundaries cost little.
+            let whole = try DiffEngine.makePatch(old: old, new: new, options: DiffOptions(format: format, level: format == .phx ? 3 : nil))
+            #expect(Double(patches[0].count) < Double(whole.count) * 1.1 + 200, "\(format): \(patches[0].count) vs \(whole.count)")
+        }
+    }
+
     @Test func threadCountDoesNotChangeThePatch() throws {
         var rng = SeededGenerator(seed: 78)
         let old = TestData.structured(6 << 20, rng: &rng)
