@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   libbz2-dev zlib1g-dev libzstd-dev libssl-dev libdivsufsort-dev pkg-config \
-  bsdiff zstd xdelta3 time bc >/dev/null
+  bsdiff zstd xdelta3 time bc curl ca-certificates >/dev/null
 # Python's bsdiff4 builds patches for the interop tests; use the python3 that is first on PATH.
 if ! python3 -c 'import bsdiff4' 2>/dev/null; then
   if python3 -m pip --version >/dev/null 2>&1; then

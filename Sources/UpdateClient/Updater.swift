@@ -87,8 +87,43 @@ public final class Updater: @unchecked Sendable {
         case available(VerifiedOffer)
     }
 
-    /// Asks the server, respecting the frequency (with jitter) and Retry-After unless `force`.
+    /// Asks the server, respecting the frequency (with jitter) and Retry-After unless `force`. The outcome
+    /// of a check that reached the server is reported (telemetry).
     public func check(force: Bool = false) async throws -> CheckResult {
+        let started = now()
+        do {
+            let r = try await checkUnreported(force: force)
+            switch r {
+            case .notDue: break
+            case .upToDate: await report(.check, outcome: "success", from: settings.currentVersion, to: nil, kind: nil, started: started, bytes: nil)
+            case .available(let o):
+                await report(.check, outcome: "success", from: settings.currentVersion, to: o.version, kind: o.kind, started: started, bytes: nil)
+            }
+            return r
+        } catch let e as ClientError {
+            if e.category != "config" && e.category != "insecure" {
+                await report(.check, outcome: e.category, from: settings.currentVersion, to: nil, kind: nil, started: started, bytes: nil)
+            }
+            throw e
+        }
+    }
+
+    /// Downloads a package and reports the outcome (telemetry).
+    func download(_ p: VerifiedOffer.Package, kind: String, to version: String,
+                  progress: (@Sendable (DownloadProgress) -> Void)?) async throws -> String {
+        let started = now()
+        do {
+            let file = try await Downloader(allowInsecure: allowInsecure).fetch(
+                url: absolute(p.url), size: p.size, sha256: p.sha256, into: paths.downloads, progress: progress)
+            await report(.download, outcome: "success", from: settings.currentVersion, to: version, kind: kind, started: started, bytes: p.size)
+            return file
+        } catch let e as ClientError {
+            await report(.download, outcome: e.category, from: settings.currentVersion, to: version, kind: kind, started: started, bytes: nil)
+            throw e
+        }
+    }
+
+    func checkUnreported(force: Bool) async throws -> CheckResult {
         try requireConfigured()
         try enforcePendingDeadline()
         let t = now()
@@ -204,7 +239,7 @@ public final class Updater: @unchecked Sendable {
     }
 
     func installUnreported(progress: (@Sendable (DownloadProgress) -> Void)?) async throws -> InstallResult {
-        guard case .available(let offer) = try await check(force: true) else {
+        guard case .available(let offer) = try await checkUnreported(force: true) else {
             throw ClientError.nothingToDo("already up to date (\(settings.currentVersion))")
         }
         let dir = settings.installDir
@@ -221,9 +256,7 @@ public final class Updater: @unchecked Sendable {
                 state.failedDeltas[offer.package.sha256] = "installation differs"
             } else {
                 do {
-                    let file = try await Downloader(allowInsecure: allowInsecure).fetch(
-                        url: absolute(offer.package.url), size: offer.package.size, sha256: offer.package.sha256,
-                        into: paths.downloads, progress: progress)
+                    let file = try await download(offer.package, kind: "delta", to: offer.version, progress: progress)
                     downloaded += offer.package.size
                     try apply(file, expectedDigest: offer.treeDigest, version: offer.version)
                     try? POSIX.unlink(file)
@@ -239,8 +272,7 @@ public final class Updater: @unchecked Sendable {
             try paths.save(state)
         }
         if !done {
-            let file = try await Downloader(allowInsecure: allowInsecure).fetch(
-                url: absolute(offer.full.url), size: offer.full.size, sha256: offer.full.sha256, into: paths.downloads, progress: progress)
+            let file = try await download(offer.full, kind: "full", to: offer.version, progress: progress)
             downloaded += offer.full.size
             try apply(file, expectedDigest: offer.treeDigest, version: offer.version)
             try? POSIX.unlink(file)

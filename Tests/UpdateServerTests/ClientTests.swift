@@ -211,6 +211,11 @@ final class LockedList: @unchecked Sendable {
             _ = try await u.install()
             let events = try f.service.catalog.telemetry(platform: "desktop", since: Date().addingTimeInterval(-600))
             #expect(events.contains { $0.stage == .install && $0.outcome == "success" && $0.kind == "delta" && $0.toVersion == "1.1.0" })
+            #expect(events.contains { $0.stage == .download && $0.outcome == "success" && $0.bytes != nil })
+            let check = try await Updater(paths: u.paths).check(force: true)
+            #expect(check == .upToDate(manifestVersion: try f.service.catalog.revision()))
+            let withCheck = try f.service.catalog.telemetry(platform: "desktop", since: Date().addingTimeInterval(-600))
+            #expect(withCheck.contains { $0.stage == .check && $0.outcome == "success" })
             #expect(events.allSatisfy { $0.clientID == u.settings.clientID })
             // Telemetry off: nothing is sent.
             let quiet = try ClientTests.client(f, url, installed: "1.0.1")
@@ -218,7 +223,7 @@ final class LockedList: @unchecked Sendable {
             try quiet.paths.save(quiet.settings)
             _ = try await Updater(paths: quiet.paths).install()
             let after = try f.service.catalog.telemetry(platform: "desktop", since: Date().addingTimeInterval(-600))
-            #expect(after.count == events.count)
+            #expect(after.count == withCheck.count)
         }
     }
 
