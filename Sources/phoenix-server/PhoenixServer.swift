@@ -149,10 +149,8 @@ struct Status: ParsableCommand {
         var all: [[String: String]] = []
         for p in platforms {
             let deltas = try service.catalog.deltas(platform: p)
-            for r in try service.catalog.releases(platform: p).sorted(by: { a, b in
-                ((try? SemanticVersion(parsing: a.version)) ?? SemanticVersion(major: 0, minor: 0, patch: 0))
-                    < ((try? SemanticVersion(parsing: b.version)) ?? SemanticVersion(major: 0, minor: 0, patch: 0))
-            }) {
+            let zero = SemanticVersion(major: 0, minor: 0, patch: 0)
+            for r in try service.catalog.releases(platform: p).sorted(by: { ($0.semanticVersion ?? zero) < ($1.semanticVersion ?? zero) }) {
                 if !json { print("\(p) \(r.version) [\(r.channel)] full \(r.fullSize) bytes") }
                 all.append(["platform": p, "version": r.version, "channel": r.channel, "full_size": "\(r.fullSize)"])
                 for d in deltas where d.toVersion == r.version {

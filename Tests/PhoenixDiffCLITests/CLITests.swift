@@ -7,16 +7,7 @@ import TestSupport
 /// End-to-end tests that run the built `phoenix-diff` binary (built alongside the tests; this target
 /// depends on it). PHOENIX_DIFF_BIN overrides the path.
 enum CLI {
-    static let binary: String = {
-        if let p = ProcessInfo.processInfo.environment["PHOENIX_DIFF_BIN"] { return p }
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        // The test bundle lives in the products directory, next to the executables.
-        for candidate in [dir, dir.deletingLastPathComponent()] {
-            let p = candidate.appendingPathComponent("phoenix-diff").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("phoenix-diff").path
-    }()
+    static let binary = ProcessInfo.processInfo.environment["PHOENIX_DIFF_BIN"] ?? Run.product("phoenix-diff")
 
     static func run(_ args: String...) throws -> ProcessResult {
         try Run.process(binary, args)

@@ -155,6 +155,17 @@ public enum Run {
                              signaled: p.terminationReason == .uncaughtSignal)
     }
 
+    /// The path of an executable product built alongside the tests (the test bundle sits in the same
+    /// products directory).
+    public static func product(_ name: String) -> String {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [dir, dir.deletingLastPathComponent()] {
+            let p = candidate.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
     /// Finds a program on PATH (nil if absent).
     public static func which(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"

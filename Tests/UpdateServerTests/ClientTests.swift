@@ -244,14 +244,7 @@ final class LockedList: @unchecked Sendable {
 /// `phoenix-update install` killed with SIGKILL at each crash point; the next run recovers: the tree
 /// is the old or the new release, and the recorded version matches the tree.
 @Suite struct ClientCrashTests {
-    static let binary: String = {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [dir, dir.deletingLastPathComponent()] {
-            let p = candidate.appendingPathComponent("phoenix-update").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("phoenix-update").path
-    }()
+    static let binary = Run.product("phoenix-update")
 
     @Test func killedDuringInstallRecoversToOldOrNew() async throws {
         try await ClientTests.withServer { f, url in
@@ -303,14 +296,7 @@ final class LockedList: @unchecked Sendable {
 /// The download is cut by killing the real server process midway; after a restart the client resumes
 /// from where it stopped (a Range request), and the install succeeds.
 @Suite struct ResumeAfterServerDeathTests {
-    static let serverBinary: String = {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [dir, dir.deletingLastPathComponent()] {
-            let p = candidate.appendingPathComponent("phoenix-server").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("phoenix-server").path
-    }()
+    static let serverBinary = Run.product("phoenix-server")
 
     static func freePort() throws -> Int {
         let r = try Run.process("/usr/bin/env", ["python3", "-c",

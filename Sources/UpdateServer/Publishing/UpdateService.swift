@@ -102,7 +102,7 @@ public final class UpdateService: @unchecked Sendable {
         if let bad = Self.activeContent(in: r.changelog) {
             throw ServerError.badRequest("changelog must be plain text or Markdown, without active HTML (found \(bad))")
         }
-        if try catalog.releases(platform: r.platform).contains(where: { (try? SemanticVersion(parsing: $0.version)) == v }) {
+        if try catalog.releases(platform: r.platform).contains(where: { $0.semanticVersion == v }) {
             throw ServerError.conflict("\(r.platform) \(v) is already published")
         }
         return v
@@ -145,7 +145,7 @@ public final class UpdateService: @unchecked Sendable {
                                    fullSize: stored.size, treeDigest: info.newTreeDigest, critical: request.critical)
         // Deltas from the previous K releases (by precedence) into this one.
         let previous = try catalog.releases(platform: request.platform)
-            .compactMap { r in (try? SemanticVersion(parsing: r.version)).map { ($0, r) } }
+            .compactMap { r in r.semanticVersion.map { ($0, r) } }
             .filter { $0.0 < version }
             .sorted { $0.0 > $1.0 }
             .prefix(configuration.deltaHistory)
@@ -305,7 +305,7 @@ public final class UpdateService: @unchecked Sendable {
         let digests = Dictionary(releases.map { ($0.version, $0.treeDigest) }, uniquingKeysWith: { a, _ in a })
         var entries: [Manifest.Release] = []
         for r in releases {
-            guard let v = try? SemanticVersion(parsing: r.version), let ch = DeliveryPolicy.Channel(rawValue: r.channel),
+            guard let v = r.semanticVersion, let ch = DeliveryPolicy.Channel(rawValue: r.channel),
                   DeliveryPolicy.isVisible(version: v, releaseChannel: ch, to: channel) else { continue }
             let ds = deltas.filter { $0.toVersion == r.version }.compactMap { d -> Manifest.Delta? in
                 guard let from = try? SemanticVersion(parsing: d.fromVersion), let sha = d.sha256, let size = d.size,
@@ -393,7 +393,7 @@ public final class UpdateService: @unchecked Sendable {
         guard !releases.isEmpty else { throw ServerError.notFound("unknown platform \"\(platform)\"") }
         let deltas = try catalog.deltas(platform: platform).filter { $0.state == .ready }
         let candidates = releases.compactMap { r -> DeliveryPolicy.Candidate? in
-            guard let v = try? SemanticVersion(parsing: r.version), let ch = DeliveryPolicy.Channel(rawValue: r.channel) else { return nil }
+            guard let v = r.semanticVersion, let ch = DeliveryPolicy.Channel(rawValue: r.channel) else { return nil }
             var map: [SemanticVersion: UInt64] = [:]
             for d in deltas where d.toVersion == r.version {
                 if let from = try? SemanticVersion(parsing: d.fromVersion), let size = d.size { map[from] = size }
@@ -403,7 +403,7 @@ public final class UpdateService: @unchecked Sendable {
         let decision = DeliveryPolicy(deltaThreshold: configuration.deltaThreshold).decide(current: current, channel: channel, releases: candidates)
         let envelope = try signedManifest(platform: platform, channel: channel)
         func release(_ v: SemanticVersion) -> ReleaseRecord? {
-            releases.first { (try? SemanticVersion(parsing: $0.version)) == v }
+            releases.first { $0.semanticVersion == v }
         }
         switch decision {
         case .upToDate:
@@ -411,7 +411,7 @@ public final class UpdateService: @unchecked Sendable {
                                  downloadURL: nil, size: nil, sha256: nil, changelog: nil, critical: nil, manifest: envelope)
         case .delta(let to, let from, let size):
             let r = release(to)!
-            let d = deltas.first { $0.toVersion == r.version && (try? SemanticVersion(parsing: $0.fromVersion)) == from }!
+            let d = deltas.first { $0.toVersion == r.version && $0.fromSemanticVersion == from }!
             return CheckResponse(updateAvailable: true, currentVersion: current, latestVersion: to, kind: "delta", fromVersion: from,
                                  downloadURL: url(platform: platform, version: r.version, from: d.fromVersion, sha256: d.sha256 ?? ""),
                                  size: size, sha256: d.sha256, changelog: r.changelog, critical: r.critical, manifest: envelope)
@@ -428,13 +428,13 @@ public final class UpdateService: @unchecked Sendable {
     public func package(platform: String, version: SemanticVersion, from: SemanticVersion?) throws -> (path: String, sha256: String, size: UInt64) {
         let releases = try catalog.releases(platform: platform)
         guard !releases.isEmpty else { throw ServerError.notFound("unknown platform \"\(platform)\"") }
-        guard let r = releases.first(where: { (try? SemanticVersion(parsing: $0.version)) == version }) else {
+        guard let r = releases.first(where: { $0.semanticVersion == version }) else {
             throw ServerError.notFound("\(platform) has no version \(version)")
         }
         var sha = r.fullSHA256
         if let from {
             guard let d = try catalog.deltas(platform: platform).first(where: {
-                $0.toVersion == r.version && $0.state == .ready && (try? SemanticVersion(parsing: $0.fromVersion)) == from
+                $0.toVersion == r.version && $0.state == .ready && $0.fromSemanticVersion == from
             }), let dsha = d.sha256 else {
                 throw ServerError.notFound("there is no delta from \(from) to \(version) for \(platform)")
             }

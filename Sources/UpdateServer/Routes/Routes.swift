@@ -275,11 +275,8 @@ struct ReleaseListing: Encodable {
         let rs = try service.catalog.releases(platform: platform)
         guard !rs.isEmpty else { throw ServerError.notFound("unknown platform \"\(platform)\"") }
         let ds = try service.catalog.deltas(platform: platform)
-        func key(_ r: ReleaseRecord) -> SemanticVersion {
-            (try? SemanticVersion(parsing: r.version)) ?? SemanticVersion(major: 0, minor: 0, patch: 0)
-        }
-        releases = rs.filter { r in only.map { key(r) == $0 } ?? true }
-            .sorted { key($0) < key($1) }
+        releases = rs.filter { r in only.map { r.sortVersion == $0 } ?? true }
+            .sorted { $0.sortVersion < $1.sortVersion }
             .map { r in
                 Release(platform: r.platform, version: r.version, channel: r.channel, published: r.published, fullSize: r.fullSize,
                         fullSHA256: r.fullSHA256, treeDigest: r.treeDigest, changelog: r.changelog,

@@ -92,3 +92,15 @@ public protocol PackageStore: Sendable {
     /// A local path to read the package from, or nil if the store does not have it.
     func path(for sha256: String) -> String?
 }
+
+extension ReleaseRecord {
+    /// The release's version, parsed (catalog rows only ever hold versions that parsed when published).
+    public var semanticVersion: SemanticVersion? { try? SemanticVersion(parsing: version) }
+
+    /// Sort key: the version, or 0.0.0 for a row that somehow does not parse.
+    var sortVersion: SemanticVersion { semanticVersion ?? SemanticVersion(major: 0, minor: 0, patch: 0) }
+}
+
+extension DeltaRecord {
+    public var fromSemanticVersion: SemanticVersion? { try? SemanticVersion(parsing: fromVersion) }
+}

@@ -76,7 +76,7 @@ public final class SQLiteCatalog: Catalog {
         let version = try SemanticVersion(parsing: release.version)
         try pool.write { db in
             let existing = try ReleaseRow.filter(Column("platform") == release.platform).fetchAll(db)
-            if existing.contains(where: { (try? SemanticVersion(parsing: $0.version)) == version }) {
+            if existing.contains(where: { $0.record.semanticVersion == version }) {
                 throw ServerError.conflict("\(release.platform) \(release.version) is already published")
             }
             try ReleaseRow(release).insert(db)
