@@ -12,8 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "building phoenix-diff, phoenix-server and phoenix-update (release; the first build takes a few minutes)..."
 for product in phoenix-diff phoenix-server phoenix-update; do
-  swift build -c release --product "$product" 2>&1 | grep -E "error|Compiling phoenix" || true
-  [ -x "$(swift build -c release --show-bin-path)/$product" ] || { echo "build of $product failed" >&2; exit 1; }
+  if ! swift build -c release --product "$product" >/tmp/phoenix-demo-build.log 2>&1; then
+    grep -E "error" /tmp/phoenix-demo-build.log | head -20 >&2
+    echo "build of $product failed (full log: /tmp/phoenix-demo-build.log)" >&2
+    exit 1
+  fi
 done
 BIN=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
