@@ -49,43 +49,6 @@ enum FileIO {
         return done
     }
 
-    static func writeAll(_ fd: Int32, _ path: String, _ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw error("cannot write", path)
-            }
-            done += n
-        }
-    }
-
-    static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        let dir = String(path[..<slash])
-        return dir.isEmpty ? "/" : dir
-    }
-
-    static func fileName(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return path }
-        return String(path[path.index(after: slash)...])
-    }
-
-    static func freeSpace(directory: String) -> UInt64? {
-        var s = statvfs()
-        guard statvfs(directory, &s) == 0 else { return nil }
-        return UInt64(s.f_bavail) * UInt64(s.f_frsize)
-    }
-
-    static func fsyncDirectory(_ dir: String) {
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 {
-            _ = fsync(fd)
-            close(fd)
-        }
-    }
-
     /// Reads a whole file into a new buffer (the caller deallocates), feeding `hasher` on the way.
     static func readWholeFile(_ path: String, hasher: SHA256Hasher?, expectedSize: UInt64?) throws -> UnsafeMutableRawBufferPointer {
         let fd = try openRead(path)

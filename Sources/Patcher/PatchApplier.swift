@@ -62,8 +62,8 @@ public enum PatchApplier {
             }
         }
 
-        let dir = FileIO.directory(of: outputPath)
-        if let free = FileIO.freeSpace(directory: dir), free < header.newSize {
+        let dir = POSIX.directory(of: outputPath)
+        if let free = POSIX.freeSpace(dir), free < header.newSize {
             throw PatcherError.insufficientSpace(path: dir, needed: header.newSize, available: free)
         }
         let writer: AtomicFileWriter
