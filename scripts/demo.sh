@@ -61,6 +61,10 @@ for v in 1.0.0 1.1.0; do
   echo "\$ phoenix-server publish --platform demo --version $v app-$v"
   "$S" publish --data "$work/data" --key "$work/signing.pem" --platform demo --version "$v" "$work/app-$v"
 done
+# 1.1.0 starts a phased rollout (10% of clients, then 25%, 50%, 100% a day apart); this one-client demo
+# takes it to everyone by hand.
+echo "\$ phoenix-server rollout 1.1.0 --platform demo set 100"
+"$S" rollout --data "$work/data" --platform demo 1.1.0 set 100
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$S" serve --data "$work/data" --key "$work/signing.pem" --port "$port" >"$work/server.log" 2>&1 &
 server_pid=$!

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Phoenix Update needs on Debian 12: the C libraries behind our system-library shims,
-# the reference bsdiff/bspatch (interop tests and benchmarks) and Python's bsdiff4 (interop tests).
+# the reference bsdiff/bspatch (interop tests and benchmarks), Python's bsdiff4 (interop tests),
+# Chromium (the dashboard is tested in a real headless browser) and the openssl command line (test
+# certificates).
 # Swift 6 itself is expected on PATH (swift.org toolchain).
 set -euo pipefail
 SUDO=""
@@ -9,7 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   libbz2-dev zlib1g-dev libzstd-dev libssl-dev libdivsufsort-dev pkg-config \
-  bsdiff zstd xdelta3 time bc curl ca-certificates >/dev/null
+  bsdiff zstd xdelta3 time bc curl ca-certificates chromium fonts-dejavu-core openssl >/dev/null
 # Python's bsdiff4 builds patches for the interop tests; use the python3 that is first on PATH.
 if ! python3 -c 'import bsdiff4' 2>/dev/null; then
   if python3 -m pip --version >/dev/null 2>&1; then

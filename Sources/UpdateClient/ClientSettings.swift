@@ -1,5 +1,6 @@
 import Foundation
 import TreeIO
+import UpdateModels
 
 /// The client's settings (`phoenix-update settings set KEY VALUE`), one JSON file. Keys are the ones the
 /// command line uses.
@@ -143,6 +144,10 @@ public struct ClientState: Codable, Sendable, Equatable {
     /// An install under way: if the client dies, the next run finishes its bookkeeping (when the tree
     /// is the new one) or forgets it (when the tree is still the old one).
     public var installing: Installing?
+    /// The A/B variant the server assigned at the last check.
+    public var variant: AssignedVariant?
+    /// Reports made while offline or outside an async call (rollbacks), sent with the next report.
+    public var unsentReports: [TelemetryEvent]?
 
     public struct Installing: Codable, Sendable, Equatable {
         public var version: String
@@ -162,7 +167,8 @@ public struct ClientState: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case highestManifestVersion = "highest_manifest_version", lastCheck = "last_check", retryAfter = "retry_after"
-        case failedDeltas = "failed_deltas", pending, previousVersion = "previous_version", installing
+        case failedDeltas = "failed_deltas", pending, previousVersion = "previous_version", installing, variant
+        case unsentReports = "unsent_reports"
     }
 }
 

@@ -20,6 +20,8 @@ public final class Updater: @unchecked Sendable {
     public var state: ClientState
     public var allowInsecure: Bool
     public var now: @Sendable () -> Date
+    /// The version an install is attempting (reported with its outcome).
+    var attemptedVersion: String?
 
     public init(paths: ClientPaths, allowInsecure: Bool = false, now: @escaping @Sendable () -> Date = { Date() }) throws {
         self.paths = paths
@@ -64,7 +66,7 @@ public final class Updater: @unchecked Sendable {
         state.pending = p
         try paths.save(state)
         if p.launches > settings.maxLaunches {
-            try rollbackLocked(reason: "\(p.version) started \(p.launches) times without confirming")
+            try rollbackLocked(reason: "\(p.version) started \(p.launches) times without confirming", category: "crash_loop")
             return true
         }
         return false
@@ -88,11 +90,12 @@ public final class Updater: @unchecked Sendable {
     }
 
     /// Asks the server, respecting the frequency (with jitter) and Retry-After unless `force`. The outcome
-    /// of a check that reached the server is reported (telemetry).
-    public func check(force: Bool = false) async throws -> CheckResult {
+    /// of a check that reached the server is reported (telemetry). A `manual` check (the user asked)
+    /// also bypasses the server's phased rollout.
+    public func check(force: Bool = false, manual: Bool = false) async throws -> CheckResult {
         let started = now()
         do {
-            let r = try await checkUnreported(force: force)
+            let r = try await checkUnreported(force: force || manual, manual: manual)
             switch r {
             case .notDue: break
             case .upToDate: await report(.check, outcome: "success", from: settings.currentVersion, to: nil, kind: nil, started: started, bytes: nil)
@@ -123,13 +126,20 @@ public final class Updater: @unchecked Sendable {
         }
     }
 
-    func checkUnreported(force: Bool) async throws -> CheckResult {
+    /// How long between automatic checks: the A/B variant's interval when the server assigned one,
+    /// else the frequency setting; nil = only on demand.
+    public var checkInterval: TimeInterval? {
+        guard let base = settings.frequency.interval else { return nil }
+        return state.variant?.checkIntervalSeconds.map(TimeInterval.init) ?? base
+    }
+
+    func checkUnreported(force: Bool, manual: Bool = false) async throws -> CheckResult {
         try requireConfigured()
         try enforcePendingDeadline()
         let t = now()
         if !force {
             if let retry = state.retryAfter, retry > t { return .notDue(next: retry) }
-            if let interval = settings.frequency.interval, let last = state.lastCheck {
+            if let interval = checkInterval, let last = state.lastCheck {
                 // Up to 20% random delay so that a fleet does not check in lockstep.
                 let next = last.addingTimeInterval(interval * (1 + Double.random(in: 0...0.2)))
                 if next > t { return .notDue(next: next) }
@@ -140,7 +150,10 @@ public final class Updater: @unchecked Sendable {
             throw ClientError.badSetting("current_version", "\(error)")
         }
         var query = "current_version=\(installed)&platform=\(settings.platform)&channel=\(settings.channel)"
+        // The random id places this client in phased rollouts and A/B variants; without telemetry it is
+        // not sent, and the client is offered releases once they reach 100%.
         if settings.telemetry { query += "&client_id=\(settings.clientID)" }
+        if manual { query += "&manual=true" }
         let url = settings.serverURL + "/api/version/check?" + query
         try Downloader.checkScheme(url, allowInsecure: allowInsecure)
         let (status, headers, body) = try await get(url, limit: 4 << 20)
@@ -168,6 +181,7 @@ public final class Updater: @unchecked Sendable {
             try paths.save(settings)
         }
         state.highestManifestVersion[stateKey] = max(state.highestManifestVersion[stateKey] ?? 0, manifestVersion)
+        state.variant = response.variant
         state.lastCheck = t
         state.retryAfter = nil
         try paths.save(state)
@@ -205,43 +219,74 @@ public final class Updater: @unchecked Sendable {
         public var confirmed: Bool
     }
 
-    public func install(progress: (@Sendable (DownloadProgress) -> Void)? = nil) async throws -> InstallResult {
+    /// Installs the update the server offers now (`manual`: the user asked, bypassing phased rollout).
+    public func install(manual: Bool = false, progress: (@Sendable (DownloadProgress) -> Void)? = nil) async throws -> InstallResult {
         let started = now()
         let from = settings.currentVersion
         do {
-            let r = try await installUnreported(progress: progress)
+            let r = try await installUnreported(manual: manual, progress: progress)
             await report(.install, outcome: "success", from: from, to: r.version, kind: r.kind, started: started, bytes: r.downloadedBytes)
             return r
         } catch let e as ClientError {
             if case .nothingToDo = e {} else {
-                await report(.install, outcome: e.category, from: from, to: nil, kind: nil, started: started, bytes: nil)
+                await report(.install, outcome: e.category, from: from, to: attemptedVersion, kind: nil, started: started, bytes: nil)
             }
             throw e
         }
     }
 
+    func event(_ stage: TelemetryEvent.Stage, outcome: String, from: String, to: String?, kind: String?, started: Date, bytes: UInt64?) -> TelemetryEvent {
+        TelemetryEvent(clientID: settings.clientID, platform: settings.platform, channel: settings.channel, stage: stage,
+                       outcome: outcome, fromVersion: from, toVersion: to, kind: kind,
+                       durationMs: max(0, Int(now().timeIntervalSince(started) * 1000)), bytes: bytes,
+                       variant: state.variant.map { $0.experiment + "/" + $0.name })
+    }
+
+    /// Keeps a report to send with the next one (from code that cannot wait for the network).
+    func queueReport(_ e: TelemetryEvent) {
+        guard settings.telemetry, (try? e.validate()) != nil else { return }
+        var queue = state.unsentReports ?? []
+        queue.append(e)
+        state.unsentReports = Array(queue.suffix(100))
+    }
+
+    /// Sends the queued reports (those that fail stay queued).
+    public func flushReports() async {
+        guard settings.telemetry, let queue = state.unsentReports, !queue.isEmpty else { return }
+        var left: [TelemetryEvent] = []
+        for e in queue where !(await post(e)) { left.append(e) }
+        state.unsentReports = left.isEmpty ? nil : left
+        try? paths.save(state)
+    }
+
     /// Posts an outcome to the server's telemetry endpoint when telemetry is on; never fails the caller.
     func report(_ stage: TelemetryEvent.Stage, outcome: String, from: String, to: String?, kind: String?, started: Date, bytes: UInt64?) async {
         guard settings.telemetry, !settings.serverURL.isEmpty else { return }
-        let event = TelemetryEvent(clientID: settings.clientID, platform: settings.platform, channel: settings.channel, stage: stage,
-                                   outcome: outcome, fromVersion: from, toVersion: to, kind: kind,
-                                   durationMs: max(0, Int(now().timeIntervalSince(started) * 1000)), bytes: bytes)
-        guard (try? event.validate()) != nil, let body = try? WireJSON.encoder().encode(event) else { return }
+        await flushReports()
+        _ = await post(event(stage, outcome: outcome, from: from, to: to, kind: kind, started: started, bytes: bytes))
+    }
+
+    /// Posts one report; true when the server accepted it (or it can never be sent).
+    func post(_ event: TelemetryEvent) async -> Bool {
+        guard (try? event.validate()) != nil, let body = try? WireJSON.encoder().encode(event) else { return true }
         let url = settings.serverURL + "/api/telemetry"
-        guard (try? Downloader.checkScheme(url, allowInsecure: allowInsecure)) != nil else { return }
+        guard (try? Downloader.checkScheme(url, allowInsecure: allowInsecure)) != nil else { return true }
         let client = Downloader.makeClient()
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(bytes: body))
-        _ = try? await client.execute(request, timeout: .seconds(10))
+        let response = try? await client.execute(request, timeout: .seconds(10))
         try? await client.shutdown()
+        guard let status = response?.status.code else { return false }
+        return status < 500
     }
 
-    func installUnreported(progress: (@Sendable (DownloadProgress) -> Void)?) async throws -> InstallResult {
-        guard case .available(let offer) = try await checkUnreported(force: true) else {
+    func installUnreported(manual: Bool, progress: (@Sendable (DownloadProgress) -> Void)?) async throws -> InstallResult {
+        guard case .available(let offer) = try await checkUnreported(force: true, manual: manual) else {
             throw ClientError.nothingToDo("already up to date (\(settings.currentVersion))")
         }
+        attemptedVersion = offer.version
         let dir = settings.installDir
         var downloaded: UInt64 = 0
         var kind = "full"
@@ -291,7 +336,7 @@ public final class Updater: @unchecked Sendable {
                 confirmed = true
             } else {
                 let reason = "the health command failed after installing \(offer.version)"
-                try rollbackLocked(reason: reason)
+                try rollbackLocked(reason: reason, category: "health")
                 throw ClientError.install(category: "health", detail: reason + "; rolled back to \(previous)")
             }
         }
@@ -355,22 +400,26 @@ public final class Updater: @unchecked Sendable {
     /// Rolls back an unconfirmed update whose deadline has passed.
     public func enforcePendingDeadline() throws {
         guard let p = state.pending, now() > p.deadline else { return }
-        try rollbackLocked(reason: "\(p.version) was not confirmed by \(p.deadline)")
+        try rollbackLocked(reason: "\(p.version) was not confirmed by \(p.deadline)", category: "not_confirmed")
     }
 
     /// Restores the previous version from the backup (verified by its digest).
     public func rollback() throws -> String {
         try requireConfigured()
-        try rollbackLocked(reason: "requested")
+        try rollbackLocked(reason: "requested", category: "requested")
         return settings.currentVersion
     }
 
-    func rollbackLocked(reason: String) throws {
+    /// Rolls back and queues a report: `category` says why (requested, health, not_confirmed,
+    /// crash_loop); all but `requested` count against the release in the server's auto-pause.
+    func rollbackLocked(reason: String, category: String) throws {
+        let started = now()
         do { try BundleApplier.rollback(directory: settings.installDir) } catch {
             throw ClientError.install(category: "rollback", detail: "\(error)")
         }
         let back = state.pending?.previousVersion ?? state.previousVersion
         if let back {
+            queueReport(event(.rollback, outcome: category, from: settings.currentVersion, to: back, kind: nil, started: started, bytes: nil))
             state.previousVersion = settings.currentVersion
             settings.currentVersion = back
         }

@@ -141,10 +141,13 @@ public struct CheckResponse: Codable, Sendable, Equatable {
     public var critical: Bool?
     /// The signed manifest that lists (and so authorises) the offered package.
     public var manifest: SignedEnvelope
+    /// The client's A/B variant when the server runs an experiment (not signed: it only tunes how
+    /// often the client checks and how the app announces an update).
+    public var variant: AssignedVariant?
 
     public init(updateAvailable: Bool, currentVersion: SemanticVersion, latestVersion: SemanticVersion?, kind: String?,
                 fromVersion: SemanticVersion?, downloadURL: String?, size: UInt64?, sha256: String?, changelog: String?,
-                critical: Bool?, manifest: SignedEnvelope) {
+                critical: Bool?, manifest: SignedEnvelope, variant: AssignedVariant? = nil) {
         self.updateAvailable = updateAvailable
         self.currentVersion = currentVersion
         self.latestVersion = latestVersion
@@ -156,10 +159,11 @@ public struct CheckResponse: Codable, Sendable, Equatable {
         self.changelog = changelog
         self.critical = critical
         self.manifest = manifest
+        self.variant = variant
     }
 
     enum CodingKeys: String, CodingKey {
-        case kind, size, sha256, changelog, critical, manifest
+        case kind, size, sha256, changelog, critical, manifest, variant
         case updateAvailable = "update_available"
         case currentVersion = "current_version"
         case latestVersion = "latest_version"

@@ -17,9 +17,11 @@ public struct TelemetryEvent: Codable, Sendable, Equatable {
     public var kind: String?
     public var durationMs: Int
     public var bytes: UInt64?
+    /// The A/B variant the client was assigned (`experiment/variant`), if any.
+    public var variant: String?
 
     public init(clientID: String, platform: String, channel: String, stage: Stage, outcome: String, fromVersion: String,
-                toVersion: String?, kind: String?, durationMs: Int, bytes: UInt64? = nil) {
+                toVersion: String?, kind: String?, durationMs: Int, bytes: UInt64? = nil, variant: String? = nil) {
         self.clientID = clientID
         self.platform = platform
         self.channel = channel
@@ -30,10 +32,11 @@ public struct TelemetryEvent: Codable, Sendable, Equatable {
         self.kind = kind
         self.durationMs = durationMs
         self.bytes = bytes
+        self.variant = variant
     }
 
     enum CodingKeys: String, CodingKey {
-        case platform, channel, stage, outcome, kind, bytes
+        case platform, channel, stage, outcome, kind, bytes, variant
         case clientID = "client_id", fromVersion = "from_version", toVersion = "to_version", durationMs = "duration_ms"
     }
 
@@ -52,6 +55,11 @@ public struct TelemetryEvent: Codable, Sendable, Equatable {
         try check((try? SemanticVersion(parsing: fromVersion)) != nil, "from_version is not a semantic version")
         if let t = toVersion { try check((try? SemanticVersion(parsing: t)) != nil, "to_version is not a semantic version") }
         if let k = kind { try check(k == "delta" || k == "full", "kind must be delta or full") }
+        if let v = variant {
+            try check(v.count <= 65 && v.split(separator: "/", omittingEmptySubsequences: false).count == 2
+                          && v.split(separator: "/").allSatisfy { token(String($0), 32) },
+                      "variant must be EXPERIMENT/VARIANT")
+        }
         try check(durationMs >= 0 && durationMs <= 86_400_000, "duration_ms must be 0...86400000")
     }
 }

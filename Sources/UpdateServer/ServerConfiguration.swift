@@ -1,4 +1,5 @@
 import Foundation
+import UpdateModels
 
 /// Everything the server needs, from a JSON file, command-line flags and `PHOENIX_*` environment
 /// variables (flags win over the environment, which wins over the file).
@@ -27,6 +28,23 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var maxUploadBytes: UInt64 = 4 << 30
     /// Cores used to make deltas.
     public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// Phased rollout of each new release (percentages, ending at 100). A platform's first release is
+    /// offered to everyone at once.
+    public var rolloutStages: [Int] = Rollout.defaultStages
+    /// Seconds between automatic stage advances; 0 = advance only by hand.
+    public var rolloutIntervalSeconds: Int = 24 * 3600
+    /// A rollout pauses itself when more than this fraction of installs fail...
+    public var autoPauseThreshold: Double = 0.05
+    /// ...with at least this many install reports...
+    public var autoPauseMinimumReports: Int = 20
+    /// ...within this sliding window.
+    public var autoPauseWindowSeconds: Int = 24 * 3600
+    /// An A/B experiment over check interval and notification style, or none.
+    public var experiment: Experiment?
+
+    public var autoPause: AutoPausePolicy {
+        AutoPausePolicy(threshold: autoPauseThreshold, minimumReports: autoPauseMinimumReports, windowSeconds: autoPauseWindowSeconds)
+    }
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
@@ -36,6 +54,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case dataDirectory = "data", host, port, keyPath = "key", rotationPaths = "rotations", adminToken = "admin_token", baseURL = "base_url"
         case deltaHistory = "delta_history", deltaThreshold = "delta_threshold"
         case manifestLifetimeSeconds = "manifest_lifetime_seconds", maxUploadBytes = "max_upload_bytes", threads
+        case rolloutStages = "rollout_stages", rolloutIntervalSeconds = "rollout_interval_seconds"
+        case autoPauseThreshold = "auto_pause_threshold", autoPauseMinimumReports = "auto_pause_minimum_reports"
+        case autoPauseWindowSeconds = "auto_pause_window_seconds", experiment
     }
 
     public init(from decoder: Decoder) throws {
@@ -52,6 +73,12 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         manifestLifetimeSeconds = try c.decodeIfPresent(Int.self, forKey: .manifestLifetimeSeconds) ?? manifestLifetimeSeconds
         maxUploadBytes = try c.decodeIfPresent(UInt64.self, forKey: .maxUploadBytes) ?? maxUploadBytes
         threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? threads
+        rolloutStages = try c.decodeIfPresent([Int].self, forKey: .rolloutStages) ?? rolloutStages
+        rolloutIntervalSeconds = try c.decodeIfPresent(Int.self, forKey: .rolloutIntervalSeconds) ?? rolloutIntervalSeconds
+        autoPauseThreshold = try c.decodeIfPresent(Double.self, forKey: .autoPauseThreshold) ?? autoPauseThreshold
+        autoPauseMinimumReports = try c.decodeIfPresent(Int.self, forKey: .autoPauseMinimumReports) ?? autoPauseMinimumReports
+        autoPauseWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .autoPauseWindowSeconds) ?? autoPauseWindowSeconds
+        experiment = try c.decodeIfPresent(Experiment.self, forKey: .experiment)
     }
 
     /// Reads a JSON configuration file.
@@ -79,6 +106,14 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         guard manifestLifetimeSeconds >= 60 else { throw ServerError.badConfiguration("manifest_lifetime_seconds must be at least 60") }
         if let b = baseURL, !(b.hasPrefix("https://") || b.hasPrefix("http://")) {
             throw ServerError.badConfiguration("base_url must be an http(s) URL")
+        }
+        do { try Rollout.validate(stages: rolloutStages) } catch { throw ServerError.badConfiguration("rollout_stages: \(error)") }
+        guard rolloutIntervalSeconds >= 0 else { throw ServerError.badConfiguration("rollout_interval_seconds must be 0 (by hand) or more") }
+        guard autoPauseThreshold > 0 && autoPauseThreshold < 1 else { throw ServerError.badConfiguration("auto_pause_threshold must be in (0, 1)") }
+        guard autoPauseMinimumReports >= 1 else { throw ServerError.badConfiguration("auto_pause_minimum_reports must be at least 1") }
+        guard autoPauseWindowSeconds >= 60 else { throw ServerError.badConfiguration("auto_pause_window_seconds must be at least 60") }
+        if let e = experiment {
+            do { try e.validate() } catch { throw ServerError.badConfiguration("\(error)") }
         }
     }
 }

@@ -12,7 +12,7 @@ struct PhoenixServer: AsyncParsableCommand {
         commandName: "phoenix-server",
         abstract: "The Phoenix update server: release catalog, delta generation, signed manifests, downloads.",
         version: "0.1.0",
-        subcommands: [Serve.self, Keygen.self, RotateKey.self, Publish.self, Status.self]
+        subcommands: [Serve.self, Keygen.self, RotateKey.self, Publish.self, Status.self, RolloutCommand.self]
     )
 }
 
@@ -113,6 +113,9 @@ struct Publish: ParsableCommand {
     @Option(help: "stable or beta (pre-releases only beta).") var channel: String = "stable"
     @Option(help: "Changelog file (plain text or Markdown).") var changelog: String?
     @Flag(help: "Mark the release critical (bypasses phased rollout).") var critical = false
+    @Option(help: "Rollout stages in percent, comma-separated, ending at 100 (default 10,25,50,100; '100' = everyone at once).")
+    var stages: String?
+    @Option(help: "Seconds between automatic stage advances (default 86400; 0 = only by hand).") var rolloutInterval: Int?
     @Flag(help: "Only queue the deltas; a running server makes them.") var background = false
     @Argument(help: "The release's directory tree.") var bundleDir: String
 
@@ -121,7 +124,14 @@ struct Publish: ParsableCommand {
         let service = try UpdateService(configuration: c)
         let notes = try changelog.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ""
         do {
-            let r = try service.publish(.init(platform: platform, version: version, channel: channel, changelog: notes, critical: critical),
+            let stageList = try stages.map { text in
+                try text.split(separator: ",").map { part -> Int in
+                    guard let p = Int(part.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--stages: \"\(part)\" is not an integer") }
+                    return p
+                }
+            }
+            let r = try service.publish(.init(platform: platform, version: version, channel: channel, changelog: notes, critical: critical,
+                                              stages: stageList, rolloutIntervalSeconds: rolloutInterval),
                                         bundleDirectory: bundleDir)
             print("published \(r.platform) \(r.version) (\(r.channel)): full bundle \(r.fullSize) bytes, sha256 \(r.fullSHA256)")
         } catch let e as ServerError {

@@ -64,12 +64,12 @@ struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Ask the server whether an update is available.")
     @OptionGroup var common: Common
     @Flag(help: "Check now, whatever the frequency and Retry-After say.") var force = false
-    @Flag(help: "A check the user asked for (implies --force).") var manual = false
+    @Flag(help: "A check the user asked for: implies --force and bypasses the server's phased rollout.") var manual = false
 
     func run() async throws {
         try await guarded(common.json) {
             let u = try common.updater()
-            let result = try await u.check(force: force || manual)
+            let result = try await u.check(force: force || manual, manual: manual)
             switch result {
             case .notDue(let next):
                 if common.json { emit(["status": "not_due", "next_check": ISO8601DateFormatter().string(from: next)]) } else {
@@ -82,10 +82,11 @@ struct Check: AsyncParsableCommand {
             case .available(let offer):
                 if common.json { emit(offer) } else {
                     print("update available: \(u.settings.currentVersion) -> \(offer.version) as a \(offer.kind) of \(offer.package.size) bytes (full package \(offer.full.size) bytes)")
+                    if let v = u.state.variant { print("notification style: \(v.notificationStyle ?? "default") (experiment \(v.experiment), variant \(v.name))") }
                     if !offer.changelog.isEmpty { print("\n" + offer.changelog) }
                 }
                 if u.settings.autoUpdate {
-                    let r = try await u.install()
+                    let r = try await u.install(manual: manual)
                     if common.json { emit(r) } else { print("auto_update is on: installed \(r.version) by \(r.kind)") }
                 }
             }
@@ -97,19 +98,20 @@ struct Install: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Download, verify and install the available update.")
     @OptionGroup var common: Common
     @Flag(help: "Do not ask for confirmation.") var yes = false
+    @Flag(help: "The user asked for this update: bypass the server's phased rollout.") var manual = false
 
     func run() async throws {
         try await guarded(common.json) {
             let u = try common.updater()
             if !yes && isatty(0) == 1 && !common.json {
-                if case .available(let offer) = try await u.check(force: true) {
+                if case .available(let offer) = try await u.check(force: true, manual: manual) {
                     print("install \(offer.version) (\(offer.kind), \(offer.package.size) bytes)? [y/N] ", terminator: "")
                     guard readLine()?.lowercased().hasPrefix("y") == true else { return }
                 }
             }
             let json = common.json
             let tty = isatty(2) == 1 && !json
-            let result = try await u.install { p in
+            let result = try await u.install(manual: manual) { p in
                 if json {
                     emit(["event": "progress", "received": "\(p.received)", "total": "\(p.total)"])
                 } else if tty {
@@ -134,7 +136,9 @@ struct Rollback: AsyncParsableCommand {
     @OptionGroup var common: Common
     func run() async throws {
         try await guarded(common.json) {
-            let version = try common.updater().rollback()
+            let u = try common.updater()
+            let version = try u.rollback()
+            await u.flushReports()
             if common.json { emit(["status": "rolled_back", "version": version]) } else { print("rolled back to \(version)") }
         }
     }
@@ -178,6 +182,7 @@ struct Launched: AsyncParsableCommand {
         try await guarded(common.json) {
             let u = try common.updater()
             let rolledBack = try u.launched()
+            await u.flushReports()
             if common.json { emit(["rolled_back": rolledBack ? "true" : "false", "version": u.settings.currentVersion]) } else {
                 print(rolledBack ? "rolled back to \(u.settings.currentVersion): the update never confirmed" : "noted")
             }

@@ -155,6 +155,18 @@ public enum Run {
                              signaled: p.terminationReason == .uncaughtSignal)
     }
 
+    /// `process`, waited for on a thread of its own: a test that serves HTTP in-process (`.live`) must
+    /// not block one of Swift concurrency's few pool threads while the child talks to that server,
+    /// or on a 2-core machine two such tests starve the server's handlers until the child times out.
+    public static func processOffPool(_ executable: String, _ arguments: [String], cwd: String? = nil,
+                                      environment: [String: String] = [:]) async throws -> ProcessResult {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try process(executable, arguments, cwd: cwd, environment: environment) })
+            }
+        }
+    }
+
     /// The path of an executable product built alongside the tests (the test bundle sits in the same
     /// products directory).
     public static func product(_ name: String) -> String {

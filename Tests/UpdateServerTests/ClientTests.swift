@@ -12,8 +12,9 @@ import UpdateServer
 /// The update client against a live phoenix-server on 127.0.0.1.
 @Suite(.serialized) struct ClientTests {
     /// A server with the 1.x line of the fixture (deltas 1.0.0 -> 1.0.1 -> 1.1.0) and optionally 2.0.0.
-    static func withServer(major: Bool = false, _ body: @escaping @Sendable (ServerFixture, String) async throws -> Void) async throws {
-        let f = try ServerFixture(publish: false)
+    static func withServer(major: Bool = false, stages: [Int] = [100], configure: (inout ServerConfiguration) -> Void = { _ in },
+                           _ body: @escaping @Sendable (ServerFixture, String) async throws -> Void) async throws {
+        let f = try ServerFixture(publish: false, stages: stages, configure: configure)
         for v in major ? ["1.0.0", "1.0.1", "1.1.0", "2.0.0"] : ["1.0.0", "1.0.1", "1.1.0"] {
             _ = try f.service.publish(.init(platform: "desktop", version: v, changelog: "notes \(v)"), bundleDirectory: f.trees[v]!)
         }
@@ -156,6 +157,38 @@ import UpdateServer
         }
     }
 
+    @Test func heldBackUntilAManualCheckThenFailuresAndRollbacksAreReported() async throws {
+        let experiment = Experiment(name: "cadence", variants: [.init(name: "hourly", checkIntervalSeconds: 3600, notificationStyle: "banner")])
+        try await Self.withServer(stages: [10, 100], configure: { $0.experiment = experiment; $0.rolloutIntervalSeconds = 0 }) { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            // A client id outside the 10% of both newer releases.
+            let id = (0...).lazy.map { "held-\($0)" }.first { id in
+                ["1.0.1", "1.1.0"].allSatisfy {
+                    !RolloutBucket.isInside(bucket: RolloutBucket.bucket(clientID: id, platform: "desktop", version: $0), percent: 10)
+                }
+            }!
+            u.settings.clientID = id
+            try u.settings.set("health_command", "exit 3")
+            try u.paths.save(u.settings)
+            if case .upToDate = try await u.check(force: true) {} else { Issue.record("a held-back client is offered nothing newer") }
+            // The server's variant sets the check cadence.
+            #expect(u.state.variant?.name == "hourly" && u.state.variant?.notificationStyle == "banner")
+            #expect(u.checkInterval == 3600)
+            guard case .available(let offer) = try await u.check(manual: true) else { Issue.record("manual check: no offer"); return }
+            #expect(offer.version == "1.1.0")
+            // The install works, the health command fails, the client rolls back: both are reported, with
+            // the version and the variant, and count against 1.1.0.
+            await #expect { _ = try await u.install(manual: true) } throws: { ($0 as? ClientError)?.category == "health" }
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.0.0"))
+            let events = try f.service.catalog.telemetry(platform: "desktop", since: Date().addingTimeInterval(-600))
+            #expect(events.contains { $0.stage == .rollback && $0.outcome == "health" && $0.fromVersion == "1.1.0" && $0.toVersion == "1.0.0" })
+            #expect(events.contains { $0.stage == .install && $0.outcome == "health" && $0.toVersion == "1.1.0" && $0.variant == "cadence/hourly" })
+            #expect(u.state.unsentReports == nil, "the queued rollback report was sent")
+            let status = try #require(f.service.rolloutStatus(platform: "desktop").first { $0.version == "1.1.0" })
+            #expect(status.health.failures["rollback_health"] == 1 && status.health.failures["health"] == 1)
+        }
+    }
+
     @Test func aFailingHealthCommandRollsBack() async throws {
         try await Self.withServer { f, url in
             let u = try Self.client(f, url, installed: "1.0.0")
@@ -254,13 +287,13 @@ final class LockedList: @unchecked Sendable {
                 let u = try ClientTests.client(f, url, installed: "1.0.0")
                 try u.settings.set("telemetry", "off")
                 try u.paths.save(u.settings)
-                let r = try Run.process(Self.binary, ["install", "--yes", "--config", u.paths.config],
+                let r = try await Run.processOffPool(Self.binary, ["install", "--yes", "--config", u.paths.config],
                                         environment: ["PHOENIX_CRASH_AT": "\(point)"])
                 if !r.signaled {
                     #expect(r.status == 0, "install without a crash failed: \(r.stderr)")
                     break
                 }
-                let status = try Run.process(Self.binary, ["status", "--json", "--config", u.paths.config])
+                let status = try await Run.processOffPool(Self.binary, ["status", "--json", "--config", u.paths.config])
                 #expect(status.status == 0, "status after a crash at \(point): \(status.stderr)")
                 let digest = try TreeSpec.digest(u.settings.installDir)
                 let recorded = try Updater(paths: u.paths).settings.currentVersion

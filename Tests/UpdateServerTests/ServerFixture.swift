@@ -16,7 +16,10 @@ final class ServerFixture: @unchecked Sendable {
     static let platform = "linux-x86_64"
     static let token = "s3cret-admin-token"
 
-    init(deltaThreshold: Double = 0.5, maxUpload: UInt64 = 64 << 20, publish: Bool = true) throws {
+    /// `stages`: the rollout of every release after the first (default: everyone at once, so tests of
+    /// other features see each release immediately).
+    init(deltaThreshold: Double = 0.5, maxUpload: UInt64 = 64 << 20, publish: Bool = true, stages: [Int] = [100],
+         configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
         dir = try TemporaryDirectory()
         key = try Ed25519.PrivateKey.generate()
         let keyPath = dir.file("key.pem")
@@ -28,6 +31,8 @@ final class ServerFixture: @unchecked Sendable {
         c.deltaThreshold = deltaThreshold
         c.maxUploadBytes = maxUpload
         c.threads = 2
+        c.rolloutStages = stages
+        configure(&c)
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         service = try UpdateService(configuration: c, logger: logger)

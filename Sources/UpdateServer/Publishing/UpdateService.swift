@@ -18,6 +18,9 @@ public final class UpdateService: @unchecked Sendable {
     let lock = NSLock()
     private var manifestCache: [String: (revision: UInt64, built: Date, envelope: SignedEnvelope)] = [:]
     private var checkCache: [String: (revision: UInt64, built: Date, bytes: [UInt8])] = [:]
+    var rolloutCache: [String: (revision: UInt64, rollouts: [String: Rollout])] = [:]
+    /// Dashboard login sessions and single-use login links (in memory: a restart logs everyone out).
+    let sessions = SessionStore()
     private var revisionSeen: (value: UInt64, at: Date)?
     private var jobsRunning = false
     private var jobsRequested = false
@@ -59,13 +62,20 @@ public final class UpdateService: @unchecked Sendable {
         public var channel: String
         public var changelog: String
         public var critical: Bool
+        /// Rollout stages for this release (default: the configuration's).
+        public var stages: [Int]?
+        /// Seconds between automatic advances for this release (default: the configuration's).
+        public var rolloutIntervalSeconds: Int?
 
-        public init(platform: String, version: String, channel: String = "stable", changelog: String = "", critical: Bool = false) {
+        public init(platform: String, version: String, channel: String = "stable", changelog: String = "", critical: Bool = false,
+                    stages: [Int]? = nil, rolloutIntervalSeconds: Int? = nil) {
             self.platform = platform
             self.version = version
             self.channel = channel
             self.changelog = changelog
             self.critical = critical
+            self.stages = stages
+            self.rolloutIntervalSeconds = rolloutIntervalSeconds
         }
     }
 
@@ -105,7 +115,20 @@ public final class UpdateService: @unchecked Sendable {
         if try catalog.releases(platform: r.platform).contains(where: { $0.semanticVersion == v }) {
             throw ServerError.conflict("\(r.platform) \(v) is already published")
         }
+        _ = try rollout(for: r, isFirst: false, now: Date())
         return v
+    }
+
+    /// The rollout a new release starts with: a platform's first release is complete at once (there is
+    /// no earlier release to hold clients back on).
+    func rollout(for r: PublishRequest, isFirst: Bool, now: Date) throws -> Rollout {
+        if isFirst { return Rollout.complete(at: now) }
+        do {
+            return try Rollout(stages: r.stages ?? configuration.rolloutStages,
+                               intervalSeconds: r.rolloutIntervalSeconds ?? configuration.rolloutIntervalSeconds, start: now)
+        } catch let e as Rollout.RolloutError {
+            throw ServerError.badRequest(e.description)
+        }
     }
 
     /// Publishes the directory `bundleDirectory` as a release: makes its full bundle, then queues deltas.
@@ -150,8 +173,9 @@ public final class UpdateService: @unchecked Sendable {
             .sorted { $0.0 > $1.0 }
             .prefix(configuration.deltaHistory)
         let jobs = previous.map { DeltaRecord(platform: request.platform, fromVersion: $0.1.version, toVersion: record.version, state: .pending) }
+        let isFirst = try catalog.releases(platform: request.platform).isEmpty
         do {
-            try catalog.insertRelease(record, pendingDeltas: jobs)
+            try catalog.insertRelease(record, pendingDeltas: jobs, rollout: try rollout(for: request, isFirst: isFirst, now: record.published))
         } catch {
             try? POSIX.removeTree(tree)
             throw error
@@ -368,18 +392,23 @@ public final class UpdateService: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// The JSON bytes of a check response, cached per platform, channel and version until the catalog
-    /// changes (or for a minute, so that the embedded manifest is renewed well before it expires).
-    public func checkResponseJSON(current: SemanticVersion, platform: String, channel: DeliveryPolicy.Channel) throws -> [UInt8] {
-        let key = platform + "\u{0}" + channel.rawValue + "\u{0}" + current.description
+    /// The JSON bytes of a check response, cached per platform, channel, version, the set of partly
+    /// rolled-out releases the client is inside, and its variant, until the catalog changes (or for a
+    /// minute, so that the embedded manifest is renewed well before it expires).
+    public func checkResponseJSON(current: SemanticVersion, platform: String, channel: DeliveryPolicy.Channel,
+                                  client: CheckClient = CheckClient(), now: Date = Date()) throws -> [UInt8] {
         let revision = try currentRevision()
+        let gate = try rolloutGate(platform: platform, revision: revision, client: client, now: now)
+        let variant = assignedVariant(client)
+        let key = [platform, channel.rawValue, current.description, gate.key, variant?.name ?? ""].joined(separator: "\u{0}")
         lock.lock()
         if let hit = checkCache[key], hit.revision == revision, Date().timeIntervalSince(hit.built) < 60 {
             lock.unlock()
             return hit.bytes
         }
         lock.unlock()
-        let bytes = Array(try WireJSON.encoder().encode(try check(current: current, platform: platform, channel: channel)))
+        let bytes = Array(try WireJSON.encoder().encode(try check(current: current, platform: platform, channel: channel,
+                                                                  gate: gate, variant: variant)))
         lock.lock()
         if checkCache.count > 10_000 { checkCache.removeAll() }
         checkCache[key] = (revision, Date(), bytes)
@@ -387,13 +416,22 @@ public final class UpdateService: @unchecked Sendable {
         return bytes
     }
 
-    /// Answers a client at `current` on `platform`/`channel` with the policy's decision.
-    public func check(current: SemanticVersion, platform: String, channel: DeliveryPolicy.Channel) throws -> CheckResponse {
+    /// Answers a client at `current` on `platform`/`channel` with the policy's decision, among the
+    /// releases whose rollout offers them to this client.
+    public func check(current: SemanticVersion, platform: String, channel: DeliveryPolicy.Channel,
+                      client: CheckClient = CheckClient(), now: Date = Date()) throws -> CheckResponse {
+        let gate = try rolloutGate(platform: platform, revision: try currentRevision(), client: client, now: now)
+        return try check(current: current, platform: platform, channel: channel, gate: gate, variant: assignedVariant(client))
+    }
+
+    func check(current: SemanticVersion, platform: String, channel: DeliveryPolicy.Channel, gate: RolloutGate,
+               variant: AssignedVariant?) throws -> CheckResponse {
         let releases = try catalog.releases(platform: platform)
         guard !releases.isEmpty else { throw ServerError.notFound("unknown platform \"\(platform)\"") }
         let deltas = try catalog.deltas(platform: platform).filter { $0.state == .ready }
         let candidates = releases.compactMap { r -> DeliveryPolicy.Candidate? in
-            guard let v = r.semanticVersion, let ch = DeliveryPolicy.Channel(rawValue: r.channel) else { return nil }
+            guard let v = r.semanticVersion, let ch = DeliveryPolicy.Channel(rawValue: r.channel),
+                  gate.offers(r.version, critical: r.critical) else { return nil }
             var map: [SemanticVersion: UInt64] = [:]
             for d in deltas where d.toVersion == r.version {
                 if let from = try? SemanticVersion(parsing: d.fromVersion), let size = d.size { map[from] = size }
@@ -408,18 +446,21 @@ public final class UpdateService: @unchecked Sendable {
         switch decision {
         case .upToDate:
             return CheckResponse(updateAvailable: false, currentVersion: current, latestVersion: nil, kind: nil, fromVersion: nil,
-                                 downloadURL: nil, size: nil, sha256: nil, changelog: nil, critical: nil, manifest: envelope)
+                                 downloadURL: nil, size: nil, sha256: nil, changelog: nil, critical: nil, manifest: envelope,
+                                 variant: variant)
         case .delta(let to, let from, let size):
             let r = release(to)!
             let d = deltas.first { $0.toVersion == r.version && $0.fromSemanticVersion == from }!
             return CheckResponse(updateAvailable: true, currentVersion: current, latestVersion: to, kind: "delta", fromVersion: from,
                                  downloadURL: url(platform: platform, version: r.version, from: d.fromVersion, sha256: d.sha256 ?? ""),
-                                 size: size, sha256: d.sha256, changelog: r.changelog, critical: r.critical, manifest: envelope)
+                                 size: size, sha256: d.sha256, changelog: r.changelog, critical: r.critical, manifest: envelope,
+                                 variant: variant)
         case .full(let to, let size):
             let r = release(to)!
             return CheckResponse(updateAvailable: true, currentVersion: current, latestVersion: to, kind: "full", fromVersion: nil,
                                  downloadURL: url(platform: platform, version: r.version, from: nil, sha256: r.fullSHA256),
-                                 size: size, sha256: r.fullSHA256, changelog: r.changelog, critical: r.critical, manifest: envelope)
+                                 size: size, sha256: r.fullSHA256, changelog: r.changelog, critical: r.critical, manifest: envelope,
+                                 variant: variant)
         }
     }
 

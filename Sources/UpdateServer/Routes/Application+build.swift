@@ -17,9 +17,12 @@ public func buildApplication(service: UpdateService, logger: Logger? = nil) -> s
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: LogRequestsMiddleware(.debug))
     Routes.add(to: router, service: service)
+    AdminRoutes.add(to: router, service: service)
     let c = service.configuration
     // Jobs left unfinished by a previous run (or queued by `publish --background`) resume now.
     service.startJobsInBackground()
+    // Scheduled rollout advances and the auto-pause.
+    service.startRolloutTicker()
     return Application(router: router,
                        configuration: .init(address: .hostname(c.host, port: c.port), serverName: "phoenix-server"),
                        logger: log)

@@ -16,8 +16,10 @@ enum Routes {
                 let current = try q.version("current_version")
                 let platform = try q.platform()
                 let channel = try q.channel()
-                if let id = q["client_id"], id.count > 128 { throw ServerError.badRequest("client_id is longer than 128 characters") }
-                return raw(try service.checkResponseJSON(current: current, platform: platform, channel: channel))
+                let id = q["client_id"]
+                if let id, id.isEmpty || id.count > 128 { throw ServerError.badRequest("client_id must be 1 to 128 characters") }
+                let client = CheckClient(clientID: id, manual: q["manual"] == "true")
+                return raw(try service.checkResponseJSON(current: current, platform: platform, channel: channel, client: client))
             }
         }
         router.get("/api/manifest") { request, _ in
@@ -47,6 +49,10 @@ enum Routes {
                     throw ServerError.badRequest("invalid telemetry event: \(error)")
                 }
                 try service.catalog.insertTelemetry(event, received: Date())
+                if event.stage == .install || event.stage == .rollback {
+                    // An install report can tip a release over the failure threshold: look now.
+                    try service.tickRollouts(platform: event.platform, now: Date())
+                }
                 return try json(["status": "recorded"], status: .accepted)
             }
         }
@@ -143,13 +149,17 @@ enum Routes {
             throw ServerError.forbidden
         }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw ServerError.unauthorized }
-        let given = Array(header.dropFirst(7).utf8), want = Array(expected.utf8)
-        // Constant-time comparison.
-        var diff = UInt8(given.count == want.count ? 0 : 1)
+        guard tokenMatches(String(header.dropFirst(7)), expected) else { throw ServerError.forbidden }
+    }
+
+    /// Constant-time comparison of secrets.
+    static func tokenMatches(_ given: String, _ expected: String) -> Bool {
+        let given = Array(given.utf8), want = Array(expected.utf8)
+        var diff = UInt8(given.count == want.count && !want.isEmpty ? 0 : 1)
         for i in 0..<max(given.count, want.count) {
             diff |= (i < given.count ? given[i] : 0) ^ (i < want.count ? want[i] : 0)
         }
-        guard diff == 0 else { throw ServerError.forbidden }
+        return diff == 0
     }
 
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {

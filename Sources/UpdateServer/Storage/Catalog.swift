@@ -69,7 +69,7 @@ public struct DeltaRecord: Codable, Sendable, Equatable {
 public protocol Catalog: Sendable {
     /// Inserts a release and its pending delta jobs in one transaction; throws `conflict` when the
     /// version (by semver precedence) is already published for the platform.
-    func insertRelease(_ release: ReleaseRecord, pendingDeltas: [DeltaRecord]) throws
+    func insertRelease(_ release: ReleaseRecord, pendingDeltas: [DeltaRecord], rollout: Rollout) throws
     func releases(platform: String) throws -> [ReleaseRecord]
     func platforms() throws -> [String]
     func deltas(platform: String) throws -> [DeltaRecord]
@@ -82,6 +82,46 @@ public protocol Catalog: Sendable {
     func insertTelemetry(_ event: TelemetryEvent, received: Date) throws
     /// Telemetry events of a platform since a time, oldest first.
     func telemetry(platform: String, since: Date) throws -> [TelemetryEvent]
+    /// Telemetry of a platform since a time, counted per time bucket (`bucketSeconds` wide, aligned to
+    /// the epoch) and per stage, outcome, versions, kind and variant.
+    func telemetrySummary(platform: String, since: Date, bucketSeconds: Int) throws -> [TelemetrySummaryRow]
+
+    /// The rollouts of a platform's releases, by version string.
+    func rollouts(platform: String) throws -> [String: Rollout]
+    /// Reads a release's rollout, lets `change` modify it and, if it changed, stores it with an entry in
+    /// the rollout log, all in one transaction (so concurrent changes from the CLI and the server do not
+    /// lose each other). Returns the stored rollout.
+    @discardableResult
+    func updateRollout(platform: String, version: String, action: String, detail: String,
+                       _ change: (inout Rollout) throws -> Void) throws -> Rollout
+    /// The newest entries of the rollout log, newest first.
+    func rolloutLog(platform: String?, limit: Int) throws -> [RolloutLogEntry]
+}
+
+/// One change of a rollout, by hand, by the schedule or by the auto-pause.
+public struct RolloutLogEntry: Codable, Sendable, Equatable {
+    public var at: Date
+    public var platform: String
+    public var version: String
+    /// `publish`, `advance`, `schedule`, `pause`, `auto-pause`, `resume` or `set`.
+    public var action: String
+    public var percent: Int
+    public var state: String
+    public var detail: String
+}
+
+/// Telemetry counted by `Catalog.telemetrySummary`.
+public struct TelemetrySummaryRow: Sendable, Equatable {
+    public var bucket: Date
+    public var stage: TelemetryEvent.Stage
+    public var outcome: String
+    public var fromVersion: String?
+    public var toVersion: String?
+    public var kind: String?
+    public var variant: String?
+    public var count: Int
+    /// Sum of the events' `bytes`.
+    public var bytes: UInt64
 }
 
 /// Where package bytes live, addressed by their SHA-256. A directory by default (`FilePackageStore`);

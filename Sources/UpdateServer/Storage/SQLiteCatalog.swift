@@ -49,14 +49,132 @@ public final class SQLiteCatalog: Catalog {
                 t.column("event", .text).notNull()
             }
         }
+        migrator.registerMigration("v3-rollouts") { db in
+            try db.create(table: "rollout") { t in
+                t.column("platform", .text).notNull()
+                t.column("version", .text).notNull()
+                t.column("rollout", .text).notNull()
+                t.primaryKey(["platform", "version"])
+            }
+            // Releases published before rollouts existed are fully rolled out.
+            let complete = String(decoding: try Self.encoder.encode(Rollout.complete(at: Date())), as: UTF8.self)
+            try db.execute(sql: "INSERT INTO rollout (platform, version, rollout) SELECT platform, version, ? FROM release",
+                           arguments: [complete])
+            try db.create(table: "rollout_log") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("at", .datetime).notNull()
+                t.column("platform", .text).notNull()
+                t.column("version", .text).notNull()
+                t.column("action", .text).notNull()
+                t.column("percent", .integer).notNull()
+                t.column("state", .text).notNull()
+                t.column("detail", .text).notNull()
+            }
+            // The fields that rollouts and the dashboard count by, as columns.
+            for column in ["stage", "outcome", "from_version", "to_version", "kind", "variant"] {
+                try db.alter(table: "telemetry") { t in t.add(column: column, .text) }
+                try db.execute(sql: "UPDATE telemetry SET \(column) = json_extract(event, '$.\(column)')")
+            }
+            try db.alter(table: "telemetry") { t in t.add(column: "bytes", .integer) }
+            try db.execute(sql: "UPDATE telemetry SET bytes = json_extract(event, '$.bytes')")
+            try db.create(index: "telemetry_platform_received", on: "telemetry", columns: ["platform", "received"])
+        }
         try migrator.migrate(pool)
     }
+
+    /// Rollouts are stored with full-precision times (ISO 8601 would drop the fraction of a second, and
+    /// a resume must not count reports from the same second before it).
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .secondsSince1970
+        e.outputFormatting = .sortedKeys
+        return e
+    }()
+
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .secondsSince1970
+        return d
+    }()
 
     public func insertTelemetry(_ event: TelemetryEvent, received: Date) throws {
         let json = String(decoding: try JSONEncoder().encode(event), as: UTF8.self)
         try pool.write { db in
-            try db.execute(sql: "INSERT INTO telemetry (received, platform, event) VALUES (?, ?, ?)",
-                           arguments: [received, event.platform, json])
+            try db.execute(sql: """
+                INSERT INTO telemetry (received, platform, event, stage, outcome, from_version, to_version, kind, variant, bytes)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                arguments: [received, event.platform, json, event.stage.rawValue, event.outcome, event.fromVersion, event.toVersion,
+                            event.kind, event.variant, event.bytes.map { Int64(clamping: $0) }])
+        }
+    }
+
+    public func telemetrySummary(platform: String, since: Date, bucketSeconds: Int) throws -> [TelemetrySummaryRow] {
+        let width = max(1, bucketSeconds)
+        return try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT (CAST(strftime('%s', received) AS INTEGER) / ?) * ? AS bucket, stage, outcome, from_version, to_version,
+                       kind, variant, COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS total
+                FROM telemetry WHERE platform = ? AND received >= ?
+                GROUP BY bucket, stage, outcome, from_version, to_version, kind, variant
+                ORDER BY bucket
+                """, arguments: [width, width, platform, since])
+            .compactMap { row -> TelemetrySummaryRow? in
+                guard let stage = TelemetryEvent.Stage(rawValue: row["stage"] ?? "") else { return nil }
+                let total: Int64 = row["total"]
+                return TelemetrySummaryRow(bucket: Date(timeIntervalSince1970: TimeInterval(row["bucket"] as Int64)), stage: stage,
+                                           outcome: row["outcome"] ?? "", fromVersion: row["from_version"], toVersion: row["to_version"],
+                                           kind: row["kind"], variant: row["variant"], count: row["n"], bytes: UInt64(max(0, total)))
+            }
+        }
+    }
+
+    public func rollouts(platform: String) throws -> [String: Rollout] {
+        try pool.read { db in
+            var out: [String: Rollout] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT version, rollout FROM rollout WHERE platform = ?", arguments: [platform]) {
+                let text: String = row["rollout"]
+                out[row["version"]] = try Self.decoder.decode(Rollout.self, from: Data(text.utf8))
+            }
+            return out
+        }
+    }
+
+    @discardableResult
+    public func updateRollout(platform: String, version: String, action: String, detail: String,
+                              _ change: (inout Rollout) throws -> Void) throws -> Rollout {
+        try pool.write { db in
+            guard let text = try String.fetchOne(db, sql: "SELECT rollout FROM rollout WHERE platform = ? AND version = ?",
+                                                 arguments: [platform, version]) else {
+                throw ServerError.notFound("\(platform) has no release \(version)")
+            }
+            let before = try Self.decoder.decode(Rollout.self, from: Data(text.utf8))
+            var after = before
+            do { try change(&after) } catch let e as Rollout.RolloutError {
+                throw ServerError.badRequest("\(platform) \(version): \(e.description)")
+            }
+            guard after != before else { return after }
+            try db.execute(sql: "UPDATE rollout SET rollout = ? WHERE platform = ? AND version = ?",
+                           arguments: [String(decoding: try Self.encoder.encode(after), as: UTF8.self), platform, version])
+            try Self.log(db, platform: platform, version: version, action: action, rollout: after, detail: detail)
+            try Self.bump(db)
+            return after
+        }
+    }
+
+    static func log(_ db: Database, platform: String, version: String, action: String, rollout: Rollout, detail: String) throws {
+        try db.execute(sql: "INSERT INTO rollout_log (at, platform, version, action, percent, state, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       arguments: [Date(), platform, version, action, rollout.percent, rollout.state.rawValue, detail])
+    }
+
+    public func rolloutLog(platform: String?, limit: Int) throws -> [RolloutLogEntry] {
+        try pool.read { db in
+            let filter = platform == nil ? "" : "WHERE platform = ?"
+            let args: StatementArguments = platform.map { [$0, limit] } ?? [limit]
+            return try Row.fetchAll(db, sql: "SELECT * FROM rollout_log \(filter) ORDER BY id DESC LIMIT ?", arguments: args).map {
+                RolloutLogEntry(at: $0["at"], platform: $0["platform"], version: $0["version"], action: $0["action"],
+                                percent: $0["percent"], state: $0["state"], detail: $0["detail"])
+            }
         }
     }
 
@@ -72,7 +190,7 @@ public final class SQLiteCatalog: Catalog {
         try db.execute(sql: "UPDATE revision SET value = value + 1 WHERE id = 1")
     }
 
-    public func insertRelease(_ release: ReleaseRecord, pendingDeltas: [DeltaRecord]) throws {
+    public func insertRelease(_ release: ReleaseRecord, pendingDeltas: [DeltaRecord], rollout: Rollout) throws {
         let version = try SemanticVersion(parsing: release.version)
         try pool.write { db in
             let existing = try ReleaseRow.filter(Column("platform") == release.platform).fetchAll(db)
@@ -81,6 +199,10 @@ public final class SQLiteCatalog: Catalog {
             }
             try ReleaseRow(release).insert(db)
             for d in pendingDeltas { try DeltaRow(d).insert(db) }
+            try db.execute(sql: "INSERT INTO rollout (platform, version, rollout) VALUES (?, ?, ?)",
+                           arguments: [release.platform, release.version, String(decoding: try Self.encoder.encode(rollout), as: UTF8.self)])
+            try Self.log(db, platform: release.platform, version: release.version, action: "publish", rollout: rollout,
+                         detail: "stages \(rollout.stages.map { "\($0)%" }.joined(separator: " -> "))")
             try Self.bump(db)
         }
     }

@@ -1,0 +1,42 @@
+import Foundation
+
+/// The health of one release from its clients' reports: installs attempted, succeeded, and failures
+/// by category (failed installs, and rollbacks away from it after it was installed).
+public struct ReleaseHealth: Codable, Sendable, Equatable {
+    public var attempts: Int
+    public var successes: Int
+    public var failures: [String: Int]
+
+    public init(attempts: Int = 0, successes: Int = 0, failures: [String: Int] = [:]) {
+        self.attempts = attempts
+        self.successes = successes
+        self.failures = failures
+    }
+
+    public var failureCount: Int { failures.values.reduce(0, +) }
+
+    /// Failures over attempts (0 without attempts; a rollback after a successful install counts as a
+    /// failure of that attempt, so the rate never exceeds 1).
+    public var failureRate: Double {
+        let denominator = max(attempts, failureCount)
+        return denominator == 0 ? 0 : Double(failureCount) / Double(denominator)
+    }
+
+    /// Adds `count` reports of one kind if they concern `version`: installs to it, or automatic
+    /// rollbacks from it (a rollback the user asked for is not the release's fault).
+    public mutating func add(stage: TelemetryEvent.Stage, outcome: String, from: String?, to: String?, version: String, count: Int = 1) {
+        switch stage {
+        case .install where to == version:
+            attempts += count
+            if outcome == "success" { successes += count } else { failures[outcome, default: 0] += count }
+        case .rollback where from == version && outcome != "requested":
+            failures["rollback_" + outcome, default: 0] += count
+        default:
+            break
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attempts, successes, failures
+    }
+}
