@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // System-library shims (Debian -dev packages; .ci/run installs them).
@@ -37,6 +39,9 @@ let package = Package(
 
         // renameat2(RENAME_EXCHANGE), which Glibc does not surface to Swift.
         .target(name: "CPhoenixSys"),
+        // The client's server-certificate check with OpenSSL's X.509 verifier (precise reasons: expired,
+        // wrong host, unknown issuer).
+        .target(name: "CPhoenixTLS", linkerSettings: [.linkedLibrary("crypto")]),
 
         .target(name: "PatchFormat", dependencies: ["CBzip2", "CZlib", "CZstd", "CCrypto"]),
         // Walking, hashing and writing directory trees (bundles), shared by the make and apply sides.
@@ -59,6 +64,10 @@ let package = Package(
             dependencies: [
                 "UpdateModels", "PatchFormat", "DiffEngine", "Patcher", "TreeIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -76,8 +85,11 @@ let package = Package(
         .target(
             name: "UpdateClient",
             dependencies: [
-                "UpdateModels", "PatchFormat", "Patcher", "TreeIO",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "UpdateModels", "PatchFormat", "Patcher", "TreeIO", "CPhoenixTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .executableTarget(
@@ -103,6 +115,7 @@ let package = Package(
                 "UpdateServer", "UpdateClient", "UpdateModels", "DiffEngine", "Patcher", "TreeIO", "PatchFormat", "TestSupport",
                 "phoenix-update", "phoenix-server",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ]

@@ -45,13 +45,27 @@ extension POSIX {
 public final class FileLock {
     private var fd: Int32
 
-    /// Takes the lock without waiting; nil when another process holds it.
-    public init?(path: String) throws {
+    /// Takes the lock, waiting at most `patience` seconds; nil when another process holds it.
+    ///
+    /// The short wait is not for real contention (an update holds the lock for its whole run) but for
+    /// a lock this process has just released: a child forked by another thread in the instant before
+    /// its exec still shares the lock's open file description, and so the lock, for that instant.
+    public init?(path: String, patience: Double = 2) throws {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw POSIX.error("cannot open lock file", path) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        var waited = 0.0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let e = errno
+            if e == EINTR { continue }
+            if e == EWOULDBLOCK && waited < patience {
+                usleep(20_000)
+                waited += 0.02
+                continue
+            }
             close(fd)
-            if errno == EWOULDBLOCK { return nil }
+            fd = -1
+            if e == EWOULDBLOCK { return nil }
+            errno = e
             throw POSIX.error("cannot lock", path)
         }
     }

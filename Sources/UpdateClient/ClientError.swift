@@ -4,6 +4,9 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     case badSetting(String, String)
     case insecureURL(String)
     case network(String)
+    /// The server's TLS certificate was refused (expired, wrong host, unknown issuer, pin): never
+    /// retried over plain HTTP.
+    case tls(category: String, detail: String)
     case server(status: Int, message: String)
     /// The manifest's signature, freshness, version or scope does not check out.
     case verification(category: String, detail: String)
@@ -18,6 +21,7 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notConfigured, .badSetting: "config"
         case .insecureURL: "insecure"
         case .network: "network"
+        case .tls(let c, _): c
         case .server: "server"
         case .verification(let c, _): c
         case .checksum: "checksum"
@@ -32,6 +36,7 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case .badSetting(let key, let why): "invalid setting \(key): \(why)"
         case .insecureURL(let url): "refusing plain HTTP to \(url): use https, or --allow-insecure (loopback is allowed)"
         case .network(let why): "network error: \(why)"
+        case .tls(_, let detail): "TLS certificate refused: \(detail); nothing was downloaded"
         case .server(let status, let message): "server error \(status): \(message)"
         case .verification(let category, let detail): "verification failed (\(category)): \(detail); nothing was installed"
         case .checksum(let detail): "checksum mismatch: \(detail); nothing was installed"

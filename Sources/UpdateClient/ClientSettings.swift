@@ -38,6 +38,12 @@ public struct ClientSettings: Codable, Sendable, Equatable {
     public var confirmDeadlineSeconds: Int = 300
     /// Unconfirmed launches of a new version (`phoenix-update launched`) before it is rolled back.
     public var maxLaunches: Int = 3
+    /// PEM file of the CA certificates to trust for the server; nil = the system's store.
+    public var caFile: String?
+    /// Base64 SHA-256 pins of the server's public key (any one must match); empty = no pinning.
+    public var tlsPins: [String] = []
+
+    public var trust: TLSTrust { TLSTrust(caFile: caFile, pins: tlsPins) }
 
     public init() {}
 
@@ -46,6 +52,7 @@ public struct ClientSettings: Codable, Sendable, Equatable {
         case currentVersion = "current_version", autoUpdate = "auto_update", frequency, channel, telemetry
         case clientID = "client_id", restartCommand = "restart_command", healthCommand = "health_command"
         case confirmDeadlineSeconds = "confirm_deadline_seconds", maxLaunches = "max_launches"
+        case caFile = "ca_file", tlsPins = "tls_pin"
     }
 
     public init(from decoder: Decoder) throws {
@@ -65,13 +72,15 @@ public struct ClientSettings: Codable, Sendable, Equatable {
         s.healthCommand = try c.decodeIfPresent(String.self, forKey: .healthCommand)
         s.confirmDeadlineSeconds = try c.decodeIfPresent(Int.self, forKey: .confirmDeadlineSeconds) ?? s.confirmDeadlineSeconds
         s.maxLaunches = try c.decodeIfPresent(Int.self, forKey: .maxLaunches) ?? s.maxLaunches
+        s.caFile = try c.decodeIfPresent(String.self, forKey: .caFile)
+        s.tlsPins = try c.decodeIfPresent([String].self, forKey: .tlsPins) ?? []
         self = s
     }
 
     /// The keys `settings set` accepts.
     public static let settableKeys = ["server_url", "public_key", "platform", "install_dir", "current_version", "auto_update",
                                       "frequency", "channel", "telemetry", "restart_command", "health_command",
-                                      "confirm_deadline_seconds", "max_launches"]
+                                      "confirm_deadline_seconds", "max_launches", "ca_file", "tls_pin"]
 
     /// Sets one key from text, validating it.
     public mutating func set(_ key: String, _ value: String) throws {
@@ -115,6 +124,23 @@ public struct ClientSettings: Codable, Sendable, Equatable {
             restartCommand = value.isEmpty ? nil : value
         case "health_command":
             healthCommand = value.isEmpty ? nil : value
+        case "ca_file":
+            guard value.isEmpty || value.hasPrefix("/") else { throw ClientError.badSetting(key, "expected an absolute path to a PEM file, or empty") }
+            guard value.isEmpty || FileManager.default.isReadableFile(atPath: value) else {
+                throw ClientError.badSetting(key, "\(value) is not a readable file")
+            }
+            caFile = value.isEmpty ? nil : value
+        case "tls_pin":
+            // Comma-separated; each "sha256/BASE64" or BASE64 of a 32-byte SHA-256 of the key's SPKI.
+            let pins = try value.split(separator: ",").map { raw -> String in
+                var p = raw.trimmingCharacters(in: .whitespaces)
+                if p.hasPrefix("sha256/") { p.removeFirst(7) }
+                guard let d = Data(base64Encoded: p), d.count == 32 else {
+                    throw ClientError.badSetting(key, "\"\(raw)\" is not base64 of a SHA-256 (32 bytes)")
+                }
+                return p
+            }
+            tlsPins = pins
         case "max_launches":
             guard let n = Int(value), n >= 1 else { throw ClientError.badSetting(key, "expected at least 1") }
             maxLaunches = n

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -16,11 +15,11 @@ public struct DownloadProgress: Sendable, Codable {
 /// more than the signed size, then checks size and SHA-256 and renames it to `<sha256>.bundle`.
 public struct Downloader: Sendable {
     public var allowInsecure: Bool
-    public var timeout: TimeAmount
+    public var trust: TLSTrust
 
-    public init(allowInsecure: Bool = false, timeout: TimeAmount = .seconds(300)) {
+    public init(allowInsecure: Bool = false, trust: TLSTrust = TLSTrust()) {
         self.allowInsecure = allowInsecure
-        self.timeout = timeout
+        self.trust = trust
     }
 
     /// Refuses plain http:// except to loopback (unless allowed).
@@ -38,12 +37,12 @@ public struct Downloader: Sendable {
         }
     }
 
-    static func makeClient() -> HTTPClient {
-        var config = HTTPClient.Configuration()
-        // Redirects could lead to plain HTTP or another host: refuse them.
-        config.redirectConfiguration = .disallow
-        config.timeout = .init(connect: .seconds(15), read: .seconds(60))
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    /// Why a redirect is refused (it could lead to plain HTTP or another host), or nil.
+    static func refusedRedirect(_ status: Int, _ headers: [String: String]) -> ClientError? {
+        guard (300...399).contains(status), status != 304 else { return nil }
+        let to = headers["location"] ?? "nowhere"
+        let why = to.lowercased().hasPrefix("http://") ? "a redirect to plain HTTP" : "a redirect"
+        return .server(status: status, message: "refusing \(why) (\(to.prefix(200))): the client follows no redirects")
     }
 
     public func fetch(url: String, size: UInt64, sha256: String, into directory: String,
@@ -56,14 +55,7 @@ public struct Downloader: Sendable {
         var have = UInt64((try? POSIX.lstat(part).st_size).map { Int($0) } ?? 0)
         if have > size { try POSIX.unlink(part); have = 0 }
         if have < size {
-            let client = Self.makeClient()
-            do {
-                try await download(client: client, url: url, part: part, have: have, size: size, progress: progress)
-                try await client.shutdown()
-            } catch {
-                try? await client.shutdown()
-                throw error
-            }
+            try await download(url: url, part: part, have: have, size: size, progress: progress)
         }
         let gotSize = UInt64(try POSIX.lstat(part).st_size)
         guard gotSize == size else { throw ClientError.checksum("downloaded \(gotSize) bytes, the signed size is \(size)") }
@@ -76,54 +68,52 @@ public struct Downloader: Sendable {
         return final
     }
 
-    func download(client: HTTPClient, url: String, part: String, have: UInt64, size: UInt64,
+    func download(url: String, part: String, have: UInt64, size: UInt64,
                   progress: (@Sendable (DownloadProgress) -> Void)?) async throws {
-        var request = HTTPClientRequest(url: url)
-        if have > 0 { request.headers.add(name: "Range", value: "bytes=\(have)-") }
-        let response: HTTPClientResponse
-        do { response = try await client.execute(request, timeout: timeout) } catch {
-            throw ClientError.network("\(error)")
-        }
-        var offset = have
-        switch response.status.code {
-        case 206:
-            guard let range = response.headers.first(name: "content-range"), range.hasPrefix("bytes \(have)-") else {
-                throw ClientError.network("the server answered a resume with an unexpected range")
-            }
-        case 200:
-            offset = 0
-        case 416:
-            // Our partial file does not fit the server's package: start again.
-            try? POSIX.unlink(part)
-            throw ClientError.network("the server refused to resume (416); the partial download was discarded")
-        default:
-            throw ClientError.server(status: Int(response.status.code), message: "download of \(url) failed")
-        }
-        let fd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw POSIX.error("cannot open", part) }
-        defer { close(fd) }
-        if offset == 0 { _ = ftruncate(fd, 0) }
-        guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw POSIX.error("cannot seek", part) }
-        let started = Date()
-        var received: UInt64 = 0
-        do {
-            for try await chunk in response.body {
-                let n = UInt64(chunk.readableBytes)
-                guard offset + n <= size else {
-                    throw ClientError.checksum("the server sent more than the signed size of \(size) bytes")
+        let headers = have > 0 ? [("Range", "bytes=\(have)-")] : []
+        try await HTTPTransport(trust: trust).execute(.GET, url, headers: headers) { response, body in
+            var offset = have
+            switch response.status {
+            case 206:
+                guard let range = response.headers["content-range"], range.hasPrefix("bytes \(have)-") else {
+                    throw ClientError.network("the server answered a resume with an unexpected range")
                 }
-                try chunk.withUnsafeReadableBytes { try POSIX.writeAll(fd, part, $0) }
-                offset += n
-                received += n
-                let elapsed = max(Date().timeIntervalSince(started), 0.001)
-                progress?(DownloadProgress(received: offset, total: size, bytesPerSecond: Double(received) / elapsed))
+            case 200:
+                offset = 0
+            case 416:
+                // Our partial file does not fit the server's package: start again.
+                try? POSIX.unlink(part)
+                throw ClientError.network("the server refused to resume (416); the partial download was discarded")
+            default:
+                throw Self.refusedRedirect(response.status, response.headers)
+                    ?? ClientError.server(status: response.status, message: "download of \(url) failed")
             }
-        } catch let e as ClientError {
-            throw e
-        } catch {
+            let fd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard fd >= 0 else { throw POSIX.error("cannot open", part) }
+            defer { close(fd) }
+            if offset == 0 { _ = ftruncate(fd, 0) }
+            guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw POSIX.error("cannot seek", part) }
+            let started = Date()
+            var received: UInt64 = 0
+            do {
+                while let chunk = try await body.next() {
+                    let n = UInt64(chunk.readableBytes)
+                    guard offset + n <= size else {
+                        throw ClientError.checksum("the server sent more than the signed size of \(size) bytes")
+                    }
+                    try chunk.withUnsafeReadableBytes { try POSIX.writeAll(fd, part, $0) }
+                    offset += n
+                    received += n
+                    let elapsed = max(Date().timeIntervalSince(started), 0.001)
+                    progress?(DownloadProgress(received: offset, total: size, bytesPerSecond: Double(received) / elapsed))
+                }
+            } catch let e as ClientError where e.category != "network" {
+                throw e
+            } catch {
+                _ = fsync(fd)
+                throw ClientError.network("the download was interrupted after \(offset) of \(size) bytes (it will resume): \(error)")
+            }
             _ = fsync(fd)
-            throw ClientError.network("the download was interrupted after \(offset) of \(size) bytes (it will resume): \(error)")
         }
-        _ = fsync(fd)
     }
 }

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import NIOCore
 import PatchFormat
@@ -116,7 +115,7 @@ public final class Updater: @unchecked Sendable {
                   progress: (@Sendable (DownloadProgress) -> Void)?) async throws -> String {
         let started = now()
         do {
-            let file = try await Downloader(allowInsecure: allowInsecure).fetch(
+            let file = try await Downloader(allowInsecure: allowInsecure, trust: settings.trust).fetch(
                 url: absolute(p.url), size: p.size, sha256: p.sha256, into: paths.downloads, progress: progress)
             await report(.download, outcome: "success", from: settings.currentVersion, to: version, kind: kind, started: started, bytes: p.size)
             return file
@@ -189,18 +188,9 @@ public final class Updater: @unchecked Sendable {
     }
 
     func get(_ url: String, limit: Int) async throws -> (Int, [String: String], [UInt8]) {
-        let client = Downloader.makeClient()
-        defer { _ = client.shutdown() as EventLoopFuture<Void> }
-        do {
-            let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
-            var headers: [String: String] = [:]
-            for h in response.headers { headers[h.name.lowercased()] = h.value }
-            let body = try await response.body.collect(upTo: limit)
-            return (Int(response.status.code), headers, Array(body.readableBytesView))
-        } catch let e as ClientError {
-            throw e
-        } catch {
-            throw ClientError.network("\(url): \(error)")
+        try await HTTPTransport(trust: settings.trust).execute(.GET, url) { response, body in
+            if let refused = Downloader.refusedRedirect(response.status, response.headers) { throw refused }
+            return (response.status, response.headers, try await body.collect(limit: limit))
         }
     }
 
@@ -271,14 +261,13 @@ public final class Updater: @unchecked Sendable {
         guard (try? event.validate()) != nil, let body = try? WireJSON.encoder().encode(event) else { return true }
         let url = settings.serverURL + "/api/telemetry"
         guard (try? Downloader.checkScheme(url, allowInsecure: allowInsecure)) != nil else { return true }
-        let client = Downloader.makeClient()
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: body))
-        let response = try? await client.execute(request, timeout: .seconds(10))
-        try? await client.shutdown()
-        guard let status = response?.status.code else { return false }
+        var transport = HTTPTransport(trust: settings.trust)
+        transport.readTimeout = .seconds(10)
+        let status = try? await transport.execute(.POST, url, headers: [("Content-Type", "application/json")], body: Array(body)) { r, b in
+            _ = try? await b.collect(limit: 64 << 10)
+            return r.status
+        }
+        guard let status else { return false }
         return status < 500
     }
 

@@ -41,6 +41,12 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var autoPauseWindowSeconds: Int = 24 * 3600
     /// An A/B experiment over check interval and notification style, or none.
     public var experiment: Experiment?
+    /// PEM certificate chain (leaf first) and private key: with both, the server speaks HTTPS
+    /// (TLS 1.2+, HTTP/2 by ALPN) and re-reads them on SIGHUP.
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+
+    public var servesTLS: Bool { tlsCertificatePath != nil }
 
     public var autoPause: AutoPausePolicy {
         AutoPausePolicy(threshold: autoPauseThreshold, minimumReports: autoPauseMinimumReports, windowSeconds: autoPauseWindowSeconds)
@@ -57,6 +63,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case rolloutStages = "rollout_stages", rolloutIntervalSeconds = "rollout_interval_seconds"
         case autoPauseThreshold = "auto_pause_threshold", autoPauseMinimumReports = "auto_pause_minimum_reports"
         case autoPauseWindowSeconds = "auto_pause_window_seconds", experiment
+        case tlsCertificatePath = "tls_cert", tlsKeyPath = "tls_key"
     }
 
     public init(from decoder: Decoder) throws {
@@ -79,6 +86,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         autoPauseMinimumReports = try c.decodeIfPresent(Int.self, forKey: .autoPauseMinimumReports) ?? autoPauseMinimumReports
         autoPauseWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .autoPauseWindowSeconds) ?? autoPauseWindowSeconds
         experiment = try c.decodeIfPresent(Experiment.self, forKey: .experiment)
+        tlsCertificatePath = try c.decodeIfPresent(String.self, forKey: .tlsCertificatePath)
+        tlsKeyPath = try c.decodeIfPresent(String.self, forKey: .tlsKeyPath)
     }
 
     /// Reads a JSON configuration file.
@@ -87,7 +96,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     }
 
     /// Applies `PHOENIX_DATA`, `PHOENIX_HOST`, `PHOENIX_PORT`, `PHOENIX_KEY`, `PHOENIX_ADMIN_TOKEN`,
-    /// `PHOENIX_BASE_URL`, `PHOENIX_DELTA_HISTORY`, `PHOENIX_DELTA_THRESHOLD`.
+    /// `PHOENIX_BASE_URL`, `PHOENIX_DELTA_HISTORY`, `PHOENIX_DELTA_THRESHOLD`, `PHOENIX_TLS_CERT`, `PHOENIX_TLS_KEY`.
     public mutating func applyEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) {
         if let v = env["PHOENIX_DATA"] { dataDirectory = v }
         if let v = env["PHOENIX_HOST"] { host = v }
@@ -97,6 +106,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         if let v = env["PHOENIX_BASE_URL"] { baseURL = v }
         if let v = env["PHOENIX_DELTA_HISTORY"].flatMap(Int.init) { deltaHistory = v }
         if let v = env["PHOENIX_DELTA_THRESHOLD"].flatMap(Double.init) { deltaThreshold = v }
+        if let v = env["PHOENIX_TLS_CERT"] { tlsCertificatePath = v }
+        if let v = env["PHOENIX_TLS_KEY"] { tlsKeyPath = v }
     }
 
     public func validate() throws {
@@ -112,6 +123,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         guard autoPauseThreshold > 0 && autoPauseThreshold < 1 else { throw ServerError.badConfiguration("auto_pause_threshold must be in (0, 1)") }
         guard autoPauseMinimumReports >= 1 else { throw ServerError.badConfiguration("auto_pause_minimum_reports must be at least 1") }
         guard autoPauseWindowSeconds >= 60 else { throw ServerError.badConfiguration("auto_pause_window_seconds must be at least 60") }
+        guard (tlsCertificatePath == nil) == (tlsKeyPath == nil) else {
+            throw ServerError.badConfiguration("TLS needs both a certificate (tls_cert, --tls-cert) and a key (tls_key, --tls-key)")
+        }
         if let e = experiment {
             do { try e.validate() } catch { throw ServerError.badConfiguration("\(error)") }
         }

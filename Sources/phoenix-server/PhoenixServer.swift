@@ -48,26 +48,55 @@ struct DataOptions: ParsableArguments {
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the HTTP server (stops cleanly on SIGTERM or SIGINT).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the HTTP(S) server (stops cleanly on SIGTERM or SIGINT; SIGHUP re-reads the TLS certificate).")
     @OptionGroup var options: DataOptions
     @Option(help: "Address to listen on. Env: PHOENIX_HOST.") var host: String?
     @Option(help: "Port. Env: PHOENIX_PORT.") var port: Int?
     @Option(help: "Bearer token for the admin routes. Env: PHOENIX_ADMIN_TOKEN.") var adminToken: String?
+    @Option(help: "PEM certificate chain, leaf first: serve HTTPS (TLS 1.2+, HTTP/2). Env: PHOENIX_TLS_CERT.") var tlsCert: String?
+    @Option(help: "PEM private key of the certificate. Env: PHOENIX_TLS_KEY.") var tlsKey: String?
 
     func run() async throws {
         var c = try options.resolve()
         if let host { c.host = host }
         if let port { c.port = port }
         if let adminToken { c.adminToken = adminToken }
-        try c.validate()
+        if let tlsCert { c.tlsCertificatePath = tlsCert }
+        if let tlsKey { c.tlsKeyPath = tlsKey }
+        do { try c.validate() } catch let e as ServerError { throw ValidationError(e.description) }
         var logger = Logger(label: "phoenix-server")
         logger.logLevel = .info
         if c.keyPath == nil { logger.warning("no signing key (--key): manifests and checks will answer 500 until one is configured") }
-        if !["127.0.0.1", "localhost", "::1"].contains(c.host) {
-            logger.warning("serving plain HTTP on \(c.host): put a TLS proxy in front, clients refuse plain HTTP off loopback")
+        let service = try UpdateService(configuration: c, logger: logger)
+        var tls: CertificateReloader?
+        var reload: DispatchSourceSignal?
+        if let cert = c.tlsCertificatePath, let key = c.tlsKeyPath {
+            let reloader: CertificateReloader
+            do { reloader = try CertificateReloader(certificatePath: cert, keyPath: key) } catch let e as ServerError {
+                throw ValidationError(e.description)
+            }
+            tls = reloader
+            // SIGHUP: re-read the certificate and key; new connections get them, open ones keep theirs.
+            signal(SIGHUP, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+            source.setEventHandler { [logger] in
+                do {
+                    try reloader.reload()
+                    logger.notice("SIGHUP: reloaded the TLS certificate", metadata: ["certificate": "\(cert)"])
+                } catch {
+                    logger.error("SIGHUP: the TLS certificate did not reload; still serving the previous one", metadata: ["error": "\(error)"])
+                }
+            }
+            source.resume()
+            reload = source
+            logger.info("serving HTTPS", metadata: ["certificate": "\(cert)"])
+        } else if !["127.0.0.1", "localhost", "::1"].contains(c.host) {
+            logger.warning("serving plain HTTP on \(c.host): clients refuse plain HTTP off loopback; use --tls-cert and --tls-key, or a TLS proxy in front")
         }
-        let app = try await buildApplication(configuration: c, logger: logger)
+        let app = try buildApplication(service: service, tls: tls, logger: logger)
         try await app.runService()
+        reload?.cancel()
     }
 }
 

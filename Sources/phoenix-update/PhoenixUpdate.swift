@@ -39,7 +39,7 @@ func exitCode(for error: Error) -> Int32 {
     guard let e = error as? ClientError else { return 1 }
     switch e {
     case .notConfigured, .badSetting, .insecureURL: return 1
-    case .verification, .checksum: return 2
+    case .verification, .checksum, .tls: return 2
     case .install: return 3
     case .network, .server: return 4
     case .nothingToDo: return 0

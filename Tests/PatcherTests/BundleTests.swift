@@ -116,6 +116,34 @@ import TreeIO
         #expect(!POSIX.exists(dir.file("nowhere")))
     }
 
+    @Test func aSecondUpdateWhileOneHoldsTheLockIsRefusedAsBusy() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("delta"))
+        let install = dir.file("app")
+        try TreeSpec.copy(old, install)
+        try FileManager.default.createDirectory(atPath: dir.file(".app.phoenix"), withIntermediateDirectories: true)
+        // Another process holds the installation's lock (as a running update would) for a while.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        holder.arguments = [dir.file(".app.phoenix/lock"), "sleep", "20"]
+        try holder.run()
+        defer { holder.terminate(); holder.waitUntilExit() }
+        var held = false
+        for _ in 0..<100 where !held {
+            held = (try FileLock(path: dir.file(".app.phoenix/lock"), patience: 0)) == nil
+            if !held { usleep(20_000) }
+        }
+        #expect(held, "the other process did not take the lock")
+        #expect {
+            try BundleApplier.apply(directory: install, bundlePath: dir.file("delta"))
+        } throws: { error in
+            guard case PatcherError.busy = error else { return false }
+            return "\(error)".contains("another update")
+        }
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(old), "the installation is untouched")
+    }
+
     @Test func modifiedInstallationIsRefusedNamingTheFirstDifference() throws {
         let dir = try TemporaryDirectory()
         let (old, new) = try Self.trees(dir)

@@ -1,18 +1,34 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdHTTP2
 import Logging
 import UpdateModels
 
-/// Builds the server: one function used by `phoenix-server serve` and by the tests.
+/// Builds the server: one function used by `phoenix-server serve` and by the tests. It speaks HTTPS
+/// when the configuration names a certificate and key.
 public func buildApplication(configuration: ServerConfiguration, logger: Logger? = nil) async throws -> some ApplicationProtocol {
     var log = logger ?? Logger(label: "phoenix-server")
     if logger == nil { log.logLevel = .info }
     let service = try UpdateService(configuration: configuration, logger: log)
-    return buildApplication(service: service, logger: log)
+    let tls = try configuration.tlsCertificatePath.map { try CertificateReloader(certificatePath: $0, keyPath: configuration.tlsKeyPath ?? "") }
+    return try buildApplication(service: service, tls: tls, logger: log)
 }
 
-/// The same, around an existing service (tests keep a handle on it to wait for background jobs).
+/// The same, around an existing service (tests keep a handle on it to wait for background jobs), over
+/// plain HTTP.
 public func buildApplication(service: UpdateService, logger: Logger? = nil) -> some ApplicationProtocol {
+    makeApplication(service: service, server: .http1(), logger: logger)
+}
+
+/// The same over HTTPS when `tls` is given (TLS 1.2+, HTTP/2 or HTTP/1.1 by ALPN), with the reloader's
+/// current certificate for every new connection.
+public func buildApplication(service: UpdateService, tls: CertificateReloader?, logger: Logger? = nil) throws -> some ApplicationProtocol {
+    let server: HTTPServerBuilder = try tls.map { try .http2Upgrade(tlsConfiguration: $0.serverConfiguration()) } ?? .http1()
+    return makeApplication(service: service, server: server, logger: logger)
+}
+
+func makeApplication(service: UpdateService, server: HTTPServerBuilder, logger: Logger?) -> some ApplicationProtocol {
     let log = logger ?? Logger(label: "phoenix-server")
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: LogRequestsMiddleware(.debug))
@@ -23,7 +39,7 @@ public func buildApplication(service: UpdateService, logger: Logger? = nil) -> s
     service.startJobsInBackground()
     // Scheduled rollout advances and the auto-pause.
     service.startRolloutTicker()
-    return Application(router: router,
+    return Application(router: router, server: server,
                        configuration: .init(address: .hostname(c.host, port: c.port), serverName: "phoenix-server"),
                        logger: log)
 }
