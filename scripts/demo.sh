@@ -3,7 +3,7 @@
 #   1. a file patch: phoenix-diff make / inspect / apply on two versions of a binary (and Debian's
 #      bspatch applying our BSDIFF40 output);
 #   2. the update pipeline: publish two versions of an application bundle to phoenix-server (which
-#      makes and verifies the delta), serve them on 127.0.0.1, and let phoenix-update check from the
+#      makes and verifies the delta), serve them over HTTPS on 127.0.0.1, and let phoenix-update check from the
 #      installed version, verify the signed manifest, download the delta, verify it, update the installed
 #      copy in place and confirm; then show the bytes saved against a full download.
 # With PHOENIX_CORPUS set (see ../shared/corpus/make-corpus.sh), it uses real releases: the ruff
@@ -65,15 +65,27 @@ done
 # takes it to everyone by hand.
 echo "\$ phoenix-server rollout 1.1.0 --platform demo set 100"
 "$S" rollout --data "$work/data" --platform demo 1.1.0 set 100
+# Update traffic is HTTPS only: a throwaway CA and a certificate for 127.0.0.1 (a real deployment uses
+# its own certificate; clients then need no ca_file).
+mkdir -p "$work/tls"
+(cd "$work/tls"
+ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 \
+   -subj "/CN=Phoenix demo CA" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign >/dev/null 2>&1
+ openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 >/dev/null 2>&1
+ printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.pem >/dev/null 2>&1)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$S" serve --data "$work/data" --key "$work/signing.pem" --port "$port" >"$work/server.log" 2>&1 &
+echo "\$ phoenix-server serve --tls-cert server.pem --tls-key server.key ..."
+"$S" serve --data "$work/data" --key "$work/signing.pem" --port "$port" --tls-cert "$work/tls/server.pem" \
+  --tls-key "$work/tls/server.key" >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-echo "phoenix-server is serving on http://127.0.0.1:$port"
+for _ in $(seq 50); do curl -sf --cacert "$work/tls/ca.pem" "https://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+echo "phoenix-server is serving on https://127.0.0.1:$port"
 
 cp -a "$work/app-1.0.0" "$work/installed"     # the user's installed copy, at 1.0.0
-echo "\$ phoenix-update settings set ...       (server_url, public_key, platform, install_dir, current_version)"
-U settings set server_url "http://127.0.0.1:$port" >/dev/null
+echo "\$ phoenix-update settings set ...       (server_url, ca_file, public_key, platform, install_dir, current_version)"
+U settings set server_url "https://127.0.0.1:$port" >/dev/null
+U settings set ca_file "$work/tls/ca.pem" >/dev/null
 U settings set public_key "$pub" >/dev/null
 U settings set platform demo >/dev/null
 U settings set install_dir "$work/installed" >/dev/null

@@ -47,6 +47,13 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var tlsKeyPath: String?
 
     public var servesTLS: Bool { tlsCertificatePath != nil }
+    /// A connection that has not sent a complete request head (or anything, between requests) for this
+    /// long is closed: slow or stalled clients (slowloris) cannot hold connections open. Slow uploads
+    /// and downloads in progress are not affected.
+    public var idleTimeoutSeconds: Int = 30
+    /// How long a catalog write waits for another process's lock before the request gets a 503 with
+    /// Retry-After.
+    public var catalogBusyTimeoutSeconds: Double = 10
 
     public var autoPause: AutoPausePolicy {
         AutoPausePolicy(threshold: autoPauseThreshold, minimumReports: autoPauseMinimumReports, windowSeconds: autoPauseWindowSeconds)
@@ -63,7 +70,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case rolloutStages = "rollout_stages", rolloutIntervalSeconds = "rollout_interval_seconds"
         case autoPauseThreshold = "auto_pause_threshold", autoPauseMinimumReports = "auto_pause_minimum_reports"
         case autoPauseWindowSeconds = "auto_pause_window_seconds", experiment
-        case tlsCertificatePath = "tls_cert", tlsKeyPath = "tls_key"
+        case tlsCertificatePath = "tls_cert", tlsKeyPath = "tls_key", idleTimeoutSeconds = "idle_timeout_seconds"
+        case catalogBusyTimeoutSeconds = "catalog_busy_timeout_seconds"
     }
 
     public init(from decoder: Decoder) throws {
@@ -88,6 +96,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         experiment = try c.decodeIfPresent(Experiment.self, forKey: .experiment)
         tlsCertificatePath = try c.decodeIfPresent(String.self, forKey: .tlsCertificatePath)
         tlsKeyPath = try c.decodeIfPresent(String.self, forKey: .tlsKeyPath)
+        idleTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
+        catalogBusyTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .catalogBusyTimeoutSeconds) ?? catalogBusyTimeoutSeconds
     }
 
     /// Reads a JSON configuration file.
@@ -123,6 +133,10 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         guard autoPauseThreshold > 0 && autoPauseThreshold < 1 else { throw ServerError.badConfiguration("auto_pause_threshold must be in (0, 1)") }
         guard autoPauseMinimumReports >= 1 else { throw ServerError.badConfiguration("auto_pause_minimum_reports must be at least 1") }
         guard autoPauseWindowSeconds >= 60 else { throw ServerError.badConfiguration("auto_pause_window_seconds must be at least 60") }
+        guard catalogBusyTimeoutSeconds >= 0 && catalogBusyTimeoutSeconds <= 600 else {
+            throw ServerError.badConfiguration("catalog_busy_timeout_seconds must be 0...600")
+        }
+        guard (1...3600).contains(idleTimeoutSeconds) else { throw ServerError.badConfiguration("idle_timeout_seconds must be 1...3600") }
         guard (tlsCertificatePath == nil) == (tlsKeyPath == nil) else {
             throw ServerError.badConfiguration("TLS needs both a certificate (tls_cert, --tls-cert) and a key (tls_key, --tls-key)")
         }

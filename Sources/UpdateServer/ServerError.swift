@@ -9,6 +9,8 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
     case badConfiguration(String)
     case publishFailed(String)
     case noSigningKey
+    /// Temporarily unable to answer (the catalog is locked by another process): retry later.
+    case unavailable(String, retryAfter: Int)
 
     public var status: Int {
         switch self {
@@ -19,6 +21,7 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
         case .forbidden: 403
         case .payloadTooLarge: 413
         case .badConfiguration, .publishFailed, .noSigningKey: 500
+        case .unavailable: 503
         }
     }
 
@@ -33,12 +36,14 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
         case .badConfiguration: "bad_configuration"
         case .publishFailed: "publish_failed"
         case .noSigningKey: "no_signing_key"
+        case .unavailable: "unavailable"
         }
     }
 
     public var description: String {
         switch self {
-        case .badRequest(let m), .notFound(let m), .conflict(let m), .badConfiguration(let m), .publishFailed(let m): m
+        case .badRequest(let m), .notFound(let m), .conflict(let m), .badConfiguration(let m), .publishFailed(let m),
+             .unavailable(let m, _): m
         case .unauthorized: "an admin token is required (Authorization: Bearer ...)"
         case .forbidden: "the admin token is not valid"
         case .payloadTooLarge(let limit): "the request body is larger than \(limit) bytes"

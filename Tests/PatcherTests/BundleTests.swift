@@ -125,12 +125,14 @@ import TreeIO
         try FileManager.default.createDirectory(atPath: dir.file(".app.phoenix"), withIntermediateDirectories: true)
         // Another process holds the installation's lock (as a running update would) for a while.
         let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
-        holder.arguments = [dir.file(".app.phoenix/lock"), "sleep", "20"]
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["python3", "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(60)",
+                            dir.file(".app.phoenix/lock")]
         try holder.run()
-        defer { holder.terminate(); holder.waitUntilExit() }
+        // SIGKILL: a child of the test runner may start with SIGTERM blocked.
+        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
         var held = false
-        for _ in 0..<100 where !held {
+        for _ in 0..<250 where !held {
             held = (try FileLock(path: dir.file(".app.phoenix/lock"), patience: 0)) == nil
             if !held { usleep(20_000) }
         }

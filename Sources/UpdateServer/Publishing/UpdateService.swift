@@ -38,7 +38,7 @@ public final class UpdateService: @unchecked Sendable {
         for sub in ["trees", "static", "tmp"] {
             try FileManager.default.createDirectory(atPath: data + "/" + sub, withIntermediateDirectories: true)
         }
-        catalog = try SQLiteCatalog(path: data + "/catalog.sqlite")
+        catalog = try SQLiteCatalog(path: data + "/catalog.sqlite", busyTimeout: configuration.catalogBusyTimeoutSeconds)
         store = try FilePackageStore(root: data + "/packages")
         if let keyPath = configuration.keyPath {
             signingKey = try Ed25519.PrivateKey(pem: String(contentsOfFile: keyPath, encoding: .utf8))

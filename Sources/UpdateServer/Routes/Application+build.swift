@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdHTTP2
 import Logging
+import NIOCore
 import UpdateModels
 
 /// Builds the server: one function used by `phoenix-server serve` and by the tests. It speaks HTTPS
@@ -18,13 +19,19 @@ public func buildApplication(configuration: ServerConfiguration, logger: Logger?
 /// The same, around an existing service (tests keep a handle on it to wait for background jobs), over
 /// plain HTTP.
 public func buildApplication(service: UpdateService, logger: Logger? = nil) -> some ApplicationProtocol {
-    makeApplication(service: service, server: .http1(), logger: logger)
+    let idle = TimeAmount.seconds(Int64(service.configuration.idleTimeoutSeconds))
+    return makeApplication(service: service, server: .http1(configuration: .init(idleTimeout: idle)), logger: logger)
 }
 
 /// The same over HTTPS when `tls` is given (TLS 1.2+, HTTP/2 or HTTP/1.1 by ALPN), with the reloader's
 /// current certificate for every new connection.
 public func buildApplication(service: UpdateService, tls: CertificateReloader?, logger: Logger? = nil) throws -> some ApplicationProtocol {
-    let server: HTTPServerBuilder = try tls.map { try .http2Upgrade(tlsConfiguration: $0.serverConfiguration()) } ?? .http1()
+    let seconds = Int64(service.configuration.idleTimeoutSeconds)
+    let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(seconds))
+    let server: HTTPServerBuilder = try tls.map {
+        try .http2Upgrade(tlsConfiguration: $0.serverConfiguration(),
+                          configuration: .init(idleTimeout: .seconds(seconds), streamConfiguration: http1))
+    } ?? .http1(configuration: http1)
     return makeApplication(service: service, server: server, logger: logger)
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Hummingbird
 import PatchFormat
 import TreeIO
@@ -178,16 +179,21 @@ enum Routes {
     }
 
     static func errorResponse(_ e: ServerError) -> Response {
-        (try? json(ErrorBody(code: e.code, message: e.description), status: HTTPResponse.Status(code: e.status)))
+        var r = (try? json(ErrorBody(code: e.code, message: e.description), status: HTTPResponse.Status(code: e.status)))
             ?? Response(status: .internalServerError)
+        if case .unavailable(_, let seconds) = e { r.headers[.retryAfter] = "\(seconds)" }
+        return r
     }
 
-    /// Runs a handler and turns any error into the JSON error body (500 for the unexpected).
+    /// Runs a handler and turns any error into the JSON error body: 503 with Retry-After while the
+    /// catalog is locked by another process, 500 for the unexpected.
     static func respond(_ body: () async throws -> Response) async -> Response {
         do {
             return try await body()
         } catch let e as ServerError {
             return errorResponse(e)
+        } catch let e as DatabaseError where e.resultCode == .SQLITE_BUSY || e.resultCode == .SQLITE_LOCKED {
+            return errorResponse(.unavailable("the catalog is locked by another process (\(e.resultCode)); try again shortly", retryAfter: 5))
         } catch {
             return errorResponse(.publishFailed("internal error: \(error)"))
         }

@@ -6,10 +6,24 @@ import UpdateModels
 public final class SQLiteCatalog: Catalog {
     let pool: DatabasePool
 
-    public init(path: String) throws {
+    /// Opens (creating and migrating) the catalog. A file that is not a healthy SQLite database is
+    /// reported and left exactly as it is, for the operator to restore. `busyTimeout`: how long a write
+    /// waits for another process's lock before failing with SQLITE_BUSY.
+    public convenience init(path: String, busyTimeout: TimeInterval = 10) throws {
+        do {
+            try self.init(opening: path, busyTimeout: busyTimeout)
+        } catch let e as DatabaseError {
+            throw ServerError.badConfiguration(
+                "the catalog \(path) cannot be used: \(e.message ?? "\(e.resultCode)") (SQLite \(e.resultCode)); it was left unchanged: restore it from a backup, or move it away to start an empty catalog")
+        }
+    }
+
+    private init(opening path: String, busyTimeout: TimeInterval) throws {
         var config = Configuration()
-        config.busyMode = .timeout(10)
+        config.busyMode = .timeout(busyTimeout)
         pool = try DatabasePool(path: path, configuration: config)
+        // Reading the schema fails here, before any change, when the file is not a database.
+        _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.create(table: "release") { t in
