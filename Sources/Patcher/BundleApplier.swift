@@ -69,6 +69,15 @@ public enum BundleApplier {
         var installed: String { root + "/installed" }
         var lock: String { root + "/lock" }
         var previous: String { root + "/previous" }
+        /// Written before the switch so that finishing it needs no free space (renames only): a disk
+        /// that fills up during the switch cannot leave a new tree with a failed apply.
+        var journalNext: String { root + "/journal.next" }
+        var backupInfoNext: String { root + "/backup.json.next" }
+        var installedNext: String { root + "/installed.next" }
+
+        func removePrepared() {
+            for p in [journalNext, backupInfoNext, installedNext] { try? POSIX.unlink(p) }
+        }
 
         init(directory raw: String) {
             var d = raw
@@ -222,18 +231,29 @@ public enum BundleApplier {
             let rootMode = exists ? mode_t((try POSIX.lstat(state.directory)).st_mode & 0o7777) : 0o755
             try POSIX.chmod(state.staging, rootMode)
             POSIX.fsyncPath(state.staging, directory: true)
+
+            // 5. Prepare everything the switch will need, so that after it only renames remain.
+            let record = TreeRecord.encode(new)
+            let w = try AtomicFileWriter(destination: state.installedNext, mode: 0o600)
+            try record.withUnsafeBytes { try w.write($0) }
+            try w.commit()
+            if exists { try writeJSON(BackupInfo(digest: Hex.encode(oldDigest)), to: state.backupInfoNext) }
+            let incoming = try POSIX.inode(state.staging) ?? 0
+            let live = exists ? (try POSIX.inode(state.directory) ?? 0) : 0
+            var journal = Journal(operation: .apply, phase: .switched, oldDigest: Hex.encode(oldDigest),
+                                  newDigest: Hex.encode(header.newDigest), incomingInode: incoming, liveInode: live)
+            try writeJSON(journal, to: state.journalNext)
+            journal.phase = .staged
+            try writeJSON(journal, to: state.journal)
         } catch {
             // Nothing was switched: discard the partial tree and the journal; the installation is untouched.
             try? POSIX.removeTree(state.staging)
+            state.removePrepared()
             try? POSIX.unlink(state.journal)
             throw error
         }
 
-        // 5. Switch.
-        let incoming = try POSIX.inode(state.staging) ?? 0
-        let live = exists ? (try POSIX.inode(state.directory) ?? 0) : 0
-        try writeJSON(Journal(operation: .apply, phase: .staged, oldDigest: Hex.encode(oldDigest),
-                              newDigest: Hex.encode(header.newDigest), incomingInode: incoming, liveInode: live), to: state.journal)
+        // 6. Switch.
         CrashPoint.hit("journal-staged")
         try switchIn(state, incoming: state.staging, liveExists: exists)
         try finishApply(state, oldDigest: Hex.encode(oldDigest), hadOld: exists, newTree: new)
@@ -376,24 +396,37 @@ public enum BundleApplier {
     /// installed tree is written; the journal is removed. Every step can be repeated.
     static func finishApply(_ state: State, oldDigest: String, hadOld: Bool, newTree: [TreeEntry]?) throws {
         if var j = try readJSON(Journal.self, from: state.journal), j.phase != .switched {
-            j.phase = .switched
-            try writeJSON(j, to: state.journal)
+            if POSIX.exists(state.journalNext) {
+                try POSIX.rename(state.journalNext, state.journal)
+            } else {
+                j.phase = .switched
+                try writeJSON(j, to: state.journal)
+            }
             CrashPoint.hit("journal-switched")
         }
+        try? POSIX.unlink(state.journalNext)
         if hadOld && POSIX.exists(state.staging) {
             try POSIX.removeTree(state.backup)
             CrashPoint.hit("backup-removed")
             try POSIX.rename(state.staging, state.backup)
-            try writeJSON(BackupInfo(digest: oldDigest), to: state.backupInfo)
+            if POSIX.exists(state.backupInfoNext) {
+                try POSIX.rename(state.backupInfoNext, state.backupInfo)
+            } else {
+                try writeJSON(BackupInfo(digest: oldDigest), to: state.backupInfo)
+            }
             CrashPoint.hit("backup-kept")
         } else {
             try POSIX.removeTree(state.staging)
+            try? POSIX.unlink(state.backupInfoNext)
         }
-        let tree = try newTree ?? TreeScanner.scan(state.directory)
-        let record = TreeRecord.encode(tree)
-        let w = try AtomicFileWriter(destination: state.installed, mode: 0o600)
-        try record.withUnsafeBytes { try w.write($0) }
-        try w.commit()
+        if POSIX.exists(state.installedNext) {
+            try POSIX.rename(state.installedNext, state.installed)
+        } else {
+            let record = TreeRecord.encode(try newTree ?? TreeScanner.scan(state.directory))
+            let w = try AtomicFileWriter(destination: state.installed, mode: 0o600)
+            try record.withUnsafeBytes { try w.write($0) }
+            try w.commit()
+        }
         try POSIX.unlink(state.journal)
         POSIX.fsyncPath(state.root, directory: true)
         CrashPoint.hit("done")
@@ -414,11 +447,13 @@ public enum BundleApplier {
         guard let j = try readJSON(Journal.self, from: state.journal) else {
             // No operation under way; a leftover staging tree (from before its journal) is garbage.
             try POSIX.removeTree(state.staging)
+            state.removePrepared()
             return .clean
         }
         switch (j.operation, j.phase) {
         case (.apply, .staging):
             try POSIX.removeTree(state.staging)
+            state.removePrepared()
             try POSIX.unlink(state.journal)
             return .undone
         case (.apply, .staged):

@@ -92,8 +92,17 @@ public enum CrashPoint {
     /// Number of crash points passed so far (tests use it to know how many exist).
     public static var passed: Int { count }
 
+    nonisolated(unsafe) private static var fillRemaining: Int = {
+        guard let v = getenv("PHOENIX_FILL_AT"), let n = Int(String(cString: v)), n > 0 else { return -1 }
+        return n
+    }()
+
     public static func hit(_ name: StaticString) {
         count += 1
+        if fillRemaining > 0 {
+            fillRemaining -= 1
+            if fillRemaining == 0, let dir = getenv("PHOENIX_FILL_PATH") { fillFileSystem(String(cString: dir) + "/.phoenix-fill") }
+        }
         guard remaining > 0 else { return }
         remaining -= 1
         if remaining == 0 {
@@ -108,5 +117,18 @@ public enum CrashPoint {
             }
             kill(getpid(), SIGKILL)
         }
+    }
+
+    /// Disk-full injection (PHOENIX_FILL_AT=N, PHOENIX_FILL_PATH=DIR): at the Nth crash point another
+    /// "process" takes every free byte of DIR's file system, so the writes after it fail with ENOSPC.
+    static func fillFileSystem(_ path: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var block = [UInt8](repeating: 0xA5, count: 1 << 16)
+        for size in [1 << 16, 4096, 1] {
+            while block.withUnsafeBytes({ write(fd, $0.baseAddress, size) }) == size {}
+        }
+        block.removeAll()
     }
 }

@@ -55,6 +55,11 @@ public struct Downloader: Sendable {
         var have = UInt64((try? POSIX.lstat(part).st_size).map { Int($0) } ?? 0)
         if have > size { try POSIX.unlink(part); have = 0 }
         if have < size {
+            // Refuse up front what cannot fit (a disk that fills up later is caught at the write).
+            if let free = POSIX.freeSpace(directory), free < size - have {
+                throw ClientError.install(category: "disk_full",
+                                          detail: "the download needs \(size - have) more bytes in \(directory), only \(free) are free")
+            }
             try await download(url: url, part: part, have: have, size: size, progress: progress)
         }
         let gotSize = UInt64(try POSIX.lstat(part).st_size)
@@ -101,7 +106,12 @@ public struct Downloader: Sendable {
                     guard offset + n <= size else {
                         throw ClientError.checksum("the server sent more than the signed size of \(size) bytes")
                     }
-                    try chunk.withUnsafeReadableBytes { try POSIX.writeAll(fd, part, $0) }
+                    do { try chunk.withUnsafeReadableBytes { try POSIX.writeAll(fd, part, $0) } } catch let TreeIOError.io(_, _, code, message)
+                        where code == ENOSPC || code == EDQUOT {
+                        // A full disk: drop the partial file (nothing half-written stays behind) and say so.
+                        try? POSIX.unlink(part)
+                        throw ClientError.install(category: "disk_full", detail: "\(message) while downloading to \(part); the partial download was removed")
+                    }
                     offset += n
                     received += n
                     let elapsed = max(Date().timeIntervalSince(started), 0.001)
@@ -109,6 +119,8 @@ public struct Downloader: Sendable {
                 }
             } catch let e as ClientError where e.category != "network" {
                 throw e
+            } catch let e as TreeIOError {
+                throw ClientError.install(category: "io", detail: e.description)
             } catch {
                 _ = fsync(fd)
                 throw ClientError.network("the download was interrupted after \(offset) of \(size) bytes (it will resume): \(error)")

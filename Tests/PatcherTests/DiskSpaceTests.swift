@@ -9,27 +9,8 @@ import TreeIO
 /// A small tmpfs (needs root, as CI has): an update that cannot fit is refused before anything is
 /// written, and the installation is untouched.
 @Suite(.serialized) struct DiskSpaceTests {
-    /// Mounts a tmpfs of `kilobytes` at a fresh directory; nil where mounting is not permitted.
-    static func smallFileSystem(kilobytes: Int) throws -> String? {
-        guard getuid() == 0 else { return nil }
-        let dir = try TemporaryDirectory()
-        let mountPoint = dir.file("fs")
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        let r = try Run.process("/bin/mount", ["-t", "tmpfs", "-o", "size=\(kilobytes)k", "tmpfs", mountPoint])
-        if r.status != 0 {
-            print("DiskSpaceTests: cannot mount a tmpfs here (\(r.stderr)); skipped")
-            return nil
-        }
-        mounts.append((dir, mountPoint))
-        return mountPoint
-    }
-
-    nonisolated(unsafe) static var mounts: [(TemporaryDirectory, String)] = []
-
-    static func unmount(_ path: String) {
-        _ = try? Run.process("/bin/umount", [path])
-        mounts.removeAll { $0.1 == path }
-    }
+    static func smallFileSystem(kilobytes: Int) throws -> String? { try SmallFileSystem.mount(kilobytes: kilobytes) }
+    static func unmount(_ path: String) { SmallFileSystem.unmount(path) }
 
     @Test func bundleThatDoesNotFitIsRefusedUpFront() throws {
         guard let fs = try Self.smallFileSystem(kilobytes: 1024) else { return }

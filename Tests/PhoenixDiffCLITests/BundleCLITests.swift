@@ -110,6 +110,47 @@ import TreeIO
         #expect(sawOld > 0 && sawNew > 0)
     }
 
+    /// The disk fills up (another program takes every free byte) at each step of `apply` in turn: the
+    /// apply fails with a clear error or completes; the tree is the old or the new one; once space is
+    /// back, `recover` leaves no staging behind and a new apply works.
+    @Test func diskFullAtEveryStepLeavesTheOldOrNewTree() throws {
+        guard let fs = try SmallFileSystem.mount(kilobytes: 8192) else { return }
+        defer { SmallFileSystem.unmount(fs) }
+        let bundle = dir.file("b")
+        #expect(try CLI.run("make", old, new, bundle).status == 0)
+        let oldDigest = try TreeSpec.digest(old), newDigest = try TreeSpec.digest(new)
+        var failures = 0, point = 1
+        while point < 200 {
+            let install = fs + "/app"
+            try? POSIX.removeTree(install)
+            try? POSIX.removeTree(fs + "/.app.phoenix")
+            try TreeSpec.copy(old, install)
+            let r = try Run.process(CLI.binary, ["apply", "--quiet", install, bundle],
+                                    environment: ["PHOENIX_FILL_AT": "\(point)", "PHOENIX_FILL_PATH": fs])
+            let filled = POSIX.exists(fs + "/.phoenix-fill")
+            try? POSIX.unlink(fs + "/.phoenix-fill")
+            #expect(!r.signaled, "apply crashed with the disk full at point \(point)")
+            let digest = try TreeSpec.digest(install)
+            #expect(digest == oldDigest || digest == newDigest, "disk full at point \(point) left a mixed tree")
+            if r.status != 0 {
+                failures += 1
+                #expect(r.stderr.contains("No space left on device"), "point \(point): \(r.stderr)")
+                #expect(digest == oldDigest, "a failed apply must leave the old tree (point \(point))")
+            }
+            let rec = try CLI.run("recover", install)
+            #expect(rec.status == 0, "recover after disk full at \(point): \(rec.stderr)")
+            #expect(!POSIX.exists(fs + "/.app.phoenix/staging"), "staging left behind at point \(point)")
+            if digest == oldDigest {
+                let redo = try CLI.run("apply", "--quiet", install, bundle)
+                #expect(redo.status == 0, "apply after the disk-full failure at \(point): \(redo.stderr)")
+                #expect(try TreeSpec.digest(install) == newDigest)
+            }
+            if !filled { break }  // the apply finished before the Nth step: every step has been covered
+            point += 1
+        }
+        #expect(failures >= 3, "only \(failures) steps failed with the disk full")
+    }
+
     @Test func killedDuringRollbackTheTreeIsOneOfTheTwo() throws {
         let bundle = dir.file("b")
         #expect(try CLI.run("make", old, new, bundle).status == 0)
