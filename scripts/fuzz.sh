@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with AddressSanitizer and runs each for FUZZ_SECONDS (default 30) from
+# Builds the libFuzzer targets (release, with AddressSanitizer; FUZZ_CONFIG=debug for a debug build)
+# and runs each for FUZZ_SECONDS (default 30) from
 # its committed seed corpus (Fuzz/corpus/NAME). Fails on the first crash, leak of a trap, or timeout;
-# the reproducer is left in .build-fuzz/artifacts/NAME/ (turn it into a regression test).
+# the reproducer is left in .build-fuzz-CONFIG/artifacts/NAME/ (turn it into a regression test).
 #   scripts/fuzz.sh [NAME...]        (default: all targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-30}
+# FUZZ_RUNS=N runs each target for N executions instead of a time (the long runs in SECURITY.md).
+limit=(-max_total_time="$secs")
+[ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(FuzzPatch FuzzBundle FuzzManifest FuzzSemver)
-scratch=.build-fuzz
+config=${FUZZ_CONFIG:-release}
+scratch=.build-fuzz-$config
 for t in "${targets[@]}"; do
-  swift build -c debug --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" --product "$t" 2>&1 \
+  swift build -c "$config" --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" --product "$t" 2>&1 \
     | grep -vE "ld.gold: warning|^\[|Compiling|Build of product" || true
 done
-bin=$(swift build -c debug --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" --show-bin-path)
+bin=$(swift build -c "$config" --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" --show-bin-path)
 status=0
 for t in "${targets[@]}"; do
   work="$scratch/corpus/$t"; art="$scratch/artifacts/$t"
   mkdir -p "$work" "$art"
-  echo "== $t for ${secs}s"
-  if ! "$bin/$t" -seed=1 -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  echo "== $t: ${limit[*]}"
+  if ! "$bin/$t" -seed=1 "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$art/" "$work" "Fuzz/corpus/$t" >"$scratch/$t.log" 2>&1; then
     echo "$t FAILED: see $scratch/$t.log and $art/"
     grep -E "ERROR|SUMMARY|Fatal|precondition" "$scratch/$t.log" | head -5 || true

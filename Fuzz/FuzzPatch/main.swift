@@ -9,7 +9,7 @@ let old: [UInt8] = (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >>
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let patch = Array(UnsafeBufferPointer(start: data, count: size))
-    _ = try? PatchApplier.apply(old: old, patch: patch, limits: PatchLimits(maxOutputSize: 1 << 20))
-    _ = try? PatchApplier.inspect(patch: patch, limits: PatchLimits(maxOutputSize: 1 << 20))
+    _ = try? PatchApplier.apply(old: old, patch: patch, limits: PatchLimits(maxOutputSize: 1 << 16))
+    _ = try? PatchApplier.inspect(patch: patch, limits: PatchLimits(maxOutputSize: 1 << 16))
     return 0
 }
