@@ -19,3 +19,10 @@ int phx_rename_exchange(const char *a, const char *b) {
     return -1;
 #endif
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+void phx_release_free_memory(void) { malloc_trim(0); }
+#else
+void phx_release_free_memory(void) {}
+#endif

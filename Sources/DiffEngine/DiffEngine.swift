@@ -26,9 +26,14 @@ public enum DiffEngine {
         let encoders = try (0..<streamCount).map { _ in
             try options.codec.makeEncoder(level: level, threads: options.threads)
         }
+        // phx: the diff-runs stream in natural order, old-context order, or both (keep the smaller).
+        let makeNatural = options.format == .bsdiff || options.diffOrder != .oldContext
+        let makeContext = options.format == .phx && options.diffOrder != .natural
+        let contextEncoder = makeContext ? try options.codec.makeEncoder(level: level, threads: options.threads) : nil
         var assembler = StreamAssembler(old: oldBytes, new: newBytes, format: options.format,
                                         control: encoders[0], diff: encoders[1],
-                                        literals: streamCount == 4 ? encoders[2] : nil, extra: encoders[streamCount - 1])
+                                        literals: streamCount == 4 ? encoders[2] : nil, extra: encoders[streamCount - 1],
+                                        contextRuns: contextEncoder, naturalRuns: makeNatural)
         // Suffix sorting is about a third of the work, matching and compressing the rest.
         let report: ((Int) -> Void)? = progress == nil ? nil : { scanned in
             progress?(0.3 + 0.6 * Double(scanned) / Double(max(newBytes.count, 1)))
@@ -40,11 +45,19 @@ public enum DiffEngine {
         } catch let e as PatchFormatError {
             throw DiffEngineError.format(e)
         }
-        let streams = try encoders.map { try $0.finish() }
+        var streams = try encoders.map { try $0.finish() }
+        var flags: UInt16 = 0
+        if let contextEncoder {
+            let contextStream = try contextEncoder.finish()
+            if !makeNatural || contextStream.count < streams[1].count {
+                streams[1] = contextStream
+                flags = DiffOrder.contextFlag
+            }
+        }
         var out: [UInt8]
         switch options.format {
         case .phx:
-            let header = PhxHeader(
+            var header = PhxHeader(
                 codec: options.codec, level: UInt8(clamping: level),
                 oldSize: UInt64(oldBytes.count), newSize: UInt64(newBytes.count),
                 oldSHA256: SHA256Hasher.hash(old), newSHA256: SHA256Hasher.hash(new),
@@ -53,6 +66,7 @@ public enum DiffEngine {
                 literalsLength: UInt64(streams[2].count), extraLength: UInt64(streams[3].count),
                 diffRawLength: assembler.diffRawLength, literalsRawLength: assembler.literalsRawLength,
                 extraRawLength: assembler.extraRawLength)
+            header.flags = flags
             out = header.encode()
         case .bsdiff:
             out = BsdiffHeader(controlLength: UInt64(streams[0].count), diffLength: UInt64(streams[1].count),

@@ -13,6 +13,10 @@ public struct DiffOptions: Sendable, Equatable {
     /// Advanced: the size of the chunks of new matched in parallel (nil: 8 MiB or 1/32 of new, whichever
     /// is larger). Unlike `threads`, it changes the patch bytes.
     public var matchChunkSize: Int?
+    /// phx: the order of the diff pattern (`DiffOrder`); nil = make both and keep the smaller patch.
+    /// Old-context order is often much smaller on executables and libraries, and costs the apply a
+    /// second pass over the control stream and a bit lookup per diff byte.
+    public var diffOrder: DiffOrder?
 
     public init(format: PatchKind = .phx, codec: CodecID? = nil, level: Int? = nil, threads: Int = 1) {
         self.format = format

@@ -12,6 +12,11 @@ struct StreamAssembler: MatchSink {
     let diff: any StreamEncoder
     let literals: (any StreamEncoder)?
     let extra: any StreamEncoder
+    /// phx: the diff-runs stream in old-context order, when it is being made (`diff` may then be nil
+    /// in effect: `naturalRuns` false).
+    let contextRuns: (any StreamEncoder)?
+    let naturalRuns: Bool
+    private let contextCoder: ContextRunCoder?
     private var splitter = DiffRunSplitter()
 
     private(set) var tupleCount: UInt64 = 0
@@ -23,8 +28,13 @@ struct StreamAssembler: MatchSink {
     private static let chunk = 1 << 16
 
     init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, format: PatchKind,
-         control: any StreamEncoder, diff: any StreamEncoder, literals: (any StreamEncoder)?, extra: any StreamEncoder) {
+         control: any StreamEncoder, diff: any StreamEncoder, literals: (any StreamEncoder)?, extra: any StreamEncoder,
+         contextRuns: (any StreamEncoder)? = nil, naturalRuns: Bool = true) {
         precondition((format == .phx) == (literals != nil), "phx needs a literals stream, bsdiff has none")
+        precondition(naturalRuns || contextRuns != nil, "at least one diff order must be made")
+        self.contextRuns = contextRuns
+        self.naturalRuns = naturalRuns
+        self.contextCoder = contextRuns == nil ? nil : ContextRunCoder()
         self.old = old
         self.new = new
         self.format = format
@@ -45,8 +55,12 @@ struct StreamAssembler: MatchSink {
         controlBuffer.removeAll()
         if format == .phx {
             splitter.finish()
-            try diff.write(splitter.runs)
+            if naturalRuns { try diff.write(splitter.runs) }
             splitter.runs.removeAll()
+            if let contextCoder, let contextRuns {
+                contextCoder.finish()
+                try contextRuns.write(contextCoder.takeRuns())
+            }
         }
     }
 
@@ -83,10 +97,15 @@ struct StreamAssembler: MatchSink {
             let src = n! + newStart + done, base = o! + oldStart + done
             for i in 0..<m { dst[i] = src[i] &- base[i] }
             if let literals {
-                try splitter.add(UnsafeBufferPointer(start: dst, count: m)) { try literals.write(UnsafeRawBufferPointer($0)) }
+                let piece = UnsafeBufferPointer(start: UnsafePointer(dst), count: m)
+                try splitter.add(piece) { try literals.write(UnsafeRawBufferPointer($0)) }
                 if splitter.runs.count >= Self.chunk {
-                    try diff.write(splitter.runs)
+                    if naturalRuns { try diff.write(splitter.runs) }
                     splitter.runs.removeAll(keepingCapacity: true)
+                }
+                if let contextCoder, let contextRuns {
+                    contextCoder.add(old: old, oldStart: oldStart + done, diff: piece)
+                    if contextCoder.runs.count >= Self.chunk { try contextRuns.write(contextCoder.takeRuns()) }
                 }
             } else {
                 try diff.write(UnsafeRawBufferPointer(start: dst, count: m))

@@ -4,7 +4,7 @@
 /// |---|---|---|
 /// | 0 | 8 | magic `PHXPATCH` |
 /// | 8 | 2 | format version (1) |
-/// | 10 | 2 | flags (none defined; must be 0) |
+/// | 10 | 2 | flags: bit 0 = the diff pattern is in old-context order (`DiffOrder`); others must be 0 |
 /// | 12 | 1 | codec id (0 none, 1 zstd, 2 bzip2, 3 zlib) |
 /// | 13 | 1 | codec level used (informational) |
 /// | 14 | 2 | reserved, 0 |
@@ -42,6 +42,10 @@ public struct PhxHeader: Equatable, Sendable {
     public var diffRawLength: UInt64
     public var literalsRawLength: UInt64
     public var extraRawLength: UInt64
+    /// Header flags (bit 0: `DiffOrder.contextFlag`).
+    public var flags: UInt16 = 0
+
+    public var diffOrder: DiffOrder { flags & DiffOrder.contextFlag != 0 ? .oldContext : .natural }
 
     public init(codec: CodecID, level: UInt8, oldSize: UInt64, newSize: UInt64, oldSHA256: [UInt8], newSHA256: [UInt8],
                 controlCount: UInt64, controlLength: UInt64, runsLength: UInt64, literalsLength: UInt64,
@@ -75,7 +79,7 @@ public struct PhxHeader: Equatable, Sendable {
         out.reserveCapacity(Self.size)
         out.append(contentsOf: Self.magic)
         LittleEndian.append(Self.currentVersion, to: &out)
-        LittleEndian.append(UInt16(0), to: &out)
+        LittleEndian.append(flags, to: &out)
         out.append(codec.rawValue)
         out.append(level)
         LittleEndian.append(UInt16(0), to: &out)
@@ -107,18 +111,19 @@ public struct PhxHeader: Equatable, Sendable {
             throw PatchFormatError.headerChecksumMismatch(stored: storedCRC, computed: computedCRC)
         }
         let flags = LittleEndian.read(UInt16.self, from: bytes, at: 10)
-        guard flags == 0 else { throw PatchFormatError.unknownFlags(flags) }
+        guard flags & ~DiffOrder.contextFlag == 0 else { throw PatchFormatError.unknownFlags(flags) }
         guard let codec = CodecID(rawValue: bytes[12]) else { throw PatchFormatError.unknownCodec(bytes[12]) }
         let reserved = LittleEndian.read(UInt16.self, from: bytes, at: 14)
         guard reserved == 0 else {
             throw PatchFormatError.invalidField(field: "reserved (offset 14)", value: "\(reserved)", reason: "must be 0")
         }
         func u64(_ offset: Int) -> UInt64 { LittleEndian.read(UInt64.self, from: bytes, at: offset) }
-        let header = PhxHeader(
+        var header = PhxHeader(
             codec: codec, level: bytes[13], oldSize: u64(16), newSize: u64(24),
             oldSHA256: Array(bytes[32..<64]), newSHA256: Array(bytes[64..<96]),
             controlCount: u64(96), controlLength: u64(104), runsLength: u64(112), literalsLength: u64(120),
             extraLength: u64(128), diffRawLength: u64(136), literalsRawLength: u64(144), extraRawLength: u64(152))
+        header.flags = flags
         try header.validate(fileLength: fileLength, limits: limits)
         return header
     }

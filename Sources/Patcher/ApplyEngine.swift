@@ -145,12 +145,15 @@ struct ApplyEngine {
             func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
                 try DecompressingReader(streamName: name, codec: h.codec, source: input.source(offset: offset, length: length))
             }
-            let streams = TupleStreams(
-                control: try open("control", h.controlOffset, h.controlLength),
-                diff: DiffRunReader(runs: try open("diff-runs", h.runsOffset, h.runsLength),
-                                    literals: try open("diff-literals", h.literalsOffset, h.literalsLength),
-                                    total: h.diffRawLength),
-                extra: try open("extra", h.extraOffset, h.extraLength))
+            let runs = try open("diff-runs", h.runsOffset, h.runsLength)
+            let literals = try open("diff-literals", h.literalsOffset, h.literalsLength)
+            let diff: any DiffSource = switch h.diffOrder {
+            case .natural: DiffRunReader(runs: runs, literals: literals, total: h.diffRawLength)
+            case .oldContext: ContextDiffSource(runs: runs, literals: literals, lookahead: try open("control", h.controlOffset, h.controlLength),
+                                                old: old, header: h)
+            }
+            let streams = TupleStreams(control: try open("control", h.controlOffset, h.controlLength), diff: diff,
+                                       extra: try open("extra", h.extraOffset, h.extraLength))
             try streams.applyPhx(count: h.controlCount, newSize: h.newSize, old: old, to: sink, progress: progress)
             try streams.finish()
         case .bsdiff(let h):

@@ -18,6 +18,8 @@ public struct PatchInfo: Sendable, Equatable, Codable {
     /// phx: how many of the diff bytes are non-zero (the rest are plain copies from old).
     public var diffLiteralBytes: UInt64?
     public var extraBytes: UInt64?
+    /// phx: `natural` or `context` (the order of the diff pattern).
+    public var diffOrder: String?
 }
 
 extension PatchApplier {
@@ -41,7 +43,7 @@ extension PatchApplier {
                                  controlTuples: h.controlCount, controlStreamSize: h.controlLength,
                                  diffStreamSize: h.runsLength + h.literalsLength, extraStreamSize: h.extraLength,
                                  diffBytes: h.diffRawLength, diffLiteralBytes: h.literalsRawLength,
-                                 extraBytes: h.extraRawLength)
+                                 extraBytes: h.extraRawLength, diffOrder: h.diffOrder.rawValue)
             case .bsdiff(let h):
                 let reader = try DecompressingReader(streamName: "control", codec: .bzip2,
                                                      source: input.source(offset: h.controlOffset, length: h.controlLength))

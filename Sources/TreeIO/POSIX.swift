@@ -110,6 +110,9 @@ public enum POSIX {
         }
     }
 
+    /// Gives memory that malloc keeps after frees back to the system (after a large, finished job).
+    public static func releaseFreeMemory() { phx_release_free_memory() }
+
     public static func freeSpace(_ directory: String) -> UInt64? {
         var s = statvfs()
         guard statvfs(directory, &s) == 0 else { return nil }

@@ -36,6 +36,7 @@ struct InspectCommand: ParsableCommand {
         if let h = info.oldSHA256 { lines.append(("old sha256", h)) }
         if let h = info.newSHA256 { lines.append(("new sha256", h)) }
         lines.append(("control tuples", "\(info.controlTuples)"))
+        if let order = info.diffOrder { lines.append(("diff order", order)) }
         lines.append(("streams", "control \(info.controlStreamSize), diff \(info.diffStreamSize), extra \(info.extraStreamSize) bytes compressed"))
         if let d = info.diffBytes, let e = info.extraBytes {
             let changed = info.diffLiteralBytes.map { ", \($0) of them changed" } ?? ""

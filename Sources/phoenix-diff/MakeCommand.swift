@@ -24,14 +24,23 @@ struct MakeCommand: ParsableCommand {
     @Option(help: "Patch format for files: phx or bsdiff.") var format: PatchKind = .phx
     @Option(help: "Codec for phx and bundles: zstd (default), bzip2, zlib or none. bsdiff always uses bzip2.") var codec: CodecID?
     @Option(help: "Compression level (zstd 1-22, default 19; bzip2 1-9; zlib 0-9).") var level: Int?
+    @Option(help: "phx diff order: auto (default: make both, keep the smaller), natural, or context (old-context order; smaller on most executables, a little slower to apply).")
+    var diffOrder: String = "auto"
     @Option(help: "Threads (default: all cores). The patch bytes do not depend on it.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @OptionGroup var output: OutputOptions
 
-    var options: DiffOptions { DiffOptions(format: format, codec: codec, level: level, threads: threads) }
+    var options: DiffOptions {
+        var o = DiffOptions(format: format, codec: codec, level: level, threads: threads)
+        o.diffOrder = DiffOrder(rawValue: diffOrder)
+        return o
+    }
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        guard diffOrder == "auto" || DiffOrder(rawValue: diffOrder) != nil else {
+            throw ValidationError("--diff-order must be auto, natural or context, got \(diffOrder)")
+        }
         if full {
             guard paths.count == 2 else { throw ValidationError("make --full takes NEW_DIR PATCH (got \(paths.count) paths)") }
         } else {

@@ -23,6 +23,7 @@ import TestSupport
         Case(name: "phx zstd", options: DiffOptions(), expected: 2429),
         Case(name: "phx bzip2", options: DiffOptions(codec: .bzip2), expected: 2999),
         Case(name: "bsdiff", options: DiffOptions(format: .bsdiff), expected: 2856),
+        Case(name: "phx zstd, context order", options: ordered(.oldContext), expected: 3296),
     ]
 
     @Test(arguments: cases)

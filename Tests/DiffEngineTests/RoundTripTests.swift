@@ -12,7 +12,16 @@ let allOptions: [DiffOptions] = [
     DiffOptions(format: .phx, codec: .uncompressed),
     DiffOptions(format: .phx, codec: .zstd, level: 1),
     DiffOptions(format: .bsdiff),
+    ordered(.oldContext),
+    ordered(.oldContext, codec: .uncompressed),
+    ordered(.natural),
 ]
+
+func ordered(_ order: DiffOrder, codec: CodecID = .zstd, level: Int? = nil) -> DiffOptions {
+    var o = DiffOptions(format: .phx, codec: codec, level: level)
+    o.diffOrder = order
+    return o
+}
 
 func roundTrip(_ old: [UInt8], _ new: [UInt8], _ options: DiffOptions,
                sourceLocation: SourceLocation = #_sourceLocation) throws -> [UInt8] {
@@ -94,6 +103,68 @@ let edgeCases: [EdgeCase] = {
         }
         #expect(throws: DiffEngineError.self) {
             try DiffEngine.makePatch(old: [1], new: [2], options: DiffOptions(codec: .zstd, level: 40))
+        }
+    }
+}
+
+/// Old-context order of the diff pattern (`DiffOrder.oldContext`).
+@Suite struct DiffOrderTests {
+    /// A "binary" whose new version moves every address by a constant, as relinking does: the changed
+    /// bytes follow the same opcode bytes, which context order groups together.
+    static func relocated(records: Int, seed: UInt64) -> (old: [UInt8], new: [UInt8]) {
+        var rng = SeededGenerator(seed: seed)
+        var old = [UInt8](), new = [UInt8]()
+        for _ in 0..<records {
+            let opcode: [UInt8] = [[0xE8], [0x48, 0x8D, 0x05], [0xFF, 0x15]][Int(rng.next() % 3)]
+            let address = UInt32(truncatingIfNeeded: rng.next() % 0x40_0000 + 0x1000)
+            let filler = rng.bytes(Int(rng.next() % 12))
+            for (out, a) in [(0, address), (1, address &+ 0x2340)] {
+                var bytes = opcode
+                withUnsafeBytes(of: a.littleEndian) { bytes += $0 }
+                bytes += filler
+                if out == 0 { old += bytes } else { new += bytes }
+            }
+        }
+        return (old, new)
+    }
+
+    @Test func autoKeepsTheSmallerOrderAndBothRoundTrip() throws {
+        let (old, new) = Self.relocated(records: 40_000, seed: 77)
+        let natural = try roundTrip(old, new, ordered(.natural))
+        let context = try roundTrip(old, new, ordered(.oldContext))
+        let auto = try roundTrip(old, new, DiffOptions())
+        #expect(context.count < natural.count, "context order \(context.count) bytes, natural \(natural.count)")
+        #expect(auto == context, "auto must keep the smaller patch")
+        #expect(try PatchApplier.inspect(patch: auto).diffOrder == "context")
+        #expect(try PatchApplier.inspect(patch: natural).diffOrder == "natural")
+        // A file where context order does not pay: auto keeps natural order.
+        var rng = SeededGenerator(seed: 5)
+        let text = TestData.structured(200_000, rng: &rng)
+        let edited = TestData.mutate(text, edits: 3, rng: &rng)
+        let small = try roundTrip(text, edited, DiffOptions())
+        let forced = try roundTrip(text, edited, ordered(.oldContext))
+        #expect(small.count <= forced.count)
+    }
+
+    /// More than one 16 Mi block of diff bytes, so that runs, cursors and literals cross blocks.
+    @Test func patternsSpanningSeveralBlocks() throws {
+        var rng = SeededGenerator(seed: 31)
+        let old = TestData.structured(20 << 20, rng: &rng)
+        var new = old
+        for _ in 0..<200_000 { new[Int(rng.next() % UInt64(new.count))] &+= UInt8(truncatingIfNeeded: rng.next() % 7 + 1) }
+        let patch = try roundTrip(old, new, ordered(.oldContext, level: 1))
+        let info = try PatchApplier.inspect(patch: patch)
+        #expect(info.diffOrder == "context" && (info.diffBytes ?? 0) > UInt64(ContextOrder.blockSize))
+    }
+
+    @Test func aDecoderWithoutTheFlagRefusesUnknownFlags() throws {
+        var patch = try DiffEngine.makePatch(old: [1, 2, 3, 4], new: [1, 2, 9, 4], options: ordered(.oldContext))
+        // Bit 1 is not defined: refused (after fixing the CRC so that the flag is what is checked).
+        patch[10] |= 2
+        let crc = CRC32.checksum(Array(patch[0..<160]))
+        withUnsafeBytes(of: crc.littleEndian) { for (i, b) in $0.enumerated() { patch[160 + i] = b } }
+        #expect { _ = try PatchApplier.apply(old: [1, 2, 3, 4], patch: patch) } throws: { error in
+            "\(error)".contains("flag")
         }
     }
 }

@@ -22,6 +22,8 @@ import TestSupport
         DiffOptions(format: .phx, codec: .zstd), DiffOptions(format: .phx, codec: .bzip2),
         DiffOptions(format: .phx, codec: .zlib), DiffOptions(format: .phx, codec: .uncompressed),
         DiffOptions(format: .bsdiff),
+        { var o = DiffOptions(format: .phx, codec: .uncompressed); o.diffOrder = .oldContext; return o }(),
+        { var o = DiffOptions(format: .phx, codec: .zstd); o.diffOrder = .oldContext; return o }(),
     ]
 
     @Test(arguments: variants)

@@ -217,6 +217,24 @@ import UpdateServer
         #expect(missing.status != 0 && missing.stderr.contains("7.0.0"))
     }
 
+    @Test func aRunningServerMakesTheDeltasThatABackgroundPublishQueued() async throws {
+        let f = try ServerFixture(publish: false)
+        _ = try f.service.publish(.init(platform: "desktop", version: "1.0.0"), bundleDirectory: f.trees["1.0.0"]!)
+        try await buildApplication(service: f.service).test(.live) { _ in
+            let r = try await Run.processOffPool(Run.product("phoenix-server"), [
+                "publish", "--data", f.service.configuration.dataDirectory, "--key", f.service.configuration.keyPath!,
+                "--platform", "desktop", "--version", "1.0.1", "--background", f.trees["1.0.1"]!])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(try f.service.catalog.deltas(platform: "desktop").first?.state == .pending)
+            var state: DeltaRecord.State?
+            for _ in 0..<60 where state != .ready {
+                try await Task.sleep(for: .milliseconds(500))
+                state = try f.service.catalog.deltas(platform: "desktop").first?.state
+            }
+            #expect(state == .ready, "the server did not pick up the queued delta job")
+        }
+    }
+
     @Test func experimentsAssignAVariantAndBreakTelemetryDown() throws {
         let experiment = Experiment(name: "cadence", variants: [
             .init(name: "fast", weight: 1, checkIntervalSeconds: 3600, notificationStyle: "banner"),

@@ -107,6 +107,13 @@ struct TestPKI: @unchecked Sendable {
             #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.1.0"))
             let first = try #require(firstProgress.value)
             #expect(first > UInt64(half), "the first progress report (\(first)) continues after the \(half) bytes already there")
+            // Clients that speak HTTP/2 get it (ALPN); TLS 1.1 is refused.
+            let h2 = try await Run.processOffPool("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-w", "%{http_version}", "--http2",
+                                                                   "--cacert", pki.caFile, url + "/healthz"])
+            #expect(h2.stdout == "2", "HTTP version \(h2.stdout): \(h2.stderr)")
+            let old = try await Run.processOffPool("/usr/bin/curl", ["-sS", "-o", "/dev/null", "--tlsv1.1", "--tls-max", "1.1",
+                                                                    "--cacert", pki.caFile, url + "/healthz"])
+            #expect(old.status != 0, "a TLS 1.1 handshake was accepted")
         }
     }
 

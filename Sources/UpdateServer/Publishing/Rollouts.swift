@@ -208,11 +208,15 @@ extension UpdateService {
         }
     }
 
-    /// Runs `tickRollouts` every `interval` seconds on a background thread until the process ends.
+    /// Every `interval` seconds on a background thread, until the service is gone: `tickRollouts`, and
+    /// the delta jobs that another process queued (`phoenix-server publish --background`).
     func startRolloutTicker(interval: TimeInterval = 10) {
         Thread.detachNewThread { [weak self] in
             while let self {
                 self.tickRollouts()
+                if let jobs = try? self.catalog.unfinishedDeltas(), jobs.contains(where: { $0.state == .pending }) {
+                    self.startJobsInBackground()
+                }
                 Thread.sleep(forTimeInterval: interval)
             }
         }

@@ -240,6 +240,9 @@ public final class UpdateService: @unchecked Sendable {
         Thread.detachNewThread { [self] in
             while true {
                 runPendingJobs()
+                // Making a delta takes hundreds of MB (suffix array, trees) on worker threads; give the
+                // freed memory back to the system instead of keeping it in malloc's per-thread arenas.
+                POSIX.releaseFreeMemory()
                 lock.lock()
                 if jobsRequested {
                     jobsRequested = false

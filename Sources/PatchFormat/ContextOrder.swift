@@ -1,0 +1,117 @@
+/// How a `phx` patch orders the zero/non-zero pattern of its diff bytes in the diff-runs stream
+/// (header flag bit 0, FORMAT.md).
+///
+/// **natural**: the pattern in the order of the diff bytes (`DiffRunSplitter`).
+///
+/// **old context**: the diff bytes are taken in blocks of `blockSize` (the last block shorter); within
+/// a block, the pattern bits are stably sorted by the two old bytes before each diff byte's old
+/// position (`key`), then run-coded exactly like the natural pattern, a block's runs never spilling
+/// into the next block. Changed bytes in executables (relocated addresses) cluster by what precedes
+/// them, so the sorted pattern has far longer runs. The literal (non-zero) bytes stay in natural order.
+/// A decoder derives every key from the control stream and the old file, so nothing else is stored.
+public enum DiffOrder: String, Sendable, CaseIterable {
+    case natural
+    case oldContext = "context"
+
+    /// The header flag that marks old-context order.
+    public static let contextFlag: UInt16 = 1
+}
+
+public enum ContextOrder {
+    /// Diff bytes per block (16 Mi): the decoder keeps one bit per diff byte of a block.
+    public static let blockSize = 1 << 24
+    /// Number of distinct keys (two bytes of context).
+    public static let keyCount = 1 << 16
+
+    /// The sort key of the diff byte at old position `j`: the old bytes at `j - 2` and `j - 1`, each
+    /// read as zero outside the old file.
+    @inline(__always)
+    public static func key(_ old: UnsafePointer<UInt8>, count: Int, at j: Int) -> Int {
+        let a = j >= 2 && j - 2 < count ? Int(old[j - 2]) : 0
+        let b = j >= 1 && j - 1 < count ? Int(old[j - 1]) : 0
+        return a << 8 | b
+    }
+}
+
+/// The encoder's side: collects each diff byte's key and whether it is non-zero, and at the end of
+/// each block appends that block's sorted pattern to `runs` as `(zero run, non-zero run)` varints.
+public final class ContextRunCoder {
+    public private(set) var runs: [UInt8] = []
+    private let keys: UnsafeMutablePointer<UInt16>
+    /// One bit per diff byte of the block: set when the byte is non-zero.
+    private let bits: UnsafeMutablePointer<UInt64>
+    private var count = 0
+    private let blockSize: Int
+
+    public init(blockSize: Int = ContextOrder.blockSize) {
+        precondition(blockSize > 0, "block size must be positive")
+        self.blockSize = blockSize
+        keys = .allocate(capacity: blockSize)
+        bits = .allocate(capacity: (blockSize + 63) / 64)
+        bits.initialize(repeating: 0, count: (blockSize + 63) / 64)
+    }
+
+    deinit {
+        keys.deallocate()
+        bits.deallocate()
+    }
+
+    /// Adds `diff.count` diff bytes whose old positions start at `oldStart`.
+    public func add(old: UnsafeBufferPointer<UInt8>, oldStart: Int, diff: UnsafeBufferPointer<UInt8>) {
+        guard let o = old.baseAddress ?? UnsafePointer(bitPattern: 1), let d = diff.baseAddress else { return }
+        var i = 0
+        while i < diff.count {
+            let n = min(diff.count - i, blockSize - count)
+            for t in 0..<n {
+                let at = count + t
+                keys[at] = UInt16(truncatingIfNeeded: ContextOrder.key(o, count: old.count, at: oldStart + i + t))
+                if d[i + t] != 0 { bits[at >> 6] |= 1 << UInt64(at & 63) }
+            }
+            count += n
+            i += n
+            if count == blockSize { flushBlock() }
+        }
+    }
+
+    /// Ends the last block.
+    public func finish() {
+        if count > 0 { flushBlock() }
+    }
+
+    /// Takes the runs produced so far (the caller compresses them).
+    public func takeRuns() -> [UInt8] {
+        defer { runs.removeAll(keepingCapacity: true) }
+        return runs
+    }
+
+    private func flushBlock() {
+        var start = [Int](repeating: 0, count: ContextOrder.keyCount + 1)
+        for i in 0..<count { start[Int(keys[i]) + 1] += 1 }
+        for k in 0..<ContextOrder.keyCount { start[k + 1] += start[k] }
+        let words = (count + 63) / 64
+        let sorted = UnsafeMutablePointer<UInt64>.allocate(capacity: words)
+        sorted.initialize(repeating: 0, count: words)
+        defer { sorted.deallocate() }
+        for i in 0..<count {
+            let k = Int(keys[i])
+            if bits[i >> 6] >> UInt64(i & 63) & 1 != 0 {
+                let p = start[k]
+                sorted[p >> 6] |= 1 << UInt64(p & 63)
+            }
+            start[k] += 1
+        }
+        @inline(__always) func bit(_ p: Int) -> Bool { sorted[p >> 6] >> UInt64(p & 63) & 1 != 0 }
+        var i = 0
+        while i < count {
+            var z = i
+            while z < count && !bit(z) { z += 1 }
+            var l = z
+            while l < count && bit(l) { l += 1 }
+            Varint.appendUnsigned(UInt64(z - i), to: &runs)
+            Varint.appendUnsigned(UInt64(l - z), to: &runs)
+            i = l
+        }
+        bits.update(repeating: 0, count: (blockSize + 63) / 64)
+        count = 0
+    }
+}

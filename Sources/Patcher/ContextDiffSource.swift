@@ -1,0 +1,239 @@
+import PatchFormat
+
+/// Diff bytes of a `phx` patch whose pattern is in old-context order (`DiffOrder.oldContext`).
+///
+/// Per block of `ContextOrder.blockSize` diff bytes: a second reader of the control stream looks ahead
+/// to the old positions of the block's diff bytes, whose keys give each key's place in the sorted
+/// pattern (a histogram and its prefix sums); the block's runs are decoded into one bit per diff byte
+/// in that sorted order; then the bytes are produced in natural order, each taking the next bit of
+/// its key, and the next literal where the bit is set. Memory: 2 MiB of bits, 256 KiB of cursors,
+/// one literal buffer, and the look-ahead reader's state.
+final class ContextDiffSource: DiffSource {
+    private let runs: DecompressingReader
+    private let literals: DecompressingReader
+    private let lookahead: DecompressingReader
+    private let old: UnsafePointer<UInt8>
+    private let oldCount: Int
+    private let controlCount: UInt64
+    private let blockSize: Int
+
+    @exclusivity(unchecked) private var remaining: UInt64
+    @exclusivity(unchecked) private var literalsLeft: UInt64
+    // Look-ahead over the control stream.
+    @exclusivity(unchecked) private var tuplesRead: UInt64 = 0
+    @exclusivity(unchecked) private var aheadOld: Int64 = 0
+    @exclusivity(unchecked) private var aheadAddLeft: UInt64 = 0
+    @exclusivity(unchecked) private var aheadSeek: Int64 = 0
+    // The current block.
+    private var segments: [(start: Int64, count: Int)] = []
+    @exclusivity(unchecked) private var segmentIndex = 0
+    @exclusivity(unchecked) private var segmentOffset = 0
+    @exclusivity(unchecked) private var blockLeft = 0
+    @exclusivity(unchecked) private var blockIndex: UInt64 = 0
+    private let cursor: UnsafeMutablePointer<UInt32>
+    private let bits: UnsafeMutablePointer<UInt64>
+    private let literalBuffer: UnsafeMutableRawBufferPointer
+    @exclusivity(unchecked) private var literalPos = 0
+    @exclusivity(unchecked) private var literalEnd = 0
+
+    init(runs: DecompressingReader, literals: DecompressingReader, lookahead: DecompressingReader, old: UnsafeRawBufferPointer,
+         header: PhxHeader, blockSize: Int = ContextOrder.blockSize) {
+        self.runs = runs
+        self.literals = literals
+        self.lookahead = lookahead
+        self.old = old.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
+        self.oldCount = old.count
+        self.controlCount = header.controlCount
+        self.blockSize = blockSize
+        self.remaining = header.diffRawLength
+        self.literalsLeft = header.literalsRawLength
+        cursor = .allocate(capacity: ContextOrder.keyCount)
+        bits = .allocate(capacity: (blockSize + 63) / 64)
+        literalBuffer = .allocate(byteCount: 1 << 16, alignment: 16)
+    }
+
+    deinit {
+        cursor.deallocate()
+        bits.deallocate()
+        literalBuffer.deallocate()
+    }
+
+    private func corrupt(_ detail: String) -> PatchFormatError {
+        .corruptStream(stream: "diff-runs", detail: "block \(blockIndex): " + detail)
+    }
+
+    /// The old positions of the next `n` diff bytes, from the look-ahead reader. Positions outside the
+    /// old file are possible here in a hostile patch (the main pass rejects that tuple); their keys
+    /// read as zero.
+    private func gatherSegments(_ n: Int) throws {
+        segments.removeAll(keepingCapacity: true)
+        var need = n
+        while need > 0 {
+            if aheadAddLeft == 0 {
+                // Finish the previous tuple's seek, then read the next tuple.
+                let (moved, overflow) = aheadOld.addingReportingOverflow(aheadSeek)
+                aheadOld = overflow ? Int64.max / 2 : moved
+                aheadSeek = 0
+                guard tuplesRead < controlCount else {
+                    throw corrupt("the \(controlCount) control tuples add fewer diff bytes than the \(remaining + UInt64(n - need)) still declared")
+                }
+                let a = try lookahead.readVarint(index: tuplesRead, field: "add")
+                _ = try lookahead.readVarint(index: tuplesRead, field: "copy")
+                aheadSeek = Varint.unzigzag(try lookahead.readVarint(index: tuplesRead, field: "seek"))
+                tuplesRead += 1
+                aheadAddLeft = a
+                continue
+            }
+            let take = Int(min(UInt64(need), aheadAddLeft))
+            segments.append((aheadOld, take))
+            let (next, overflow) = aheadOld.addingReportingOverflow(Int64(take))
+            aheadOld = overflow ? Int64.max / 2 : next
+            aheadAddLeft -= UInt64(take)
+            need -= take
+        }
+        segmentIndex = 0
+        segmentOffset = 0
+    }
+
+    @inline(__always)
+    private func key(_ j: Int64) -> Int {
+        j < 0 || j > Int64(oldCount) + 2 ? 0 : ContextOrder.key(old, count: oldCount, at: Int(j))
+    }
+
+    private func startBlock() throws {
+        let n = Int(min(UInt64(blockSize), remaining))
+        try gatherSegments(n)
+        // Each key's first place in the sorted pattern.
+        cursor.initialize(repeating: 0, count: ContextOrder.keyCount)
+        for s in segments {
+            if s.start >= 2 && s.start + Int64(s.count) <= Int64(oldCount) {
+                // Inside the old file: the key rolls along without bounds checks.
+                let o = old + Int(s.start)
+                var k = Int(o[-2]) << 8 | Int(o[-1])
+                for t in 0..<s.count {
+                    cursor[k] &+= 1
+                    k = (k << 8 | Int(o[t])) & 0xFFFF
+                }
+            } else {
+                for t in 0..<s.count { cursor[key(s.start + Int64(t))] &+= 1 }
+            }
+        }
+        var sum: UInt32 = 0
+        for k in 0..<ContextOrder.keyCount {
+            let c = cursor[k]
+            cursor[k] = sum
+            sum &+= c
+        }
+        // The block's sorted pattern, one bit per diff byte.
+        let words = (n + 63) / 64
+        bits.initialize(repeating: 0, count: max(words, 1))
+        var filled = 0, ones: UInt64 = 0, pair: UInt64 = 0
+        while filled < n {
+            let z = try runs.readVarint(index: pair, field: "zero run")
+            let l = try runs.readVarint(index: pair, field: "literal run")
+            if z == 0 && l == 0 { throw corrupt("run pair \(pair) is empty") }
+            let (sum, overflow) = z.addingReportingOverflow(l)
+            if overflow || sum > UInt64(n - filled) {
+                throw corrupt("run pair \(pair) covers \(z) + \(l) bits but only \(n - filled) remain in the block")
+            }
+            var p = filled + Int(z)
+            let end = p + Int(l)
+            while p < end {
+                bits[p >> 6] |= 1 << UInt64(p & 63)
+                p += 1
+            }
+            ones += l
+            filled = end
+            pair += 1
+        }
+        let available = literalsLeft + UInt64(literalEnd - literalPos)
+        if ones > available {
+            throw corrupt("the pattern sets \(ones) bytes but only \(available) literal bytes remain")
+        }
+        blockLeft = n
+        blockIndex += 1
+    }
+
+    @inline(__always)
+    private func nextLiteral() throws -> UInt8 {
+        if literalPos == literalEnd {
+            let n = Int(min(UInt64(literalBuffer.count), literalsLeft))
+            guard n > 0 else { throw corrupt("the pattern needs more literal bytes than the stream declares") }
+            try literals.readExactly(into: UnsafeMutableRawBufferPointer(rebasing: literalBuffer[0..<n]))
+            literalsLeft -= UInt64(n)
+            literalPos = 0
+            literalEnd = n
+        }
+        let b = literalBuffer[literalPos]
+        literalPos += 1
+        return b
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> (count: Int, allZero: Bool) {
+        precondition(!buffer.isEmpty, "read into an empty buffer")
+        if blockLeft == 0 {
+            guard remaining > 0 else {
+                throw PatchFormatError.truncatedStream(stream: "diff", producedBytes: 0, neededMore: UInt64(buffer.count))
+            }
+            try startBlock()
+        }
+        let m = min(buffer.count, blockLeft)
+        let out = buffer.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        out.initialize(repeating: 0, count: m)
+        var any: UInt8 = 0
+        var i = 0
+        while i < m {
+            let s = segments[segmentIndex]
+            let n = min(m - i, s.count - segmentOffset)
+            let j0 = s.start + Int64(segmentOffset)
+            if j0 >= 2 && j0 + Int64(n) <= Int64(oldCount) {
+                // Inside the old file: the key rolls along without bounds checks.
+                let o = old + Int(j0)
+                var k = Int(o[-2]) << 8 | Int(o[-1])
+                for t in 0..<n {
+                    let p = Int(cursor[k])
+                    cursor[k] = UInt32(truncatingIfNeeded: p + 1)
+                    if bits[p >> 6] >> UInt64(p & 63) & 1 != 0 {
+                        let b = try nextLiteral()
+                        out[i + t] = b
+                        any |= b | 1
+                    }
+                    k = (k << 8 | Int(o[t])) & 0xFFFF
+                }
+            } else {
+                var j = j0
+                for t in 0..<n {
+                    let k = key(j)
+                    let p = Int(cursor[k])
+                    cursor[k] = UInt32(truncatingIfNeeded: p + 1)
+                    if bits[p >> 6] >> UInt64(p & 63) & 1 != 0 {
+                        let b = try nextLiteral()
+                        out[i + t] = b
+                        any |= b | 1
+                    }
+                    j += 1
+                }
+            }
+            i += n
+            segmentOffset += n
+            if segmentOffset == s.count {
+                segmentIndex += 1
+                segmentOffset = 0
+            }
+        }
+        blockLeft -= m
+        remaining -= UInt64(m)
+        return (m, any == 0)
+    }
+
+    func finish() throws {
+        if remaining > 0 {
+            throw PatchFormatError.truncatedStream(stream: "diff", producedBytes: 0, neededMore: remaining)
+        }
+        if literalPos != literalEnd || literalsLeft > 0 {
+            throw corrupt("\(UInt64(literalEnd - literalPos) + literalsLeft) literal bytes are left over")
+        }
+        try runs.finish()
+        try literals.finish()
+    }
+}
