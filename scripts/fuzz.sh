@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (release, with AddressSanitizer; FUZZ_CONFIG=debug for a debug build)
-# and runs each for FUZZ_SECONDS (default 30) from
+# Builds the libFuzzer targets (release, AddressSanitizer, and explicit coverage flags: SwiftPM's
+# --sanitize=fuzzer alone sometimes left the library modules uninstrumented, which makes libFuzzer a
+# blind random tester; the run now fails when the coverage is missing) and runs each for
+# FUZZ_SECONDS (default 30) from
 # its committed seed corpus (Fuzz/corpus/NAME). Fails on the first crash, leak of a trap, or timeout;
 # the reproducer is left in .build-fuzz-CONFIG/artifacts/NAME/ (turn it into a regression test).
 #   scripts/fuzz.sh [NAME...]        (default: all targets)
@@ -15,10 +17,10 @@ targets=("$@")
 config=${FUZZ_CONFIG:-release}
 scratch=.build-fuzz-$config
 for t in "${targets[@]}"; do
-  swift build -c "$config" --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" --product "$t" 2>&1 \
+  swift build -c "$config" --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp --scratch-path "$scratch" --product "$t" 2>&1 \
     | grep -vE "ld.gold: warning|^\[|Compiling|Build of product" || true
 done
-bin=$(swift build -c "$config" --sanitize=fuzzer --sanitize=address --scratch-path "$scratch" --show-bin-path)
+bin=$(swift build -c "$config" --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp --scratch-path "$scratch" --show-bin-path)
 status=0
 for t in "${targets[@]}"; do
   work="$scratch/corpus/$t"; art="$scratch/artifacts/$t"
@@ -29,8 +31,12 @@ for t in "${targets[@]}"; do
     echo "$t FAILED: see $scratch/$t.log and $art/"
     grep -E "ERROR|SUMMARY|Fatal|precondition" "$scratch/$t.log" | head -5 || true
     status=1
+  elif ! grep -qE "INITED cov: [0-9]{2,}" "$scratch/$t.log"; then
+    # Without coverage feedback the run proves little: treat it as a failure.
+    echo "$t: the binary has no coverage instrumentation (INITED line: $(grep INITED "$scratch/$t.log" | head -1)); delete $scratch and rebuild"
+    status=1
   else
-    grep -E "stat::number_of_executed_units|Done [0-9]+ runs" "$scratch/$t.log" | tail -2 || true
+    grep -E "INITED|stat::number_of_executed_units|Done [0-9]+ runs" "$scratch/$t.log" | tail -3 || true
   fi
 done
 exit $status
