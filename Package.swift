@@ -62,7 +62,7 @@ let package = Package(
         .target(
             name: "UpdateServer",
             dependencies: [
-                "UpdateModels", "PatchFormat", "DiffEngine", "Patcher", "TreeIO",
+                "UpdateModels", "PatchFormat", "DiffEngine", "Patcher", "TreeIO", "CPhoenixTLS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdHTTP2", package: "hummingbird"),

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -82,5 +83,41 @@ done:
     X509_STORE_free(store);
     sk_X509_pop_free(intermediates, X509_free);
     X509_free(leaf);
+    return result;
+}
+
+int phoenix_key_matches_certificate(const char *cert_pem, const char *key_pem, char *message, size_t message_len) {
+    int result = -1;
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    FILE *f = fopen(cert_pem, "r");
+    if (message_len > 0) message[0] = '\0';
+    if (f == NULL) {
+        snprintf(message, message_len, "cannot open %s", cert_pem);
+        goto done;
+    }
+    cert = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (cert == NULL) {
+        snprintf(message, message_len, "%s holds no PEM certificate", cert_pem);
+        goto done;
+    }
+    f = fopen(key_pem, "r");
+    if (f == NULL) {
+        snprintf(message, message_len, "cannot open %s", key_pem);
+        goto done;
+    }
+    key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (key == NULL) {
+        snprintf(message, message_len, "%s holds no PEM private key (or it is encrypted)", key_pem);
+        goto done;
+    }
+    result = X509_check_private_key(cert, key) == 1 ? 1 : 0;
+    if (result == 0) snprintf(message, message_len, "the key's public half is not the certificate's");
+done:
+    ERR_clear_error();
+    EVP_PKEY_free(key);
+    X509_free(cert);
     return result;
 }

@@ -47,13 +47,25 @@ struct HTTPTransport: Sendable {
     /// The response body, chunk by chunk as it arrives (with backpressure).
     struct Body {
         var iterator: NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
+        let channel: any Channel
+        let readTimeout: TimeAmount
         var finished = false
+
+        /// The next part from the server, closing the connection if it is silent for `readTimeout`.
+        /// Only the time spent waiting counts: while this side is busy (a slow disk, a busy machine)
+        /// backpressure stops the reads, and that is not the server's silence.
+        mutating func nextPart() async throws -> HTTPClientResponsePart? {
+            let channel = self.channel
+            let timer = channel.eventLoop.scheduleTask(in: readTimeout) { channel.close(promise: nil) }
+            defer { timer.cancel() }
+            return try await iterator.next()
+        }
 
         /// The next chunk, or nil at the end of the body.
         mutating func next() async throws -> ByteBuffer? {
             guard !finished else { return nil }
             while true {
-                switch try await iterator.next() {
+                switch try await nextPart() {
                 case .body(let buffer): return buffer
                 case .end: finished = true; return nil
                 case .head: throw ClientError.network("the server sent a second response head")
@@ -148,8 +160,6 @@ struct HTTPTransport: Sendable {
                                 })
                             try ops.addHandler(handler)
                         }
-                        try ops.addHandler(IdleStateHandler(readTimeout: readTimeout))
-                        try ops.addHandler(CloseOnIdle())
                         try ops.addHTTPClientHandlers()
                         return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
                     }
@@ -168,15 +178,14 @@ struct HTTPTransport: Sendable {
                 try await outbound.write(.head(head))
                 if let body, !body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
                 try await outbound.write(.end(nil))
-                var iterator = inbound.makeAsyncIterator()
+                var reader = Body(iterator: inbound.makeAsyncIterator(), channel: channel.channel, readTimeout: readTimeout)
                 while true {
-                    switch try await iterator.next() {
+                    switch try await reader.nextPart() {
                     case .head(let h) where h.status.code >= 100 && h.status.code < 200:
                         continue  // 100 Continue and friends
                     case .head(let h):
                         var names: [String: String] = [:]
                         for (name, value) in h.headers { names[name.lowercased()] = value }
-                        var reader = Body(iterator: iterator)
                         return try await handle(Response(status: Int(h.status.code), headers: names), &reader)
                     case .body, .end:
                         throw ClientError.network("the server sent a body without a response head")
@@ -259,18 +268,5 @@ struct HTTPTransport: Sendable {
             }
         }
         return (code, String(cString: message))
-    }
-}
-
-/// Closes the connection when the IdleStateHandler says the server has been silent too long.
-final class CloseOnIdle: ChannelInboundHandler, Sendable {
-    typealias InboundIn = NIOAny
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
     }
 }

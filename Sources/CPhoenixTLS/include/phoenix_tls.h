@@ -13,6 +13,11 @@
 int phoenix_verify_server_chain(const unsigned char *const *ders, const size_t *lengths, size_t count,
                                 const char *ca_file, const char *host, char *message, size_t message_len);
 
+/// Whether the first certificate in `cert_pem` and the private key in `key_pem` (PEM files) belong
+/// together. Returns 1 when they do, 0 when they do not, -1 when a file cannot be read (`message` says
+/// which and why).
+int phoenix_key_matches_certificate(const char *cert_pem, const char *key_pem, char *message, size_t message_len);
+
 /// The X509_V_ERR_* codes the client names in its errors.
 enum {
     PHOENIX_X509_CERT_NOT_YET_VALID = 9,

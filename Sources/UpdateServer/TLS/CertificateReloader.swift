@@ -1,3 +1,4 @@
+import CPhoenixTLS
 import Foundation
 import NIOConcurrencyHelpers
 import NIOSSL
@@ -33,12 +34,15 @@ public final class CertificateReloader: Sendable {
         do { key = try NIOSSLPrivateKey(file: keyPath, format: .pem) } catch {
             throw ServerError.badConfiguration("cannot read the TLS private key \(keyPath): \(error)")
         }
-        // Building a context checks that the key belongs to the certificate.
-        do {
-            _ = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
-                                                                          privateKey: .privateKey(key)))
-        } catch {
-            throw ServerError.badConfiguration("the TLS key \(keyPath) does not match the certificate \(certificatePath): \(error)")
+        // The key must belong to the leaf certificate (checked with libcrypto: NIOSSL only finds out
+        // when a context is built, and leaks that context when the build fails).
+        var message = [CChar](repeating: 0, count: 256)
+        let match = message.withUnsafeMutableBufferPointer {
+            phoenix_key_matches_certificate(certificatePath, keyPath, $0.baseAddress, $0.count)
+        }
+        guard match == 1 else {
+            throw ServerError.badConfiguration(
+                "the TLS key \(keyPath) does not match the certificate \(certificatePath): \(String(cString: message))")
         }
         return Identity(chain: chain, key: key)
     }
