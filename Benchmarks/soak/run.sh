@@ -79,6 +79,8 @@ for _ in $(seq 120); do
   [ "$running" = 0 ] && break
   sleep 1
 done
+sleep 12   # one rollout/job tick after the last job, so its memory has been handed back
+rss_drained=$(rss)
 consistency=$(python3 - "$work/data" <<'PY'
 import os, sqlite3, sys
 data = sys.argv[1]
@@ -127,7 +129,7 @@ out=Benchmarks/results/soak.md
   echo -n "| downloads (32 connections) "; parse "$work/wrk-download.txt"
   echo
   echo "- releases published during the run: $published (failed publishes: $failed)"
-  echo "- server RSS: $((rss_start / 1024)) MiB after warm-up, $((rss_end / 1024)) MiB at the end"
+  echo "- server RSS: $((rss_start / 1024)) MiB after warm-up, $((rss_end / 1024)) MiB when the load stopped (delta jobs still running), $((rss_drained / 1024)) MiB once the queued jobs were done"
   echo "- catalog afterwards: $consistency"
   echo "- server log errors: $(grep -c -E ' error ' "$work/server.log" || true)"
   grep -E ' error ' "$work/server.log" | head -5 | sed 's/^/  - /' || true

@@ -4,6 +4,7 @@ import HTTPTypes
 import HummingbirdTesting
 import Testing
 import TestSupport
+import TreeIO
 import UpdateModels
 import UpdateServer
 
@@ -233,6 +234,27 @@ import UpdateServer
             }
             #expect(state == .ready, "the server did not pick up the queued delta job")
         }
+    }
+
+    /// Opening the data directory again (as `phoenix-server publish` or `status` do beside a running
+    /// server) must not delete the running server's work in progress; scratch left by a dead process goes.
+    @Test func anotherProcessOnTheDataDirectoryLeavesLiveScratchAlone() throws {
+        let f = try ServerFixture(publish: false)
+        let tmp = f.service.configuration.dataDirectory + "/tmp"
+        // A live process's scratch (the test process itself stands in for the running server: a
+        // second service in the same process must keep it too) and a dead one's.
+        let mine = tmp + "/\(getpid())-live", dead = tmp + "/999999999-dead", legacy = tmp + "/0B1C-no-pid"
+        let other = Process()
+        other.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        other.arguments = ["30"]
+        try other.run()
+        defer { kill(other.processIdentifier, SIGKILL); other.waitUntilExit() }
+        let theirs = tmp + "/\(other.processIdentifier)-job"
+        for d in [mine, dead, legacy, theirs] { try FileManager.default.createDirectory(atPath: d + "/work", withIntermediateDirectories: true) }
+        let r = try Run.process(Run.product("phoenix-server"), ["status", "--data", f.service.configuration.dataDirectory])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(POSIX.exists(mine) && POSIX.exists(theirs), "a live process's scratch was deleted")
+        #expect(!POSIX.exists(dead) && !POSIX.exists(legacy), "a dead process's scratch was kept")
     }
 
     @Test func experimentsAssignAVariantAndBreakTelemetryDown() throws {

@@ -48,8 +48,11 @@ public final class UpdateService: @unchecked Sendable {
         rotations = try configuration.rotationPaths.map {
             try WireJSON.decoder().decode(SignedEnvelope.self, from: Data(contentsOf: URL(fileURLWithPath: $0)))
         }
-        // Scratch files from a run that died are garbage.
+        // Scratch directories are named after the process that made them. Those of processes that are
+        // gone are garbage; those of a live process (a running server while `phoenix-server publish`
+        // or `status` opens the same data directory) are its work in progress and stay.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: scratchDirectory)) ?? [] {
+            if let pid = Self.owner(ofScratch: name), kill(pid, 0) == 0 || errno == EPERM { continue }
             try? POSIX.removeTree(scratchDirectory + "/" + name)
         }
     }
@@ -187,8 +190,14 @@ public final class UpdateService: @unchecked Sendable {
         return record
     }
 
+    /// The process id a scratch directory's name starts with (`PID-UUID`), or nil for other names.
+    static func owner(ofScratch name: String) -> pid_t? {
+        guard let dash = name.firstIndex(of: "-"), let pid = Int32(name[..<dash]), pid > 0 else { return nil }
+        return pid
+    }
+
     func scratch() throws -> String {
-        let dir = scratchDirectory + "/" + UUID().uuidString
+        let dir = scratchDirectory + "/\(getpid())-" + UUID().uuidString
         try POSIX.mkdir(dir, mode: 0o700)
         return dir
     }
