@@ -125,6 +125,26 @@ struct HTTPTransport: Sendable {
     /// closed afterwards.
     func execute<T: Sendable>(_ method: HTTPMethod, _ url: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
                               _ handle: (Response, inout Body) async throws -> T) async throws -> T {
+        // A GET whose connection fails before any answer (refused, reset, closed under us) is tried once
+        // more after a moment; a TLS refusal or anything after the response began is not.
+        let answered = AnsweredFlag()
+        do {
+            return try await attempt(method, url, headers: headers, body: body, answered: answered, handle)
+        } catch let e as ClientError where method == .GET && !answered.value && e.category == "network" {
+            try await Task.sleep(for: .milliseconds(300))
+            return try await attempt(method, url, headers: headers, body: body, answered: answered, handle)
+        }
+    }
+
+    final class AnsweredFlag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var answered = false
+        func set() { lock.lock(); answered = true; lock.unlock() }
+        var value: Bool { lock.lock(); defer { lock.unlock() }; return answered }
+    }
+
+    private func attempt<T: Sendable>(_ method: HTTPMethod, _ url: String, headers: [(String, String)], body: [UInt8]?,
+                                      answered: AnsweredFlag, _ handle: (Response, inout Body) async throws -> T) async throws -> T {
         let t = try Self.target(url)
         let note = VerificationNote()
         let sslContext: NIOSSLContext?
@@ -184,6 +204,7 @@ struct HTTPTransport: Sendable {
                     case .head(let h) where h.status.code >= 100 && h.status.code < 200:
                         continue  // 100 Continue and friends
                     case .head(let h):
+                        answered.set()
                         var names: [String: String] = [:]
                         for (name, value) in h.headers { names[name.lowercased()] = value }
                         return try await handle(Response(status: Int(h.status.code), headers: names), &reader)

@@ -213,6 +213,7 @@ public final class Updater: @unchecked Sendable {
     public func install(manual: Bool = false, progress: (@Sendable (DownloadProgress) -> Void)? = nil) async throws -> InstallResult {
         let started = now()
         let from = settings.currentVersion
+        attemptedVersion = nil
         do {
             let r = try await installUnreported(manual: manual, progress: progress)
             await report(.install, outcome: "success", from: from, to: r.version, kind: r.kind, started: started, bytes: r.downloadedBytes)
