@@ -183,6 +183,21 @@ struct TestPKI: @unchecked Sendable {
         }
     }
 
+    @Test func dashboardSessionCookiesAreSecureOverHTTPS() async throws {
+        let pki = try TestPKI()
+        let good = try pki.server("server")
+        let f = try ServerFixture(publish: false) { $0.tlsCertificatePath = good.cert; $0.tlsKeyPath = good.key }
+        let app = try buildApplication(service: f.service, tls: try CertificateReloader(certificatePath: good.cert, keyPath: good.key))
+        try await app.test(.live) { client in
+            let r = try await Run.processOffPool("/usr/bin/curl", ["-sS", "-i", "--cacert", pki.caFile, "-d", "token=\(ServerFixture.token)",
+                                                                  "https://127.0.0.1:\(client.port!)/dashboard/login"])
+            // "\r\n" is one Character in Swift: split on either form of line end.
+            let lines = r.stdout.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+            let cookie = lines.first { $0.lowercased().hasPrefix("set-cookie:") }.map(String.init) ?? ""
+            #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Secure"), "status \(r.status): \(r.stdout.prefix(300)) \(r.stderr)")
+        }
+    }
+
     @Test func settingsRejectMalformedTLSOptions() throws {
         var s = ClientSettings()
         #expect(throws: ClientError.self) { try s.set("tls_pin", "not-base64!") }

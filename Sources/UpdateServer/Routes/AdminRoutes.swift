@@ -92,7 +92,9 @@ enum AdminRoutes {
     static func startSession(service: UpdateService) -> Response {
         let (id, _) = service.sessions.createSession()
         var r = redirect("/dashboard")
-        r.headers[.setCookie] = "\(cookieName)=\(id); Path=/; Max-Age=\(Int(SessionStore.sessionLifetime)); HttpOnly; SameSite=Strict"
+        // Over HTTPS the cookie is also Secure (never sent over plain HTTP).
+        let secure = service.configuration.servesTLS ? "; Secure" : ""
+        r.headers[.setCookie] = "\(cookieName)=\(id); Path=/; Max-Age=\(Int(SessionStore.sessionLifetime)); HttpOnly; SameSite=Strict\(secure)"
         return r
     }
 
