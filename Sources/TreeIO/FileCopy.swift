@@ -101,7 +101,7 @@ public enum CrashPoint {
         count += 1
         if fillRemaining > 0 {
             fillRemaining -= 1
-            if fillRemaining == 0, let dir = getenv("PHOENIX_FILL_PATH") { fillFileSystem(String(cString: dir) + "/.phoenix-fill") }
+            if fillRemaining == 0, let dir = getenv("PHOENIX_FILL_PATH") { POSIX.fillFileSystem(String(cString: dir) + "/.phoenix-fill") }
         }
         guard remaining > 0 else { return }
         remaining -= 1
@@ -118,17 +118,18 @@ public enum CrashPoint {
             kill(getpid(), SIGKILL)
         }
     }
+}
 
-    /// Disk-full injection (PHOENIX_FILL_AT=N, PHOENIX_FILL_PATH=DIR): at the Nth crash point another
-    /// "process" takes every free byte of DIR's file system, so the writes after it fail with ENOSPC.
-    static func fillFileSystem(_ path: String) {
+extension POSIX {
+    /// Takes every free byte of the file system holding `path` by writing to that file, as another
+    /// program filling the disk would (disk-full injection: PHOENIX_FILL_AT and the tests' tmpfs).
+    public static func fillFileSystem(_ path: String) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        var block = [UInt8](repeating: 0xA5, count: 1 << 16)
+        let block = [UInt8](repeating: 0xA5, count: 1 << 16)
         for size in [1 << 16, 4096, 1] {
             while block.withUnsafeBytes({ write(fd, $0.baseAddress, size) }) == size {}
         }
-        block.removeAll()
     }
 }

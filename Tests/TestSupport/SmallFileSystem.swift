@@ -1,4 +1,5 @@
 import Foundation
+import TreeIO
 
 /// A small tmpfs for disk-full tests (needs root, as CI has); nil where mounting is not permitted, and
 /// the caller then skips with the printed reason.
@@ -37,13 +38,7 @@ public enum SmallFileSystem {
     @discardableResult
     public static func fill(_ directory: String) -> String {
         let path = directory + "/.test-fill"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return path }
-        defer { close(fd) }
-        let block = [UInt8](repeating: 0x5A, count: 1 << 16)
-        for size in [1 << 16, 4096, 1] {
-            while block.withUnsafeBytes({ write(fd, $0.baseAddress, size) }) == size {}
-        }
+        POSIX.fillFileSystem(path)
         return path
     }
 }
