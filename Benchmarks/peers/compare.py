@@ -37,6 +37,9 @@ def window_log(*paths):
     return max(27, math.ceil(math.log2(max(size, 2))))
 
 
+LOWMEM_LIMIT = "192M"
+
+
 def tools(phoenix):
     """name -> (make argv builder, apply argv builder, needs)"""
     py = sys.executable
@@ -48,6 +51,12 @@ def tools(phoenix):
         ),
         "phoenix-bsdiff": (
             lambda o, n, p: [phoenix, "make", "--quiet", "--format", "bsdiff", o, n, p],
+            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
+            [phoenix],
+        ),
+        # The low-memory mode (anchor index, mapped inputs): peak memory capped whatever the file size.
+        "phoenix-lowmem": (
+            lambda o, n, p: [phoenix, "make", "--quiet", "--memory-limit", LOWMEM_LIMIT, o, n, p],
             lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
             [phoenix],
         ),
@@ -236,7 +245,7 @@ def write_markdown(path, results, args, phoenix, corpus):
 
 def write_chart(path, results):
     """One panel per pair: patch size (y) against make time (x), a dot per tool, log-scaled x."""
-    colors = {"phoenix": "#d9480f", "phoenix-bsdiff": "#f59f00", "bsdiff": "#1c7ed6", "hdiffpatch": "#2f9e44",
+    colors = {"phoenix": "#d9480f", "phoenix-bsdiff": "#f59f00", "phoenix-lowmem": "#e64980", "bsdiff": "#1c7ed6", "hdiffpatch": "#2f9e44",
               "xdelta3": "#7048e8", "zstd-patch-from": "#495057"}
     pw, ph, pad = 360, 260, 50
     pairs = list(results)

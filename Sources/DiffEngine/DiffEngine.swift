@@ -54,28 +54,32 @@ public enum DiffEngine {
                 flags = DiffOrder.contextFlag
             }
         }
-        var out: [UInt8]
-        switch options.format {
-        case .phx:
-            var header = PhxHeader(
-                codec: options.codec, level: UInt8(clamping: level),
-                oldSize: UInt64(oldBytes.count), newSize: UInt64(newBytes.count),
-                oldSHA256: SHA256Hasher.hash(old), newSHA256: SHA256Hasher.hash(new),
-                controlCount: assembler.tupleCount,
-                controlLength: UInt64(streams[0].count), runsLength: UInt64(streams[1].count),
-                literalsLength: UInt64(streams[2].count), extraLength: UInt64(streams[3].count),
-                diffRawLength: assembler.diffRawLength, literalsRawLength: assembler.literalsRawLength,
-                extraRawLength: assembler.extraRawLength)
-            header.flags = flags
-            out = header.encode()
-        case .bsdiff:
-            out = BsdiffHeader(controlLength: UInt64(streams[0].count), diffLength: UInt64(streams[1].count),
-                               newSize: UInt64(newBytes.count)).encode()
-        }
+        var out = header(options: options, level: level, oldSize: oldBytes.count, newSize: newBytes.count,
+                         oldSHA256: SHA256Hasher.hash(old), newSHA256: SHA256Hasher.hash(new), assembler: assembler,
+                         lengths: streams.map { UInt64($0.count) }, flags: flags)
         out.reserveCapacity(out.count + streams.reduce(0) { $0 + $1.count })
         for s in streams { out.append(contentsOf: s) }
         progress?(1)
         return out
+    }
+
+    /// The header of a patch whose compressed streams (in file order) have `lengths`.
+    static func header(options: DiffOptions, level: Int, oldSize: Int, newSize: Int, oldSHA256: [UInt8], newSHA256: [UInt8],
+                       assembler: StreamAssembler, lengths: [UInt64], flags: UInt16) -> [UInt8] {
+        switch options.format {
+        case .phx:
+            var header = PhxHeader(
+                codec: options.codec, level: UInt8(clamping: level),
+                oldSize: UInt64(oldSize), newSize: UInt64(newSize), oldSHA256: oldSHA256, newSHA256: newSHA256,
+                controlCount: assembler.tupleCount,
+                controlLength: lengths[0], runsLength: lengths[1], literalsLength: lengths[2], extraLength: lengths[3],
+                diffRawLength: assembler.diffRawLength, literalsRawLength: assembler.literalsRawLength,
+                extraRawLength: assembler.extraRawLength)
+            header.flags = flags
+            return header.encode()
+        case .bsdiff:
+            return BsdiffHeader(controlLength: lengths[0], diffLength: lengths[1], newSize: UInt64(newSize)).encode()
+        }
     }
 
     /// Inputs are matched in fixed chunks of new (their size depends only on new's size, so the patch

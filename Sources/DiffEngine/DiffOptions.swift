@@ -17,6 +17,10 @@ public struct DiffOptions: Sendable, Equatable {
     /// Old-context order is often much smaller on executables and libraries, and costs the apply a
     /// second pass over the control stream and a bit lookup per diff byte.
     public var diffOrder: DiffOrder?
+    /// `makePatchFile` only: the most resident memory, in bytes, the diff may use. When the in-memory
+    /// engine would need more (`DiffEngine.estimatedPeakMemory`), the low-memory mode is used instead
+    /// (at least `DiffEngine.minimumMemoryLimit`). nil: no limit.
+    public var memoryLimit: Int?
 
     public init(format: PatchKind = .phx, codec: CodecID? = nil, level: Int? = nil, threads: Int = 1) {
         self.format = format

@@ -142,45 +142,59 @@ struct Matcher<SAIndex: FixedWidthInteger>: ~Copyable {
             }
 
             if len != oldScore || scan == newCount {
-                // Extend the previous match forward while more than half the bytes agree.
-                var s = 0, bestF = 0, lenF = 0
-                var i = 0
-                while lastScan &+ i < scan && lastPos &+ i < oldCount {
-                    if o![lastPos &+ i] == n[lastScan &+ i] { s &+= 1 }
-                    i &+= 1
-                    if s &* 2 &- i > bestF &* 2 &- lenF { bestF = s; lenF = i }
-                }
-                // Extend this match backward the same way.
-                var lenB = 0
-                if scan < newCount {
-                    var s = 0, bestB = 0
-                    var i = 1
-                    while scan >= lastScan &+ i && pos >= i {
-                        if o![pos &- i] == n[scan &- i] { s &+= 1 }
-                        if s &* 2 &- i > bestB &* 2 &- lenB { bestB = s; lenB = i }
-                        i &+= 1
-                    }
-                }
-                // If the two extensions overlap, split the overlap where the agreement is best.
-                if lastScan &+ lenF > scan &- lenB {
-                    let overlap = (lastScan &+ lenF) &- (scan &- lenB)
-                    var s = 0, bestS = 0, lenS = 0
-                    for i in 0..<overlap {
-                        if n[lastScan &+ lenF &- overlap &+ i] == o![lastPos &+ lenF &- overlap &+ i] { s &+= 1 }
-                        if n[scan &- lenB &+ i] == o![pos &- lenB &+ i] { s &-= 1 }
-                        if s > bestS { bestS = s; lenS = i &+ 1 }
-                    }
-                    lenF &+= lenS &- overlap
-                    lenB &-= lenS
-                }
-                try sink.emit(newStart: lastScan, oldStart: lastPos, add: lenF,
-                              copy: (scan &- lenB) &- (lastScan &+ lenF),
-                              seek: (pos &- lenB) &- (lastPos &+ lenF))
-                lastScan = scan &- lenB
-                lastPos = pos &- lenB
+                (lastScan, lastPos) = try joinAlignments(old: old, new: new, lastScan: lastScan, lastPos: lastPos,
+                                                         scan: scan, pos: pos, extendBackward: scan < newCount, &sink)
                 lastOffset = pos &- scan
             }
         }
         progress?(newCount)
     }
+}
+
+/// bsdiff's join of two alignments: the previous match (new `lastScan` against old `lastPos`) is extended
+/// forward while more than half its bytes agree, the next one (new `scan` against old `pos`) backward
+/// the same way, an overlap is split where the agreement is best, and the tuple covering the previous
+/// alignment is emitted. Returns where the next tuple starts (in new, in old).
+///
+/// Cost: O(scan - lastScan) byte comparisons.
+@inline(__always)
+func joinAlignments<Sink: MatchSink>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
+                                     lastScan: Int, lastPos: Int, scan: Int, pos: Int, extendBackward: Bool,
+                                     _ sink: inout Sink) throws -> (scan: Int, pos: Int) {
+    let o = old.baseAddress, n = new.baseAddress!, oldCount = old.count
+    // Extend the previous match forward while more than half the bytes agree.
+    var s = 0, bestF = 0, lenF = 0
+    var i = 0
+    while lastScan &+ i < scan && lastPos &+ i < oldCount {
+        if o![lastPos &+ i] == n[lastScan &+ i] { s &+= 1 }
+        i &+= 1
+        if s &* 2 &- i > bestF &* 2 &- lenF { bestF = s; lenF = i }
+    }
+    // Extend this match backward the same way.
+    var lenB = 0
+    if extendBackward {
+        var s = 0, bestB = 0
+        var i = 1
+        while scan >= lastScan &+ i && pos >= i {
+            if o![pos &- i] == n[scan &- i] { s &+= 1 }
+            if s &* 2 &- i > bestB &* 2 &- lenB { bestB = s; lenB = i }
+            i &+= 1
+        }
+    }
+    // If the two extensions overlap, split the overlap where the agreement is best.
+    if lastScan &+ lenF > scan &- lenB {
+        let overlap = (lastScan &+ lenF) &- (scan &- lenB)
+        var s = 0, bestS = 0, lenS = 0
+        for i in 0..<overlap {
+            if n[lastScan &+ lenF &- overlap &+ i] == o![lastPos &+ lenF &- overlap &+ i] { s &+= 1 }
+            if n[scan &- lenB &+ i] == o![pos &- lenB &+ i] { s &-= 1 }
+            if s > bestS { bestS = s; lenS = i &+ 1 }
+        }
+        lenF &+= lenS &- overlap
+        lenB &-= lenS
+    }
+    try sink.emit(newStart: lastScan, oldStart: lastPos, add: lenF,
+                  copy: (scan &- lenB) &- (lastScan &+ lenF),
+                  seek: (pos &- lenB) &- (lastPos &+ lenF))
+    return (scan &- lenB, pos &- lenB)
 }

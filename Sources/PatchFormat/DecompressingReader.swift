@@ -119,6 +119,18 @@ public final class DecompressingReader {
         return b
     }
 
+    /// Reads and discards the rest of the stream a window at a time; returns how many bytes that was.
+    public func skipToEnd() throws -> UInt64 {
+        var skipped: UInt64 = 0
+        repeat {
+            let n = outputEnd - outputStart
+            skipped += UInt64(n)
+            delivered += UInt64(n)
+            outputStart = outputEnd
+        } while try fillOutput()
+        return skipped
+    }
+
     /// Reads one unsigned LEB128 varint (see `Varint`), decoding straight from the window when the
     /// whole varint is there. Errors are `Varint`'s, naming `index` and `field`.
     public func readVarint(index: UInt64, field: String) throws -> UInt64 {

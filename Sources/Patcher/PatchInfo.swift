@@ -47,8 +47,7 @@ extension PatchApplier {
             case .bsdiff(let h):
                 let reader = try DecompressingReader(streamName: "control", codec: .bzip2,
                                                      source: input.source(offset: h.controlOffset, length: h.controlLength))
-                var bytes: UInt64 = 0
-                while try reader.readByte() != nil { bytes += 1 }
+                let bytes = try reader.skipToEnd()
                 guard bytes % 24 == 0 else {
                     throw PatchFormatError.trailingData(location: "in the control stream",
                                                         detail: "\(bytes) bytes is not a whole number of 24-byte tuples")

@@ -149,9 +149,9 @@ public enum POSIX {
     }
 
     /// Reads a whole file (nil-safe for empty files). For files that must not be followed through a
-    /// symlink, the open uses O_NOFOLLOW.
-    public static func readFile(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+    /// symlink, the open uses O_NOFOLLOW unless `followSymlinks`.
+    public static func readFile(_ path: String, followSymlinks: Bool = false) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | (followSymlinks ? 0 : O_NOFOLLOW))
         guard fd >= 0 else { throw error("cannot open", path) }
         defer { close(fd) }
         var st = stat()

@@ -26,6 +26,8 @@ struct MakeCommand: ParsableCommand {
     @Option(help: "Compression level (zstd 1-22, default 19; bzip2 1-9; zlib 0-9).") var level: Int?
     @Option(help: "phx diff order: auto (default: make both, keep the smaller), natural, or context (old-context order; smaller on most executables, a little slower to apply).")
     var diffOrder: String = "auto"
+    @Option(help: ArgumentHelp("Most memory the diff of two files may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size). At least 112M.", valueName: "bytes"))
+    var memoryLimit: ByteCount?
     @Option(help: "Threads (default: all cores). The patch bytes do not depend on it.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @OptionGroup var output: OutputOptions
@@ -33,6 +35,7 @@ struct MakeCommand: ParsableCommand {
     var options: DiffOptions {
         var o = DiffOptions(format: format, codec: codec, level: level, threads: threads)
         o.diffOrder = DiffOrder(rawValue: diffOrder)
+        o.memoryLimit = memoryLimit.map { Int(clamping: $0.value) }
         return o
     }
 
@@ -47,6 +50,9 @@ struct MakeCommand: ParsableCommand {
             guard paths.count == 3 else { throw ValidationError("make takes OLD NEW PATCH (got \(paths.count) paths)") }
         }
         do { try options.validate() } catch let e as DiffEngineError { throw ValidationError(e.description) }
+        if let m = memoryLimit?.value, m < DiffEngine.minimumMemoryLimit {
+            throw ValidationError("--memory-limit must be at least \(DiffEngine.minimumMemoryLimit >> 20)M, got \(m) bytes")
+        }
     }
 
     func run() throws {
@@ -56,6 +62,7 @@ struct MakeCommand: ParsableCommand {
         let dirs = paths.dropLast().map { POSIX.isDirectory($0) }
         if full || dirs.allSatisfy({ $0 }) {
             if format == .bsdiff { throw ValidationError("directory bundles have their own format; --format bsdiff is for files") }
+            if memoryLimit != nil { throw ValidationError("--memory-limit applies to the diff of two files, not to directory bundles") }
             for p in paths.dropLast() where !POSIX.isDirectory(p) {
                 throw TreeIOError.io(operation: "not a directory:", path: p, errno: 20, message: "a bundle is made from directories")
             }
@@ -75,21 +82,19 @@ struct MakeCommand: ParsableCommand {
         if dirs.contains(true) {
             throw ValidationError("OLD and NEW must both be files or both be directories")
         }
-        let oldFile = try LoadedFile(path: paths[0])
-        let newFile = try LoadedFile(path: paths[1])
-        let bytes = try DiffEngine.makePatch(old: oldFile.bytes, new: newFile.bytes, options: options) { f in
+        let summary = try DiffEngine.makePatchFile(oldPath: paths[0], newPath: paths[1], to: patch, options: options) { f in
             bar.update(f)
         }
         bar.finish()
-        let writer = try AtomicFileWriter(destination: patch, mode: 0o644)
-        try bytes.withUnsafeBytes { try writer.write($0) }
-        try writer.commit()
+        let newSize = summary.newBytes
         if !output.quiet {
-            let ratio = newFile.count == 0 ? 0 : Double(bytes.count) / Double(newFile.count) * 100
-            print(String(format: "%@: %@ patch, %@ (%.2f%% of the new file's %@), in %.2f s",
+            let ratio = newSize == 0 ? 0 : Double(summary.patchBytes) / Double(newSize) * 100
+            let mode = summary.anchorSpacing.map { ", low-memory mode (an anchor every ~\($0) bytes)" } ?? ""
+            print(String(format: "%@: %@ patch, %@ (%.2f%% of the new file's %@)%@, in %.2f s",
                          patch, options.format == .phx ? "phx/\(options.codec.name)" : "bsdiff",
-                         formatBytes(UInt64(bytes.count)), ratio, formatBytes(UInt64(newFile.count)),
+                         formatBytes(summary.patchBytes), ratio, formatBytes(newSize), mode,
                          Date().timeIntervalSince(started)))
         }
     }
 }
+

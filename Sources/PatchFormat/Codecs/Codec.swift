@@ -42,12 +42,13 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     }
 
     /// Makes a streaming encoder. `threads` > 1 lets codecs that can (zstd) compress on several cores;
-    /// the output bytes do not depend on it.
-    public func makeEncoder(level: Int? = nil, threads: Int = 1) throws -> any StreamEncoder {
+    /// the output bytes do not depend on it. `lowMemory` caps zstd's window and tables (a few MiB per
+    /// stream, single-threaded) for the low-memory diff; bzip2 and zlib are small already.
+    public func makeEncoder(level: Int? = nil, threads: Int = 1, lowMemory: Bool = false) throws -> any StreamEncoder {
         let level = level ?? defaultLevel
         switch self {
         case .uncompressed: return StoreEncoder()
-        case .zstd: return try ZstdEncoder(level: level, threads: threads)
+        case .zstd: return try ZstdEncoder(level: level, threads: threads, lowMemory: lowMemory)
         case .bzip2: return try Bzip2Encoder(blockSize100k: level)
         case .zlib: return try ZlibEncoder(level: level)
         }

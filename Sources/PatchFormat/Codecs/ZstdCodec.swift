@@ -6,7 +6,7 @@ final class ZstdEncoder: StreamEncoder {
     private var out: [UInt8] = []
     private var chunk = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
 
-    init(level: Int, threads: Int) throws {
+    init(level: Int, threads: Int, lowMemory: Bool = false) throws {
         guard let ctx = ZSTD_createCCtx() else {
             throw PatchFormatError.compressionFailed(codec: "zstd", detail: "cannot allocate a compression context")
         }
@@ -18,6 +18,14 @@ final class ZstdEncoder: StreamEncoder {
         // matters, huge match tables do not. Capping them keeps a level-19 context near 40 MB instead
         // of 110 MB at the same output size (measured on the ruff pair: 1,564,352 vs 1,564,367 bytes).
         let defaults = ZSTD_getCParams(Int32(level), 0, 0)
+        if lowMemory {
+            // About 5 MiB in all: a 2 MiB window, 1 MiB chain and hash tables, no worker buffers. The
+            // bytes still do not depend on `threads` (always single-threaded).
+            try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_windowLog, Int32(min(defaults.windowLog, 21))))
+            try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_chainLog, Int32(min(defaults.chainLog, 18))))
+            try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_hashLog, Int32(min(defaults.hashLog, 18))))
+            return
+        }
         try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_chainLog, Int32(min(defaults.chainLog, 22))))
         try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_hashLog, Int32(min(defaults.hashLog, 20))))
         // zstd's multi-threaded output depends only on whether workers are used, not on how many, so the

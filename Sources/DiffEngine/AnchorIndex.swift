@@ -1,0 +1,149 @@
+/// A polynomial rolling hash over a fixed window of bytes (each byte first mapped to a random 64-bit
+/// value, so that similar bytes do not give similar hashes), and the mixer that turns it into
+/// well-spread bits.
+struct RollingHash {
+    static let window = 32
+    private static let multiplier: UInt64 = 0x100_0000_01B3 &* 0x9E37_79B9  // odd
+    /// multiplier^(window - 1): the weight of the byte that leaves the window.
+    private static let outWeight: UInt64 = {
+        var p: UInt64 = 1
+        for _ in 0..<(window - 1) { p = p &* multiplier }
+        return p
+    }()
+    nonisolated(unsafe) private static let byteValues: UnsafeMutablePointer<UInt64> = {
+        let t = UnsafeMutablePointer<UInt64>.allocate(capacity: 256)
+        var x: UInt64 = 0x5048_4F45_4E49_5821  // splitmix64, fixed seed: the patch bytes must not vary
+        for i in 0..<256 {
+            x &+= 0x9E37_79B9_7F4A_7C15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            t[i] = z ^ (z >> 31)
+        }
+        return t
+    }()
+
+    /// The hash of `window` bytes at `p`.
+    @inline(__always)
+    static func of(_ p: UnsafePointer<UInt8>) -> UInt64 {
+        let t = byteValues
+        var h: UInt64 = 0
+        for k in 0..<window { h = h &* multiplier &+ t[Int(p[k])] }
+        return h
+    }
+
+    /// The hash of the window one byte further on: `leaving` drops out at the front, `entering` joins.
+    @inline(__always)
+    static func roll(_ h: UInt64, leaving: UInt8, entering: UInt8) -> UInt64 {
+        let t = byteValues
+        return (h &- t[Int(leaving)] &* outWeight) &* multiplier &+ t[Int(entering)]
+    }
+
+    /// A finaliser (the xor-shift-multiply of splitmix64): every output bit depends on every input bit.
+    @inline(__always)
+    static func mix(_ h: UInt64) -> UInt64 {
+        var x = (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9
+        x ^= x >> 32
+        return x
+    }
+}
+
+/// Content-defined anchors of the old file in a fixed-size hash table: the positions whose 32-byte
+/// window hashes to a value with its low `rateBits` bits zero (one position in 2^rateBits on average,
+/// chosen by content, so the same bytes in new are anchors too). Each table entry packs a 24-bit
+/// fingerprint of the hash with the old position; of several windows with the same fingerprint only
+/// the first is kept, so runs of identical blocks (zeros) take one entry, not millions.
+///
+/// It is the index of the low-memory diff (`DiffOptions.memoryLimit`): memory is the table alone,
+/// 8 bytes a slot, fixed in advance from the budget whatever the file's size (in the spirit of zstd's
+/// long-distance matcher and hdiffz `-s`). Matches shorter than about 2^rateBits bytes are mostly missed,
+/// which is the mode's cost in patch size. Positions up to 2^40 (1 TiB) are supported.
+final class AnchorIndex {
+    let rateBits: Int
+    let rateMask: UInt64
+    let tableBits: Int
+    private let slots: UnsafeMutableBufferPointer<UInt64>
+    private let mask: Int
+    private(set) var entries = 0
+    private let maxEntries: Int
+    static let maxPosition = (1 << 40) - 2
+
+    /// The table's size for `oldCount` bytes within `budget` bytes: the sparsest anchors (never denser
+    /// than one per 8 bytes) that keep the table at most 70% full on average.
+    static func plan(oldCount: Int, budget: Int) -> (rateBits: Int, tableBits: Int) {
+        var tableBits = 10
+        while (8 << (tableBits + 1)) <= budget && tableBits < 36 { tableBits += 1 }
+        var rateBits = 3
+        while Double(oldCount) / Double(1 << rateBits) > 0.7 * Double(1 << tableBits) && rateBits < 30 { rateBits += 1 }
+        // No bigger table than the anchors need.
+        while tableBits > 10 && Double(oldCount) / Double(1 << rateBits) <= 0.35 * Double(1 << tableBits) { tableBits -= 1 }
+        return (rateBits, tableBits)
+    }
+
+    /// Memory of the table `plan` chooses.
+    static func bytes(tableBits: Int) -> Int { 8 << tableBits }
+
+    init(rateBits: Int, tableBits: Int) {
+        self.rateBits = rateBits
+        self.rateMask = (1 << UInt64(rateBits)) - 1
+        self.tableBits = tableBits
+        slots = .allocate(capacity: 1 << tableBits)
+        slots.initialize(repeating: 0)
+        mask = (1 << tableBits) - 1
+        maxEntries = (1 << tableBits) / 10 * 9
+    }
+
+    deinit { slots.deallocate() }
+
+    @inline(__always) func isAnchor(_ mixed: UInt64) -> Bool { mixed & rateMask == 0 }
+
+    @inline(__always) private func slot(_ mixed: UInt64) -> Int { Int(truncatingIfNeeded: mixed >> UInt64(64 - tableBits)) }
+    @inline(__always) private func fingerprint(_ mixed: UInt64) -> UInt64 { (mixed >> 12) & 0xFF_FFFF }
+
+    /// Adds the anchor windows of `text[range]` (windows starting in the range; `text` is the whole old
+    /// file). Call with consecutive ranges from 0.
+    func add(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) {
+        let w = RollingHash.window
+        let end = min(range.upperBound, text.count - w + 1)
+        guard range.lowerBound < end, let base = text.baseAddress else { return }
+        var i = range.lowerBound
+        var h = RollingHash.of(base + i)
+        while true {
+            let x = RollingHash.mix(h)
+            if isAnchor(x) && i <= Self.maxPosition { insert(x, position: i) }
+            i &+= 1
+            if i >= end { return }
+            h = RollingHash.roll(h, leaving: base[i &- 1], entering: base[i &+ w &- 1])
+        }
+    }
+
+    @inline(__always)
+    private func insert(_ mixed: UInt64, position: Int) {
+        guard entries < maxEntries else { return }
+        let fp = fingerprint(mixed)
+        var s = slot(mixed)
+        while true {
+            let e = slots[s]
+            if e == 0 {
+                slots[s] = fp << 40 | UInt64(position + 1)
+                entries &+= 1
+                return
+            }
+            if e >> 40 == fp { return }  // the same window seen earlier (or a collision): keep the first
+            s = (s &+ 1) & mask
+        }
+    }
+
+    /// The old position recorded for an anchor hash, if any (it may be a fingerprint collision: verify).
+    @inline(__always)
+    func lookup(_ mixed: UInt64) -> Int? {
+        let fp = fingerprint(mixed)
+        var s = slot(mixed)
+        while true {
+            let e = slots[s]
+            if e == 0 { return nil }
+            if e >> 40 == fp { return Int(truncatingIfNeeded: e & 0xFF_FFFF_FFFF) - 1 }
+            s = (s &+ 1) & mask
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import Dispatch
+import PatchFormat
+import TreeIO
+
+/// How `makePatchFile` made a patch.
+public struct PatchFileSummary: Sendable {
+    /// Size of the patch written.
+    public var patchBytes: UInt64
+    /// Size of the new file.
+    public var newBytes: UInt64
+    /// True when the memory limit required the anchor-index mode.
+    public var lowMemory: Bool
+    /// Low-memory mode: the average spacing of old's anchors (matches much shorter are mostly missed).
+    public var anchorSpacing: Int?
+}
+
+extension DiffEngine {
+    /// What the process needs besides the index in the low-memory mode: the runtime and libraries, the
+    /// mapped windows of both files, four capped zstd contexts (or bzip2's blocks), and the spool
+    /// buffers. Measured on x86-64 Linux, with headroom.
+    static let lowMemoryOverhead = 80 << 20
+    /// The smallest `--memory-limit` the low-memory mode accepts (leaves the index at least 16 MiB).
+    public static let minimumMemoryLimit = lowMemoryOverhead + (16 << 20)
+    /// What the old-context diff order adds in the low-memory mode: a block of 16 Mi two-byte keys and
+    /// bits (`ContextRunCoder`), a fifth compressor and its spool.
+    static let contextOrderCost = 48 << 20
+
+    /// Peak memory of `makePatch` for files of these sizes, as a planning estimate: both files, the
+    /// suffix array (4 bytes a byte of old, 8 from 2 GiB), the 9-gram filter (old/2), the compressors
+    /// (up to ~48 MiB each with worker buffers) and the context-order block (64 MiB).
+    public static func estimatedPeakMemory(oldSize: Int, newSize: Int, options: DiffOptions) -> Int {
+        let saBytes = oldSize < Int(Int32.max) ? 4 : 8
+        let streams = options.format == .phx ? 5 : 3
+        return oldSize + newSize + saBytes * oldSize + oldSize / 2 + streams * (48 << 20) + (64 << 20) + (32 << 20)
+    }
+
+    /// Makes a patch from the file `oldPath` to the file `newPath` and writes it atomically to `patchPath`.
+    ///
+    /// Without `options.memoryLimit`, or when `estimatedPeakMemory` fits under it, this reads both files
+    /// and calls `makePatch` (best patches; peak memory as stated there). Otherwise it switches to the
+    /// low-memory mode: both files are mapped, not read; old is indexed by content-defined anchors in a
+    /// table sized from the limit (`AnchorIndex`), new is matched in one pass (`AnchorMatcher`), the
+    /// pages behind the scan are dropped as it goes, and the compressed streams spool to temporary files
+    /// beside the patch. (Mapped input must not be truncated while the diff runs: that is a SIGBUS.) Peak resident memory stays under the limit for files of any size (beyond RAM,
+    /// beyond 4 GiB); time is O(old + new). The cost is patch size: matches shorter than the anchor
+    /// spacing are mostly missed. The old-context diff order costs `contextOrderCost` more; with less
+    /// room the diff is in natural order.
+    public static func makePatchFile(oldPath: String, newPath: String, to patchPath: String,
+                                     options: DiffOptions = DiffOptions(),
+                                     progress: ((Double) -> Void)? = nil) throws -> PatchFileSummary {
+        try options.validate()
+        if let limit = options.memoryLimit {
+            // Mapped, not read: a mapping costs no memory until its pages are touched.
+            let old = try MappedFile(path: oldPath)
+            let new = try MappedFile(path: newPath)
+            if estimatedPeakMemory(oldSize: old.count, newSize: new.count, options: options) > limit {
+                return try makeLowMemory(old: old, new: new, to: patchPath, limit: limit, options: options, progress: progress)
+            }
+        }
+        // Read, not mapped, so that a file truncated meanwhile is an error, not a SIGBUS.
+        let old = try POSIX.readFile(oldPath, followSymlinks: true)
+        let new = try POSIX.readFile(newPath, followSymlinks: true)
+        let bytes = try old.withUnsafeBytes { o in
+            try new.withUnsafeBytes { n in try makePatch(old: o, new: n, options: options, progress: progress) }
+        }
+        let writer = try AtomicFileWriter(destination: patchPath, mode: 0o644)
+        try bytes.withUnsafeBytes { try writer.write($0) }
+        try writer.commit()
+        return PatchFileSummary(patchBytes: UInt64(bytes.count), newBytes: UInt64(new.count), lowMemory: false, anchorSpacing: nil)
+    }
+
+    static func makeLowMemory(old: MappedFile, new: MappedFile, to patchPath: String, limit: Int,
+                              options: DiffOptions, progress: ((Double) -> Void)?) throws -> PatchFileSummary {
+        guard limit >= minimumMemoryLimit else {
+            throw DiffEngineError.unsupportedCombination(
+                "a memory limit of \(limit >> 20) MiB is too small for these files: the in-memory diff needs about "
+                + "\(estimatedPeakMemory(oldSize: old.count, newSize: new.count, options: options) >> 20) MiB and the "
+                + "low-memory mode at least \(minimumMemoryLimit >> 20) MiB")
+        }
+        guard old.count <= AnchorIndex.maxPosition else {
+            throw DiffEngineError.unsupportedCombination("the old file is over 1 TiB, beyond the low-memory index")
+        }
+        // phx: the old-context order as well when the limit leaves room for it (auto), or only it.
+        let affordsContext = limit >= minimumMemoryLimit + contextOrderCost
+        if options.format == .phx && options.diffOrder == .oldContext && !affordsContext {
+            throw DiffEngineError.unsupportedCombination(
+                "the old-context diff order needs a memory limit of at least \((minimumMemoryLimit + contextOrderCost) >> 20) MiB "
+                + "in the low-memory mode (got \(limit >> 20) MiB); use --diff-order natural or a larger limit")
+        }
+        let budget = limit - lowMemoryOverhead
+        let plainPlan = AnchorIndex.plan(oldCount: old.count, budget: budget)
+        let contextPlan = AnchorIndex.plan(oldCount: old.count, budget: budget - contextOrderCost)
+        // Auto: the context order only when it leaves the anchors as dense (denser anchors gain more).
+        let makeContext = options.format == .phx && affordsContext
+            && (options.diffOrder == .oldContext || (options.diffOrder == nil && contextPlan.rateBits == plainPlan.rateBits))
+        let makeNatural = options.format == .bsdiff || options.diffOrder != .oldContext
+        let plan = makeContext ? contextPlan : plainPlan
+        let index = AnchorIndex(rateBits: plan.rateBits, tableBits: plan.tableBits)
+        progress?(0)
+
+        // Index old (hashing it on the way) while new is hashed on another core; both drop their pages.
+        let step = 4 << 20
+        let oldHasher = SHA256Hasher(), newHasher = SHA256Hasher()
+        let oldBytes = old.bytes, newBytes = new.bytes
+        let total = Double(max(1, old.count + new.count))
+        let indexOld = {
+            var at = 0
+            while at < oldBytes.count {
+                let end = min(oldBytes.count, at + step)
+                index.add(oldBytes, at..<end)
+                oldHasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: oldBytes[at..<end])))
+                old.release(0..<end)
+                at = end
+                progress?(0.3 * Double(at) / total)
+            }
+        }
+        let hashNew = {
+            var at = 0
+            while at < newBytes.count {
+                let end = min(newBytes.count, at + step)
+                newHasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: newBytes[at..<end])))
+                new.release(0..<end)
+                at = end
+            }
+        }
+        if options.threads > 1 {
+            nonisolated(unsafe) let hashNew = hashNew
+            let group = DispatchGroup()
+            DispatchQueue.global().async(group: group) { hashNew() }
+            indexOld()
+            group.wait()
+        } else {
+            indexOld()
+            hashNew()
+        }
+        old.releaseAll()
+
+        // Match, spooling each compressed stream to a temporary file beside the patch.
+        let level = options.level ?? options.codec.defaultLevel
+        let streamCount = options.format == .phx ? 4 : 3
+        // The streams in file order, then (if made) the diff runs in old-context order.
+        let encoders = try (0..<(streamCount + (makeContext ? 1 : 0))).map { _ in
+            try options.codec.makeEncoder(level: level, threads: 1, lowMemory: true)
+        }
+        let spools = try encoders.indices.map { try AtomicFileWriter(destination: "\(patchPath).stream\($0)") }
+        defer { for s in spools { s.abort() } }
+        func drain() throws {
+            for (e, s) in zip(encoders, spools) {
+                let out = e.takeOutput()
+                if !out.isEmpty { try out.withUnsafeBytes { try s.write($0) } }
+            }
+        }
+        var assembler = StreamAssembler(old: oldBytes, new: newBytes, format: options.format,
+                                        control: encoders[0], diff: encoders[1],
+                                        literals: streamCount == 4 ? encoders[2] : nil, extra: encoders[streamCount - 1],
+                                        contextRuns: makeContext ? encoders[streamCount] : nil, naturalRuns: makeNatural)
+        let matcher = AnchorMatcher(old: oldBytes, new: newBytes, index: index)
+        do {
+            try matcher.run(&assembler) { done in
+                new.release(0..<done)
+                old.releaseAll()
+                try drain()
+                progress?(0.3 + 0.65 * Double(done) / Double(max(1, newBytes.count)))
+            }
+            try assembler.finish()
+        } catch let e as PatchFormatError {
+            throw DiffEngineError.format(e)
+        }
+        for (e, s) in zip(encoders, spools) {
+            let out = try e.finish()
+            try out.withUnsafeBytes { try s.write($0) }
+        }
+        old.releaseAll()
+        new.releaseAll()
+
+        var chosen = Array(spools.prefix(streamCount))
+        var flags: UInt16 = 0
+        if makeContext, !makeNatural || spools[streamCount].bytesWritten < spools[1].bytesWritten {
+            chosen[1] = spools[streamCount]
+            flags = DiffOrder.contextFlag
+        }
+        let header = header(options: options, level: level, oldSize: old.count, newSize: new.count,
+                            oldSHA256: oldHasher.finalize(), newSHA256: newHasher.finalize(), assembler: assembler,
+                            lengths: chosen.map(\.bytesWritten), flags: flags)
+        let writer = try AtomicFileWriter(destination: patchPath, mode: 0o644)
+        try header.withUnsafeBytes { try writer.write($0) }
+        for s in chosen { try s.copyContents(to: writer) }
+        try writer.commit()
+        progress?(1)
+        return PatchFileSummary(patchBytes: writer.bytesWritten, newBytes: UInt64(new.count), lowMemory: true, anchorSpacing: 1 << plan.rateBits)
+    }
+}

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A whole file mapped read-only, for inputs that may be larger than memory. The pages read stay in the
+/// process's resident set until `release` gives them back (they remain in the page cache, so reading
+/// them again costs a minor fault, not a disk read); that is how the low-memory diff keeps its peak
+/// resident size under a limit while addressing files of any size.
+///
+/// The file must not be truncated while mapped (reading a page past the new end raises SIGBUS); the
+/// diff engine maps files it is only reading and hashes them, so a change is caught by the checksums.
+public final class MappedFile {
+    public let path: String
+    public let bytes: UnsafeBufferPointer<UInt8>
+    private let base: UnsafeMutableRawPointer?
+    private let length: Int
+    private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw POSIX.error("cannot open", path) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw POSIX.error("cannot stat", path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw TreeIOError.io(operation: "not a regular file:", path: path, errno: EINVAL, message: "only regular files can be diffed")
+        }
+        length = Int(st.st_size)
+        if length == 0 {
+            base = nil
+            bytes = UnsafeBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let p = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw POSIX.error("cannot map", path)
+        }
+        base = p
+        bytes = UnsafeBufferPointer(start: p.assumingMemoryBound(to: UInt8.self), count: length)
+    }
+
+    deinit {
+        if let base { munmap(base, length) }
+    }
+
+    public var count: Int { length }
+
+    /// Drops the pages wholly inside `range` from the resident set (the mapping stays valid).
+    public func release(_ range: Range<Int>) {
+        guard let base else { return }
+        let lo = min(length, (max(0, range.lowerBound) + Self.pageSize - 1) / Self.pageSize * Self.pageSize)
+        let hi = min(length, range.upperBound) / Self.pageSize * Self.pageSize
+        if hi > lo { _ = madvise(base + lo, hi - lo, MADV_DONTNEED) }
+    }
+
+    /// Drops every resident page of the file.
+    public func releaseAll() { release(0..<(length + Self.pageSize)) }
+}

@@ -1,0 +1,96 @@
+import DiffEngine
+import Foundation
+import Testing
+import TestSupport
+
+/// `phoenix-diff make --memory-limit`: the peak resident memory of the process, measured from outside
+/// by GNU time, stays under the limit on inputs larger than it.
+@Suite struct MemoryLimitCLITests {
+    /// Runs `phoenix-diff ARGS` under /usr/bin/time; returns the result and the peak RSS in bytes.
+    static func measured(_ args: [String], cwd: String) throws -> (ProcessResult, Int) {
+        let time = try #require(["/usr/bin/time"].first { FileManager.default.isExecutableFile(atPath: $0) },
+                                "GNU time is not installed (scripts/setup-debian.sh installs it)")
+        let r = try Run.process(time, ["-f", "peak-rss-kb %M", CLI.binary] + args, cwd: cwd)
+        let line = try #require(r.stderr.split(whereSeparator: \.isNewline).last { $0.hasPrefix("peak-rss-kb ") },
+                                "no measurement in: \(r.stderr)")
+        return (r, try #require(Int(line.dropFirst("peak-rss-kb ".count))) * 1024)
+    }
+
+    /// Makes OLD (random) and NEW (OLD with a block inserted part-way and a few bytes changed) with the
+    /// shell, so that large files cost no test-process memory.
+    static func makePair(in dir: String, megabytes: Int, insertAt: Int, edits: [Int]) throws {
+        let script = """
+            set -e
+            head -c \(megabytes)M /dev/urandom > old
+            head -c \(insertAt) old > new
+            head -c 4096 /dev/urandom >> new
+            tail -c +\(insertAt + 1) old >> new
+            for off in \(edits.map(String.init).joined(separator: " ")); do
+              printf 'X' | dd of=new bs=1 seek=$off conv=notrunc status=none
+            done
+            """
+        let r = try Run.process("/bin/sh", ["-c", script], cwd: dir)
+        try #require(r.status == 0, "making the test files: \(r.stderr)")
+    }
+
+    @Test func peakMemoryStaysUnderTheLimitOnLargerFiles() throws {
+        let dir = try TemporaryDirectory()
+        // 2 x 96 MiB of input against a 112 MiB limit: the in-memory engine would need ~1.2 GiB.
+        try Self.makePair(in: dir.path, megabytes: 96, insertAt: 40 << 20,
+                          edits: stride(from: 1_000, to: 96 << 20, by: 3_000_017).map { $0 })
+        let limit = DiffEngine.minimumMemoryLimit
+        let (make, peak) = try Self.measured(["make", "--memory-limit", "\(limit)", "old", "new", "p"], cwd: dir.path)
+        #expect(make.status == 0, "\(make.stderr)")
+        #expect(make.stdout.contains("low-memory mode"), "\(make.stdout)")
+        #expect(peak <= limit, "peak RSS \(peak >> 20) MiB over the \(limit >> 20) MiB limit")
+        let patchSize = try FileManager.default.attributesOfItem(atPath: dir.file("p"))[.size] as? Int ?? 0
+        // 4 KiB of new random bytes and ~30 changed bytes; stored whole, new would be 96 MiB.
+        #expect(patchSize > 4096 && patchSize < 200_000, "patch of \(patchSize) bytes")
+        let apply = try CLI.run("apply", dir.file("old"), dir.file("p"), dir.file("out"))
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(try Run.process("/usr/bin/cmp", [dir.file("new"), dir.file("out")]).status == 0)
+    }
+
+    @Test func aLimitBelowTheMinimumIsAUsageError() throws {
+        let dir = try TemporaryDirectory()
+        try dir.write("old", [1, 2, 3])
+        try dir.write("new", [1, 2, 4])
+        let r = try CLI.run("make", "--memory-limit", "64M", dir.file("old"), dir.file("new"), dir.file("p"))
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("--memory-limit must be at least \(DiffEngine.minimumMemoryLimit >> 20)M"), "\(r.stderr)")
+        let bad = try CLI.run("make", "--memory-limit", "lots", dir.file("old"), dir.file("new"), dir.file("p"))
+        #expect(bad.status == 1)
+        #expect(!FileManager.default.fileExists(atPath: dir.file("p")))
+    }
+
+    /// Opt-in (PHOENIX_LARGE_FILES=1; ~10 GB of sparse files, ~5 GB of memory for the apply): files
+    /// over 4 GiB, changed beyond the 4 GiB mark, diffed under a 256 MiB limit.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PHOENIX_LARGE_FILES"] == "1"))
+    func filesOver4GiB() throws {
+        let dir = try TemporaryDirectory()
+        let size = (4 << 30) + (300 << 20)
+        let script = """
+            set -e
+            truncate -s \(size) old
+            for mb in 0 700 1500 2900 4095 4200 4390; do
+              head -c 1M /dev/urandom | dd of=old bs=1M seek=$mb conv=notrunc status=none
+            done
+            cp --sparse=always old new
+            head -c 1M /dev/urandom | dd of=new bs=1M seek=4300 conv=notrunc status=none
+            for off in 7 \(3 << 30) \((4 << 30) + 12345) \((4200 << 20) + 99); do
+              printf 'Y' | dd of=new bs=1 seek=$off conv=notrunc status=none
+            done
+            """
+        let r = try Run.process("/bin/sh", ["-c", script], cwd: dir.path)
+        try #require(r.status == 0, "making the test files: \(r.stderr)")
+        let limit = 256 << 20
+        let (make, peak) = try Self.measured(["make", "--memory-limit", "256M", "old", "new", "p"], cwd: dir.path)
+        #expect(make.status == 0, "\(make.stderr)")
+        #expect(peak <= limit, "peak RSS \(peak >> 20) MiB over the 256 MiB limit")
+        let patchSize = try FileManager.default.attributesOfItem(atPath: dir.file("p"))[.size] as? Int ?? 0
+        #expect(patchSize > 1 << 20 && patchSize < 3 << 20, "patch of \(patchSize) bytes for 1 MiB of new random data")
+        let apply = try CLI.run("apply", dir.file("old"), dir.file("p"), dir.file("out"))
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(try Run.process("/usr/bin/cmp", [dir.file("new"), dir.file("out")]).status == 0)
+    }
+}
