@@ -89,9 +89,32 @@ public enum DiffEngine {
     }
 
     /// Suffix-sorts `old` (building the 9-gram filter alongside), matches `new` chunk by chunk on
-    /// `threads` cores, and feeds the tuples to `sink` in order.
+    /// `threads` cores, frees the suffix array and the filter, then feeds the tuples to `sink` in order
+    /// (so that the compressors' memory, which grows while the sink works, never adds to theirs).
     static func match<Sink: MatchSink>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int = 1,
                                        chunkSize: Int? = nil, into sink: inout Sink, progress: ((Int) -> Void)?) throws {
+        var chunks = try findMatches(old: old, new: new, threads: threads, chunkSize: chunkSize, progress: progress)
+        // Each tuple's seek leads to the next tuple's old start; the last one's is 0. Chunks are freed
+        // as they are emitted.
+        var previous: RecordedTuple? = nil
+        for c in chunks.indices {
+            for t in chunks[c] {
+                if let p = previous {
+                    try sink.emit(newStart: p.newStart, oldStart: p.oldStart, add: p.add, copy: p.copy,
+                                  seek: t.oldStart - (p.oldStart + p.add))
+                }
+                previous = t
+            }
+            chunks[c] = []
+        }
+        if let p = previous { try sink.emit(newStart: p.newStart, oldStart: p.oldStart, add: p.add, copy: p.copy, seek: 0) }
+        progress?(new.count)
+    }
+
+    /// The tuples of the diff, in order, chunk by chunk. Peak memory: the suffix array and the filter
+    /// (freed on return) and 32 bytes per tuple.
+    static func findMatches(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int,
+                            chunkSize: Int?, progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
         // The 9-gram filter is built on another core while libdivsufsort sorts.
         nonisolated(unsafe) var filter: GramFilter? = nil
         let group = DispatchGroup()
@@ -105,25 +128,26 @@ public enum DiffEngine {
             let sa = try SuffixSorting.build32(old)
             defer { sa.deallocate() }
             group.wait()
-            try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!), threads: threads,
-                            chunkSize: chunkSize, into: &sink, progress: progress)
+            return try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!),
+                                   threads: threads, chunkSize: chunkSize, progress: progress)
         } else {
             let sa = try SuffixSorting.build64(old)
             defer { sa.deallocate() }
             group.wait()
-            try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!), threads: threads,
-                            chunkSize: chunkSize, into: &sink, progress: progress)
+            return try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!),
+                                   threads: threads, chunkSize: chunkSize, progress: progress)
         }
     }
 
-    static func matchChunks<Index: FixedWidthInteger, Sink: MatchSink>(_ matcher: borrowing Matcher<Index>, threads: Int,
-                                                                      chunkSize forced: Int?, into sink: inout Sink,
-                                                                      progress: ((Int) -> Void)?) throws {
+    static func matchChunks<Index: FixedWidthInteger>(_ matcher: consuming Matcher<Index>, threads: Int,
+                                                      chunkSize forced: Int?,
+                                                      progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
         let n = matcher.new.count
         let size = max(1, forced ?? chunkSize(for: n))
         if n <= size {
-            try matcher.run(0..<n, &sink, progress: progress)
-            return
+            var recorder = TupleRecorder()
+            try matcher.run(0..<n, &recorder, progress: progress)
+            return [recorder.tuples]
         }
         let chunks = stride(from: 0, to: n, by: size).map { $0..<min($0 + size, n) }
         nonisolated(unsafe) var recorded = [Result<[RecordedTuple], Error>?](repeating: nil, count: chunks.count)
@@ -145,14 +169,7 @@ public enum DiffEngine {
                 }
             }
         }
-        // Concatenate in order; each tuple's seek leads to the next tuple's old start.
-        let all = try recorded.flatMap { try $0!.get() }
-        for (k, t) in all.enumerated() {
-            let seek = k + 1 < all.count ? all[k + 1].oldStart - (t.oldStart + t.add) : 0
-            try sink.emit(newStart: t.newStart, oldStart: t.oldStart, add: t.add, copy: t.copy, seek: seek)
-            if k % 4096 == 0 { progress?(t.newStart) }
-        }
-        progress?(n)
+        return try recorded.map { try $0!.get() }
     }
     /// The four uncompressed phx streams of a diff, for bundles (which compress all files' streams
     /// together).

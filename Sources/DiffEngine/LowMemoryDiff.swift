@@ -21,9 +21,9 @@ extension DiffEngine {
     static let lowMemoryOverhead = 80 << 20
     /// The smallest `--memory-limit` the low-memory mode accepts (leaves the index at least 16 MiB).
     public static let minimumMemoryLimit = lowMemoryOverhead + (16 << 20)
-    /// What the old-context diff order adds in the low-memory mode: a block of 16 Mi two-byte keys and
-    /// bits (`ContextRunCoder`), a fifth compressor and its spool.
-    static let contextOrderCost = 48 << 20
+    /// What the old-context diff order adds in the low-memory mode: the bits of a 16 Mi block and their
+    /// sorted copy (`ContextRunCoder`), a fifth compressor and its spool.
+    static let contextOrderCost = 16 << 20
 
     /// Peak memory of `makePatch` for files of these sizes, as a planning estimate: both files, the
     /// suffix array (4 bytes a byte of old, 8 from 2 GiB), the 9-gram filter (old/2), the compressors
