@@ -30,10 +30,15 @@ public enum DiffEngine {
         let makeNatural = options.format == .bsdiff || options.diffOrder != .oldContext
         let makeContext = options.format == .phx && options.diffOrder != .natural
         let contextEncoder = makeContext ? try options.codec.makeEncoder(level: level, threads: options.threads) : nil
+        // phx: the control stream interleaved, split, or both (keep the smaller).
+        let makeSplit = options.format == .phx && options.splitControl != false
+        let makeInterleaved = options.format == .bsdiff || options.splitControl != true
+        let splitEncoder = makeSplit ? try options.codec.makeEncoder(level: level, threads: options.threads) : nil
         var assembler = StreamAssembler(old: oldBytes, new: newBytes, format: options.format,
                                         control: encoders[0], diff: encoders[1],
                                         literals: streamCount == 4 ? encoders[2] : nil, extra: encoders[streamCount - 1],
-                                        contextRuns: contextEncoder, naturalRuns: makeNatural)
+                                        contextRuns: contextEncoder, naturalRuns: makeNatural,
+                                        splitControl: splitEncoder, interleavedControl: makeInterleaved)
         // Suffix sorting is about a third of the work, matching and compressing the rest.
         let report: ((Int) -> Void)? = progress == nil ? nil : { scanned in
             progress?(0.3 + 0.6 * Double(scanned) / Double(max(newBytes.count, 1)))
@@ -52,6 +57,13 @@ public enum DiffEngine {
             if !makeNatural || contextStream.count < streams[1].count {
                 streams[1] = contextStream
                 flags = DiffOrder.contextFlag
+            }
+        }
+        if let splitEncoder {
+            let splitStream = try splitEncoder.finish()
+            if !makeInterleaved || splitStream.count < streams[0].count {
+                streams[0] = splitStream
+                flags |= ControlLayout.splitFlag
             }
         }
         var out = header(options: options, level: level, oldSize: oldBytes.count, newSize: newBytes.count,

@@ -17,6 +17,9 @@ public struct DiffOptions: Sendable, Equatable {
     /// Old-context order is often much smaller on executables and libraries, and costs the apply a
     /// second pass over the control stream and a bit lookup per diff byte.
     public var diffOrder: DiffOrder?
+    /// phx: whether the control stream is in the split layout (`ControlLayout`); nil = make both and
+    /// keep the smaller (the control stream is small, so that costs little).
+    public var splitControl: Bool?
     /// `makePatchFile` only: the most resident memory, in bytes, the diff may use. When the in-memory
     /// engine would need more (`DiffEngine.estimatedPeakMemory`), the low-memory mode is used instead
     /// (at least `DiffEngine.minimumMemoryLimit`). nil: no limit.

@@ -138,8 +138,12 @@ extension DiffEngine {
         // Match, spooling each compressed stream to a temporary file beside the patch.
         let level = options.level ?? options.codec.defaultLevel
         let streamCount = options.format == .phx ? 4 : 3
-        // The streams in file order, then (if made) the diff runs in old-context order.
-        let encoders = try (0..<(streamCount + (makeContext ? 1 : 0))).map { _ in
+        // The streams in file order, then (if made) the diff runs in old-context order, then (phx) the
+        // control stream in the split layout.
+        let makeSplit = options.format == .phx && options.splitControl != false
+        let makeInterleaved = options.format == .bsdiff || options.splitControl != true
+        let contextIndex = streamCount, splitIndex = streamCount + (makeContext ? 1 : 0)
+        let encoders = try (0..<(splitIndex + (makeSplit ? 1 : 0))).map { _ in
             try options.codec.makeEncoder(level: level, threads: 1, lowMemory: true)
         }
         let spools = try encoders.indices.map { try AtomicFileWriter(destination: "\(patchPath).stream\($0)") }
@@ -153,7 +157,8 @@ extension DiffEngine {
         var assembler = StreamAssembler(old: oldBytes, new: newBytes, format: options.format,
                                         control: encoders[0], diff: encoders[1],
                                         literals: streamCount == 4 ? encoders[2] : nil, extra: encoders[streamCount - 1],
-                                        contextRuns: makeContext ? encoders[streamCount] : nil, naturalRuns: makeNatural)
+                                        contextRuns: makeContext ? encoders[contextIndex] : nil, naturalRuns: makeNatural,
+                                        splitControl: makeSplit ? encoders[splitIndex] : nil, interleavedControl: makeInterleaved)
         let matcher = AnchorMatcher(old: oldBytes, new: newBytes, index: index)
         do {
             try matcher.run(&assembler) { done in
@@ -175,9 +180,13 @@ extension DiffEngine {
 
         var chosen = Array(spools.prefix(streamCount))
         var flags: UInt16 = 0
-        if makeContext, !makeNatural || spools[streamCount].bytesWritten < spools[1].bytesWritten {
-            chosen[1] = spools[streamCount]
-            flags = DiffOrder.contextFlag
+        if makeContext, !makeNatural || spools[contextIndex].bytesWritten < spools[1].bytesWritten {
+            chosen[1] = spools[contextIndex]
+            flags |= DiffOrder.contextFlag
+        }
+        if makeSplit, !makeInterleaved || spools[splitIndex].bytesWritten < spools[0].bytesWritten {
+            chosen[0] = spools[splitIndex]
+            flags |= ControlLayout.splitFlag
         }
         let header = header(options: options, level: level, oldSize: old.count, newSize: new.count,
                             oldSHA256: oldHasher.finalize(), newSHA256: newHasher.finalize(), assembler: assembler,

@@ -23,14 +23,28 @@ struct StreamAssembler: MatchSink {
     private(set) var diffRawLength: UInt64 = 0
     private(set) var extraRawLength: UInt64 = 0
     private var pending: ControlTuple?
+    /// Where the pending tuple ends in new and where its add starts in old (for the split layout).
+    private var pendingNewEnd = 0
+    private var pendingOldStart = 0
+    /// phx: the control stream in the split layout (`ControlLayout`), when it is being made; `control`
+    /// then gets the interleaved layout only if `interleavedControl`.
+    let splitControl: (any StreamEncoder)?
+    let interleavedControl: Bool
+    private var splitWriter = SplitControlWriter()
+    private var splitBuffer: [UInt8] = []
     private var controlBuffer: [UInt8] = []
     private let scratch: UnsafeMutableBufferPointer<UInt8>
     private static let chunk = 1 << 16
 
     init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, format: PatchKind,
          control: any StreamEncoder, diff: any StreamEncoder, literals: (any StreamEncoder)?, extra: any StreamEncoder,
-         contextRuns: (any StreamEncoder)? = nil, naturalRuns: Bool = true) {
+         contextRuns: (any StreamEncoder)? = nil, naturalRuns: Bool = true,
+         splitControl: (any StreamEncoder)? = nil, interleavedControl: Bool = true) {
         precondition((format == .phx) == (literals != nil), "phx needs a literals stream, bsdiff has none")
+        precondition(splitControl == nil || format == .phx, "only phx has the split control layout")
+        precondition(interleavedControl || splitControl != nil, "at least one control layout must be made")
+        self.splitControl = splitControl
+        self.interleavedControl = interleavedControl
         precondition(naturalRuns || contextRuns != nil, "at least one diff order must be made")
         self.contextRuns = contextRuns
         self.naturalRuns = naturalRuns
@@ -53,6 +67,11 @@ struct StreamAssembler: MatchSink {
         pending = nil
         if !controlBuffer.isEmpty { try control.write(controlBuffer) }
         controlBuffer.removeAll()
+        if let splitControl {
+            splitWriter.flush(into: &splitBuffer)
+            try splitControl.write(splitBuffer)
+            splitBuffer.removeAll()
+        }
         if format == .phx {
             splitter.finish()
             if naturalRuns { try diff.write(splitter.runs) }
@@ -67,7 +86,18 @@ struct StreamAssembler: MatchSink {
     var literalsRawLength: UInt64 { splitter.literalCount }
 
     private mutating func writeControl(_ t: ControlTuple) throws {
+        if let splitControl {
+            // The end diagonal: the old cursor after the seek minus the new position after the tuple.
+            let end = Int64(pendingOldStart) + t.add + t.seek - Int64(pendingNewEnd)
+            if splitWriter.append(add: UInt64(t.add), copy: UInt64(t.copy), endDiagonal: end) {
+                splitWriter.flush(into: &splitBuffer)
+                try splitControl.write(splitBuffer)
+                splitBuffer.removeAll(keepingCapacity: true)
+            }
+        }
         switch format {
+        case .phx where !interleavedControl:
+            break
         case .phx:
             Varint.appendUnsigned(UInt64(t.add), to: &controlBuffer)
             Varint.appendUnsigned(UInt64(t.copy), to: &controlBuffer)
@@ -125,5 +155,7 @@ struct StreamAssembler: MatchSink {
         }
         if let p = pending { try writeControl(p) }
         pending = t
+        pendingNewEnd = newStart + add + copy
+        pendingOldStart = oldStart
     }
 }

@@ -4,7 +4,7 @@
 /// |---|---|---|
 /// | 0 | 8 | magic `PHXPATCH` |
 /// | 8 | 2 | format version (1) |
-/// | 10 | 2 | flags: bit 0 = the diff pattern is in old-context order (`DiffOrder`); others must be 0 |
+/// | 10 | 2 | flags: bit 0 = the diff pattern is in old-context order (`DiffOrder`); bit 1 = the control stream is split (`ControlLayout`); others must be 0 |
 /// | 12 | 1 | codec id (0 none, 1 zstd, 2 bzip2, 3 zlib) |
 /// | 13 | 1 | codec level used (informational) |
 /// | 14 | 2 | reserved, 0 |
@@ -42,10 +42,14 @@ public struct PhxHeader: Equatable, Sendable {
     public var diffRawLength: UInt64
     public var literalsRawLength: UInt64
     public var extraRawLength: UInt64
-    /// Header flags (bit 0: `DiffOrder.contextFlag`).
+    /// Header flags (bit 0: `DiffOrder.contextFlag`, bit 1: `ControlLayout.splitFlag`).
     public var flags: UInt16 = 0
+    /// Every flag this reader knows.
+    public static let knownFlags = DiffOrder.contextFlag | ControlLayout.splitFlag
 
     public var diffOrder: DiffOrder { flags & DiffOrder.contextFlag != 0 ? .oldContext : .natural }
+    /// Whether the control stream is in the split layout.
+    public var splitControl: Bool { flags & ControlLayout.splitFlag != 0 }
 
     public init(codec: CodecID, level: UInt8, oldSize: UInt64, newSize: UInt64, oldSHA256: [UInt8], newSHA256: [UInt8],
                 controlCount: UInt64, controlLength: UInt64, runsLength: UInt64, literalsLength: UInt64,
@@ -111,7 +115,7 @@ public struct PhxHeader: Equatable, Sendable {
             throw PatchFormatError.headerChecksumMismatch(stored: storedCRC, computed: computedCRC)
         }
         let flags = LittleEndian.read(UInt16.self, from: bytes, at: 10)
-        guard flags & ~DiffOrder.contextFlag == 0 else { throw PatchFormatError.unknownFlags(flags) }
+        guard flags & ~Self.knownFlags == 0 else { throw PatchFormatError.unknownFlags(flags) }
         guard let codec = CodecID(rawValue: bytes[12]) else { throw PatchFormatError.unknownCodec(bytes[12]) }
         let reserved = LittleEndian.read(UInt16.self, from: bytes, at: 14)
         guard reserved == 0 else {

@@ -82,17 +82,16 @@ final class TupleStreams {
     /// Applies `count` control tuples under the strict phx rules (FORMAT.md), writing exactly `newSize`
     /// bytes. Every tuple is checked before use: lengths against the space left, the add window inside
     /// the old file, only tuple 0 empty, the seek inside 0...old size.
-    func applyPhx(count: UInt64, newSize: UInt64, old: UnsafeRawBufferPointer, to sink: any OutputSink,
-                  progress: ((UInt64) -> Void)? = nil) throws {
+    func applyPhx(count: UInt64, newSize: UInt64, old: UnsafeRawBufferPointer, splitControl: Bool = false,
+                  to sink: any OutputSink, progress: ((UInt64) -> Void)? = nil) throws {
+        let tuples = PhxControlReader(reader: control, count: count, split: splitControl)
         let oldSize = Int64(old.count)
         var newPos: UInt64 = 0
         var oldPos: Int64 = 0
         var nextReport: UInt64 = 1 << 22
         for index in 0..<count {
             func fail(_ reason: String) -> PatcherError { .format(.invalidControl(index: index, reason: reason)) }
-            let a = try control.readVarint(index: index, field: "add")
-            let c = try control.readVarint(index: index, field: "copy")
-            let seek = Varint.unzigzag(try control.readVarint(index: index, field: "seek"))
+            let (a, c, seek) = try tuples.next()
             if a > newSize - newPos {
                 throw fail("adds \(a) bytes at new offset \(newPos), past the declared new size \(newSize)")
             }
@@ -149,12 +148,15 @@ struct ApplyEngine {
             let literals = try open("diff-literals", h.literalsOffset, h.literalsLength)
             let diff: any DiffSource = switch h.diffOrder {
             case .natural: DiffRunReader(runs: runs, literals: literals, total: h.diffRawLength)
-            case .oldContext: ContextDiffSource(runs: runs, literals: literals, lookahead: try open("control", h.controlOffset, h.controlLength),
+            case .oldContext: ContextDiffSource(runs: runs, literals: literals,
+                                                lookahead: PhxControlReader(reader: try open("control", h.controlOffset, h.controlLength),
+                                                                            count: h.controlCount, split: h.splitControl),
                                                 old: old, header: h)
             }
             let streams = TupleStreams(control: try open("control", h.controlOffset, h.controlLength), diff: diff,
                                        extra: try open("extra", h.extraOffset, h.extraLength))
-            try streams.applyPhx(count: h.controlCount, newSize: h.newSize, old: old, to: sink, progress: progress)
+            try streams.applyPhx(count: h.controlCount, newSize: h.newSize, old: old, splitControl: h.splitControl,
+                                 to: sink, progress: progress)
             try streams.finish()
         case .bsdiff(let h):
             func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {

@@ -11,7 +11,7 @@ import PatchFormat
 final class ContextDiffSource: DiffSource {
     private let runs: DecompressingReader
     private let literals: DecompressingReader
-    private let lookahead: DecompressingReader
+    private let lookahead: PhxControlReader
     private let old: UnsafePointer<UInt8>
     private let oldCount: Int
     private let controlCount: UInt64
@@ -36,7 +36,7 @@ final class ContextDiffSource: DiffSource {
     @exclusivity(unchecked) private var literalPos = 0
     @exclusivity(unchecked) private var literalEnd = 0
 
-    init(runs: DecompressingReader, literals: DecompressingReader, lookahead: DecompressingReader, old: UnsafeRawBufferPointer,
+    init(runs: DecompressingReader, literals: DecompressingReader, lookahead: PhxControlReader, old: UnsafeRawBufferPointer,
          header: PhxHeader, blockSize: Int = ContextOrder.blockSize) {
         self.runs = runs
         self.literals = literals
@@ -77,9 +77,8 @@ final class ContextDiffSource: DiffSource {
                 guard tuplesRead < controlCount else {
                     throw corrupt("the \(controlCount) control tuples add fewer diff bytes than the \(remaining + UInt64(n - need)) still declared")
                 }
-                let a = try lookahead.readVarint(index: tuplesRead, field: "add")
-                _ = try lookahead.readVarint(index: tuplesRead, field: "copy")
-                aheadSeek = Varint.unzigzag(try lookahead.readVarint(index: tuplesRead, field: "seek"))
+                let (a, _, seek) = try lookahead.next()
+                aheadSeek = seek
                 tuplesRead += 1
                 aheadAddLeft = a
                 continue

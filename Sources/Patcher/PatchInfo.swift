@@ -20,6 +20,8 @@ public struct PatchInfo: Sendable, Equatable, Codable {
     public var extraBytes: UInt64?
     /// phx: `natural` or `context` (the order of the diff pattern).
     public var diffOrder: String?
+    /// phx: "interleaved" or "split" (`ControlLayout`).
+    public var controlLayout: String?
 }
 
 extension PatchApplier {
@@ -43,7 +45,8 @@ extension PatchApplier {
                                  controlTuples: h.controlCount, controlStreamSize: h.controlLength,
                                  diffStreamSize: h.runsLength + h.literalsLength, extraStreamSize: h.extraLength,
                                  diffBytes: h.diffRawLength, diffLiteralBytes: h.literalsRawLength,
-                                 extraBytes: h.extraRawLength, diffOrder: h.diffOrder.rawValue)
+                                 extraBytes: h.extraRawLength, diffOrder: h.diffOrder.rawValue,
+                                 controlLayout: h.splitControl ? "split" : "interleaved")
             case .bsdiff(let h):
                 let reader = try DecompressingReader(streamName: "control", codec: .bzip2,
                                                      source: input.source(offset: h.controlOffset, length: h.controlLength))

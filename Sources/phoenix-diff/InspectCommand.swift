@@ -37,6 +37,7 @@ struct InspectCommand: ParsableCommand {
         if let h = info.newSHA256 { lines.append(("new sha256", h)) }
         lines.append(("control tuples", "\(info.controlTuples)"))
         if let order = info.diffOrder { lines.append(("diff order", order)) }
+        if let layout = info.controlLayout { lines.append(("control", layout)) }
         lines.append(("streams", "control \(info.controlStreamSize), diff \(info.diffStreamSize), extra \(info.extraStreamSize) bytes compressed"))
         if let d = info.diffBytes, let e = info.extraBytes {
             let changed = info.diffLiteralBytes.map { ", \($0) of them changed" } ?? ""

@@ -26,6 +26,8 @@ struct MakeCommand: ParsableCommand {
     @Option(help: "Compression level (zstd 1-22, default 19; bzip2 1-9; zlib 0-9).") var level: Int?
     @Option(help: "phx diff order: auto (default: make both, keep the smaller), natural, or context (old-context order; smaller on most executables, a little slower to apply).")
     var diffOrder: String = "auto"
+    @Option(help: "phx control stream layout: auto (default: make both, keep the smaller), interleaved, or split.")
+    var control: String = "auto"
     @Option(help: ArgumentHelp("Most memory the diff of two files may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size). At least 112M.", valueName: "bytes"))
     var memoryLimit: ByteCount?
     @Option(help: "Threads (default: all cores). The patch bytes do not depend on it.")
@@ -35,6 +37,7 @@ struct MakeCommand: ParsableCommand {
     var options: DiffOptions {
         var o = DiffOptions(format: format, codec: codec, level: level, threads: threads)
         o.diffOrder = DiffOrder(rawValue: diffOrder)
+        o.splitControl = control == "auto" ? nil : control == "split"
         o.memoryLimit = memoryLimit.map { Int(clamping: $0.value) }
         return o
     }
@@ -43,6 +46,9 @@ struct MakeCommand: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard diffOrder == "auto" || DiffOrder(rawValue: diffOrder) != nil else {
             throw ValidationError("--diff-order must be auto, natural or context, got \(diffOrder)")
+        }
+        guard ["auto", "interleaved", "split"].contains(control) else {
+            throw ValidationError("--control must be auto, interleaved or split, got \(control)")
         }
         if full {
             guard paths.count == 2 else { throw ValidationError("make --full takes NEW_DIR PATCH (got \(paths.count) paths)") }

@@ -15,7 +15,17 @@ let allOptions: [DiffOptions] = [
     ordered(.oldContext),
     ordered(.oldContext, codec: .uncompressed),
     ordered(.natural),
+    split(.natural),
+    split(.oldContext),
+    split(.oldContext, codec: .uncompressed),
 ]
+
+/// phx with the control stream forced into the split layout.
+func split(_ order: DiffOrder, codec: CodecID = .zstd) -> DiffOptions {
+    var o = ordered(order, codec: codec)
+    o.splitControl = true
+    return o
+}
 
 func ordered(_ order: DiffOrder, codec: CodecID = .zstd, level: Int? = nil) -> DiffOptions {
     var o = DiffOptions(format: .phx, codec: codec, level: level)
@@ -159,8 +169,8 @@ let edgeCases: [EdgeCase] = {
 
     @Test func aDecoderWithoutTheFlagRefusesUnknownFlags() throws {
         var patch = try DiffEngine.makePatch(old: [1, 2, 3, 4], new: [1, 2, 9, 4], options: ordered(.oldContext))
-        // Bit 1 is not defined: refused (after fixing the CRC so that the flag is what is checked).
-        patch[10] |= 2
+        // Bit 2 is not defined: refused (after fixing the CRC so that the flag is what is checked).
+        patch[10] |= 4
         let crc = CRC32.checksum(Array(patch[0..<160]))
         withUnsafeBytes(of: crc.littleEndian) { for (i, b) in $0.enumerated() { patch[160 + i] = b } }
         #expect { _ = try PatchApplier.apply(old: [1, 2, 3, 4], patch: patch) } throws: { error in
@@ -228,5 +238,84 @@ let edgeCases: [EdgeCase] = {
         }
         #expect(patches[0] == patches[1])
         #expect(patches[0] == patches[2])
+    }
+}
+
+/// The split layout of the phx control stream (`ControlLayout`, flag bit 1).
+@Suite struct ControlLayoutTests {
+    /// Random data with a short insertion every ~40 bytes: one tuple per insertion, so well over one
+    /// block of 65,536 tuples.
+    static let manyTuples: (old: [UInt8], new: [UInt8]) = {
+        var rng = SeededGenerator(seed: 1234)
+        let old = rng.bytes(4 << 20)
+        var new = [UInt8]()
+        new.reserveCapacity(old.count + old.count / 10)
+        var i = 0
+        while i < old.count {
+            let n = min(old.count - i, 30 + Int(rng.next() % 20))
+            new += old[i..<(i + n)]
+            new += rng.bytes(1 + Int(rng.next() % 3))
+            i += n
+        }
+        return (old, new)
+    }()
+
+    @Test(arguments: [DiffOrder.natural, .oldContext])
+    func blocksOfTuplesRoundTrip(_ order: DiffOrder) throws {
+        let (old, new) = Self.manyTuples
+        let patch = try roundTrip(old, new, split(order, codec: .uncompressed))
+        let info = try PatchApplier.inspect(patch: patch)
+        #expect(info.controlLayout == "split")
+        #expect(info.controlTuples > UInt64(ControlLayout.blockTuples), "only \(info.controlTuples) tuples: one block")
+        let interleaved = try roundTrip(old, new, ordered(order, codec: .uncompressed))
+        #expect(try PatchApplier.inspect(patch: interleaved).controlLayout == "interleaved")
+    }
+
+    @Test func autoKeepsTheSmallerLayout() throws {
+        let (old, new) = Self.manyTuples
+        var interleavedOnly = ordered(.natural)
+        interleavedOnly.splitControl = false
+        let a = try roundTrip(old, new, interleavedOnly)
+        let b = try roundTrip(old, new, split(.natural))
+        let auto = try roundTrip(old, new, ordered(.natural))
+        #expect(auto.count == min(a.count, b.count))
+        #expect(try PatchApplier.inspect(patch: auto).controlLayout == (b.count < a.count ? "split" : "interleaved"))
+    }
+
+    /// Offset of the control stream in a phx patch, and its length.
+    static func controlStream(_ patch: [UInt8]) -> Range<Int> {
+        let length = patch[104..<112].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        return PhxHeader.size..<(PhxHeader.size + length)
+    }
+
+    @Test func aHostileDiagonalIsRejectedNamingTheTuple() throws {
+        var rng = SeededGenerator(seed: 8)
+        let old = TestData.structured(100_000, rng: &rng)
+        let new = TestData.mutate(old, edits: 20, rng: &rng)
+        var patch = try DiffEngine.makePatch(old: old, new: new, options: split(.natural, codec: .uncompressed))
+        let info = try PatchApplier.inspect(patch: patch)
+        let n = Int(info.controlTuples)
+        let control = Self.controlStream(patch)
+        // The top plane of the first tuple's end diagonal: a huge jump of the old cursor.
+        patch[control.upperBound - n] = 0x7F
+        #expect { _ = try PatchApplier.apply(old: old, patch: patch) } throws: { error in
+            "\(error)".contains("control tuple 0") && "\(error)".contains("seeks the old cursor")
+        }
+    }
+
+    @Test func aTruncatedSplitBlockIsRejected() throws {
+        var rng = SeededGenerator(seed: 9)
+        let old = TestData.structured(100_000, rng: &rng)
+        let new = TestData.mutate(old, edits: 20, rng: &rng)
+        let patch = try DiffEngine.makePatch(old: old, new: new, options: split(.natural, codec: .uncompressed))
+        // Claim one tuple more than the block holds: the planes are then read short.
+        var bigger = patch
+        let count = UInt64(try PatchApplier.inspect(patch: patch).controlTuples) + 1
+        withUnsafeBytes(of: count.littleEndian) { for (i, b) in $0.enumerated() { bigger[96 + i] = b } }
+        let crc = CRC32.checksum(Array(bigger[0..<160]))
+        withUnsafeBytes(of: crc.littleEndian) { for (i, b) in $0.enumerated() { bigger[160 + i] = b } }
+        #expect { _ = try PatchApplier.apply(old: old, patch: bigger) } throws: { error in
+            "\(error)".contains("control")
+        }
     }
 }

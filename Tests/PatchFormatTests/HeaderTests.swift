@@ -49,13 +49,16 @@ import Testing
         #expect(throws: PatchFormatError.self) { try PhxHeader.decode(b, fileLength: nil, limits: limits) }  // CRC
         b = good; b[8] = 2
         #expect(throws: PatchFormatError.unsupportedVersion(2)) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
-        b = good; b[10] = 2
-        #expect(throws: PatchFormatError.unknownFlags(2)) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
+        b = good; b[10] = 4
+        #expect(throws: PatchFormatError.unknownFlags(4)) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
         b = good; b[11] = 1
         #expect(throws: PatchFormatError.unknownFlags(256)) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
         // Bit 0 is old-context order: accepted, and decoded.
         b = good; b[10] = 1
         #expect((try? PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits))?.diffOrder == .oldContext)
+        // Bit 1 is the split control layout.
+        b = good; b[10] = 2
+        #expect((try? PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits))?.splitControl == true)
         b = good; b[12] = 9
         #expect(throws: PatchFormatError.unknownCodec(9)) { try PhxHeader.decode(withCRC(b), fileLength: nil, limits: limits) }
         b = good; b[0] = UInt8(ascii: "X")

@@ -84,7 +84,8 @@ enum CLI {
         // Two paths with a file patch (not a bundle): NEW is missing.
         for args in [["make", "a"], ["apply", dir.file("old"), dir.file("p")], ["bogus"], ["make", "--full", "a", "b", "c"],
                      ["make", "--format", "bsdiff", "--codec", "zstd", "a", "b", "c"], ["make", "--level", "99", "a", "b", "c"],
-                     ["apply", "--in-place", "a", "b", "c"]] {
+                     ["apply", "--in-place", "a", "b", "c"], ["make", "--control", "diagonal", "a", "b", "c"],
+                     ["make", "--diff-order", "sideways", "a", "b", "c"]] {
             let r = try Run.process(CLI.binary, args)
             #expect(r.status == 1, "\(args): status \(r.status), stderr \(r.stderr)")
             #expect(!r.stderr.isEmpty)
