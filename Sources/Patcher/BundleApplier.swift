@@ -1,7 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not all of Foundation: ICU and the rest cost ~9 MB of every run's memory
+#else
 import Foundation
+#endif
 import PatchFormat
 import TreeIO
 

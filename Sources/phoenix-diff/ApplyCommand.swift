@@ -1,5 +1,9 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not all of Foundation: ICU and the rest cost ~9 MB of every run's memory
+#else
 import Foundation
+#endif
 import PatchFormat
 import Patcher
 import TreeIO
@@ -52,9 +56,9 @@ struct ApplyCommand: ParsableCommand {
         let result = try PatchApplier.apply(oldPath: old, patchPath: patch, outputPath: destination, options: options)
         bar.finish()
         if !output.quiet {
-            print(String(format: "%@: %@, sha256 %@%@, in %.2f s", destination, formatBytes(result.newSize),
-                         result.newSHA256, result.verified ? " (verified)" : " (bsdiff: no checksum to verify)",
-                         Date().timeIntervalSince(started)))
+            let verified = result.verified ? " (verified)" : " (bsdiff: no checksum to verify)"
+            print("\(destination): \(formatBytes(result.newSize)), sha256 \(result.newSHA256)\(verified), "
+                  + "in \(fixed(Date().timeIntervalSince(started), 2)) s")
         }
     }
 
@@ -69,10 +73,9 @@ struct ApplyCommand: ParsableCommand {
         if json {
             printJSON(result)
         } else {
-            print(String(format: "%@: updated to tree %@ (%d entries, %d files written, %@), previous version kept for rollback: %@, in %.2f s",
-                         result.directory, String(result.newDigest.prefix(16)), result.entries, result.filesWritten,
-                         formatBytes(result.bytesWritten), result.backup == nil ? "no (fresh install)" : "yes",
-                         Date().timeIntervalSince(started)))
+            print("\(result.directory): updated to tree \(result.newDigest.prefix(16)) (\(result.entries) entries, "
+                  + "\(result.filesWritten) files written, \(formatBytes(result.bytesWritten))), previous version kept for "
+                  + "rollback: \(result.backup == nil ? "no (fresh install)" : "yes"), in \(fixed(Date().timeIntervalSince(started), 2)) s")
         }
     }
 }

@@ -53,5 +53,25 @@ func formatBytes(_ n: UInt64) -> String {
     var v = Double(n)
     var i = 0
     while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
-    return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    return i == 0 ? "\(n) B" : "\(fixed(v, 1)) \(units[i])"
+}
+
+/// `value` with `decimals` digits after the point, rounded half away from zero (what "%.Nf" printed,
+/// without Foundation's formatter).
+func fixed(_ value: Double, _ decimals: Int) -> String {
+    guard value.isFinite else { return "\(value)" }
+    var scale = 1
+    for _ in 0..<decimals { scale *= 10 }
+    let scaled = (abs(value) * Double(scale)).rounded()
+    guard scaled < 9e18 else { return "\(value)" }
+    let n = Int(scaled)
+    let sign = value < 0 && n != 0 ? "-" : ""
+    if decimals == 0 { return "\(sign)\(n)" }
+    let fraction = String(n % scale)
+    return "\(sign)\(n / scale)." + String(repeating: "0", count: decimals - fraction.count) + fraction
+}
+
+/// `text` padded with spaces (or cut) to `width` characters.
+func padded(_ text: String, _ width: Int) -> String {
+    text.count >= width ? String(text.prefix(width)) : text + String(repeating: " ", count: width - text.count)
 }

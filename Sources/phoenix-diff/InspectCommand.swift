@@ -1,5 +1,9 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not all of Foundation: ICU and the rest cost ~9 MB of every run's memory
+#else
 import Foundation
+#endif
 import PatchFormat
 import Patcher
 
@@ -43,7 +47,7 @@ struct InspectCommand: ParsableCommand {
             let changed = info.diffLiteralBytes.map { ", \($0) of them changed" } ?? ""
             lines.append(("new bytes", "\(d) from old (diff\(changed)), \(e) verbatim (extra)"))
         }
-        for (k, v) in lines { print(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
+        for (k, v) in lines { print(padded(k, 15) + v) }
     }
 
     func inspectBundle() throws {
@@ -64,9 +68,9 @@ struct InspectCommand: ParsableCommand {
                 .map { "\($0) \(info.streamSizes[$0] ?? 0)" }.joined(separator: ", ") + " bytes compressed"),
             ("operations", "\(info.operations.count)"),
         ]
-        for (k, v) in lines { print(k.padding(toLength: 15, withPad: " ", startingAt: 0) + v) }
+        for (k, v) in lines { print(padded(k, 15) + v) }
         for o in info.operations {
-            var detail = o.op.padding(toLength: 9, withPad: " ", startingAt: 0) + " " + o.path
+            var detail = padded(o.op, 9) + " " + o.path
             if let from = o.from { detail += o.op == "symlink" ? " -> \(from)" : " (from \(from))" }
             if let size = o.size { detail += ", \(size) bytes" }
             if let mode = o.mode { detail += ", mode \(mode)" }

@@ -1,6 +1,10 @@
 import ArgumentParser
 import DiffEngine
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // not all of Foundation: ICU and the rest cost ~9 MB of every run's memory
+#else
 import Foundation
+#endif
 import PatchFormat
 import Patcher
 import TreeIO
@@ -78,10 +82,10 @@ struct MakeCommand: ParsableCommand {
             }
             bar.finish()
             if !output.quiet {
-                print(String(format: "%@: %@bundle, %@ for a %@ tree of %d entries: %d added, %d changed, %d removed, %d moved or copied, %d unchanged, in %.2f s",
-                             patch, full ? "full " : "", formatBytes(summary.bundleBytes), formatBytes(summary.newBytes),
-                             summary.newEntries, summary.added, summary.changed, summary.removed, summary.copied,
-                             summary.unchanged, Date().timeIntervalSince(started)))
+                print("\(patch): \(full ? "full " : "")bundle, \(formatBytes(summary.bundleBytes)) for a "
+                      + "\(formatBytes(summary.newBytes)) tree of \(summary.newEntries) entries: \(summary.added) added, "
+                      + "\(summary.changed) changed, \(summary.removed) removed, \(summary.copied) moved or copied, "
+                      + "\(summary.unchanged) unchanged, in \(fixed(Date().timeIntervalSince(started), 2)) s")
             }
             return
         }
@@ -96,10 +100,9 @@ struct MakeCommand: ParsableCommand {
         if !output.quiet {
             let ratio = newSize == 0 ? 0 : Double(summary.patchBytes) / Double(newSize) * 100
             let mode = summary.anchorSpacing.map { ", low-memory mode (an anchor every ~\($0) bytes)" } ?? ""
-            print(String(format: "%@: %@ patch, %@ (%.2f%% of the new file's %@)%@, in %.2f s",
-                         patch, options.format == .phx ? "phx/\(options.codec.name)" : "bsdiff",
-                         formatBytes(summary.patchBytes), ratio, formatBytes(newSize), mode,
-                         Date().timeIntervalSince(started)))
+            let kind = options.format == .phx ? "phx/\(options.codec.name)" : "bsdiff"
+            print("\(patch): \(kind) patch, \(formatBytes(summary.patchBytes)) (\(fixed(ratio, 2))% of the new file's "
+                  + "\(formatBytes(newSize)))\(mode), in \(fixed(Date().timeIntervalSince(started), 2)) s")
         }
     }
 }

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,9 +14,11 @@ final class ProgressBar: @unchecked Sendable {
     private let label: String
     private let enabled: Bool
     private let start = Date()
-    private var lastDraw = Date.distantPast
-    private var drawn = false
-    private let lock = NSLock()
+    private struct State {
+        var lastDraw = Date.distantPast
+        var drawn = false
+    }
+    private let state = Mutex(State())
 
     init(label: String, quiet: Bool) {
         self.label = label
@@ -21,24 +28,30 @@ final class ProgressBar: @unchecked Sendable {
     /// `fraction` in 0...1; `detail` is shown after the percentage.
     func update(_ fraction: Double, detail: String = "") {
         guard enabled else { return }
-        lock.lock(); defer { lock.unlock() }
+        state.withLock { state in draw(fraction, detail: detail, state: &state) }
+    }
+
+    private func draw(_ fraction: Double, detail: String, state: inout State) {
         let now = Date()
-        if fraction < 1 && now.timeIntervalSince(lastDraw) < 0.1 { return }
-        lastDraw = now
+        if fraction < 1 && now.timeIntervalSince(state.lastDraw) < 0.1 { return }
+        state.lastDraw = now
         let f = min(max(fraction, 0), 1)
         let width = 30
         let filled = Int(f * Double(width))
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
         let elapsed = now.timeIntervalSince(start)
         var eta = ""
-        if f > 0.02 && f < 1 { eta = String(format: " %.0fs left", elapsed / f - elapsed) }
-        FileHandleStderr.write(String(format: "\r%@ [%@] %3.0f%% %@%@\u{1B}[K", label, bar, f * 100, detail, eta))
-        drawn = true
+        if f > 0.02 && f < 1 { eta = " \(fixed(elapsed / f - elapsed, 0))s left" }
+        let percent = fixed(f * 100, 0)
+        let padded = String(repeating: " ", count: max(0, 3 - percent.count)) + percent
+        FileHandleStderr.write("\r\(label) [\(bar)] \(padded)% \(detail)\(eta)\u{1B}[K")
+        state.drawn = true
     }
 
     func finish() {
         guard enabled else { return }
-        lock.lock(); defer { lock.unlock() }
-        if drawn { FileHandleStderr.write("\r\u{1B}[K") }
+        state.withLock { state in
+            if state.drawn { FileHandleStderr.write("\r\u{1B}[K") }
+        }
     }
 }

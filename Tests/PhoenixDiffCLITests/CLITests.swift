@@ -38,6 +38,9 @@ enum CLI {
         let make = try Run.process(CLI.binary, ["make", dir.file("old"), dir.file("new"), dir.file("p")] + extra)
         #expect(make.status == 0, "\(make.stderr)")
         #expect(make.stdout.contains("patch"))
+        // The summary's numbers: "... 942 B (0.47% of the new file's 194.8 KiB), in 0.04 s".
+        #expect(make.stdout.contains(/\([0-9]+\.[0-9]{2}% of the new file's 194\.8 KiB\), in [0-9]+\.[0-9]{2} s/),
+                "\(make.stdout)")
         #expect(make.stderr.isEmpty, "stderr is not a terminal, so no progress: \(make.stderr)")
         let apply = try CLI.run("apply", dir.file("old"), dir.file("p"), dir.file("out"))
         #expect(apply.status == 0, "\(apply.stderr)")
