@@ -20,7 +20,8 @@ struct AnchorMatcher {
         let n = new.count, oldCount = old.count, w = RollingHash.window
         if n == 0 { return try checkpoint(0) }
         var lastScan = 0, lastPos = 0, lastOffset = 0
-        // New before `frontier` is covered by an accepted match; exact matches do not extend back past it.
+        // New before `frontier` is covered by an accepted match or an emitted tuple; exact matches do not
+        // extend back past it (joinAlignments needs lastScan <= scan).
         var frontier = 0
         let checkpointEvery = max(1, span / 2)
         var nextCheckpoint = checkpointEvery
@@ -74,6 +75,8 @@ struct AnchorMatcher {
                     (lastScan, lastPos) = try joinAlignments(old: old, new: new, lastScan: lastScan, lastPos: lastPos,
                                                              scan: i, pos: pos, extendBackward: false, &sink)
                     lastOffset = lastPos &- lastScan
+                    // What is before the cut is emitted: a later match may not extend back into it.
+                    frontier = max(frontier, lastScan)
                 }
                 if i >= nextCheckpoint {
                     try checkpoint(lastScan)

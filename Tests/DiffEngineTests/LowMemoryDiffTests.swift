@@ -144,3 +144,19 @@ import TestSupport
         #expect(!FileManager.default.fileExists(atPath: dir.file("p")))
     }
 }
+
+@Suite struct LowMemoryEdgeTests {
+    /// New starts with more than 4 MiB unlike old, so the matcher closes a tuple at 4 MiB + 1 (to let
+    /// the pages behind it go); a copy of old begins a few bytes before that point, so its first
+    /// anchor comes after it and the exact match extends backward across it. The backward extension
+    /// must stop at the closed tuple.
+    @Test(arguments: 1...6)
+    func aMatchStartingJustBeforeATupleCut(_ before: Int) throws {
+        var rng = SeededGenerator(seed: UInt64(100 + before))
+        let old = rng.bytes(64 << 10)
+        let cut = (4 << 20) + 1
+        let new = rng.bytes(cut - before) + old + rng.bytes(1000)
+        let patch = try LowMemoryDiffTests().roundTrip(old, new)
+        #expect(patch.count < 4 << 20 + 40_000, "the copy of old was not found: \(patch.count) bytes")
+    }
+}
