@@ -45,6 +45,30 @@ import TestSupport
         }
     }
 
+    /// Files of 2 GiB and more get a 64-bit suffix array (`DiffEngine.findMatches`); too large for a
+    /// test, so the 64-bit matcher is checked here against the 32-bit one on the same input: the same
+    /// tuples, in chunks and threads as `make` runs them.
+    @Test func theWideSuffixArrayMatchesLikeTheNarrowOne() throws {
+        var rng = SeededGenerator(seed: 407)
+        let old = TestData.structured(600_000, rng: &rng)
+        let new = TestData.mutate(old, edits: 80, rng: &rng)
+        func tuples<Index: FixedWidthInteger>(_ sa: UnsafeMutableBufferPointer<Index>, _ o: UnsafeBufferPointer<UInt8>,
+                                              _ n: UnsafeBufferPointer<UInt8>) throws -> [[Int]] {
+            defer { sa.deallocate() }
+            let chunks = try DiffEngine.matchChunks(Matcher(old: o, new: n, sa: UnsafeBufferPointer(sa)), threads: 2,
+                                                    chunkSize: 100_000, progress: nil)
+            return chunks.flatMap { $0.map { [$0.newStart, $0.oldStart, $0.add, $0.copy] } }
+        }
+        try old.withUnsafeBufferPointer { o in
+            try new.withUnsafeBufferPointer { n in
+                let narrow = try tuples(try SuffixSorting.build32(o), o, n)
+                let wide = try tuples(try SuffixSorting.build64(o), o, n)
+                #expect(narrow.count > 80)
+                #expect(wide == narrow)
+            }
+        }
+    }
+
     @Test func gramFilterNeverRejectsAPresentGram() {
         var rng = SeededGenerator(seed: 406)
         let text = rng.bytes(50_000)
