@@ -105,7 +105,8 @@ final class ContextDiffSource: DiffSource {
         // Each key's first place in the sorted pattern.
         cursor.initialize(repeating: 0, count: ContextOrder.keyCount)
         for s in segments {
-            if s.start >= 2 && s.start + Int64(s.count) <= Int64(oldCount) {
+            // Hostile look-ahead positions can be anywhere in Int64: compare without overflowing.
+            if s.start >= 2 && s.start <= Int64(oldCount) - Int64(s.count) {
                 // Inside the old file: the key rolls along without bounds checks.
                 let o = old + Int(s.start)
                 var k = Int(o[-2]) << 8 | Int(o[-1])
@@ -114,7 +115,7 @@ final class ContextDiffSource: DiffSource {
                     k = (k << 8 | Int(o[t])) & 0xFFFF
                 }
             } else {
-                for t in 0..<s.count { cursor[key(s.start + Int64(t))] &+= 1 }
+                for t in 0..<s.count { cursor[key(s.start &+ Int64(t))] &+= 1 }
             }
         }
         var sum: UInt32 = 0
@@ -184,8 +185,8 @@ final class ContextDiffSource: DiffSource {
         while i < m {
             let s = segments[segmentIndex]
             let n = min(m - i, s.count - segmentOffset)
-            let j0 = s.start + Int64(segmentOffset)
-            if j0 >= 2 && j0 + Int64(n) <= Int64(oldCount) {
+            let j0 = s.start &+ Int64(segmentOffset)
+            if j0 >= 2 && j0 <= Int64(oldCount) - Int64(n) {
                 // Inside the old file: the key rolls along without bounds checks.
                 let o = old + Int(j0)
                 var k = Int(o[-2]) << 8 | Int(o[-1])
@@ -210,7 +211,7 @@ final class ContextDiffSource: DiffSource {
                         out[i + t] = b
                         any |= b | 1
                     }
-                    j += 1
+                    j &+= 1
                 }
             }
             i += n

@@ -199,3 +199,36 @@ import TestSupport
         }
     }
 }
+
+/// Inputs the fuzzers found, kept as regression tests (each also sits in Fuzz/corpus/FuzzPatch).
+@Suite struct FuzzPatchRegressionTests {
+    /// FuzzPatch's old file.
+    static let old: [UInt8] = (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 5)) }
+
+    static func bytes(_ hex: String) -> [UInt8] {
+        var out = [UInt8]()
+        var i = hex.startIndex
+        while i < hex.endIndex {
+            let j = hex.index(i, offsetBy: 2)
+            out.append(UInt8(hex[i..<j], radix: 16)!)
+            i = j
+        }
+        return out
+    }
+
+    /// A phx patch in old-context order with the split control layout whose second tuple's end diagonal
+    /// puts the old cursor near 2^63: the diff source's look-ahead (which reads tuples before the apply
+    /// has checked them) added the segment length to that position and trapped on the overflow.
+    /// Found by FuzzPatch after 3.4 million executions (session 3).
+    @Test func contextLookAheadNearTheTopOfInt64() {
+        let patch = Self.bytes(
+            "504858504154434801000300011300000010000000000000f40f0000000000009154c8a47e47d6c17e1bceffc114f53d"
+            + "3f592174dae55a619263add0dfdb0bd3631d29ef7378da467e60b041ba63f6113bbe088d36bb0bfa17dd8d567da599c5"
+            + "03000000000000001c000000000000001a000000000000000e000000000000001100000000000000ec0f000000000000"
+            + "05000000000000000800000000000000befe982128b52ffd00009d000068d00fd4171717170000eea7e7ff010034f802"
+            + "28b52ffd00008900000501ed0301ed0301b90601e40d01eb030028b52ffd0000290000381afcde4b28b52ffd00004100"
+            + "00696e736572746564")
+        #expect(patch.count == 249)
+        #expect(throws: PatcherError.self) { _ = try PatchApplier.apply(old: Self.old, patch: patch) }
+    }
+}
