@@ -4,9 +4,9 @@ import PatchFormat
 public struct DiffOptions: Sendable, Equatable {
     /// `phx` (default) or classic `bsdiff` (BSDIFF40, always bzip2).
     public var format: PatchKind
-    /// Codec of the three streams; `bsdiff` requires `.bzip2`.
+    /// Codec of the streams (default: xz for phx); `bsdiff` requires `.bzip2`.
     public var codec: CodecID
-    /// Compression level; nil means the codec's default (zstd 19, bzip2 9, zlib 9).
+    /// Compression level; nil means the codec's default (xz 6, zstd 19, bzip2 9, zlib 9).
     public var level: Int?
     /// Cores the matcher and the compressor may use. The patch bytes do not depend on it.
     public var threads: Int
@@ -27,7 +27,9 @@ public struct DiffOptions: Sendable, Equatable {
 
     public init(format: PatchKind = .phx, codec: CodecID? = nil, level: Int? = nil, threads: Int = 1) {
         self.format = format
-        self.codec = codec ?? (format == .bsdiff ? .bzip2 : .zstd)
+        // xz (LZMA2) makes the smallest patches (2-9% under zstd 19 on the corpus pairs); zstd applies
+        // faster. Bundles keep zstd (`BundleOptions`).
+        self.codec = codec ?? (format == .bsdiff ? .bzip2 : .xz)
         self.level = level
         self.threads = max(1, threads)
     }

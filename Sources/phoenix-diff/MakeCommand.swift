@@ -26,8 +26,8 @@ struct MakeCommand: ParsableCommand {
 
     @Flag(help: "Make a full bundle of NEW_DIR (from the empty tree).") var full = false
     @Option(help: "Patch format for files: phx or bsdiff.") var format: PatchKind = .phx
-    @Option(help: "Codec for phx and bundles: zstd (default), bzip2, zlib or none. bsdiff always uses bzip2.") var codec: CodecID?
-    @Option(help: "Compression level (zstd 1-22, default 19; bzip2 1-9; zlib 0-9).") var level: Int?
+    @Option(help: "Codec: xz (default for file patches: smallest), zstd (default for bundles: fastest to apply), bzip2, zlib or none. bsdiff always uses bzip2.") var codec: CodecID?
+    @Option(help: "Compression level (xz 0-9, default 6; zstd 1-22, default 19; bzip2 1-9; zlib 0-9).") var level: Int?
     @Option(help: "phx diff order: auto (default: make both, keep the smaller), natural, or context (old-context order; smaller on most executables, a little slower to apply).")
     var diffOrder: String = "auto"
     @Option(help: "phx control stream layout: auto (default: make both, keep the smaller), interleaved, or split.")

@@ -20,7 +20,8 @@ import TestSupport
     }()
 
     static let cases: [Case] = [
-        Case(name: "phx zstd", options: DiffOptions(), expected: 2416),
+        Case(name: "phx xz (default)", options: DiffOptions(), expected: 2402),
+        Case(name: "phx zstd", options: DiffOptions(codec: .zstd), expected: 2416),
         Case(name: "phx bzip2", options: DiffOptions(codec: .bzip2), expected: 2994),
         Case(name: "bsdiff", options: DiffOptions(format: .bsdiff), expected: 2847),
         Case(name: "phx zstd, context order", options: ordered(.oldContext), expected: 3283),

@@ -32,7 +32,7 @@ import TestSupport
         }
     }
 
-    @Test(arguments: [CodecID.zstd, .bzip2, .zlib])
+    @Test(arguments: [CodecID.zstd, .bzip2, .zlib, .xz])
     func truncatedStreamIsAnError(codec: CodecID) throws {
         var rng = SeededGenerator(seed: 99)
         let data = TestData.structured(50_000, rng: &rng)
@@ -55,7 +55,7 @@ import TestSupport
         #expect(throws: PatchFormatError.self) { try reader.finish() }
     }
 
-    @Test(arguments: [CodecID.zstd, .bzip2, .zlib])
+    @Test(arguments: [CodecID.zstd, .bzip2, .zlib, .xz])
     func unreadDecompressedDataIsAnError(codec: CodecID) throws {
         let data = Array("0123456789".utf8)
         let reader = try DecompressingReader(streamName: "diff", codec: codec,
@@ -68,6 +68,17 @@ import TestSupport
         }
     }
 
+    @Test func anXzDictionaryOutsideTheBoundsIsRefused() throws {
+        var compressed = try HandMadePatch.compress(Array("hello hello hello".utf8), codec: .xz)
+        #expect((12...26).contains(Int(compressed[0])), "the dictionary byte comes first")
+        for bad: UInt8 in [0, 11, 27, 255] {
+            compressed[0] = bad
+            #expect(throws: PatchFormatError.self, "dictionary byte \(bad)") {
+                _ = try decodeAll(compressed, codec: .xz, expect: 17, bufferSize: 1 << 16)
+            }
+        }
+    }
+
     @Test func readingPastTheEndNamesTheStream() throws {
         let reader = try DecompressingReader(streamName: "extra", codec: .zstd,
                                              source: MemorySource(try HandMadePatch.compress([1, 2, 3], codec: .zstd)))
@@ -77,7 +88,7 @@ import TestSupport
         }
     }
 
-    @Test(arguments: [CodecID.zstd, .bzip2, .zlib])
+    @Test(arguments: [CodecID.zstd, .bzip2, .zlib, .xz])
     func garbageIsACorruptStream(codec: CodecID) throws {
         var rng = SeededGenerator(seed: 5)
         let garbage = rng.bytes(4096)

@@ -33,7 +33,7 @@ enum CLI {
     }
 
     @Test(arguments: [["--format", "phx"], ["--format", "bsdiff"], ["--codec", "bzip2"], ["--codec", "zlib"],
-                      ["--codec", "none"], ["--codec", "zstd", "--level", "3"]])
+                      ["--codec", "none"], ["--codec", "zstd", "--level", "3"], ["--codec", "xz", "--level", "9"]])
     func makeThenApply(_ extra: [String]) throws {
         let make = try Run.process(CLI.binary, ["make", dir.file("old"), dir.file("new"), dir.file("p")] + extra)
         #expect(make.status == 0, "\(make.stderr)")
@@ -71,7 +71,7 @@ enum CLI {
         #expect(json.status == 0)
         let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
         #expect(object?["format"] as? String == "phx")
-        #expect(object?["codec"] as? String == "zstd")
+        #expect(object?["codec"] as? String == "xz")
         #expect((object?["newSize"] as? Int) == new.count)
         #expect((object?["oldSize"] as? Int) == old.count)
         #expect((object?["controlTuples"] as? Int ?? 0) > 0)

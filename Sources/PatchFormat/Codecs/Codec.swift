@@ -5,6 +5,7 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case zstd = 1
     case bzip2 = 2
     case zlib = 3
+    case xz = 4
 
     public var name: String {
         switch self {
@@ -12,6 +13,7 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .zstd: "zstd"
         case .bzip2: "bzip2"
         case .zlib: "zlib"
+        case .xz: "xz"
         }
     }
 
@@ -29,6 +31,7 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .zstd: 19
         case .bzip2: 9
         case .zlib: 9
+        case .xz: 6
         }
     }
 
@@ -38,6 +41,7 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .zstd: 1...22
         case .bzip2: 1...9
         case .zlib: 0...9
+        case .xz: 0...9
         }
     }
 
@@ -51,6 +55,7 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .zstd: return try ZstdEncoder(level: level, threads: threads, lowMemory: lowMemory)
         case .bzip2: return try Bzip2Encoder(blockSize100k: level)
         case .zlib: return try ZlibEncoder(level: level)
+        case .xz: return try XzEncoder(level: level, lowMemory: lowMemory)
         }
     }
 
@@ -60,6 +65,7 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .zstd: return try ZstdDecoder()
         case .bzip2: return try Bzip2Decoder()
         case .zlib: return try ZlibDecoder()
+        case .xz: return XzDecoder()
         }
     }
 }
