@@ -7,10 +7,13 @@ public enum DiffEngine {
     ///
     /// Cost: a suffix sort of `old` (libdivsufsort, near-linear in practice), then one pass over `new`
     /// with a binary search per position scanned outside matches (O(n log m)), then compression.
-    /// Peak memory: `old` + `new` (the caller's buffers) + 4·|old| for the suffix array (8·|old| at
-    /// 2 GiB and above) + the compressed patch + the codec's state (zstd level 19 with a large
-    /// window: up to a few hundred MB on inputs over 64 MB). That is about 6n for equal sizes, against
-    /// bsdiff 4.3's 17n+.
+    /// Peak memory, while matching: `old` + `new` (the caller's buffers) + 4·|old| for the suffix array
+    /// (8·|old| at 2 GiB and above) + |old|/2 for the 9-gram filter + 32 bytes a tuple; both index
+    /// structures are freed before compression, whose memory (raw streams held for xz, a window sized
+    /// to each stream, one codec context at a time) stays below that. About 6.5n for equal sizes,
+    /// against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n: measured 87.6 MB on the 10.5 MB numpy pair
+    /// (HDiffPatch 82.4), 379 MB on the 55 MB pyarrow pair (352), 1.43 GB on the 221 MB polars pair
+    /// (1.33). For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
     ///
     /// - Parameter progress: called with a fraction in 0...1 as the work advances (from this thread).
     public static func makePatch(old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
