@@ -29,6 +29,21 @@ struct AnchorMatcher {
             var i = 0
             var h = RollingHash.of(nb)
             scanning: while true {
+                // On every path (roll, accepted match, skip), before looking at window i:
+                if i &- lastScan > span {
+                    // A long stretch in one alignment (or none): close the tuple here so the pages behind
+                    // can go, and continue in the same alignment.
+                    let pos = min(max(i &+ lastOffset, 0), oldCount)
+                    (lastScan, lastPos) = try joinAlignments(old: old, new: new, lastScan: lastScan, lastPos: lastPos,
+                                                             scan: i, pos: pos, extendBackward: false, &sink)
+                    lastOffset = lastPos &- lastScan
+                    // What is before the cut is emitted: a later match may not extend back into it.
+                    frontier = max(frontier, lastScan)
+                }
+                if i >= nextCheckpoint {
+                    try checkpoint(lastScan)
+                    nextCheckpoint = i &+ checkpointEvery
+                }
                 let x = RollingHash.mix(h)
                 if index.isAnchor(x), let q = index.lookup(x), q &- i != lastOffset,
                    commonPrefixLength(ob + q, nb + i, limit: w) == w {
@@ -50,16 +65,13 @@ struct AnchorMatcher {
                         i = frontier
                         if i &+ w > n { break scanning }
                         h = RollingHash.of(nb + i)
-                        if i >= nextCheckpoint {
-                            try checkpoint(lastScan)
-                            nextCheckpoint = i &+ checkpointEvery
-                        }
                         continue scanning
                     }
                     if length >= 64 {
                         // A long match no better than the current alignment: skip half of it (bsdiff's
                         // guard against quadratic work on repetitive data).
-                        i &+= length >> 1
+                        // (Of the forward part: the backward part is behind i already.)
+                        i &+= (length &- back) >> 1
                         if i &+ w > n { break scanning }
                         h = RollingHash.of(nb + i)
                         continue scanning
@@ -68,20 +80,6 @@ struct AnchorMatcher {
                 if i &+ w >= n { break }
                 h = RollingHash.roll(h, leaving: nb[i], entering: nb[i &+ w])
                 i &+= 1
-                if i &- lastScan > span {
-                    // A long stretch in one alignment (or none): close the tuple here so the pages behind
-                    // can go, and continue in the same alignment.
-                    let pos = min(max(i &+ lastOffset, 0), oldCount)
-                    (lastScan, lastPos) = try joinAlignments(old: old, new: new, lastScan: lastScan, lastPos: lastPos,
-                                                             scan: i, pos: pos, extendBackward: false, &sink)
-                    lastOffset = lastPos &- lastScan
-                    // What is before the cut is emitted: a later match may not extend back into it.
-                    frontier = max(frontier, lastScan)
-                }
-                if i >= nextCheckpoint {
-                    try checkpoint(lastScan)
-                    nextCheckpoint = i &+ checkpointEvery
-                }
             }
         }
         // The rest of new, in the current alignment, in tuples of at most `span` bytes.

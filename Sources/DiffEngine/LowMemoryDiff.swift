@@ -25,13 +25,17 @@ extension DiffEngine {
     /// sorted copy (`ContextRunCoder`), a fifth compressor and its spool.
     static let contextOrderCost = 16 << 20
 
-    /// Peak memory of `makePatch` for files of these sizes, as a planning estimate: both files, the
-    /// suffix array (4 bytes a byte of old, 8 from 2 GiB), the 9-gram filter (old/2), the compressors
-    /// (up to ~48 MiB each with worker buffers) and the context-order block (64 MiB).
+    /// Peak memory of `makePatch` for files of these sizes, as a conservative planning estimate: both
+    /// files, the suffix array (4 bytes a byte of old, 8 from 2 GiB), the 9-gram filter (old/2), the
+    /// compressors (zstd: up to ~48 MiB each with worker buffers; xz: one encoder at a time, plus the raw
+    /// streams it holds, up to about 1.5x new with array growth), the context-order block and the process.
     public static func estimatedPeakMemory(oldSize: Int, newSize: Int, options: DiffOptions) -> Int {
         let saBytes = oldSize < Int(Int32.max) ? 4 : 8
-        let streams = options.format == .phx ? 5 : 3
-        return oldSize + newSize + saBytes * oldSize + oldSize / 2 + streams * (48 << 20) + (64 << 20) + (32 << 20)
+        let streams = options.format == .phx ? 7 : 3
+        let level = options.level ?? options.codec.defaultLevel
+        let (encoder, holds) = options.codec.encoderMemory(level: level)
+        let compressors = holds ? encoder + newSize + newSize / 2 : streams * encoder
+        return oldSize + newSize + saBytes * oldSize + oldSize / 2 + compressors + (64 << 20) + (32 << 20)
     }
 
     /// Makes a patch from the file `oldPath` to the file `newPath` and writes it atomically to `patchPath`.

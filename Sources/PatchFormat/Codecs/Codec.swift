@@ -59,6 +59,18 @@ public enum CodecID: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// For memory planning: the most one encoder may use at `level`, and whether the raw streams are
+    /// held in memory until they end (xz sizes its dictionary to each stream; the others stream).
+    public func encoderMemory(level: Int) -> (bytes: Int, holdsStreams: Bool) {
+        switch self {
+        case .uncompressed: (0, false)
+        case .zstd: (48 << 20, false)
+        case .bzip2: (8 << 20, false)
+        case .zlib: (1 << 20, false)
+        case .xz: (XzFormat.encoderMemory(level: level), true)
+        }
+    }
+
     public func makeDecoder() throws -> any StreamDecoder {
         switch self {
         case .uncompressed: return StoreDecoder()

@@ -12,6 +12,11 @@ enum XzFormat {
          lzma_filter(id: phx_lzma_vli_unknown, options: nil)]
     }
 
+    /// What liblzma's encoder needs at `level` (its full dictionary; less for short streams).
+    static func encoderMemory(level: Int) -> Int {
+        Int(clamping: lzma_easy_encoder_memusage(UInt32(max(0, min(9, level)))))
+    }
+
     static func describe(_ r: lzma_ret) -> String {
         switch r {
         case LZMA_MEM_ERROR: "out of memory"
@@ -53,8 +58,11 @@ final class XzEncoder: StreamEncoder {
         options.dict_size = min(options.dict_size, UInt32(1) << UInt32(dictionaryLog))
         let log = max(XzFormat.minDictionaryLog, Int.bitWidth - Int(options.dict_size - 1).leadingZeroBitCount)
         options.dict_size = UInt32(1) << UInt32(log)
-        var filters = XzFormat.lzma2Filters(&options)
-        let r = lzma_raw_encoder(&stream, &filters)
+        // The filter chain points at `options`: both must outlive the call that reads them.
+        let r = withUnsafeMutablePointer(to: &options) { o in
+            var filters = XzFormat.lzma2Filters(o)
+            return lzma_raw_encoder(&stream, &filters)
+        }
         guard r == LZMA_OK else { throw PatchFormatError.compressionFailed(codec: "xz", detail: XzFormat.describe(r)) }
         out.append(UInt8(log))
         started = true
@@ -121,8 +129,10 @@ final class XzDecoder: StreamDecoder {
             }
             var options = lzma_options_lzma()
             options.dict_size = UInt32(1) << UInt32(d)
-            var filters = XzFormat.lzma2Filters(&options)
-            let r = lzma_raw_decoder(&stream, &filters)
+            let r = withUnsafeMutablePointer(to: &options) { o in
+                var filters = XzFormat.lzma2Filters(o)
+                return lzma_raw_decoder(&stream, &filters)
+            }
             guard r == LZMA_OK else { throw PatchFormatError.corruptStream(stream: "", detail: "xz: " + XzFormat.describe(r)) }
             started = true
             consumed = 1
