@@ -32,7 +32,7 @@ struct MakeCommand: ParsableCommand {
     var diffOrder: String = "auto"
     @Option(help: "phx control stream layout: auto (default: make both, keep the smaller), interleaved, or split.")
     var control: String = "auto"
-    @Option(help: ArgumentHelp("Most memory the diff of two files may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size). At least 112M.", valueName: "bytes"))
+    @Option(help: ArgumentHelp("Most memory the diff of two files may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size). At least \(DiffEngine.minimumMemoryLimit >> 20)M.", valueName: "bytes"))
     var memoryLimit: ByteCount?
     @Option(help: "Threads (default: all cores). The patch bytes do not depend on it.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
