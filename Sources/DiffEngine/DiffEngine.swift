@@ -29,19 +29,14 @@ public enum DiffEngine {
         let encoders = try (0..<streamCount).map { _ in
             try options.codec.makeEncoder(level: level, threads: options.threads)
         }
-        // phx: the diff-runs stream in natural order, old-context order, or both (keep the smaller).
-        let makeNatural = options.format == .bsdiff || options.diffOrder != .oldContext
-        let makeContext = options.format == .phx && options.diffOrder != .natural
-        let contextEncoder = makeContext ? try options.codec.makeEncoder(level: level, threads: options.threads) : nil
-        // phx: the control stream interleaved, split, or both (keep the smaller).
-        let makeSplit = options.format == .phx && options.splitControl != false
-        let makeInterleaved = options.format == .bsdiff || options.splitControl != true
-        let splitEncoder = makeSplit ? try options.codec.makeEncoder(level: level, threads: options.threads) : nil
+        let choices = StreamChoices(options: options)
+        let contextEncoder = choices.context ? try options.codec.makeEncoder(level: level, threads: options.threads) : nil
+        let splitEncoder = choices.split ? try options.codec.makeEncoder(level: level, threads: options.threads) : nil
         var assembler = StreamAssembler(old: oldBytes, new: newBytes, format: options.format,
                                         control: encoders[0], diff: encoders[1],
                                         literals: streamCount == 4 ? encoders[2] : nil, extra: encoders[streamCount - 1],
-                                        contextRuns: contextEncoder, naturalRuns: makeNatural,
-                                        splitControl: splitEncoder, interleavedControl: makeInterleaved)
+                                        contextRuns: contextEncoder, naturalRuns: choices.natural,
+                                        splitControl: splitEncoder, interleavedControl: choices.interleaved)
         // Suffix sorting is about a third of the work, matching and compressing the rest.
         let report: ((Int) -> Void)? = progress == nil ? nil : { scanned in
             progress?(0.3 + 0.6 * Double(scanned) / Double(max(newBytes.count, 1)))
@@ -54,20 +49,8 @@ public enum DiffEngine {
             throw DiffEngineError.format(e)
         }
         var streams = try encoders.map { try $0.finish() }
-        var flags: UInt16 = 0
-        if let contextEncoder {
-            let contextStream = try contextEncoder.finish()
-            if !makeNatural || contextStream.count < streams[1].count {
-                streams[1] = contextStream
-                flags = DiffOrder.contextFlag
-            }
-        }
-        if let splitEncoder {
-            let splitStream = try splitEncoder.finish()
-            if !makeInterleaved || splitStream.count < streams[0].count {
-                streams[0] = splitStream
-                flags |= ControlLayout.splitFlag
-            }
+        let flags = choices.keepSmaller(&streams, context: try contextEncoder?.finish(), split: try splitEncoder?.finish()) {
+            UInt64($0.count)
         }
         var out = header(options: options, level: level, oldSize: oldBytes.count, newSize: newBytes.count,
                          oldSHA256: SHA256Hasher.hash(old), newSHA256: SHA256Hasher.hash(new), assembler: assembler,
@@ -76,6 +59,40 @@ public enum DiffEngine {
         for s in streams { out.append(contentsOf: s) }
         progress?(1)
         return out
+    }
+
+    /// Which alternative encodings of a phx patch are made: the diff runs in natural and/or old-context
+    /// order, the control stream interleaved and/or split. Where the options leave a choice open both
+    /// are made, and `keepSmaller` puts the smaller in place.
+    struct StreamChoices {
+        let natural: Bool
+        let context: Bool
+        let interleaved: Bool
+        let split: Bool
+
+        /// - Parameter context: overrides whether the context order is made (the low-memory mode
+        ///   makes it only when the limit leaves room).
+        init(options: DiffOptions, context: Bool? = nil) {
+            natural = options.format == .bsdiff || options.diffOrder != .oldContext
+            self.context = context ?? (options.format == .phx && options.diffOrder != .natural)
+            interleaved = options.format == .bsdiff || options.splitControl != true
+            split = options.format == .phx && options.splitControl != false
+        }
+
+        /// Replaces the runs (index 1) and control (index 0) of `streams`, in file order, by their
+        /// alternatives where those were made and are smaller (or the only ones); returns the flags.
+        func keepSmaller<S>(_ streams: inout [S], context: S?, split: S?, size: (S) -> UInt64) -> UInt16 {
+            var flags: UInt16 = 0
+            if let context, !natural || size(context) < size(streams[1]) {
+                streams[1] = context
+                flags |= DiffOrder.contextFlag
+            }
+            if let split, !interleaved || size(split) < size(streams[0]) {
+                streams[0] = split
+                flags |= ControlLayout.splitFlag
+            }
+            return flags
+        }
     }
 
     /// The header of a patch whose compressed streams (in file order) have `lengths`.

@@ -95,10 +95,9 @@ extension DiffEngine {
         let plainPlan = AnchorIndex.plan(oldCount: old.count, budget: budget)
         let contextPlan = AnchorIndex.plan(oldCount: old.count, budget: budget - contextOrderCost)
         // Auto: the context order only when it leaves the anchors as dense (denser anchors gain more).
-        let makeContext = options.format == .phx && affordsContext
-            && (options.diffOrder == .oldContext || (options.diffOrder == nil && contextPlan.rateBits == plainPlan.rateBits))
-        let makeNatural = options.format == .bsdiff || options.diffOrder != .oldContext
-        let plan = makeContext ? contextPlan : plainPlan
+        let choices = StreamChoices(options: options, context: options.format == .phx && affordsContext
+            && (options.diffOrder == .oldContext || (options.diffOrder == nil && contextPlan.rateBits == plainPlan.rateBits)))
+        let plan = choices.context ? contextPlan : plainPlan
         let index = AnchorIndex(rateBits: plan.rateBits, tableBits: plan.tableBits)
         progress?(0)
 
@@ -107,26 +106,24 @@ extension DiffEngine {
         let oldHasher = SHA256Hasher(), newHasher = SHA256Hasher()
         let oldBytes = old.bytes, newBytes = new.bytes
         let total = Double(max(1, old.count + new.count))
+        /// Hashes `file` a step at a time, calling `body` on each range before its pages are dropped.
+        func walk(_ file: MappedFile, _ hasher: SHA256Hasher, _ body: (Range<Int>) -> Void) {
+            var at = 0
+            while at < file.count {
+                let end = min(file.count, at + step)
+                body(at..<end)
+                hasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: file.bytes[at..<end])))
+                file.release(0..<end)
+                at = end
+            }
+        }
         let indexOld = {
-            var at = 0
-            while at < oldBytes.count {
-                let end = min(oldBytes.count, at + step)
-                index.add(oldBytes, at..<end)
-                oldHasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: oldBytes[at..<end])))
-                old.release(0..<end)
-                at = end
-                progress?(0.3 * Double(at) / total)
+            walk(old, oldHasher) { range in
+                index.add(oldBytes, range)
+                progress?(0.3 * Double(range.upperBound) / total)
             }
         }
-        let hashNew = {
-            var at = 0
-            while at < newBytes.count {
-                let end = min(newBytes.count, at + step)
-                newHasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: newBytes[at..<end])))
-                new.release(0..<end)
-                at = end
-            }
-        }
+        let hashNew = { walk(new, newHasher) { _ in } }
         if options.threads > 1 {
             nonisolated(unsafe) let hashNew = hashNew
             let group = DispatchGroup()
@@ -144,10 +141,8 @@ extension DiffEngine {
         let streamCount = options.format == .phx ? 4 : 3
         // The streams in file order, then (if made) the diff runs in old-context order, then (phx) the
         // control stream in the split layout.
-        let makeSplit = options.format == .phx && options.splitControl != false
-        let makeInterleaved = options.format == .bsdiff || options.splitControl != true
-        let contextIndex = streamCount, splitIndex = streamCount + (makeContext ? 1 : 0)
-        let encoders = try (0..<(splitIndex + (makeSplit ? 1 : 0))).map { _ in
+        let contextIndex = streamCount, splitIndex = streamCount + (choices.context ? 1 : 0)
+        let encoders = try (0..<(splitIndex + (choices.split ? 1 : 0))).map { _ in
             try options.codec.makeEncoder(level: level, threads: 1, lowMemory: true)
         }
         let spools = try encoders.indices.map { try AtomicFileWriter(destination: "\(patchPath).stream\($0)") }
@@ -161,8 +156,9 @@ extension DiffEngine {
         var assembler = StreamAssembler(old: oldBytes, new: newBytes, format: options.format,
                                         control: encoders[0], diff: encoders[1],
                                         literals: streamCount == 4 ? encoders[2] : nil, extra: encoders[streamCount - 1],
-                                        contextRuns: makeContext ? encoders[contextIndex] : nil, naturalRuns: makeNatural,
-                                        splitControl: makeSplit ? encoders[splitIndex] : nil, interleavedControl: makeInterleaved)
+                                        contextRuns: choices.context ? encoders[contextIndex] : nil, naturalRuns: choices.natural,
+                                        splitControl: choices.split ? encoders[splitIndex] : nil,
+                                        interleavedControl: choices.interleaved)
         let matcher = AnchorMatcher(old: oldBytes, new: newBytes, index: index)
         do {
             try matcher.run(&assembler) { done in
@@ -183,15 +179,8 @@ extension DiffEngine {
         new.releaseAll()
 
         var chosen = Array(spools.prefix(streamCount))
-        var flags: UInt16 = 0
-        if makeContext, !makeNatural || spools[contextIndex].bytesWritten < spools[1].bytesWritten {
-            chosen[1] = spools[contextIndex]
-            flags |= DiffOrder.contextFlag
-        }
-        if makeSplit, !makeInterleaved || spools[splitIndex].bytesWritten < spools[0].bytesWritten {
-            chosen[0] = spools[splitIndex]
-            flags |= ControlLayout.splitFlag
-        }
+        let flags = choices.keepSmaller(&chosen, context: choices.context ? spools[contextIndex] : nil,
+                                        split: choices.split ? spools[splitIndex] : nil) { $0.bytesWritten }
         let header = header(options: options, level: level, oldSize: old.count, newSize: new.count,
                             oldSHA256: oldHasher.finalize(), newSHA256: newHasher.finalize(), assembler: assembler,
                             lengths: chosen.map(\.bytesWritten), flags: flags)
