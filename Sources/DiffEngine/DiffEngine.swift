@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import PatchFormat
 
 /// Makes binary patches between two byte strings.
@@ -48,10 +49,16 @@ public enum DiffEngine {
         } catch let e as PatchFormatError {
             throw DiffEngineError.format(e)
         }
-        var streams = try encoders.map { try $0.finish() }
-        let flags = choices.keepSmaller(&streams, context: try contextEncoder?.finish(), split: try splitEncoder?.finish()) {
-            UInt64($0.count)
-        }
+        // The suffix array and the filter are gone by now: compressors finishing side by side may use
+        // what they took, less the raw streams held since (so the peak stays that of matching).
+        let indexBytes = (oldBytes.count < Int(Int32.max) ? 4 : 8) * oldBytes.count + oldBytes.count / 2
+        let all = encoders + [contextEncoder, splitEncoder].compactMap { $0 }
+        var finished = try finishAll(all, threads: options.threads,
+                                     memoryBudget: indexBytes - all.reduce(0) { $0 + $1.heldBytes })
+        let split = splitEncoder == nil ? nil : finished.removeLast()
+        let context = contextEncoder == nil ? nil : finished.removeLast()
+        var streams = finished
+        let flags = choices.keepSmaller(&streams, context: context, split: split) { UInt64($0.count) }
         var out = header(options: options, level: level, oldSize: oldBytes.count, newSize: newBytes.count,
                          oldSHA256: SHA256Hasher.hash(old), newSHA256: SHA256Hasher.hash(new), assembler: assembler,
                          lengths: streams.map { UInt64($0.count) }, flags: flags)
@@ -115,9 +122,10 @@ public enum DiffEngine {
     }
 
     /// Inputs are matched in fixed chunks of new (their size depends only on new's size, so the patch
-    /// is the same for any thread count), `threads` chunks at a time.
+    /// is the same for any thread count), `threads` chunks at a time. 2 MiB rather than 8 MiB keeps
+    /// every core busy to the end (ruff: 12 chunks, not 3 for 2 cores) for ~0.02% in patch size.
     static func chunkSize(for count: Int) -> Int {
-        max(8 << 20, (count + 31) / 32)
+        max(2 << 20, (count + 31) / 32)
     }
 
     /// Suffix-sorts `old` (building the 9-gram filter alongside), matches `new` chunk by chunk on
@@ -147,26 +155,33 @@ public enum DiffEngine {
     /// (freed on return) and 32 bytes per tuple.
     static func findMatches(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int,
                             chunkSize: Int?, progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
-        // The 9-gram filter is built on another core while libdivsufsort sorts.
+        // The 9-gram filter and the prefix table are built on another core while libdivsufsort sorts.
         nonisolated(unsafe) var filter: GramFilter? = nil
+        nonisolated(unsafe) var prefixes: PrefixRanges? = nil
         let group = DispatchGroup()
         if threads > 1 {
             nonisolated(unsafe) let o = old
-            DispatchQueue.global().async(group: group) { filter = GramFilter(o) }
+            DispatchQueue.global().async(group: group) {
+                filter = GramFilter(o)
+                prefixes = PrefixRanges(o)
+            }
         } else {
             filter = GramFilter(old)
+            prefixes = PrefixRanges(old)
         }
         if old.count < Int(Int32.max) {
             let sa = try SuffixSorting.build32(old)
             defer { sa.deallocate() }
             group.wait()
-            return try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!),
+            return try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!,
+                                           prefixes: prefixes.take()!),
                                    threads: threads, chunkSize: chunkSize, progress: progress)
         } else {
             let sa = try SuffixSorting.build64(old)
             defer { sa.deallocate() }
             group.wait()
-            return try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!),
+            return try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!,
+                                           prefixes: prefixes.take()!),
                                    threads: threads, chunkSize: chunkSize, progress: progress)
         }
     }
@@ -188,15 +203,17 @@ public enum DiffEngine {
             nonisolated(unsafe) let m = m
             recorded.withUnsafeMutableBufferPointer { out in
                 nonisolated(unsafe) let out = out
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    var i = w
-                    while i < chunks.count {
+                // Each worker takes the next chunk not yet taken, so a slow chunk does not hold up the others.
+                let next = Atomic<Int>(0)
+                DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                    while true {
+                        let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                        if i >= chunks.count { break }
                         out[i] = Result {
                             var recorder = TupleRecorder()
                             try m.pointee.run(chunks[i], &recorder)
                             return recorder.tuples
                         }
-                        i += workers
                     }
                 }
             }

@@ -32,21 +32,29 @@ struct Matcher<SAIndex: FixedWidthInteger>: ~Copyable {
     let new: UnsafeBufferPointer<UInt8>
     let sa: UnsafeBufferPointer<SAIndex>
     let filter: GramFilter
+    let prefixes: PrefixRanges
 
     init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: UnsafeBufferPointer<SAIndex>) {
-        self.init(old: old, new: new, sa: sa, filter: GramFilter(old))
+        self.init(old: old, new: new, sa: sa, filter: GramFilter(old), prefixes: PrefixRanges(old))
     }
 
-    init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: UnsafeBufferPointer<SAIndex>, filter: consuming GramFilter) {
+    init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: UnsafeBufferPointer<SAIndex>,
+         filter: consuming GramFilter, prefixes: consuming PrefixRanges) {
         self.old = old
         self.new = new
         self.sa = sa
         self.filter = filter
+        self.prefixes = prefixes
     }
 
-    /// Matches longer than this that do not beat the current alignment are skipped over by half their
-    /// length instead of one byte at a time (bsdiff's quadratic case on repetitive data).
-    static var skipThreshold: Int { 64 }
+    /// Matches this long or longer that do not beat the current alignment are skipped over by half
+    /// their length instead of one byte at a time. bsdiff walks them a byte at a time, one search per
+    /// byte (quadratic on repetitive data); at 64 this was only that guard. At 9 (the shortest match
+    /// that can win) it is also the matcher's main saving: on ruff 1.2 of 2.4 million searches were
+    /// steps through 9-63-byte matches elsewhere in old that never won. Measured on the corpus
+    /// (zstd 19, context order, split control): ruff 25% less matcher CPU and 0.4% smaller, pyarrow
+    /// 0.5% smaller, numpy and the Django tar within 0.2% (a few bytes either way).
+    static var skipThreshold: Int { GramFilter.gram }
 
     /// The longest prefix of new[scan...] that occurs in old, as (position in old, length).
     @inline(__always)
@@ -58,6 +66,17 @@ struct Matcher<SAIndex: FixedWidthInteger>: ~Copyable {
         let p = new.baseAddress! + scan
         var lo = 0, hi = oldCount
         var lcpLo = 0, lcpHi = 0
+        // Search only the suffixes that share the pattern's first two bytes, when there are any (the
+        // answer is the same: every other suffix agrees on fewer bytes).
+        var floor = 0, ceiling = oldCount
+        if patternLength >= 2 {
+            let bucket = prefixes.range(p)
+            if !bucket.isEmpty {
+                (lo, hi) = (bucket.lowerBound, bucket.upperBound)
+                (floor, ceiling) = (lo, hi)
+                (lcpLo, lcpHi) = (2, 2)
+            }
+        }
         while lo < hi {
             let mid = lo &+ (hi &- lo) >> 1
             let s = Int(sa[mid])
@@ -75,8 +94,8 @@ struct Matcher<SAIndex: FixedWidthInteger>: ~Copyable {
         }
         // The longest common prefix is with one of the two suffixes around the insertion point.
         var bestPos = 0, bestLen = -1
-        if lo > 0 { bestPos = Int(sa[lo &- 1]); bestLen = lcpLo }
-        if lo < oldCount && lcpHi > bestLen { bestPos = Int(sa[lo]); bestLen = lcpHi }
+        if lo > floor { bestPos = Int(sa[lo &- 1]); bestLen = lcpLo }
+        if lo < ceiling && lcpHi > bestLen { bestPos = Int(sa[lo]); bestLen = lcpHi }
         return (bestPos, max(bestLen, 0))
     }
 

@@ -92,9 +92,17 @@ public protocol StreamEncoder: AnyObject {
     /// Hands over the compressed bytes produced so far (so that a long stream can be written out as it
     /// goes instead of accumulating in memory).
     func takeOutput() -> [UInt8]
+    /// Raw input the encoder holds until `finish()` (xz), in bytes.
+    var heldBytes: Int { get }
+    /// What `finish()` will allocate beyond what the encoder holds now (xz: its whole state), in bytes;
+    /// lets a caller finish several encoders at once without passing a memory budget.
+    var finishMemory: Int { get }
 }
 
 extension StreamEncoder {
+    public var heldBytes: Int { 0 }
+    public var finishMemory: Int { 0 }
+
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
     }

@@ -50,7 +50,9 @@ final class XzEncoder: StreamEncoder {
 
     deinit { lzma_end(&stream) }
 
-    private func start(dictionaryLog: Int) throws {
+    /// The LZMA2 options of the preset with the dictionary capped at 2^`dictionaryLog` (and the log
+    /// of the dictionary actually used).
+    private func options(dictionaryLog: Int) throws -> (lzma_options_lzma, log: Int) {
         var options = lzma_options_lzma()
         guard lzma_lzma_preset(&options, preset) == 0 else {
             throw PatchFormatError.compressionFailed(codec: "xz", detail: "unknown preset \(preset)")
@@ -58,6 +60,17 @@ final class XzEncoder: StreamEncoder {
         options.dict_size = min(options.dict_size, UInt32(1) << UInt32(dictionaryLog))
         let log = max(XzFormat.minDictionaryLog, Int.bitWidth - Int(options.dict_size - 1).leadingZeroBitCount)
         options.dict_size = UInt32(1) << UInt32(log)
+        return (options, log)
+    }
+
+    /// The dictionary log for the held stream: the smallest power of two that covers it.
+    private var heldDictionaryLog: Int {
+        let log = Int.bitWidth - max(1, pending.count - 1).leadingZeroBitCount
+        return min(XzFormat.maxDictionaryLog, max(XzFormat.minDictionaryLog, log))
+    }
+
+    private func start(dictionaryLog: Int) throws {
+        var (options, log) = try options(dictionaryLog: dictionaryLog)
         // The filter chain points at `options`: both must outlive the call that reads them.
         let r = withUnsafeMutablePointer(to: &options) { o in
             var filters = XzFormat.lzma2Filters(o)
@@ -66,6 +79,19 @@ final class XzEncoder: StreamEncoder {
         guard r == LZMA_OK else { throw PatchFormatError.compressionFailed(codec: "xz", detail: XzFormat.describe(r)) }
         out.append(UInt8(log))
         started = true
+    }
+
+    var heldBytes: Int { pending.count }
+
+    var finishMemory: Int {
+        if started { return 0 }
+        guard var (options, _) = try? options(dictionaryLog: heldDictionaryLog) else { return 0 }
+        let bytes = withUnsafeMutablePointer(to: &options) { o in
+            var filters = XzFormat.lzma2Filters(o)
+            return lzma_raw_encoder_memusage(&filters)
+        }
+        // UINT64_MAX means "unknown options"; finish() will report that.
+        return bytes == UInt64.max ? 0 : Int(clamping: bytes)
     }
 
     private func run(_ input: UnsafeRawBufferPointer, action: lzma_action) throws {
@@ -93,10 +119,7 @@ final class XzEncoder: StreamEncoder {
 
     func finish() throws -> [UInt8] {
         defer { lzma_end(&stream); stream = lzma_stream() }
-        if !started {
-            let log = Int.bitWidth - max(1, pending.count - 1).leadingZeroBitCount
-            try start(dictionaryLog: min(XzFormat.maxDictionaryLog, max(XzFormat.minDictionaryLog, log)))
-        }
+        if !started { try start(dictionaryLog: heldDictionaryLog) }
         try pending.withUnsafeBytes { try run($0, action: LZMA_FINISH) }
         pending = []
         return takeOutput()

@@ -1,0 +1,36 @@
+import Dispatch
+import PatchFormat
+import Synchronization
+
+extension DiffEngine {
+    /// Finishes `encoders` (their outputs in the same order), on up to `threads` cores at once, without
+    /// letting the encoders that run together need more than `memoryBudget` bytes (`finishMemory`):
+    /// the largest go first, and as many run at once as the largest ones fit in the budget (always at
+    /// least one). xz compresses a whole stream in `finish()`, so this is where a patch's streams are
+    /// compressed in parallel; the bytes do not depend on the thread count.
+    static func finishAll(_ encoders: [any StreamEncoder], threads: Int, memoryBudget: Int) throws -> [[UInt8]] {
+        let order = encoders.indices.sorted { encoders[$0].finishMemory > encoders[$1].finishMemory }
+        var workers = 1, need = order.first.map { encoders[$0].finishMemory } ?? 0
+        while workers < min(threads, order.count) {
+            need += encoders[order[workers]].finishMemory
+            if need > memoryBudget { break }
+            workers += 1
+        }
+        if workers == 1 { return try encoders.map { try $0.finish() } }
+        nonisolated(unsafe) var results = [Result<[UInt8], Error>?](repeating: nil, count: encoders.count)
+        nonisolated(unsafe) let jobs = encoders
+        let next = Atomic<Int>(0)
+        results.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let out = out
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                while true {
+                    let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    if k >= order.count { break }
+                    let i = order[k]
+                    out[i] = Result { try jobs[i].finish() }
+                }
+            }
+        }
+        return try results.map { try $0!.get() }
+    }
+}

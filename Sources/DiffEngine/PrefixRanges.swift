@@ -1,0 +1,42 @@
+/// Where the suffixes of old that start with each two-byte prefix lie in old's suffix array: a table of
+/// 65,537 bucket starts counted from old itself (no pass over the suffix array). The matcher's binary
+/// search starts inside the pattern's bucket, with two bytes already known to agree, instead of over
+/// the whole array: it saves about 16 of the ~25 steps on a 24 MB file, the cheaper ones (the top of
+/// the search tree stays in cache), and the patch does not change.
+///
+/// Cost: one pass over old; memory 65,537 words (512 KiB).
+struct PrefixRanges: ~Copyable {
+    private let starts: UnsafeMutableBufferPointer<Int>
+    /// The one-byte suffix at the end of old sorts just before every suffix that starts with its byte,
+    /// that is, just before the bucket of key `loneKey` (its byte times 256); -1 when old is empty.
+    private let loneKey: Int
+
+    init(_ text: UnsafeBufferPointer<UInt8>) {
+        starts = .allocate(capacity: 65_537)
+        starts.initialize(repeating: 0)
+        let n = text.count
+        guard n > 0, let base = text.baseAddress else {
+            loneKey = -1
+            return
+        }
+        loneKey = Int(base[n - 1]) << 8
+        // Count each key in starts[key + 1], then sum: starts[k] = suffixes before bucket k.
+        var key = Int(base[0])
+        for i in 1..<n {
+            key = (key << 8 | Int(base[i])) & 0xFFFF
+            starts[key + 1] += 1
+        }
+        for k in 1...65_536 { starts[k] += starts[k - 1] }
+        for k in loneKey...65_536 { starts[k] += 1 }
+    }
+
+    deinit { starts.deallocate() }
+
+    /// The suffix-array positions of the suffixes that start with the two bytes at `p`.
+    @inline(__always)
+    func range(_ p: UnsafePointer<UInt8>) -> Range<Int> {
+        let k = Int(p[0]) << 8 | Int(p[1])
+        let end = starts[k + 1] - (k + 1 == loneKey ? 1 : 0)
+        return starts[k]..<end
+    }
+}

@@ -1,0 +1,119 @@
+@testable import DiffEngine
+import PatchFormat
+import Glibc
+import Synchronization
+import Testing
+import TestSupport
+
+/// The pieces that make `make` faster without changing what it finds: the two-byte prefix table of the
+/// suffix-array search and the side-by-side finishing of the compressors.
+@Suite struct ParallelMakeTests {
+    /// Every two-byte key's range is exactly where the suffix array holds the suffixes that start with it,
+    /// including the one-byte suffix at the end of old that sorts just before its byte's buckets.
+    @Test(arguments: [
+        [], [7], [1, 1], [0, 255, 0], [255, 0, 255],
+        Array(repeating: 0, count: 1000),
+        { var r = SeededGenerator(seed: 501); return (0..<3000).map { _ in UInt8(r.next() % 2) } }(),
+        { var r = SeededGenerator(seed: 502); return r.bytes(20_000) + [0] }(),
+        { var r = SeededGenerator(seed: 503); return r.bytes(20_000) + [255] }(),
+    ] as [[UInt8]])
+    func prefixRangesMatchTheSuffixArray(text: [UInt8]) throws {
+        try text.withUnsafeBufferPointer { t in
+            let sa = try SuffixSorting.build32(t)
+            defer { sa.deallocate() }
+            // Where each key's suffixes were found in the suffix array.
+            var found = [Int: (first: Int, last: Int, count: Int)]()
+            for (i, s) in sa.enumerated() where Int(s) + 1 < text.count {
+                let key = Int(text[Int(s)]) << 8 | Int(text[Int(s) + 1])
+                let f = found[key]
+                found[key] = (f?.first ?? i, i, (f?.count ?? 0) + 1)
+            }
+            let table = PrefixRanges(t)
+            for key in 0..<65_536 {
+                let pair: [UInt8] = [UInt8(key >> 8), UInt8(key & 255)]
+                let range = pair.withUnsafeBufferPointer { table.range($0.baseAddress!) }
+                if let f = found[key] {
+                    #expect(range == f.first..<(f.last + 1), "key \(key) of a \(text.count)-byte text")
+                    #expect(range.count == f.count, "key \(key): its suffixes are not contiguous")
+                } else {
+                    #expect(range.isEmpty, "key \(key) does not occur, got \(range)")
+                }
+            }
+        }
+    }
+
+    /// An encoder that takes a while to finish and counts how many finish at once.
+    final class SlowEncoder: StreamEncoder, @unchecked Sendable {
+        static let running = Atomic<Int>(0)
+        static let most = Atomic<Int>(0)
+        let memory: Int
+        let tag: UInt8
+        init(memory: Int, tag: UInt8) {
+            self.memory = memory
+            self.tag = tag
+        }
+        var finishMemory: Int { memory }
+        func write(_ input: UnsafeRawBufferPointer) throws {}
+        func takeOutput() -> [UInt8] { [] }
+        func finish() throws -> [UInt8] {
+            let now = Self.running.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
+            _ = Self.most.max(now, ordering: .sequentiallyConsistent)
+            usleep(20_000)  // long enough for the others to start
+            Self.running.subtract(1, ordering: .sequentiallyConsistent)
+            return [tag]
+        }
+    }
+
+    /// Outputs come back in the encoders' order whatever the schedule, and no more encoders finish at
+    /// once than the memory budget allows (the largest two here, 30 + 20 MB, fit 50 MB; three do not).
+    @Test(.serialized, arguments: [(50, 2), (49, 1), (1000, 3)])
+    func finishingSideBySideKeepsOrderAndBudget(budgetMB: Int, expectedMost: Int) throws {
+        SlowEncoder.running.store(0, ordering: .sequentiallyConsistent)
+        SlowEncoder.most.store(0, ordering: .sequentiallyConsistent)
+        let sizes = [10, 30, 5, 20, 10, 1]
+        let encoders = sizes.enumerated().map { SlowEncoder(memory: $0.element << 20, tag: UInt8($0.offset)) }
+        let out = try DiffEngine.finishAll(encoders, threads: 3, memoryBudget: budgetMB << 20)
+        #expect(out.map { $0[0] } == Array(0..<UInt8(sizes.count)))
+        #expect(SlowEncoder.most.load(ordering: .sequentiallyConsistent) <= expectedMost)
+        if expectedMost > 1 {
+            // With room for several, they did overlap (a 20 ms finish is long enough to be seen).
+            #expect(SlowEncoder.most.load(ordering: .sequentiallyConsistent) >= 2)
+        }
+    }
+
+    /// xz streams finished side by side are the bytes of the same streams finished one by one, and the
+    /// memory xz reports for a finish grows with the stream it holds.
+    @Test func xzStreamsFinishedSideBySideAreTheSameBytes() throws {
+        var rng = SeededGenerator(seed: 504)
+        let inputs = [TestData.structured(300_000, rng: &rng), rng.bytes(70_000), TestData.structured(2_000_000, rng: &rng), []]
+        func encoders() throws -> [any StreamEncoder] {
+            try inputs.map { input in
+                let e = try CodecID.xz.makeEncoder(level: 6)
+                try e.write(input)
+                return e
+            }
+        }
+        let one = try encoders().map { try $0.finish() }
+        let memory = try encoders().map(\.finishMemory)
+        #expect(memory[2] > memory[0] && memory[0] > memory[1], "\(memory)")
+        let both = try DiffEngine.finishAll(try encoders(), threads: 4, memoryBudget: .max)
+        #expect(both == one)
+        for (bytes, input) in zip(both, inputs) {
+            #expect(try Self.decode(bytes, codec: .xz) == input)
+        }
+    }
+
+    static func decode(_ compressed: [UInt8], codec: CodecID) throws -> [UInt8] {
+        let decoder = try codec.makeDecoder()
+        var out = [UInt8](), buffer = [UInt8](repeating: 0, count: 1 << 16), at = 0
+        while true {
+            let step = try compressed[at...].withUnsafeBytes { input in
+                try buffer.withUnsafeMutableBytes { try decoder.decode(input: input, output: $0, inputIsLast: true) }
+            }
+            at += step.consumed
+            out += buffer[0..<step.produced]
+            if step.ended { return out }
+            if step.consumed == 0 && step.produced == 0 { throw DiffEngineError.unsupportedCombination("stuck") }
+        }
+    }
+}
