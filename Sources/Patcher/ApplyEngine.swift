@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import PatchFormat
 import TreeIO
 
@@ -125,9 +128,21 @@ final class TupleStreams {
     }
 }
 
+/// How the apply opens a patch's streams: with a second core, each stream decompresses on its own
+/// thread, up to seven 64 KiB blocks ahead of the apply (ruff: 0.37 -> 0.25 s; LZMA decoding was
+/// half of the apply's time); with one core, on the applying thread through a 64 KiB window. The
+/// bytes read, and every error and its message, are the same either way.
+enum StreamReading {
+    static let readAhead = sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1
+
+    static func open(_ name: String, codec: CodecID, source: any ByteSource, readAhead: Bool) throws -> DecompressingReader {
+        try DecompressingReader(streamName: name, codec: codec, source: source, bufferSize: 1 << 16, readAhead: readAhead)
+    }
+}
+
 /// The streaming apply of one file patch, either format. Memory: the old file (the caller's buffer),
-/// the decompressors' 64 KiB windows and state, and one 256 KiB work buffer; never the patch or the
-/// new file.
+/// each stream's decompression state and window (64 KiB, or 9 x 64 KiB when reading ahead), and one
+/// 256 KiB work buffer; never the patch or the new file.
 struct ApplyEngine {
     /// BSDIFF40 allows tuples that write nothing; this many in a row is treated as a hostile loop.
     static let maxConsecutiveEmptyTuples = 1 << 16
@@ -137,12 +152,14 @@ struct ApplyEngine {
     let input: any PatchInput
     let sink: any OutputSink
     var progress: ((UInt64) -> Void)?
+    /// Whether each stream decompresses on its own thread, ahead of the apply (`StreamReading`).
+    var readAhead = StreamReading.readAhead
 
     func run() throws {
         switch header {
         case .phx(let h):
             func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
-                try DecompressingReader(streamName: name, codec: h.codec, source: input.source(offset: offset, length: length))
+                try StreamReading.open(name, codec: h.codec, source: input.source(offset: offset, length: length), readAhead: readAhead)
             }
             let runs = try open("diff-runs", h.runsOffset, h.runsLength)
             let literals = try open("diff-literals", h.literalsOffset, h.literalsLength)
@@ -160,7 +177,7 @@ struct ApplyEngine {
             try streams.finish()
         case .bsdiff(let h):
             func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
-                try DecompressingReader(streamName: name, codec: .bzip2, source: input.source(offset: offset, length: length))
+                try StreamReading.open(name, codec: .bzip2, source: input.source(offset: offset, length: length), readAhead: readAhead)
             }
             let streams = TupleStreams(control: try open("control", h.controlOffset, h.controlLength),
                                        diff: PlainDiffSource(reader: try open("diff", h.diffOffset, h.diffLength)),

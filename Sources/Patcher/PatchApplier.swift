@@ -105,6 +105,11 @@ public enum PatchApplier {
 
     /// Applies a patch held in memory to bytes in memory (tests, fuzzing, small files).
     public static func apply(old: [UInt8], patch: [UInt8], limits: PatchLimits = PatchLimits()) throws -> [UInt8] {
+        try apply(old: old, patch: patch, limits: limits, readAhead: StreamReading.readAhead)
+    }
+
+    /// `readAhead` chooses how the streams are read (`StreamReading`), for tests of both ways.
+    static func apply(old: [UInt8], patch: [UInt8], limits: PatchLimits = PatchLimits(), readAhead: Bool) throws -> [UInt8] {
         let input = MemoryPatchInput(patch)
         do {
             let header = try PatchHeader.read(from: input, limits: limits)
@@ -119,7 +124,9 @@ public enum PatchApplier {
             }
             let sink = MemorySink()
             try old.withUnsafeBytes { o in
-                try ApplyEngine(header: header, old: o, input: input, sink: sink).run()
+                var engine = ApplyEngine(header: header, old: o, input: input, sink: sink)
+                engine.readAhead = readAhead
+                try engine.run()
             }
             if case .phx(let h) = header {
                 let actual = SHA256Hasher.hash(sink.bytes)

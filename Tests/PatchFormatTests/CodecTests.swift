@@ -5,9 +5,10 @@ import TestSupport
 @Suite struct CodecTests {
     static let sizes = [0, 1, 1000, 70_000, 300_000]
 
-    func decodeAll(_ compressed: [UInt8], codec: CodecID, expect count: Int, bufferSize: Int) throws -> [UInt8] {
+    func decodeAll(_ compressed: [UInt8], codec: CodecID, expect count: Int, bufferSize: Int,
+                   readAhead: Bool = false) throws -> [UInt8] {
         let reader = try DecompressingReader(streamName: "test", codec: codec, source: MemorySource(compressed),
-                                             bufferSize: bufferSize)
+                                             bufferSize: bufferSize, readAhead: readAhead)
         var out = [UInt8](repeating: 0, count: count)
         try out.withUnsafeMutableBytes { try reader.readExactly(into: $0) }
         try reader.finish()
@@ -29,6 +30,8 @@ import TestSupport
         let compressed = try encoder.finish()
         for window in [1, 7, 4096, 1 << 16] {
             #expect(try decodeAll(compressed, codec: codec, expect: data.count, bufferSize: window) == data)
+            #expect(try decodeAll(compressed, codec: codec, expect: data.count, bufferSize: window, readAhead: true) == data,
+                    "read ahead in \(window)-byte blocks")
         }
     }
 
@@ -38,28 +41,33 @@ import TestSupport
         let data = TestData.structured(50_000, rng: &rng)
         let compressed = try HandMadePatch.compress(data, codec: codec)
         for cut in [0, 1, compressed.count / 2, compressed.count - 1] {
-            #expect(throws: PatchFormatError.self, "cut at \(cut)") {
-                _ = try decodeAll(Array(compressed.prefix(cut)), codec: codec, expect: data.count, bufferSize: 1 << 16)
+            for readAhead in [false, true] {
+                #expect(throws: PatchFormatError.self, "cut at \(cut)") {
+                    _ = try decodeAll(Array(compressed.prefix(cut)), codec: codec, expect: data.count, bufferSize: 1 << 16,
+                                      readAhead: readAhead)
+                }
             }
         }
     }
 
-    @Test(arguments: CodecID.allCases)
-    func trailingBytesAfterTheStreamAreAnError(codec: CodecID) throws {
+    @Test(arguments: CodecID.allCases, [false, true])
+    func trailingBytesAfterTheStreamAreAnError(codec: CodecID, readAhead: Bool) throws {
         let data = Array("hello hello hello".utf8)
         let compressed = try HandMadePatch.compress(data, codec: codec)
-        let reader = try DecompressingReader(streamName: "extra", codec: codec, source: MemorySource(compressed + [0x42]))
+        let reader = try DecompressingReader(streamName: "extra", codec: codec, source: MemorySource(compressed + [0x42]),
+                                             readAhead: readAhead)
         var out = [UInt8](repeating: 0, count: data.count)
         try out.withUnsafeMutableBytes { try reader.readExactly(into: $0) }
         #expect(out == data)
         #expect(throws: PatchFormatError.self) { try reader.finish() }
     }
 
-    @Test(arguments: [CodecID.zstd, .bzip2, .zlib, .xz])
-    func unreadDecompressedDataIsAnError(codec: CodecID) throws {
+    @Test(arguments: [CodecID.zstd, .bzip2, .zlib, .xz], [false, true])
+    func unreadDecompressedDataIsAnError(codec: CodecID, readAhead: Bool) throws {
         let data = Array("0123456789".utf8)
         let reader = try DecompressingReader(streamName: "diff", codec: codec,
-                                             source: MemorySource(try HandMadePatch.compress(data, codec: codec)))
+                                             source: MemorySource(try HandMadePatch.compress(data, codec: codec)),
+                                             readAhead: readAhead)
         var out = [UInt8](repeating: 0, count: 4)
         try out.withUnsafeMutableBytes { try reader.readExactly(into: $0) }
         #expect(throws: PatchFormatError.trailingData(location: "in the diff stream",
@@ -79,9 +87,11 @@ import TestSupport
         }
     }
 
-    @Test func readingPastTheEndNamesTheStream() throws {
+    @Test(arguments: [false, true])
+    func readingPastTheEndNamesTheStream(readAhead: Bool) throws {
         let reader = try DecompressingReader(streamName: "extra", codec: .zstd,
-                                             source: MemorySource(try HandMadePatch.compress([1, 2, 3], codec: .zstd)))
+                                             source: MemorySource(try HandMadePatch.compress([1, 2, 3], codec: .zstd)),
+                                             readAhead: readAhead)
         var out = [UInt8](repeating: 0, count: 5)
         #expect(throws: PatchFormatError.truncatedStream(stream: "extra", producedBytes: 3, neededMore: 2)) {
             try out.withUnsafeMutableBytes { try reader.readExactly(into: $0) }
@@ -92,8 +102,10 @@ import TestSupport
     func garbageIsACorruptStream(codec: CodecID) throws {
         var rng = SeededGenerator(seed: 5)
         let garbage = rng.bytes(4096)
-        #expect(throws: PatchFormatError.self) {
-            _ = try decodeAll(garbage, codec: codec, expect: 4096, bufferSize: 1 << 16)
+        for readAhead in [false, true] {
+            #expect(throws: PatchFormatError.self) {
+                _ = try decodeAll(garbage, codec: codec, expect: 4096, bufferSize: 1 << 16, readAhead: readAhead)
+            }
         }
     }
 
