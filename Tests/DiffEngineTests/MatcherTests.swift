@@ -83,7 +83,8 @@ import TestSupport
             probes.withUnsafeBufferPointer { p in
                 for i in 0..<10_000 where filter.mayContain(p.baseAddress! + i) { yes += 1 }
             }
-            #expect(yes < 3000, "filter accepted \(yes) of 10000 random grams")
+            // Two bits of a word at 4 bits a byte: ~15% in theory (one bit: ~22%).
+            #expect(yes < 1900, "filter accepted \(yes) of 10000 random grams")
         }
     }
 }
