@@ -137,8 +137,16 @@ public enum DiffEngine {
         // Each tuple's seek leads to the next tuple's old start; the last one's is 0. Chunks are freed
         // as they are emitted.
         var previous: RecordedTuple? = nil
+        // The chunks must tile new exactly; a patch that covered some bytes twice or not at all would
+        // be refused by every reader, so check here and fail loudly instead of writing it.
+        var covered = 0
         for c in chunks.indices {
             for t in chunks[c] {
+                guard t.newStart == covered else {
+                    throw DiffEngineError.internalInconsistency(
+                        "the matcher's tuples do not tile the new file: one starts at byte \(t.newStart), expected \(covered) (chunk \(c))")
+                }
+                covered = t.newStart + t.add + t.copy
                 if let p = previous {
                     try sink.emit(newStart: p.newStart, oldStart: p.oldStart, add: p.add, copy: p.copy,
                                   seek: t.oldStart - (p.oldStart + p.add))
@@ -146,6 +154,9 @@ public enum DiffEngine {
                 previous = t
             }
             chunks[c] = []
+        }
+        guard covered == new.count else {
+            throw DiffEngineError.internalInconsistency("the matcher's tuples cover \(covered) of the new file's \(new.count) bytes")
         }
         if let p = previous { try sink.emit(newStart: p.newStart, oldStart: p.oldStart, add: p.add, copy: p.copy, seek: 0) }
         progress?(new.count)

@@ -6,12 +6,15 @@ public enum DiffEngineError: Error, Equatable, Sendable, CustomStringConvertible
     case suffixSortFailed(code: Int)
     case unsupportedCombination(String)
     case format(PatchFormatError)
+    /// A bug in the engine caught before it could write a bad patch.
+    case internalInconsistency(String)
 
     public var description: String {
         switch self {
         case .suffixSortFailed(let code): "suffix sorting failed (libdivsufsort returned \(code))"
         case .unsupportedCombination(let why): why
         case .format(let e): e.description
+        case .internalInconsistency(let what): "internal error, no patch written: \(what) (please report this)"
         }
     }
 }

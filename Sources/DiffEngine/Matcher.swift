@@ -146,8 +146,9 @@ struct Matcher<SAIndex: FixedWidthInteger>: ~Copyable {
                 }
                 if (len == oldScore && len != 0) || len > oldScore &+ 8 { break }
                 if len >= Self.skipThreshold {
-                    // A long match no better than where we already are: skip half of it.
-                    let step = len >> 1
+                    // A long match no better than where we already are: skip half of it, but not past
+                    // the range (the next chunk's tuples start there).
+                    let step = min(len >> 1, newCount &- scan)
                     for i in scan..<(scan &+ step) where aligned(i, lastOffset) { oldScore &-= 1 }
                     scan &+= step
                     continue

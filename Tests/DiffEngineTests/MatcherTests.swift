@@ -88,3 +88,35 @@ import TestSupport
         }
     }
 }
+
+/// The chunks of a parallel match must tile new exactly: each tuple starts where the previous one
+/// ended and the last ends at new's end. (A skip over a long non-winning match once ran past a
+/// chunk's end: the next chunk covered the same bytes again and the patch declared more bytes than
+/// the new file has; polars, 180 MB, hit it.)
+@Suite struct ChunkTilingTests {
+    @Test(arguments: 0..<12)
+    func chunksTileNewExactly(seed: UInt64) throws {
+        var rng = SeededGenerator(seed: 700 + seed)
+        // A four-letter alphabet: matches of 9-12 bytes elsewhere in old at almost every position, which
+        // do not beat the alignment and get skipped, right across chunk boundaries.
+        let old = (0..<50_000).map { _ in UInt8(rng.next() % 4) }
+        let new = TestData.mutate(old, edits: 400, rng: &rng)
+        try old.withUnsafeBufferPointer { o in
+            try new.withUnsafeBufferPointer { n in
+                let sa = try SuffixSorting.build32(o)
+                defer { sa.deallocate() }
+                let chunkSize = [13, 29, 64, 97, 250, 1_000][Int(seed) % 6]
+                let chunks = try DiffEngine.matchChunks(Matcher(old: o, new: n, sa: UnsafeBufferPointer(sa)), threads: 2,
+                                                        chunkSize: chunkSize, progress: nil)
+                var at = 0
+                var bad: [String] = []
+                for t in chunks.joined() {
+                    if t.newStart != at && bad.count < 3 { bad.append("tuple at \(t.newStart), expected \(at)") }
+                    at = t.newStart + t.add + t.copy
+                }
+                #expect(bad.isEmpty, "chunk size \(chunkSize): \(bad)")
+                #expect(at == new.count)
+            }
+        }
+    }
+}
