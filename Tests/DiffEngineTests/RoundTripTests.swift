@@ -240,6 +240,8 @@ let edgeCases: [EdgeCase] = {
         }
         #expect(patches[0] == patches[1])
         #expect(patches[0] == patches[2])
+        // Three default-size chunks: the patch must also apply (a tiling bug once passed the line above).
+        #expect(try PatchApplier.apply(old: old, patch: patches[0]) == new)
     }
 }
 
