@@ -6,24 +6,34 @@ import PatchFormat
 public enum DiffEngine {
     /// Makes a patch that turns `old` into `new`.
     ///
-    /// Cost: a suffix sort of `old` (libdivsufsort, near-linear in practice), then one pass over `new`
-    /// with a binary search per position scanned outside matches (O(n log m)), then compression.
-    /// Peak memory, while matching: `old` + `new` (the caller's buffers) + 4·|old| for the suffix array
-    /// (8·|old| at 2 GiB and above) + |old|/2 for the 9-gram filter + 32 bytes a tuple; both index
-    /// structures are freed before compression, whose memory (raw streams held for xz, a window sized
-    /// to each stream, one codec context at a time) stays below that. About 6.5n for equal sizes,
-    /// against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n: measured 87.6 MB on the 10.5 MB numpy pair
-    /// (HDiffPatch 82.4), 379 MB on the 55 MB pyarrow pair (352), 1.43 GB on the 221 MB polars pair
-    /// (1.33). For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
+    /// Cost: a suffix sort of `old` (libdivsufsort, near-linear in practice, one core), then one pass
+    /// over `new` in 2 MiB chunks on `options.threads` cores with a binary search per position scanned
+    /// outside matches (O(n log m)), then compression (xz: the streams side by side).
+    /// Peak memory is the larger of two phases. Sorting: `old` + 4·|old| (8·|old| from 2 GiB) + |old|/2
+    /// for the 9-gram filter. Matching: `old` + `new` + the suffix array packed to ceil(log2 |old|)
+    /// bits an entry (3.1 bytes a byte for 24 MB) + |old|/2 + 32 bytes a tuple. The index is freed
+    /// before compression, and compressors finishing side by side stay within what it held. About
+    /// 5.6n for equal sizes, against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n. Measured peak RSS
+    /// (this process; `makePatchFile`, which reads `new` only after the sort): 75 MB on the 10.5 MB
+    /// numpy pair (HDiffPatch -m 82), 160 MB on ruff, 24.5 MB (174), 330 MB on pyarrow, 55 MB (352),
+    /// 1.29 GB on polars, 221 MB (1.33 GB). Called with both buffers in memory, the sorting phase also
+    /// holds `new`. For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
     ///
     /// - Parameter progress: called with a fraction in 0...1 as the work advances (from this thread).
     public static func makePatch(old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
                                  options: DiffOptions = DiffOptions(),
                                  progress: ((Double) -> Void)? = nil) throws -> [UInt8] {
         try options.validate()
+        progress?(0)
+        let index = try OldIndex(old.bindMemory(to: UInt8.self), threads: options.threads)
+        return try makePatch(index: index, old: old, new: new, options: options, progress: progress)
+    }
+
+    /// `makePatch` with `old` indexed already (`makePatchFile` reads new only after that).
+    static func makePatch(index: consuming OldIndex, old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
+                          options: DiffOptions, progress: ((Double) -> Void)?) throws -> [UInt8] {
         let oldBytes = old.bindMemory(to: UInt8.self)
         let newBytes = new.bindMemory(to: UInt8.self)
-        progress?(0)
         let level = options.level ?? options.codec.defaultLevel
         // phx: control, diff-runs, diff-literals, extra. BSDIFF40: control, diff, extra.
         let streamCount = options.format == .phx ? 4 : 3
@@ -43,7 +53,7 @@ public enum DiffEngine {
             progress?(0.3 + 0.6 * Double(scanned) / Double(max(newBytes.count, 1)))
         }
         do {
-            try match(old: oldBytes, new: newBytes, threads: options.threads, chunkSize: options.matchChunkSize,
+            try match(index: index, old: oldBytes, new: newBytes, threads: options.threads, chunkSize: options.matchChunkSize,
                       into: &assembler, progress: report)
             try assembler.finish()
         } catch let e as PatchFormatError {
@@ -51,7 +61,7 @@ public enum DiffEngine {
         }
         // The suffix array and the filter are gone by now: compressors finishing side by side may use
         // what they took, less the raw streams held since (so the peak stays that of matching).
-        let indexBytes = (oldBytes.count < Int(Int32.max) ? 4 : 8) * oldBytes.count + oldBytes.count / 2
+        let indexBytes = OldIndex.matchingBytes(count: oldBytes.count)
         let all = encoders + [contextEncoder, splitEncoder].compactMap { $0 }
         var finished = try finishAll(all, threads: options.threads,
                                      memoryBudget: indexBytes - all.reduce(0) { $0 + $1.heldBytes })
@@ -128,12 +138,14 @@ public enum DiffEngine {
         max(2 << 20, (count + 31) / 32)
     }
 
-    /// Suffix-sorts `old` (building the 9-gram filter alongside), matches `new` chunk by chunk on
-    /// `threads` cores, frees the suffix array and the filter, then feeds the tuples to `sink` in order
-    /// (so that the compressors' memory, which grows while the sink works, never adds to theirs).
-    static func match<Sink: MatchSink>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int = 1,
+    /// Matches `new` against `index` (of `old`) chunk by chunk on `threads` cores, frees the index,
+    /// then feeds the tuples to `sink` in order (so that the compressors' memory, which grows while
+    /// the sink works, never adds to the index's).
+    static func match<Sink: MatchSink>(index: consuming OldIndex, old: UnsafeBufferPointer<UInt8>,
+                                       new: UnsafeBufferPointer<UInt8>, threads: Int = 1,
                                        chunkSize: Int? = nil, into sink: inout Sink, progress: ((Int) -> Void)?) throws {
-        var chunks = try findMatches(old: old, new: new, threads: threads, chunkSize: chunkSize, progress: progress)
+        var chunks = try findMatches(index: index, old: old, new: new, threads: threads, chunkSize: chunkSize,
+                                     progress: progress)
         // Each tuple's seek leads to the next tuple's old start; the last one's is 0. Chunks are freed
         // as they are emitted.
         var previous: RecordedTuple? = nil
@@ -162,42 +174,23 @@ public enum DiffEngine {
         progress?(new.count)
     }
 
-    /// The tuples of the diff, in order, chunk by chunk. Peak memory: the suffix array and the filter
-    /// (freed on return) and 32 bytes per tuple.
-    static func findMatches(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int,
-                            chunkSize: Int?, progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
-        // The 9-gram filter and the prefix table are built on another core while libdivsufsort sorts.
-        nonisolated(unsafe) var filter: GramFilter? = nil
-        nonisolated(unsafe) var prefixes: PrefixRanges? = nil
-        let group = DispatchGroup()
-        if threads > 1 {
-            nonisolated(unsafe) let o = old
-            DispatchQueue.global().async(group: group) {
-                filter = GramFilter(o)
-                prefixes = PrefixRanges(o)
-            }
-        } else {
-            filter = GramFilter(old)
-            prefixes = PrefixRanges(old)
-        }
-        if old.count < Int(Int32.max) {
-            let sa = try SuffixSorting.build32(old)
-            defer { sa.deallocate() }
-            group.wait()
-            return try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!,
-                                           prefixes: prefixes.take()!),
-                                   threads: threads, chunkSize: chunkSize, progress: progress)
-        } else {
-            let sa = try SuffixSorting.build64(old)
-            defer { sa.deallocate() }
-            group.wait()
-            return try matchChunks(Matcher(old: old, new: new, sa: UnsafeBufferPointer(sa), filter: filter.take()!,
-                                           prefixes: prefixes.take()!),
-                                   threads: threads, chunkSize: chunkSize, progress: progress)
+    /// Indexes `old` and matches `new` against it (`match(index:...)`).
+    static func match<Sink: MatchSink>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int = 1,
+                                       chunkSize: Int? = nil, into sink: inout Sink, progress: ((Int) -> Void)?) throws {
+        try match(index: try OldIndex(old, threads: threads), old: old, new: new, threads: threads, chunkSize: chunkSize,
+                  into: &sink, progress: progress)
+    }
+
+    /// The tuples of the diff, in order, chunk by chunk. Peak memory: the index (freed on return) and
+    /// 32 bytes per tuple.
+    static func findMatches(index: consuming OldIndex, old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
+                            threads: Int, chunkSize: Int?, progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
+        try index.withMatcher(old: old, new: new) { matcher in
+            try matchChunks(matcher, threads: threads, chunkSize: chunkSize, progress: progress)
         }
     }
 
-    static func matchChunks<Index: FixedWidthInteger>(_ matcher: consuming Matcher<Index>, threads: Int,
+    static func matchChunks<SA: SuffixArrayView>(_ matcher: Matcher<SA>, threads: Int,
                                                       chunkSize forced: Int?,
                                                       progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
         let n = matcher.new.count

@@ -49,8 +49,21 @@ struct GramFilter: ~Copyable {
 
     /// Whether the 9 bytes at `p` may occur in the old file. `p` must have 9 readable bytes.
     @inline(__always)
-    func mayContain(_ p: UnsafePointer<UInt8>) -> Bool {
-        let (word, mask) = Self.probe(p, bits.count)
-        return bits[word] & mask == mask
+    func mayContain(_ p: UnsafePointer<UInt8>) -> Bool { view.mayContain(p) }
+
+    /// The read side, for the matcher; the filter lives at least until `body` returns.
+    func withView<R>(_ body: (View) throws -> R) rethrows -> R { try body(view) }
+
+    private var view: View { View(bits: UnsafePointer(bits.baseAddress!), words: bits.count) }
+
+    struct View {
+        fileprivate let bits: UnsafePointer<UInt64>
+        fileprivate let words: Int
+
+        @inline(__always)
+        func mayContain(_ p: UnsafePointer<UInt8>) -> Bool {
+            let (word, mask) = GramFilter.probe(p, words)
+            return bits[word] & mask == mask
+        }
     }
 }

@@ -25,10 +25,12 @@ extension DiffEngine {
     /// sorted copy (`ContextRunCoder`), a fifth compressor and its spool.
     static let contextOrderCost = 16 << 20
 
-    /// Peak memory of `makePatch` for files of these sizes, as a conservative planning estimate: both
-    /// files, the suffix array (4 bytes a byte of old, 8 from 2 GiB), the 9-gram filter (old/2), the
-    /// compressors (zstd: up to ~48 MiB each with worker buffers; xz: one encoder at a time, plus the raw
-    /// streams it holds, up to about 1.5x new with array growth), the context-order block and the process.
+    /// Peak memory of `makePatch` for files of these sizes, as a conservative planning estimate: the sum
+    /// of everything any phase holds, though phases free most of it (`makePatch` states the phases):
+    /// both files, the suffix array while sorting (4 bytes a byte of old, 8 from 2 GiB), the 9-gram
+    /// filter (old/2), the compressors (zstd: up to ~48 MiB each with worker buffers; xz: one encoder,
+    /// more only within what the freed index held, plus the raw streams it holds, up to about 1.5x new
+    /// with array growth), the context-order block and the process.
     public static func estimatedPeakMemory(oldSize: Int, newSize: Int, options: DiffOptions) -> Int {
         let saBytes = oldSize < Int(Int32.max) ? 4 : 8
         let streams = options.format == .phx ? 7 : 3
@@ -61,16 +63,23 @@ extension DiffEngine {
                 return try makeLowMemory(old: old, new: new, to: patchPath, limit: limit, options: options, progress: progress)
             }
         }
-        // Read, not mapped, so that a file truncated meanwhile is an error, not a SIGBUS.
+        // Read, not mapped, so that a file truncated meanwhile is an error, not a SIGBUS. New is read
+        // once old is indexed: the suffix sort's 4 bytes a byte of old and new are never resident
+        // together (the packed array that matching uses is smaller).
         let old = try POSIX.readFile(oldPath, followSymlinks: true)
-        let new = try POSIX.readFile(newPath, followSymlinks: true)
-        let bytes = try old.withUnsafeBytes { o in
-            try new.withUnsafeBytes { n in try makePatch(old: o, new: n, options: options, progress: progress) }
+        progress?(0)
+        let (bytes, newCount) = try old.withUnsafeBytes { o in
+            var index: OldIndex? = try OldIndex(o.bindMemory(to: UInt8.self), threads: options.threads)
+            let new = try POSIX.readFile(newPath, followSymlinks: true)
+            let bytes = try new.withUnsafeBytes { n in
+                try makePatch(index: index.take()!, old: o, new: n, options: options, progress: progress)
+            }
+            return (bytes, new.count)
         }
         let writer = try AtomicFileWriter(destination: patchPath, mode: 0o644)
         try bytes.withUnsafeBytes { try writer.write($0) }
         try writer.commit()
-        return PatchFileSummary(patchBytes: UInt64(bytes.count), newBytes: UInt64(new.count), lowMemory: false, anchorSpacing: nil)
+        return PatchFileSummary(patchBytes: UInt64(bytes.count), newBytes: UInt64(newCount), lowMemory: false, anchorSpacing: nil)
     }
 
     static func makeLowMemory(old: MappedFile, new: MappedFile, to patchPath: String, limit: Int,

@@ -27,24 +27,31 @@ func commonPrefixLength(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, li
 ///
 /// Cost: one O(log n + match length) search per position scanned outside long matches; a guard skips
 /// ahead inside long ambiguous matches so that repetitive inputs stay near-linear. No allocation.
-struct Matcher<SAIndex: FixedWidthInteger>: ~Copyable {
+struct Matcher<SA: SuffixArrayView> {
     let old: UnsafeBufferPointer<UInt8>
     let new: UnsafeBufferPointer<UInt8>
-    let sa: UnsafeBufferPointer<SAIndex>
-    let filter: GramFilter
-    let prefixes: PrefixRanges
+    let sa: SA
+    let filter: GramFilter.View
+    let prefixes: PrefixRanges.View
 
-    init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: UnsafeBufferPointer<SAIndex>) {
-        self.init(old: old, new: new, sa: sa, filter: GramFilter(old), prefixes: PrefixRanges(old))
-    }
-
-    init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: UnsafeBufferPointer<SAIndex>,
-         filter: consuming GramFilter, prefixes: consuming PrefixRanges) {
+    /// A matcher over views of an `OldIndex` (or of structures the caller keeps alive while it runs).
+    init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: SA, filter: GramFilter.View,
+         prefixes: PrefixRanges.View) {
         self.old = old
         self.new = new
         self.sa = sa
         self.filter = filter
         self.prefixes = prefixes
+    }
+
+    /// Builds the filter and the prefix table of `old` for a matcher over `sa` and calls `body` with it.
+    static func with<R>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: SA,
+                        _ body: (Matcher) throws -> R) rethrows -> R {
+        let filter = GramFilter(old)
+        let prefixes = PrefixRanges(old)
+        return try filter.withView { f in
+            try prefixes.withView { p in try body(Matcher(old: old, new: new, sa: sa, filter: f, prefixes: p)) }
+        }
     }
 
     /// Matches this long or longer that do not beat the current alignment are skipped over by half

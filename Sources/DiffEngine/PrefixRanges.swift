@@ -34,9 +34,22 @@ struct PrefixRanges: ~Copyable {
 
     /// The suffix-array positions of the suffixes that start with the two bytes at `p`.
     @inline(__always)
-    func range(_ p: UnsafePointer<UInt8>) -> Range<Int> {
-        let k = Int(p[0]) << 8 | Int(p[1])
-        let end = starts[k + 1] - (k + 1 == loneKey ? 1 : 0)
-        return starts[k]..<end
+    func range(_ p: UnsafePointer<UInt8>) -> Range<Int> { view.range(p) }
+
+    /// The read side, for the matcher; the table lives at least until `body` returns.
+    func withView<R>(_ body: (View) throws -> R) rethrows -> R { try body(view) }
+
+    private var view: View { View(starts: UnsafePointer(starts.baseAddress!), loneKey: loneKey) }
+
+    struct View {
+        fileprivate let starts: UnsafePointer<Int>
+        fileprivate let loneKey: Int
+
+        @inline(__always)
+        func range(_ p: UnsafePointer<UInt8>) -> Range<Int> {
+            let k = Int(p[0]) << 8 | Int(p[1])
+            let end = starts[k + 1] - (k + 1 == loneKey ? 1 : 0)
+            return starts[k]..<end
+        }
     }
 }

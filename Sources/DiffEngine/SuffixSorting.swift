@@ -1,6 +1,7 @@
 import CDivSufSort
 
-/// Suffix arrays built by libdivsufsort (Debian's libdivsufsort-dev).
+/// Suffix arrays built by libdivsufsort (Debian's libdivsufsort-dev), unpacked: the reference the
+/// tests hold `PackedSuffixArray` (what `make` uses) and the matcher to.
 ///
 /// Cost: O(n log n) worst case, close to linear on real files; memory 4n bytes for n < 2^31 and 8n bytes
 /// above (libdivsufsort64), on top of the text itself. The caller owns and deallocates the result.

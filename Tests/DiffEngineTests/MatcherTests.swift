@@ -13,7 +13,7 @@ import TestSupport
             try new.withUnsafeBufferPointer { n in
                 let sa = try SuffixSorting.build32(o)
                 defer { sa.deallocate() }
-                let matcher = Matcher(old: o, new: n, sa: UnsafeBufferPointer(sa))
+                try Matcher.with(old: o, new: n, sa: UnsafeBufferPointer(sa)) { matcher in
                 for scan in 0..<new.count {
                     let (pos, len) = matcher.longestMatch(at: scan)
                     var best = 0
@@ -24,6 +24,7 @@ import TestSupport
                     }
                     #expect(len == best, "scan \(scan)")
                     #expect(Array(old[pos..<pos + len]) == Array(new[scan..<scan + len]), "scan \(scan)")
+                }
                 }
             }
         }
@@ -45,26 +46,29 @@ import TestSupport
         }
     }
 
-    /// Files of 2 GiB and more get a 64-bit suffix array (`DiffEngine.findMatches`); too large for a
-    /// test, so the 64-bit matcher is checked here against the 32-bit one on the same input: the same
-    /// tuples, in chunks and threads as `make` runs them.
+    /// Files of 2 GiB and more are sorted into a 64-bit suffix array before packing; too large for a
+    /// test, so the matcher over 64-bit, 32-bit and packed arrays is checked here on the same input: the
+    /// same tuples, in chunks and threads as `make` runs them.
     @Test func theWideSuffixArrayMatchesLikeTheNarrowOne() throws {
         var rng = SeededGenerator(seed: 407)
         let old = TestData.structured(600_000, rng: &rng)
         let new = TestData.mutate(old, edits: 80, rng: &rng)
-        func tuples<Index: FixedWidthInteger>(_ sa: UnsafeMutableBufferPointer<Index>, _ o: UnsafeBufferPointer<UInt8>,
-                                              _ n: UnsafeBufferPointer<UInt8>) throws -> [[Int]] {
-            defer { sa.deallocate() }
-            let chunks = try DiffEngine.matchChunks(Matcher(old: o, new: n, sa: UnsafeBufferPointer(sa)), threads: 2,
-                                                    chunkSize: 100_000, progress: nil)
+        func tuples<SA: SuffixArrayView>(_ sa: SA, _ o: UnsafeBufferPointer<UInt8>, _ n: UnsafeBufferPointer<UInt8>) throws -> [[Int]] {
+            let chunks = try Matcher.with(old: o, new: n, sa: sa) { m in
+                try DiffEngine.matchChunks(m, threads: 2, chunkSize: 100_000, progress: nil)
+            }
             return chunks.flatMap { $0.map { [$0.newStart, $0.oldStart, $0.add, $0.copy] } }
         }
         try old.withUnsafeBufferPointer { o in
             try new.withUnsafeBufferPointer { n in
-                let narrow = try tuples(try SuffixSorting.build32(o), o, n)
-                let wide = try tuples(try SuffixSorting.build64(o), o, n)
+                let sa32 = try SuffixSorting.build32(o), sa64 = try SuffixSorting.build64(o)
+                defer { sa32.deallocate(); sa64.deallocate() }
+                let narrow = try tuples(UnsafeBufferPointer(sa32), o, n)
+                let wide = try tuples(UnsafeBufferPointer(sa64), o, n)
+                let packed = try PackedSuffixArray(sorting: o).withView { try tuples($0, o, n) }
                 #expect(narrow.count > 80)
                 #expect(wide == narrow)
+                #expect(packed == narrow, "the packed suffix array (20 bits an entry here) matches differently")
             }
         }
     }
@@ -106,8 +110,9 @@ import TestSupport
                 let sa = try SuffixSorting.build32(o)
                 defer { sa.deallocate() }
                 let chunkSize = [13, 29, 64, 97, 250, 1_000][Int(seed) % 6]
-                let chunks = try DiffEngine.matchChunks(Matcher(old: o, new: n, sa: UnsafeBufferPointer(sa)), threads: 2,
-                                                        chunkSize: chunkSize, progress: nil)
+                let chunks = try Matcher.with(old: o, new: n, sa: UnsafeBufferPointer(sa)) { m in
+                    try DiffEngine.matchChunks(m, threads: 2, chunkSize: chunkSize, progress: nil)
+                }
                 var at = 0
                 var bad: [String] = []
                 for t in chunks.joined() {

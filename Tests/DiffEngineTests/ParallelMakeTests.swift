@@ -117,3 +117,47 @@ import TestSupport
         }
     }
 }
+
+/// The bit-packed suffix array that matching reads (`PackedSuffixArray`).
+@Suite struct PackedSuffixArrayTests {
+    /// Entry for entry the array libdivsufsort makes, at sizes around the powers of two where the
+    /// width of an entry changes (and empty, one byte).
+    @Test(arguments: [0, 1, 2, 3, 255, 256, 257, 1023, 1024, 1025, 65_537, 300_000])
+    func packedEntriesAreTheSortedSuffixes(count: Int) throws {
+        var rng = SeededGenerator(seed: 620 + UInt64(count))
+        let text = (0..<count).map { _ in UInt8(rng.next() % 3) }
+        try text.withUnsafeBufferPointer { t in
+            let reference = try SuffixSorting.build32(t)
+            defer { reference.deallocate() }
+            let packed = try PackedSuffixArray(sorting: t)
+            packed.withView { view in
+                #expect(view.count == count)
+                var wrong = 0
+                for i in 0..<count where view[i] != Int(reference[i]) { wrong += 1 }
+                #expect(wrong == 0, "\(wrong) of \(count) entries differ (\(PackedSuffixArray.bits(for: count)) bits an entry)")
+            }
+        }
+    }
+
+    /// Packing in place from 8-byte entries (how arrays of 2 GiB and more are sorted) keeps every value,
+    /// up to the widest entry the packer takes.
+    @Test(arguments: [1, 7, 31, 33, 40, 57])
+    func packingWideEntriesInPlaceKeepsEveryValue(bits: Int) {
+        var rng = SeededGenerator(seed: 630 + UInt64(bits))
+        let count = 10_001
+        let values = (0..<count).map { i in i < 3 ? [0, 1, (1 << bits) - 1][i] : Int(rng.next() >> UInt64(64 - bits)) }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: count * 8 + 16, alignment: 8)
+        defer { buffer.deallocate() }
+        for (i, v) in values.enumerated() { buffer.storeBytes(of: Int64(v), toByteOffset: i * 8, as: Int64.self) }
+        let written = PackedSuffixArray.pack(buffer, count: count, entryBytes: 8, bits: bits)
+        #expect(written == (count * bits + 63) / 64 * 8)
+        let mask = bits == 64 ? UInt64.max : (UInt64(1) << UInt64(bits)) - 1
+        var wrong = 0
+        for i in 0..<count {
+            let bit = i * bits
+            let word = buffer.loadUnaligned(fromByteOffset: bit >> 3, as: UInt64.self)
+            if Int((word >> UInt64(bit & 7)) & mask) != values[i] { wrong += 1 }
+        }
+        #expect(wrong == 0, "\(wrong) of \(count) values changed at \(bits) bits")
+    }
+}

@@ -1,0 +1,48 @@
+import Dispatch
+
+/// What matching needs of old, built once before new is looked at: its suffix array (bit-packed,
+/// `PackedSuffixArray`), the 9-gram filter and the two-byte prefix table. The filter and the table
+/// are built on another core while libdivsufsort sorts.
+struct OldIndex: ~Copyable {
+    let suffixes: PackedSuffixArray
+    let filter: GramFilter
+    let prefixes: PrefixRanges
+
+    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int) throws {
+        nonisolated(unsafe) var filter: GramFilter? = nil
+        nonisolated(unsafe) var prefixes: PrefixRanges? = nil
+        let group = DispatchGroup()
+        if threads > 1 {
+            nonisolated(unsafe) let o = old
+            DispatchQueue.global().async(group: group) {
+                filter = GramFilter(o)
+                prefixes = PrefixRanges(o)
+            }
+        } else {
+            filter = GramFilter(old)
+            prefixes = PrefixRanges(old)
+        }
+        // The other core reads old: wait for it even when the sort fails.
+        defer { group.wait() }
+        suffixes = try PackedSuffixArray(sorting: old)
+        group.wait()
+        self.filter = filter.take()!
+        self.prefixes = prefixes.take()!
+    }
+
+    /// The index's memory while matching, for `count` bytes of old: the packed suffix array, the
+    /// filter (4 bits a byte) and the prefix table.
+    static func matchingBytes(count: Int) -> Int {
+        count * PackedSuffixArray.bits(for: count) / 8 + count / 2 + (1 << 19)
+    }
+
+    /// Calls `body` with a matcher of `new` against this index (of `old`).
+    func withMatcher<R>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
+                        _ body: (Matcher<PackedSuffixArray.View>) throws -> R) rethrows -> R {
+        try suffixes.withView { sa in
+            try filter.withView { f in
+                try prefixes.withView { p in try body(Matcher(old: old, new: new, sa: sa, filter: f, prefixes: p)) }
+            }
+        }
+    }
+}
