@@ -1,5 +1,6 @@
 @testable import DiffEngine
 import PatchFormat
+import Patcher
 import Glibc
 import Synchronization
 import Testing
@@ -159,5 +160,53 @@ import TestSupport
             if Int((word >> UInt64(bit & 7)) & mask) != values[i] { wrong += 1 }
         }
         #expect(wrong == 0, "\(wrong) of \(count) values changed at \(bits) bits")
+    }
+}
+
+/// Alternatives that clearly lose on a quick estimate are not compressed (`StreamChoices.pruned`).
+@Suite struct StreamPruningTests {
+    @Test func onlyClearLosersAreDropped() {
+        let all = DiffEngine.StreamChoices(options: DiffOptions())
+        #expect(all.natural && all.context && all.interleaved && all.split)
+        // Context order clearly smaller: natural is not made; the control layouts are too close to call.
+        let a = all.pruned(runs: (1000, 900), control: (500, 480))
+        #expect(!a.natural && a.context && a.interleaved && a.split)
+        // Natural clearly smaller, and the interleaved control.
+        let b = all.pruned(runs: (800, 1000), control: (400, 500))
+        #expect(b.natural && !b.context && b.interleaved && !b.split)
+        // No estimate (codecs that compress as they go): both made.
+        let c = all.pruned(runs: (nil, 10), control: (10, nil))
+        #expect(c.natural && c.context && c.interleaved && c.split)
+        // A forced choice stays forced.
+        var forced = DiffOptions()
+        forced.diffOrder = .natural
+        let d = DiffEngine.StreamChoices(options: forced).pruned(runs: (1000, 10), control: (nil, nil))
+        #expect(d.natural && !d.context)
+    }
+
+    /// With xz (estimates available) the default patch is byte for byte the smaller of the forced
+    /// alternatives, whether a loser was pruned or both were compressed.
+    @Test func xzAutoIsTheSmallerForcedPatch() throws {
+        var rng = SeededGenerator(seed: 640)
+        // Relocation-like edits (context order wins) and a plain edited text (natural order wins).
+        var relocated = rng.bytes(300_000)
+        let base = relocated
+        for i in stride(from: 0, to: relocated.count - 8, by: 61) { relocated[i] &+= 3 }
+        let text = TestData.structured(300_000, rng: &rng)
+        for (old, new) in [(base, relocated), (text, TestData.mutate(text, edits: 30, rng: &rng))] {
+            var sizes: [[UInt8]] = []
+            for order in [DiffOrder.natural, .oldContext] {
+                for split in [false, true] {
+                    var o = DiffOptions()
+                    o.diffOrder = order
+                    o.splitControl = split
+                    sizes.append(try DiffEngine.makePatch(old: old, new: new, options: o))
+                }
+            }
+            let auto = try DiffEngine.makePatch(old: old, new: new, options: DiffOptions())
+            let smallest = sizes.min { $0.count < $1.count }!
+            #expect(auto.count == smallest.count, "auto \(auto.count), forced \(sizes.map(\.count))")
+            #expect(try PatchApplier.apply(old: old, patch: auto) == new)
+        }
     }
 }

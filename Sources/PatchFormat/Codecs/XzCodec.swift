@@ -1,4 +1,5 @@
 import CLzma
+import CZstd
 
 /// The `xz` codec (FORMAT.md, codec 4): one byte `d` (the LZMA2 dictionary is 2^d bytes, 12 <= d <= 26),
 /// then a raw LZMA2 stream ended by its end marker. LZMA2 (liblzma) compresses patch streams 2-9%
@@ -82,6 +83,15 @@ final class XzEncoder: StreamEncoder {
     }
 
     var heldBytes: Int { pending.count }
+
+    func sizeEstimate() -> Int? {
+        if started { return nil }
+        var scratch = [UInt8](repeating: 0, count: ZSTD_compressBound(pending.count))
+        let n = scratch.withUnsafeMutableBytes { out in
+            pending.withUnsafeBytes { ZSTD_compress(out.baseAddress, out.count, $0.baseAddress, $0.count, 1) }
+        }
+        return ZSTD_isError(n) != 0 ? nil : n
+    }
 
     var finishMemory: Int {
         if started { return 0 }
