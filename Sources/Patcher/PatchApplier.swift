@@ -28,8 +28,9 @@ public struct ApplyResult: Sendable, Equatable {
 
 /// Applies `phx` and `BSDIFF40` patches.
 ///
-/// Memory: the old file plus fixed buffers (three 64 KiB decompression windows, a 256 KiB work buffer,
-/// a 1 MiB write buffer, and each codec's state: at most 128 MiB for a zstd window, 3.6 MiB for bzip2).
+/// Memory: the old file plus fixed buffers (per stream a 64 KiB decompression window, or eight when it
+/// is decoded ahead on its own thread (`StreamReading`); a 256 KiB work buffer, a 1 MiB write buffer,
+/// and each codec's state: at most 128 MiB for a zstd window, 64 MiB for xz, 3.6 MiB for bzip2).
 /// The patch streams and the new file are never held whole. Time: O(old + new).
 public enum PatchApplier {
     /// Applies `patchPath` to `oldPath` and writes `outputPath` atomically (temporary file beside it,

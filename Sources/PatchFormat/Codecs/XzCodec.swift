@@ -32,9 +32,9 @@ enum XzFormat {
 }
 
 /// Holds the whole raw stream and compresses it at `finish()` with a dictionary no larger than the
-/// stream (memory ~7.5x the dictionary while compressing, and only one stream at a time, since a
-/// patch's streams finish one after another); `lowMemory` streams as it goes with a 256 KiB dictionary
-/// instead (a few MB). The output does not depend on threads.
+/// stream (memory ~7.5x the dictionary while compressing, `finishMemory`; `DiffEngine.finishAll` runs
+/// several finishes at once only within a memory budget); `lowMemory` streams as it goes with a
+/// 256 KiB dictionary instead (a few MB). The output does not depend on threads.
 final class XzEncoder: StreamEncoder {
     private let preset: UInt32
     private let lowMemory: Bool
