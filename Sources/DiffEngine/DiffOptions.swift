@@ -24,6 +24,9 @@ public struct DiffOptions: Sendable, Equatable {
     /// engine would need more (`DiffEngine.estimatedPeakMemory`), the low-memory mode is used instead
     /// (at least `DiffEngine.minimumMemoryLimit`). nil: no limit.
     public var memoryLimit: Int?
+    /// Tests: with a `memoryLimit`, take the low-memory mode even when the in-memory engine would fit
+    /// (small inputs fit under any allowed limit).
+    var alwaysLowMemory = false
 
     public init(format: PatchKind = .phx, codec: CodecID? = nil, level: Int? = nil, threads: Int = 1) {
         self.format = format

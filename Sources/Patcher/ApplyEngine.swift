@@ -134,6 +134,10 @@ final class TupleStreams {
 /// bytes read, and every error and its message, are the same either way.
 enum StreamReading {
     static let readAhead = sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1
+    /// Streams shorter than this (compressed) are read on the applying thread: starting a thread
+    /// costs more than decoding them (libFuzzer's small patches spent twice their user time in the
+    /// kernel creating threads).
+    static let minimumLength: UInt64 = 1 << 16
 
     static func open(_ name: String, codec: CodecID, source: any ByteSource, readAhead: Bool) throws -> DecompressingReader {
         try DecompressingReader(streamName: name, codec: codec, source: source, bufferSize: 1 << 16, readAhead: readAhead)
@@ -152,14 +156,17 @@ struct ApplyEngine {
     let input: any PatchInput
     let sink: any OutputSink
     var progress: ((UInt64) -> Void)?
-    /// Whether each stream decompresses on its own thread, ahead of the apply (`StreamReading`).
+    /// Whether each stream decompresses on its own thread, ahead of the apply (`StreamReading`), and
+    /// from what compressed length.
     var readAhead = StreamReading.readAhead
+    var readAheadMinimum = StreamReading.minimumLength
 
     func run() throws {
         switch header {
         case .phx(let h):
             func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
-                try StreamReading.open(name, codec: h.codec, source: input.source(offset: offset, length: length), readAhead: readAhead)
+                try StreamReading.open(name, codec: h.codec, source: input.source(offset: offset, length: length),
+                                       readAhead: readAhead && length >= readAheadMinimum)
             }
             let runs = try open("diff-runs", h.runsOffset, h.runsLength)
             let literals = try open("diff-literals", h.literalsOffset, h.literalsLength)
@@ -177,7 +184,8 @@ struct ApplyEngine {
             try streams.finish()
         case .bsdiff(let h):
             func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
-                try StreamReading.open(name, codec: .bzip2, source: input.source(offset: offset, length: length), readAhead: readAhead)
+                try StreamReading.open(name, codec: .bzip2, source: input.source(offset: offset, length: length),
+                                       readAhead: readAhead && length >= readAheadMinimum)
             }
             let streams = TupleStreams(control: try open("control", h.controlOffset, h.controlLength),
                                        diff: PlainDiffSource(reader: try open("diff", h.diffOffset, h.diffLength)),

@@ -106,11 +106,12 @@ public enum PatchApplier {
 
     /// Applies a patch held in memory to bytes in memory (tests, fuzzing, small files).
     public static func apply(old: [UInt8], patch: [UInt8], limits: PatchLimits = PatchLimits()) throws -> [UInt8] {
-        try apply(old: old, patch: patch, limits: limits, readAhead: StreamReading.readAhead)
+        try apply(old: old, patch: patch, limits: limits, readAhead: nil)
     }
 
-    /// `readAhead` chooses how the streams are read (`StreamReading`), for tests of both ways.
-    static func apply(old: [UInt8], patch: [UInt8], limits: PatchLimits = PatchLimits(), readAhead: Bool) throws -> [UInt8] {
+    /// `readAhead` chooses how the streams are read, for tests of both ways: true reads every stream
+    /// ahead, however short; false none; nil as `StreamReading` decides.
+    static func apply(old: [UInt8], patch: [UInt8], limits: PatchLimits = PatchLimits(), readAhead: Bool?) throws -> [UInt8] {
         let input = MemoryPatchInput(patch)
         do {
             let header = try PatchHeader.read(from: input, limits: limits)
@@ -126,7 +127,10 @@ public enum PatchApplier {
             let sink = MemorySink()
             try old.withUnsafeBytes { o in
                 var engine = ApplyEngine(header: header, old: o, input: input, sink: sink)
-                engine.readAhead = readAhead
+                if let readAhead {
+                    engine.readAhead = readAhead
+                    engine.readAheadMinimum = 0
+                }
                 try engine.run()
             }
             if case .phx(let h) = header {

@@ -1,4 +1,4 @@
-import DiffEngine
+@testable import DiffEngine
 import Foundation
 import PatchFormat
 import Patcher
@@ -6,11 +6,13 @@ import Testing
 import TestSupport
 
 /// The low-memory mode of `makePatchFile` (anchor index, mapped inputs, spooled streams). Any limit
-/// under the in-memory engine's estimate selects it, so the smallest allowed limit forces it here.
+/// under the in-memory engine's estimate selects it; these inputs are small enough to fit under any
+/// allowed limit, so the tests force it (`alwaysLowMemory`) at the smallest.
 @Suite struct LowMemoryDiffTests {
     static func lowMemory(_ format: PatchKind = .phx, codec: CodecID? = nil, threads: Int = 1) -> DiffOptions {
         var o = DiffOptions(format: format, codec: codec, threads: threads)
         o.memoryLimit = DiffEngine.minimumMemoryLimit
+        o.alwaysLowMemory = true
         return o
     }
 
@@ -119,6 +121,7 @@ import TestSupport
         let new = TestData.mutate(old, edits: 30, rng: &rng)
         var options = DiffOptions()
         options.diffOrder = .oldContext
+        options.alwaysLowMemory = true
         options.memoryLimit = DiffEngine.minimumMemoryLimit + (48 << 20)
         let patch = try roundTrip(old, new, options)
         #expect(try PatchApplier.inspect(patch: patch).diffOrder == "context")
