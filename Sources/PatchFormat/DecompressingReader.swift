@@ -7,9 +7,9 @@ import Synchronization
 /// Reads one compressed stream through a fixed-size window: memory is two buffers of `bufferSize`
 /// bytes plus the codec's state, whatever the stream's length. Every failure names the stream.
 ///
-/// With `readAhead`, the stream is decoded on a thread of its own into eight blocks of `bufferSize`
-/// bytes, at most seven blocks ahead of the reader (so a patch's streams decompress side by side with
-/// the apply; memory: the eight blocks and an input window of at most 64 KiB); what the reader sees, errors
+/// With `readAhead`, the stream is decoded on a thread of its own into 16 blocks of `bufferSize`
+/// bytes, at most 15 blocks ahead of the reader (so a patch's streams decompress side by side with
+/// the apply; memory: the 16 blocks and an input window of at most 64 KiB); what the reader sees, errors
 /// included, is the same either way. If no thread can be started it reads on the caller's thread.
 public final class DecompressingReader {
     public let streamName: String
@@ -257,7 +257,7 @@ final class BlockDecoder {
     }
 }
 
-/// Runs a `BlockDecoder` on another thread, eight blocks deep: the decoder fills a block while the
+/// Runs a `BlockDecoder` on another thread, 16 blocks deep: the decoder fills a block while the
 /// reader uses another, and stops at the stream's end or its first error, which the reader receives
 /// in order, after the blocks before it. Dropping the pipe stops the thread and waits for it.
 final class ReadAheadPipe {
@@ -271,7 +271,7 @@ final class ReadAheadPipe {
     /// What the decoding thread and the reader share. The thread holds it, not the pipe, so that
     /// dropping the pipe can stop the thread.
     private final class Shared: @unchecked Sendable {
-        static let depth = 8
+        static let depth = 16
         let decoder: BlockDecoder
         let blockSize: Int
         let storage: UnsafeMutableRawBufferPointer

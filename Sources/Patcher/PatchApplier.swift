@@ -28,7 +28,7 @@ public struct ApplyResult: Sendable, Equatable {
 
 /// Applies `phx` and `BSDIFF40` patches.
 ///
-/// Memory: the old file plus fixed buffers (per stream a 64 KiB decompression window, or eight when it
+/// Memory: the old file plus fixed buffers (per stream a 64 KiB decompression window, or 16 when it
 /// is decoded ahead on its own thread (`StreamReading`); a 256 KiB work buffer, a 1 MiB write buffer,
 /// and each codec's state: at most 128 MiB for a zstd window, 64 MiB for xz, 3.6 MiB for bzip2).
 /// The patch streams and the new file are never held whole. Time: O(old + new).
@@ -46,6 +46,15 @@ public enum PatchApplier {
             throw PatcherError.format(e)
         }
 
+        // The streams start decoding (on their own threads, when there is a second core) while the old
+        // file is read and checked.
+        let streams: PatchStreams
+        do {
+            streams = try PatchStreams(header: header, input: input, readAhead: StreamReading.readAhead,
+                                       minimum: StreamReading.minimumLength)
+        } catch let e as PatchFormatError {
+            throw PatcherError.format(e)
+        }
         // Read (and for phx verify) the old file before anything is created.
         let oldStat = try FileIO.statPath(oldPath)
         var expectedOldSize: UInt64?
@@ -76,6 +85,7 @@ public enum PatchApplier {
             let total = header.newSize
             let progress = options.progress
             var engine = ApplyEngine(header: header, old: UnsafeRawBufferPointer(old), input: input, sink: writer)
+            engine.streams = streams
             if let progress { engine.progress = { progress($0, total) } }
             do { try engine.run() } catch let e as PatchFormatError { throw PatcherError.format(e) }
             let digest: [UInt8]

@@ -45,3 +45,32 @@ import TestSupport
         #expect(failures > 60, "only \(failures) of 120 damaged patches failed")
     }
 }
+
+/// File applies open the streams (decoding ahead on their threads) before the old file is read and
+/// checked: a wrong old file must still be refused cleanly, with nothing written and no thread left.
+@Suite struct EarlyStreamTests {
+    @Test(.timeLimit(.minutes(1)))
+    func aWrongOldFileIsRefusedWhileStreamsDecodeAhead() throws {
+        var rng = SeededGenerator(seed: 650)
+        let old = TestData.structured(2_000_000, rng: &rng)
+        // A megabyte of new random bytes: an extra stream far over the read-ahead threshold.
+        let new = TestData.mutate(old, edits: 50, rng: &rng) + rng.bytes(1 << 20)
+        let dir = try TemporaryDirectory()
+        let patch = try DiffEngine.makePatch(old: old, new: new)
+        let info = try PatchApplier.inspect(patch: patch)
+        #expect(info.extraStreamSize >= StreamReading.minimumLength, "extra stream of \(info.extraStreamSize) bytes")
+        try dir.write("patch", patch)
+        var wrong = old
+        wrong[1_234_567] ^= 1
+        try dir.write("wrong", wrong)
+        for _ in 0..<20 {
+            #expect(throws: PatcherError.self) {
+                try PatchApplier.apply(oldPath: dir.file("wrong"), patchPath: dir.file("patch"), outputPath: dir.file("out"))
+            }
+            #expect(try dir.listing() == ["patch", "wrong"])
+        }
+        try dir.write("old", old)
+        try PatchApplier.apply(oldPath: dir.file("old"), patchPath: dir.file("patch"), outputPath: dir.file("out"))
+        #expect(try dir.read("out") == new)
+    }
+}
