@@ -56,7 +56,7 @@ struct PackedSuffixArray: ~Copyable {
         // Room for the sort, plus 16 bytes so the packed tail and the last lookup's 8-byte load fit.
         let size = (n * entryBytes + 16 + page - 1) / page * page
         guard let m = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), m != MAP_FAILED else {
-            throw DiffEngineError.suffixSortFailed(code: -Int(errno))
+            throw DiffEngineError.outOfMemory(what: "the suffix array of a \(n)-byte file", bytes: size)
         }
         do {
             if n > 0 {

@@ -10,12 +10,7 @@ extension DiffEngine {
     /// compressed in parallel; the bytes do not depend on the thread count.
     static func finishAll(_ encoders: [any StreamEncoder], threads: Int, memoryBudget: Int) throws -> [[UInt8]] {
         let order = encoders.indices.sorted { encoders[$0].finishMemory > encoders[$1].finishMemory }
-        var workers = 1, need = order.first.map { encoders[$0].finishMemory } ?? 0
-        while workers < min(threads, order.count) {
-            need += encoders[order[workers]].finishMemory
-            if need > memoryBudget { break }
-            workers += 1
-        }
+        let workers = finishWorkers(order.map { encoders[$0].finishMemory }, threads: threads, memoryBudget: memoryBudget)
         if workers == 1 { return try encoders.map { try $0.finish() } }
         nonisolated(unsafe) var results = [Result<[UInt8], Error>?](repeating: nil, count: encoders.count)
         nonisolated(unsafe) let jobs = encoders
@@ -32,5 +27,17 @@ extension DiffEngine {
             }
         }
         return try results.map { try $0!.get() }
+    }
+
+    /// How many finishes may run at once: as many of the largest (`memories`, in decreasing order) as
+    /// fit in the budget together, at least one, at most `threads`.
+    static func finishWorkers(_ memories: [Int], threads: Int, memoryBudget: Int) -> Int {
+        var workers = 1, need = memories.first ?? 0
+        while workers < min(threads, memories.count) {
+            need += memories[workers]
+            if need > memoryBudget { break }
+            workers += 1
+        }
+        return workers
     }
 }
