@@ -13,11 +13,12 @@ public enum DiffEngine {
     /// for the 9-gram filter. Matching: `old` + `new` + the suffix array packed to ceil(log2 |old|)
     /// bits an entry (3.1 bytes a byte for 24 MB) + |old|/2 + 32 bytes a tuple. The index is freed
     /// before compression, and compressors finishing side by side stay within what it held. About
-    /// 5.6n for equal sizes, against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n. Measured peak RSS
-    /// (this process; `makePatchFile`, which reads `new` only after the sort): 75 MB on the 10.5 MB
-    /// numpy pair (HDiffPatch -m 82), 160 MB on ruff, 24.5 MB (174), 330 MB on pyarrow, 55 MB (352),
-    /// 1.29 GB on polars, 221 MB (1.33 GB). Called with both buffers in memory, the sorting phase also
-    /// holds `new`. For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
+    /// 5.6n for equal sizes, against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n. Measured peak RSS of
+    /// `phoenix-diff make` (`makePatchFile`, which reads `new` only after the sort; the peer benchmark,
+    /// GNU time): 77 MB on the 10.5 MB numpy pair (HDiffPatch -m 82), 164 MB on ruff, 24.5 MB (174),
+    /// 338 MB on pyarrow, 55 MB (352), 174 MB on the 27 MB Django tar (184), 1.32 GB on polars, 221 MB
+    /// (1.33 GB). Called with both buffers in memory, the sorting phase also holds `new`. For a hard
+    /// cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
     ///
     /// - Parameter progress: called with a fraction in 0...1 as the work advances (from this thread).
     public static func makePatch(old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
@@ -222,9 +223,8 @@ public enum DiffEngine {
         }
     }
 
-    static func matchChunks<SA: SuffixArrayView>(_ matcher: Matcher<SA>, threads: Int,
-                                                      chunkSize forced: Int?,
-                                                      progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
+    static func matchChunks<SA: SuffixArrayView>(_ matcher: Matcher<SA>, threads: Int, chunkSize forced: Int?,
+                                                 progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
         let n = matcher.new.count
         let size = max(1, forced ?? chunkSize(for: n))
         if n <= size {
