@@ -1,4 +1,3 @@
-import CDivSufSort
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,10 +58,10 @@ struct PackedSuffixArray: ~Copyable {
             throw DiffEngineError.outOfMemory(what: "the suffix array of a \(n)-byte file", bytes: size)
         }
         do {
-            if n > 0 {
-                let r = wide ? Int(divsufsort64(text.baseAddress!, m.bindMemory(to: Int64.self, capacity: n), Int64(n)))
-                             : Int(divsufsort(text.baseAddress!, m.bindMemory(to: Int32.self, capacity: n), Int32(n)))
-                guard r == 0 else { throw DiffEngineError.suffixSortFailed(code: r) }
+            if wide {
+                try SuffixSorting.sort(text, into: m.bindMemory(to: Int64.self, capacity: n))
+            } else {
+                try SuffixSorting.sort(text, into: m.bindMemory(to: Int32.self, capacity: n))
             }
         } catch {
             munmap(m, size)

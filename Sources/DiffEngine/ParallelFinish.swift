@@ -9,8 +9,9 @@ extension DiffEngine {
     /// least one). xz compresses a whole stream in `finish()`, so this is where a patch's streams are
     /// compressed in parallel; the bytes do not depend on the thread count.
     static func finishAll(_ encoders: [any StreamEncoder], threads: Int, memoryBudget: Int) throws -> [[UInt8]] {
-        let order = encoders.indices.sorted { encoders[$0].finishMemory > encoders[$1].finishMemory }
-        let workers = finishWorkers(order.map { encoders[$0].finishMemory }, threads: threads, memoryBudget: memoryBudget)
+        let memory = encoders.map(\.finishMemory)
+        let order = encoders.indices.sorted { memory[$0] > memory[$1] }
+        let workers = finishWorkers(order.map { memory[$0] }, threads: threads, memoryBudget: memoryBudget)
         if workers == 1 { return try encoders.map { try $0.finish() } }
         nonisolated(unsafe) var results = [Result<[UInt8], Error>?](repeating: nil, count: encoders.count)
         nonisolated(unsafe) let jobs = encoders

@@ -139,8 +139,12 @@ enum StreamReading {
     /// kernel creating threads).
     static let minimumLength: UInt64 = 1 << 16
 
-    static func open(_ name: String, codec: CodecID, source: any ByteSource, readAhead: Bool) throws -> DecompressingReader {
-        try DecompressingReader(streamName: name, codec: codec, source: source, bufferSize: 1 << 16, readAhead: readAhead)
+    /// Opens the stream at `offset` of `input`, read ahead if `readAhead` and it is at least `minimum`
+    /// bytes long.
+    static func open(_ name: String, codec: CodecID, in input: any PatchInput, offset: UInt64, length: UInt64,
+                     readAhead: Bool = readAhead, minimum: UInt64 = minimumLength) throws -> DecompressingReader {
+        try DecompressingReader(streamName: name, codec: codec, source: input.source(offset: offset, length: length),
+                                bufferSize: 1 << 16, readAhead: readAhead && length >= minimum)
     }
 }
 
@@ -155,10 +159,11 @@ struct PatchStreams {
     let lookahead: DecompressingReader?
     let extra: DecompressingReader
 
-    init(header: PatchHeader, input: any PatchInput, readAhead: Bool, minimum: UInt64) throws {
+    init(header: PatchHeader, input: any PatchInput, readAhead: Bool = StreamReading.readAhead,
+         minimum: UInt64 = StreamReading.minimumLength) throws {
         func open(_ name: String, _ codec: CodecID, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
-            try StreamReading.open(name, codec: codec, source: input.source(offset: offset, length: length),
-                                   readAhead: readAhead && length >= minimum)
+            try StreamReading.open(name, codec: codec, in: input, offset: offset, length: length,
+                                   readAhead: readAhead, minimum: minimum)
         }
         switch header {
         case .phx(let h):

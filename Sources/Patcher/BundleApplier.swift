@@ -282,8 +282,7 @@ public enum BundleApplier {
                       input: FilePatchInput, state: State, fromInstallation: Bool,
                       progress: (@Sendable (String, Double) -> Void)?) throws -> (files: Int, bytes: UInt64) {
         func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
-            try StreamReading.open(name, codec: header.codec, source: input.source(offset: offset, length: length),
-                                   readAhead: StreamReading.readAhead && length >= StreamReading.minimumLength)
+            try StreamReading.open(name, codec: header.codec, in: input, offset: offset, length: length)
         }
         let diff = DiffRunReader(runs: try open("diff-runs", header.runsOffset, header.runsLength),
                                  literals: try open("diff-literals", header.literalsOffset, header.literalsLength), total: 0)

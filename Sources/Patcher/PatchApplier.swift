@@ -50,8 +50,7 @@ public enum PatchApplier {
         // file is read and checked.
         let streams: PatchStreams
         do {
-            streams = try PatchStreams(header: header, input: input, readAhead: StreamReading.readAhead,
-                                       minimum: StreamReading.minimumLength)
+            streams = try PatchStreams(header: header, input: input)
         } catch let e as PatchFormatError {
             throw PatcherError.format(e)
         }

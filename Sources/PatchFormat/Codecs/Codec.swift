@@ -95,7 +95,7 @@ public protocol StreamEncoder: AnyObject {
     /// Raw input the encoder holds until `finish()` (xz), in bytes.
     var heldBytes: Int { get }
     /// What `finish()` will allocate beyond what the encoder holds now (xz: its whole state), in bytes;
-    /// lets a caller finish several encoders at once without passing a memory budget.
+    /// lets a caller finish several encoders at once without going over a memory budget.
     var finishMemory: Int { get }
     /// A quick estimate of the compressed size, for streams held until `finish()` (xz: zstd level 1
     /// of the held bytes, ~1% of xz's time); nil for encoders that compress as they go.
