@@ -26,7 +26,7 @@ public enum DiffEngine {
                                  progress: ((Double) -> Void)? = nil) throws -> [UInt8] {
         try options.validate()
         progress?(0)
-        let index = try OldIndex(old.bindMemory(to: UInt8.self), threads: options.threads)
+        let index = try OldIndex(old.bindMemory(to: UInt8.self), threads: options.threads, hashing: true)
         return try makePatch(index: index, old: old, new: new, options: options, progress: progress)
     }
 
@@ -35,6 +35,11 @@ public enum DiffEngine {
                           options: DiffOptions, progress: ((Double) -> Void)?) throws -> [UInt8] {
         let oldBytes = old.bindMemory(to: UInt8.self)
         let newBytes = new.bindMemory(to: UInt8.self)
+        // New is hashed on a core that matching leaves free for a moment (the tuples are fed to the
+        // compressors on one thread), old while it was sorted.
+        let newSHA256 = BackgroundDigest(new, threads: options.threads)
+        defer { newSHA256.wait() }
+        let oldSHA256 = index.sha256 ?? SHA256Hasher.hash(old)
         let level = options.level ?? options.codec.defaultLevel
         // phx: control, diff-runs, diff-literals, extra. BSDIFF40: control, diff, extra.
         let streamCount = options.format == .phx ? 4 : 3
@@ -81,7 +86,7 @@ public enum DiffEngine {
         var streams = made.map { $0 ? next.next()! : [] }
         let flags = kept.keepSmaller(&streams, context: context, split: split) { UInt64($0.count) }
         var out = header(options: options, level: level, oldSize: oldBytes.count, newSize: newBytes.count,
-                         oldSHA256: SHA256Hasher.hash(old), newSHA256: SHA256Hasher.hash(new), assembler: assembler,
+                         oldSHA256: oldSHA256, newSHA256: newSHA256.wait(), assembler: assembler,
                          lengths: streams.map { UInt64($0.count) }, flags: flags)
         out.reserveCapacity(out.count + streams.reduce(0) { $0 + $1.count })
         for s in streams { out.append(contentsOf: s) }

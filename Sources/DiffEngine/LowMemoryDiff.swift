@@ -78,7 +78,7 @@ extension DiffEngine {
         let old = try POSIX.readFile(oldPath, followSymlinks: true)
         progress?(0)
         let (bytes, newCount) = try old.withUnsafeBytes { o in
-            var index: OldIndex? = try OldIndex(o.bindMemory(to: UInt8.self), threads: options.threads)
+            var index: OldIndex? = try OldIndex(o.bindMemory(to: UInt8.self), threads: options.threads, hashing: true)
             let new = try POSIX.readFile(newPath, followSymlinks: true)
             let bytes = try new.withUnsafeBytes { n in
                 try makePatch(index: index.take()!, old: o, new: n, options: options, progress: progress)

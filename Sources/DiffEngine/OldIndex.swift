@@ -1,26 +1,32 @@
 import Dispatch
+import PatchFormat
 
 /// What matching needs of old, built once before new is looked at: its suffix array (bit-packed,
-/// `PackedSuffixArray`), the 9-gram filter and the two-byte prefix table. The filter and the table
-/// are built on another core while libdivsufsort sorts.
+/// `PackedSuffixArray`), the 9-gram filter and the two-byte prefix table; and, when asked for, old's
+/// SHA-256 for the patch header. The filter, the table and the digest are made on another core while
+/// libdivsufsort sorts (which leaves that core idle otherwise).
 struct OldIndex: ~Copyable {
     let suffixes: PackedSuffixArray
     let filter: GramFilter
     let prefixes: PrefixRanges
+    /// SHA-256 of old, if `hashing` was set.
+    let sha256: [UInt8]?
 
-    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int) throws {
+    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: Bool = false) throws {
         nonisolated(unsafe) var filter: GramFilter? = nil
         nonisolated(unsafe) var prefixes: PrefixRanges? = nil
+        nonisolated(unsafe) var digest: [UInt8]? = nil
         let group = DispatchGroup()
+        nonisolated(unsafe) let o = old
+        let sideWork: @Sendable () -> Void = {
+            filter = GramFilter(o)
+            prefixes = PrefixRanges(o)
+            if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
+        }
         if threads > 1 {
-            nonisolated(unsafe) let o = old
-            DispatchQueue.global().async(group: group) {
-                filter = GramFilter(o)
-                prefixes = PrefixRanges(o)
-            }
+            DispatchQueue.global().async(group: group, execute: sideWork)
         } else {
-            filter = GramFilter(old)
-            prefixes = PrefixRanges(old)
+            sideWork()
         }
         // The other core reads old: wait for it even when the sort fails.
         defer { group.wait() }
@@ -28,6 +34,7 @@ struct OldIndex: ~Copyable {
         group.wait()
         self.filter = filter.take()!
         self.prefixes = prefixes.take()!
+        sha256 = digest
     }
 
     /// The index's memory while matching, for `count` bytes of old: the packed suffix array, the

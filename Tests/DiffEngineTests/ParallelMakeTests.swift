@@ -120,6 +120,33 @@ import TestSupport
     }
 }
 
+/// The header's digests are made beside other work (old's during the sort, new's during matching);
+/// they must be those of the inputs whatever the thread count, and the patch the same bytes.
+@Suite struct SideDigestTests {
+    @Test func headerDigestsAreTheInputsAtAnyThreadCount() throws {
+        var rng = SeededGenerator(seed: 640)
+        let old = TestData.structured(300_000, rng: &rng)
+        let new = TestData.mutate(old, edits: 40, rng: &rng)
+        var patches: [[UInt8]] = []
+        for threads in [1, 2, 4] {
+            var options = DiffOptions()
+            options.threads = threads
+            let patch = try DiffEngine.makePatch(old: old, new: new, options: options)
+            let header = try PhxHeader.decode(patch, fileLength: UInt64(patch.count), limits: PatchLimits())
+            #expect(header.oldSHA256 == SHA256Hasher.hash(old), "old's digest at \(threads) threads")
+            #expect(header.newSHA256 == SHA256Hasher.hash(new), "new's digest at \(threads) threads")
+            patches.append(patch)
+        }
+        #expect(patches.allSatisfy { $0 == patches[0] })
+        try old.withUnsafeBytes { o in
+            let index = try OldIndex(o.bindMemory(to: UInt8.self), threads: 2, hashing: true)
+            #expect(index.sha256 == SHA256Hasher.hash(old))
+            let plain = try OldIndex(o.bindMemory(to: UInt8.self), threads: 1)
+            #expect(plain.sha256 == nil)
+        }
+    }
+}
+
 /// The bit-packed suffix array that matching reads (`PackedSuffixArray`).
 @Suite struct PackedSuffixArrayTests {
     /// Entry for entry the array libdivsufsort makes, at sizes around the powers of two where the
