@@ -123,6 +123,26 @@ import TestSupport
 /// The header's digests are made beside other work (old's during the sort, new's during matching);
 /// they must be those of the inputs whatever the thread count, and the patch the same bytes.
 @Suite struct SideDigestTests {
+    /// SHA256Hasher (libcrypto's SHA256_* functions) against coreutils' sha256sum, on a few MB fed in
+    /// uneven pieces.
+    @Test func digestIsSha256sums() throws {
+        var rng = SeededGenerator(seed: 641)
+        let bytes = rng.bytes(3_000_017)
+        let dir = try TemporaryDirectory()
+        let path = try dir.write("data", bytes)
+        let run = try Run.process("/usr/bin/sha256sum", [path])
+        #expect(run.status == 0)
+        let hasher = SHA256Hasher()
+        var at = 0
+        for piece in [1, 63, 64, 65, 4095, 1 << 20] + [Int](repeating: 700_001, count: 3) {
+            let end = min(at + piece, bytes.count)
+            bytes[at..<end].withUnsafeBytes { hasher.update($0) }
+            at = end
+        }
+        bytes[at...].withUnsafeBytes { hasher.update($0) }
+        #expect(Hex.encode(hasher.finalize()) == String(run.stdout.prefix(64)))
+    }
+
     @Test func headerDigestsAreTheInputsAtAnyThreadCount() throws {
         var rng = SeededGenerator(seed: 640)
         let old = TestData.structured(300_000, rng: &rng)
