@@ -8,6 +8,13 @@ machines are shared and noisy: read the ratios, not the absolute seconds.
 
 Every apply is checked: the output must equal the new file, or the run is reported as FAILED.
 
+The optional `floor` row is not a tool but two lower bounds measured in the same rounds: its make is
+libdivsufsort alone on the old file (sort_floor.c: read and sort, no matching, no compression), the
+least any engine built on that single-threaded sort can take; its apply is phoenix-diff applying a
+patch from new to itself (read, SHA-256 before, write, SHA-256 after, fsync; nothing to decode), the
+least a verified, durable apply of this file can take. Their ratios against bsdiff/bspatch are the
+best such an engine could show on this machine.
+
 Usage:
   Benchmarks/peers/compare.py [--corpus DIR] [--pairs a-numpy,b-ruff] [--runs 3]
                               [--tools phoenix,bsdiff,...] [--out bench-out] [--phoenix PATH]
@@ -89,6 +96,13 @@ def tools(phoenix):
     }
 
 
+def build_sort_floor(work):
+    """Compiles sort_floor.c (gcc and libdivsufsort-dev, which the main build needs too)."""
+    exe = str(work / "sort-floor")
+    subprocess.run(["gcc", "-O2", str(HERE / "sort_floor.c"), "-o", exe, "-ldivsufsort", "-ldivsufsort64"], check=True)
+    return exe
+
+
 def timed(argv):
     """Runs argv under /usr/bin/time; returns (seconds, peak RSS bytes, returncode, stderr)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
@@ -142,6 +156,10 @@ def main():
     table = tools(phoenix)
     wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
     for t in wanted:
+        if t == "floor":
+            if shutil.which("gcc") is None:
+                sys.exit("the floor row needs gcc and libdivsufsort-dev (apt-get install gcc libdivsufsort-dev)")
+            continue
         if t not in table:
             sys.exit(f"unknown tool {t}; known: {', '.join(table)}")
         for need in table[t][2]:
@@ -161,9 +179,18 @@ def main():
     results = {}
     work = Path(tempfile.mkdtemp(prefix="phoenix-bench-"))
     try:
+        if "floor" in wanted:
+            sort_floor = build_sort_floor(work)
         for pair in pairs:
             old = str(corpus / "pairs" / pair / "old")
             new = str(corpus / "pairs" / pair / "new")
+            if "floor" in wanted:
+                # Made once, untimed: the floor's apply turns new into new.
+                identity = str(work / f"{pair}.identity.patch")
+                subprocess.run([phoenix, "make", "--quiet", new, new, identity], check=True)
+                table["floor"] = (lambda o, n, p: [sort_floor, o],
+                                  lambda o, p, out, new=new, identity=identity: [phoenix, "apply", "--quiet", new, identity, out],
+                                  [])
             results[pair] = {t: {"make": [], "apply": [], "make_rss": [], "apply_rss": [], "size": None, "ok": True,
                                  "error": ""} for t in wanted}
             for rnd in range(args.runs):
@@ -179,7 +206,7 @@ def main():
                         continue
                     r["make"].append(secs)
                     r["make_rss"].append(rss)
-                    r["size"] = os.path.getsize(patch)
+                    r["size"] = os.path.getsize(patch) if t != "floor" else None
                     secs, rss, code, err = timed(apply(old, patch, out))
                     if code != 0 or not same_file(out, new):
                         r["ok"], r["error"] = False, f"apply failed or wrong output: {err[-300:]}"
@@ -222,6 +249,10 @@ def write_markdown(path, results, args, phoenix, corpus):
         "(make, patch size) and bspatch (apply).",
         "",
     ]
+    if "floor" in args.tools.split(","):
+        lines[-1:-1] = ["`floor` is not a tool but two lower bounds from the same rounds: make = libdivsufsort alone on "
+                        "the old file (the single-threaded sort phoenix-diff starts with), apply = phoenix-diff applying "
+                        "a patch from new to itself (read, SHA-256, write, SHA-256, fsync; nothing to decode).", ""]
     for pair, rows in results.items():
         src = Path(corpus) / "pairs" / pair / "SOURCE.txt"
         label = src.read_text().splitlines()[-1] if src.exists() else pair
@@ -261,7 +292,8 @@ def write_chart(path, results):
            f'<rect width="{width}" height="{height}" fill="white"/>']
     for i, pair in enumerate(pairs):
         x0 = i * pw
-        pts = [(t, statistics.median(r["make"]), r["size"]) for t, r in results[pair].items() if r["ok"] and r["make"]]
+        pts = [(t, statistics.median(r["make"]), r["size"]) for t, r in results[pair].items()
+               if r["ok"] and r["make"] and r["size"] is not None]
         if not pts:
             continue
         tmin = min(p[1] for p in pts) / 1.5
