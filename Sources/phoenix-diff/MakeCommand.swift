@@ -14,7 +14,7 @@ struct MakeCommand: ParsableCommand {
         commandName: "make",
         abstract: "Make a patch: make OLD NEW PATCH (files or directories), or make --full NEW_DIR PATCH.",
         discussion: """
-            For two files the default format is phx (checksummed, zstd); --format bsdiff writes a classic \
+            For two files the default format is phx (checksummed, xz); --format bsdiff writes a classic \
             BSDIFF40 patch that Debian's bspatch applies. For two directories the result is a bundle that \
             `apply DIR PATCH` applies in place; --full makes a bundle from the empty tree, which installs \
             or replaces a whole tree. The patch is written atomically.
