@@ -13,9 +13,16 @@ public struct DownloadProgress: Sendable, Codable {
 
 /// Downloads a package to `directory/<sha256>.part`, resuming a partial file with `Range`, never reading
 /// more than the signed size, then checks size and SHA-256 and renames it to `<sha256>.bundle`.
+///
+/// A server that stalls is given up on, the partial file kept for the next attempt to resume: when it
+/// sends nothing for `readTimeout`, or (a trickle that keeps the connection alive, the "slow
+/// retrieval" attack) less than `minimumRate.bytes` in any `minimumRate.seconds`.
 public struct Downloader: Sendable {
     public var allowInsecure: Bool
     public var trust: TLSTrust
+    var readTimeout: TimeAmount = .seconds(60)
+    /// 16 KiB a minute (273 bytes/s) is far below any working link and far above a trickle.
+    var minimumRate = RateFloor(bytes: 16 << 10, seconds: 60)
 
     public init(allowInsecure: Bool = false, trust: TLSTrust = TLSTrust()) {
         self.allowInsecure = allowInsecure
@@ -76,7 +83,10 @@ public struct Downloader: Sendable {
     func download(url: String, part: String, have: UInt64, size: UInt64,
                   progress: (@Sendable (DownloadProgress) -> Void)?) async throws {
         let headers = have > 0 ? [("Range", "bytes=\(have)-")] : []
-        try await HTTPTransport(trust: trust).execute(.GET, url, headers: headers) { response, body in
+        var transport = HTTPTransport(trust: trust)
+        transport.readTimeout = readTimeout
+        let minimumRate = self.minimumRate
+        try await transport.execute(.GET, url, headers: headers) { response, body in
             var offset = have
             switch response.status {
             case 206:
@@ -100,6 +110,8 @@ public struct Downloader: Sendable {
             guard lseek(fd, off_t(offset), SEEK_SET) >= 0 else { throw POSIX.error("cannot seek", part) }
             let started = Date()
             var received: UInt64 = 0
+            var rate = minimumRate
+            rate.start(at: started)
             do {
                 while let chunk = try await body.next() {
                     let n = UInt64(chunk.readableBytes)
@@ -114,18 +126,57 @@ public struct Downloader: Sendable {
                     }
                     offset += n
                     received += n
-                    let elapsed = max(Date().timeIntervalSince(started), 0.001)
+                    let now = Date()
+                    try rate.record(n, at: now)
+                    let elapsed = max(now.timeIntervalSince(started), 0.001)
                     progress?(DownloadProgress(received: offset, total: size, bytesPerSecond: Double(received) / elapsed))
                 }
             } catch let e as ClientError where e.category != "network" {
                 throw e
             } catch let e as TreeIOError {
                 throw ClientError.install(category: "io", detail: e.description)
+            } catch let slow as RateFloor.Shortfall {
+                _ = fsync(fd)
+                throw ClientError.network("\(slow.description), after \(offset) of \(size) bytes; the partial download is kept and will resume")
             } catch {
                 _ = fsync(fd)
-                throw ClientError.network("the download was interrupted after \(offset) of \(size) bytes (it will resume): \(error)")
+                let why = if case .network(let w)? = error as? ClientError { w } else { "\(error)" }
+                throw ClientError.network("the download was interrupted after \(offset) of \(size) bytes (it will resume): \(why)")
             }
             _ = fsync(fd)
         }
+    }
+}
+
+/// The least a download must receive: `bytes` in every window of `seconds` (fixed windows from the
+/// first byte asked for). Checked as chunks arrive; total silence is the read timeout's case.
+struct RateFloor: Sendable {
+    var bytes: UInt64
+    var seconds: TimeInterval
+    private var windowStart = Date.distantPast
+    private var windowBytes: UInt64 = 0
+
+    init(bytes: UInt64, seconds: TimeInterval) {
+        (self.bytes, self.seconds) = (bytes, seconds)
+    }
+
+    mutating func start(at time: Date) {
+        (windowStart, windowBytes) = (time, 0)
+    }
+
+    struct Shortfall: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Counts `count` bytes arrived at `time`; throws when a whole window ended with fewer than `bytes`.
+    mutating func record(_ count: UInt64, at time: Date) throws(Shortfall) {
+        windowBytes += count
+        let elapsed = time.timeIntervalSince(windowStart)
+        guard elapsed >= seconds else { return }
+        guard windowBytes >= bytes else {
+            throw Shortfall(description: "the server sent \(windowBytes) bytes in \(String(format: "%.1f", elapsed)) s, "
+                + "below the minimum of \(bytes) bytes per \(String(format: "%g", seconds)) s")
+        }
+        start(at: time)
     }
 }

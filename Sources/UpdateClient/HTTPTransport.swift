@@ -50,15 +50,32 @@ struct HTTPTransport: Sendable {
         let channel: any Channel
         let readTimeout: TimeAmount
         var finished = false
+        /// Set when the connection was closed for the server's silence.
+        let silent = Flag()
+
+        init(iterator: NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator, channel: any Channel,
+             readTimeout: TimeAmount) {
+            (self.iterator, self.channel, self.readTimeout) = (iterator, channel, readTimeout)
+        }
 
         /// The next part from the server, closing the connection if it is silent for `readTimeout`.
         /// Only the time spent waiting counts: while this side is busy (a slow disk, a busy machine)
         /// backpressure stops the reads, and that is not the server's silence.
         mutating func nextPart() async throws -> HTTPClientResponsePart? {
-            let channel = self.channel
-            let timer = channel.eventLoop.scheduleTask(in: readTimeout) { channel.close(promise: nil) }
+            let channel = self.channel, silent = self.silent
+            let timer = channel.eventLoop.scheduleTask(in: readTimeout) {
+                silent.set()
+                channel.close(promise: nil)
+            }
             defer { timer.cancel() }
-            return try await iterator.next()
+            let part: HTTPClientResponsePart?
+            do { part = try await iterator.next() } catch where silent.value { throw silence }
+            if part == nil && silent.value { throw silence }
+            return part
+        }
+
+        private var silence: ClientError {
+            .network("the server sent nothing for \(Double(readTimeout.nanoseconds) / 1e9) s; the connection was closed")
         }
 
         /// The next chunk, or nil at the end of the body.
@@ -127,7 +144,7 @@ struct HTTPTransport: Sendable {
                               _ handle: (Response, inout Body) async throws -> T) async throws -> T {
         // A GET whose connection fails before any answer (refused, reset, closed under us) is tried once
         // more after a moment; a TLS refusal or anything after the response began is not.
-        let answered = AnsweredFlag()
+        let answered = Flag()
         do {
             return try await attempt(method, url, headers: headers, body: body, answered: answered, handle)
         } catch let e as ClientError where method == .GET && !answered.value && e.category == "network" {
@@ -136,15 +153,16 @@ struct HTTPTransport: Sendable {
         }
     }
 
-    final class AnsweredFlag: @unchecked Sendable {
+    /// A condition set once, from any thread (the response began; the server went silent).
+    final class Flag: @unchecked Sendable {
         private let lock = NSLock()
-        private var answered = false
-        func set() { lock.lock(); answered = true; lock.unlock() }
-        var value: Bool { lock.lock(); defer { lock.unlock() }; return answered }
+        private var isSet = false
+        func set() { lock.lock(); isSet = true; lock.unlock() }
+        var value: Bool { lock.lock(); defer { lock.unlock() }; return isSet }
     }
 
     private func attempt<T: Sendable>(_ method: HTTPMethod, _ url: String, headers: [(String, String)], body: [UInt8]?,
-                                      answered: AnsweredFlag, _ handle: (Response, inout Body) async throws -> T) async throws -> T {
+                                      answered: Flag, _ handle: (Response, inout Body) async throws -> T) async throws -> T {
         let t = try Self.target(url)
         let note = VerificationNote()
         let sslContext: NIOSSLContext?
