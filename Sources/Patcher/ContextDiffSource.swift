@@ -75,7 +75,7 @@ final class ContextDiffSource: DiffSource {
                 aheadOld = overflow ? Int64.max / 2 : moved
                 aheadSeek = 0
                 guard tuplesRead < controlCount else {
-                    throw corrupt("the \(controlCount) control tuples add fewer diff bytes than the \(remaining + UInt64(n - need)) still declared")
+                    throw corrupt("the \(controlCount) control tuples add fewer diff bytes than the \(remaining - UInt64(n - need)) still declared")
                 }
                 let (a, _, seek) = try lookahead.next()
                 aheadSeek = seek

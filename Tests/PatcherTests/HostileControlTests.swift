@@ -181,6 +181,20 @@ import TestSupport
         expectControlError(p, index: 1, containing: "adds 4611686018427387904 bytes at new offset 3, past the declared new size 3")
     }
 
+    /// Old-context order: the look-ahead that places a block's diff bytes runs out of tuples before
+    /// the diff bytes the header declares; the error counts the bytes still missing (30 - 10).
+    @Test func contextOrderTuplesShortOfTheDeclaredDiffBytes() throws {
+        let new = [UInt8](repeating: 0, count: 30)
+        let p = try HandMadePatch.phx(old: old, new: new, tuples: [ControlTuple(add: 10, copy: 0, seek: 0)],
+                                      diff: [UInt8](repeating: 0, count: 10), extra: []) {
+            $0.flags |= DiffOrder.contextFlag
+            $0.diffRawLength = 30
+        }
+        #expect { _ = try PatchApplier.apply(old: old, patch: p) } throws: { error in
+            "\(error)".contains("the 1 control tuples add fewer diff bytes than the 20 still declared")
+        }
+    }
+
     @Test func overlongVarintInControlStream() throws {
         let raw = [UInt8](repeating: 0xFF, count: 11)
         let p = try HandMadePatch.phx(old: old, new: [1], tuples: [ControlTuple(add: 0, copy: 1, seek: 0)],
