@@ -26,12 +26,17 @@ public enum DiffEngine {
                                  progress: ((Double) -> Void)? = nil) throws -> [UInt8] {
         try options.validate()
         progress?(0)
-        let index = try OldIndex(old.bindMemory(to: UInt8.self), threads: options.threads, hashing: true)
+        let oldBytes = old.bindMemory(to: UInt8.self)
+        if options.usesChains(oldCount: oldBytes.count) {
+            let index = try ChainIndex(oldBytes, threads: options.threads, hashing: true)
+            return try makePatch(index: index, old: old, new: new, options: options, progress: progress)
+        }
+        let index = try OldIndex(oldBytes, threads: options.threads, hashing: true)
         return try makePatch(index: index, old: old, new: new, options: options, progress: progress)
     }
 
     /// `makePatch` with `old` indexed already (`makePatchFile` reads new only after that).
-    static func makePatch(index: consuming OldIndex, old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
+    static func makePatch<Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
                           options: DiffOptions, progress: ((Double) -> Void)?) throws -> [UInt8] {
         let oldBytes = old.bindMemory(to: UInt8.self)
         let newBytes = new.bindMemory(to: UInt8.self)
@@ -77,7 +82,7 @@ public enum DiffEngine {
         let jobs = encoders.indices.filter { made[$0] }.map { encoders[$0] } + alternatives.compactMap { $0 }
         // The suffix array and the filter are gone by now: compressors finishing side by side may use
         // what they took, less the raw streams held since (so the peak stays that of matching).
-        let indexBytes = OldIndex.matchingBytes(count: oldBytes.count)
+        let indexBytes = Index.matchingBytes(count: oldBytes.count)
         var finished = try finishAll(jobs, threads: options.threads,
                                      memoryBudget: indexBytes - jobs.reduce(0) { $0 + $1.heldBytes })
         let split = alternatives[1] == nil ? nil : finished.removeLast()
@@ -179,7 +184,7 @@ public enum DiffEngine {
     /// Matches `new` against `index` (of `old`) chunk by chunk on `threads` cores, frees the index,
     /// then feeds the tuples to `sink` in order (so that the compressors' memory, which grows while
     /// the sink works, never adds to the index's).
-    static func match<Sink: MatchSink>(index: consuming OldIndex, old: UnsafeBufferPointer<UInt8>,
+    static func match<Sink: MatchSink, Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeBufferPointer<UInt8>,
                                        new: UnsafeBufferPointer<UInt8>, threads: Int = 1,
                                        chunkSize: Int? = nil, into sink: inout Sink, progress: ((Int) -> Void)?) throws {
         var chunks = try findMatches(index: index, old: old, new: new, threads: threads, chunkSize: chunkSize,
@@ -221,14 +226,13 @@ public enum DiffEngine {
 
     /// The tuples of the diff, in order, chunk by chunk. Peak memory: the index (freed on return) and
     /// 32 bytes per tuple.
-    static func findMatches(index: consuming OldIndex, old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
-                            threads: Int, chunkSize: Int?, progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
-        try index.withMatcher(old: old, new: new) { matcher in
-            try matchChunks(matcher, threads: threads, chunkSize: chunkSize, progress: progress)
-        }
+    static func findMatches<Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeBufferPointer<UInt8>,
+                                                           new: UnsafeBufferPointer<UInt8>, threads: Int, chunkSize: Int?,
+                                                           progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
+        try index.matchChunks(old: old, new: new, threads: threads, chunkSize: chunkSize, progress: progress)
     }
 
-    static func matchChunks<SA: SuffixArrayView>(_ matcher: Matcher<SA>, threads: Int, chunkSize forced: Int?,
+    static func matchChunks<Finder: MatchFinder>(_ matcher: Matcher<Finder>, threads: Int, chunkSize forced: Int?,
                                                  progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
         let n = matcher.new.count
         let size = max(1, forced ?? chunkSize(for: n))

@@ -1,5 +1,11 @@
 import PatchFormat
 
+/// How `make` searches old for matches (`DiffOptions.index`).
+public enum MatchIndexKind: String, Sendable, CaseIterable {
+    case suffixArray = "suffix-array"
+    case hashChains = "hash-chains"
+}
+
 /// What kind of patch to make.
 public struct DiffOptions: Sendable, Equatable {
     /// `phx` (default) or classic `bsdiff` (BSDIFF40, always bzip2).
@@ -20,6 +26,10 @@ public struct DiffOptions: Sendable, Equatable {
     /// phx: whether the control stream is in the split layout (`ControlLayout`); nil = make both and
     /// keep the smaller (the control stream is small, so that costs little).
     public var splitControl: Bool?
+    /// How old is searched for matches: its suffix array (default: the longest match at every position,
+    /// the smallest patches) or hash chains (`ChainIndex`: no suffix sort, about 2x faster `make` on
+    /// the corpus, patches up to ~5% larger). Old files of 4 GiB and more always use the suffix array.
+    public var index: MatchIndexKind = .suffixArray
     /// `makePatchFile` only: the most resident memory, in bytes, the diff may use. When the in-memory
     /// engine would need more (`DiffEngine.estimatedPeakMemory`), the low-memory mode is used instead
     /// (at least `DiffEngine.minimumMemoryLimit`). nil: no limit.
@@ -35,6 +45,11 @@ public struct DiffOptions: Sendable, Equatable {
         self.codec = codec ?? (format == .bsdiff ? .bzip2 : .xz)
         self.level = level
         self.threads = max(1, threads)
+    }
+
+    /// Whether old is indexed by hash chains (asked for, and old under 4 GiB).
+    func usesChains(oldCount: Int) -> Bool {
+        index == .hashChains && oldCount <= ChainIndex.maxCount
     }
 
     /// Checks the combination; the command line calls it from `validate()`.

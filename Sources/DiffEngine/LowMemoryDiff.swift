@@ -29,7 +29,8 @@ extension DiffEngine {
     /// planning estimate: the largest of its three phases (`makePatch` states them), plus the process
     /// (~21 MB measured), the context-order block and 10% for the allocator.
     /// - Sorting: old and libdivsufsort's array (4 bytes a byte of old, 8 from 2 GiB), the 9-gram filter
-    ///   (new is read only afterwards).
+    ///   (new is read only afterwards). With hash chains: old, the links unpacked (4 bytes a byte), the
+    ///   chain heads and the filter.
     /// - Matching: both files, the packed index (`OldIndex.matchingBytes`), the tuples (32 bytes each,
     ///   allowing one per 128 bytes of new; real files have one per 150-2,000).
     /// - Compressing: both files and the compressors. zstd and the others: every stream's context at
@@ -38,8 +39,10 @@ extension DiffEngine {
     /// Measured peaks are 40-90% of it on the corpus (numpy 77 of 199 MB, ruff 164 of 253, polars 1.32
     /// of 1.52 GB).
     public static func estimatedPeakMemory(oldSize: Int, newSize: Int, options: DiffOptions) -> Int {
-        let index = OldIndex.matchingBytes(count: oldSize)
-        let sorting = oldSize + (oldSize < Int(Int32.max) ? 4 : 8) * oldSize + oldSize / 2
+        let chains = options.usesChains(oldCount: oldSize)
+        let index = chains ? ChainIndex.matchingBytes(count: oldSize) : OldIndex.matchingBytes(count: oldSize)
+        let sorting = oldSize + (chains || oldSize < Int(Int32.max) ? 4 : 8) * oldSize + oldSize / 2
+            + (chains ? 4 << ChainIndex.headBits(for: oldSize) : 0)
         let matching = oldSize + newSize + index + newSize / 4
         let level = options.level ?? options.codec.defaultLevel
         let (encoder, holds) = options.codec.encoderMemory(level: level)
@@ -78,17 +81,30 @@ extension DiffEngine {
         let old = try POSIX.readFile(oldPath, followSymlinks: true)
         progress?(0)
         let (bytes, newCount) = try old.withUnsafeBytes { o in
-            var index: OldIndex? = try OldIndex(o.bindMemory(to: UInt8.self), threads: options.threads, hashing: true)
-            let new = try POSIX.readFile(newPath, followSymlinks: true)
-            let bytes = try new.withUnsafeBytes { n in
-                try makePatch(index: index.take()!, old: o, new: n, options: options, progress: progress)
+            let oldBytes = o.bindMemory(to: UInt8.self)
+            if options.usesChains(oldCount: oldBytes.count) {
+                return try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: true), old: o,
+                                     newPath: newPath, options: options, progress: progress)
             }
-            return (bytes, new.count)
+            return try makePatch(index: OldIndex(oldBytes, threads: options.threads, hashing: true), old: o,
+                                 newPath: newPath, options: options, progress: progress)
         }
         let writer = try AtomicFileWriter(destination: patchPath, mode: 0o644)
         try bytes.withUnsafeBytes { try writer.write($0) }
         try writer.commit()
         return PatchFileSummary(patchBytes: UInt64(bytes.count), newBytes: UInt64(newCount), lowMemory: false, anchorSpacing: nil)
+    }
+
+    /// Reads new once old is indexed and makes the patch; returns it and new's size.
+    private static func makePatch<Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeRawBufferPointer,
+                                                                 newPath: String, options: DiffOptions,
+                                                                 progress: ((Double) -> Void)?) throws -> ([UInt8], Int) {
+        var index: Index? = index
+        let new = try POSIX.readFile(newPath, followSymlinks: true)
+        let bytes = try new.withUnsafeBytes { n in
+            try makePatch(index: index.take()!, old: old, new: n, options: options, progress: progress)
+        }
+        return (bytes, new.count)
     }
 
     static func makeLowMemory(old: MappedFile, new: MappedFile, to patchPath: String, limit: Int,

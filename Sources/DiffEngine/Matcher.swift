@@ -19,58 +19,35 @@ func commonPrefixLength(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, li
     return i
 }
 
-/// The bsdiff matching loop (Colin Percival, "Naive differences of executable code", 2003) over a
-/// suffix array of the old file: at each position of new, find the longest exact match in old by
-/// binary search; accept it when it beats the current alignment by more than 8 bytes; then extend the
-/// previous match forward and this one backward while at least half the bytes agree, so that
-/// near-identical regions become "add" runs of mostly-zero differences.
+/// Finds, for a position of new, a long match in old: the matcher's one question about old.
+protocol MatchFinder {
+    /// False only when no match of `GramFilter.gram` (9) bytes or more starts at `p` (which has 9
+    /// readable bytes): then none can win, and the search is skipped.
+    func mayMatch(_ p: UnsafePointer<UInt8>) -> Bool
+    /// A match for the pattern `p[0..<length]` (length > 0) in old, as (position in old, length): the
+    /// longest there is (`SuffixArrayFinder`) or the longest among those looked at (`ChainFinder`).
+    func longestMatch(_ p: UnsafePointer<UInt8>, length: Int) -> (pos: Int, len: Int)
+}
+
+/// The longest match by binary search in old's suffix array, started in the pattern's two-byte
+/// bucket (`PrefixRanges`), behind the 9-gram filter (`GramFilter`).
 ///
-/// Cost: one O(log n + match length) search per position scanned outside long matches; a guard skips
-/// ahead inside long ambiguous matches so that repetitive inputs stay near-linear. No allocation.
-struct Matcher<SA: SuffixArrayView> {
+/// Cost: O(log n + match length) a search, about 25 cache misses on a 24 MB file less the ~16 steps
+/// the bucket saves.
+struct SuffixArrayFinder<SA: SuffixArrayView>: MatchFinder {
     let old: UnsafeBufferPointer<UInt8>
-    let new: UnsafeBufferPointer<UInt8>
     let sa: SA
     let filter: GramFilter.View
     let prefixes: PrefixRanges.View
 
-    /// A matcher over views of an `OldIndex` (or of structures the caller keeps alive while it runs).
-    init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: SA, filter: GramFilter.View,
-         prefixes: PrefixRanges.View) {
-        self.old = old
-        self.new = new
-        self.sa = sa
-        self.filter = filter
-        self.prefixes = prefixes
-    }
-
-    /// Builds the filter and the prefix table of `old` for a matcher over `sa` and calls `body` with it.
-    static func with<R>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: SA,
-                        _ body: (Matcher) throws -> R) rethrows -> R {
-        let filter = GramFilter(old)
-        let prefixes = PrefixRanges(old)
-        return try filter.withView { f in
-            try prefixes.withView { p in try body(Matcher(old: old, new: new, sa: sa, filter: f, prefixes: p)) }
-        }
-    }
-
-    /// Matches this long or longer that do not beat the current alignment are skipped over by half
-    /// their length instead of one byte at a time. bsdiff walks them a byte at a time, one search per
-    /// byte (quadratic on repetitive data); at 64 this was only that guard. At 9 (the shortest match
-    /// that can win) it is also the matcher's main saving: on ruff 1.2 of 2.4 million searches were
-    /// steps through 9-63-byte matches elsewhere in old that never won. Measured on the corpus
-    /// (zstd 19, context order, split control): ruff 25% less matcher CPU and 0.4% smaller, pyarrow
-    /// 0.5% smaller, numpy and the Django tar within 0.2% (a few bytes either way).
-    static var skipThreshold: Int { GramFilter.gram }
-
-    /// The longest prefix of new[scan...] that occurs in old, as (position in old, length).
     @inline(__always)
-    func longestMatch(at scan: Int) -> (pos: Int, len: Int) {
+    func mayMatch(_ p: UnsafePointer<UInt8>) -> Bool { filter.mayContain(p) }
+
+    @inline(__always)
+    func longestMatch(_ p: UnsafePointer<UInt8>, length patternLength: Int) -> (pos: Int, len: Int) {
         let oldCount = old.count
-        let patternLength = new.count - scan
-        if oldCount == 0 || patternLength <= 0 { return (0, 0) }
+        if oldCount == 0 { return (0, 0) }
         let o = old.baseAddress!
-        let p = new.baseAddress! + scan
         var lo = 0, hi = oldCount
         var lcpLo = 0, lcpHi = 0
         // Search only the suffixes that share the pattern's first two bytes, when there are any (the
@@ -105,6 +82,57 @@ struct Matcher<SA: SuffixArrayView> {
         if lo < ceiling && lcpHi > bestLen { bestPos = Int(sa[lo]); bestLen = lcpHi }
         return (bestPos, max(bestLen, 0))
     }
+}
+
+/// The bsdiff matching loop (Colin Percival, "Naive differences of executable code", 2003): at each
+/// position of new, find a long exact match in old (`MatchFinder`: by default the longest, by binary
+/// search in a suffix array); accept it when it beats the current alignment by more than 8 bytes; then
+/// extend the previous match forward and this one backward while at least half the bytes agree, so
+/// that near-identical regions become "add" runs of mostly-zero differences.
+///
+/// Cost: one search per position scanned outside long matches; a guard skips ahead inside long
+/// ambiguous matches so that repetitive inputs stay near-linear. No allocation.
+struct Matcher<Finder: MatchFinder> {
+    let old: UnsafeBufferPointer<UInt8>
+    let new: UnsafeBufferPointer<UInt8>
+    let finder: Finder
+
+    init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, finder: Finder) {
+        self.old = old
+        self.new = new
+        self.finder = finder
+    }
+
+    /// Builds the filter and the prefix table of `old` for a matcher over the suffix array `sa` and
+    /// calls `body` with it (tests; `OldIndex` owns its own).
+    static func with<SA: SuffixArrayView, R>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, sa: SA,
+                                             _ body: (Matcher) throws -> R) rethrows -> R where Finder == SuffixArrayFinder<SA> {
+        let filter = GramFilter(old)
+        let prefixes = PrefixRanges(old)
+        return try filter.withView { f in
+            try prefixes.withView { p in
+                try body(Matcher(old: old, new: new, finder: SuffixArrayFinder(old: old, sa: sa, filter: f, prefixes: p)))
+            }
+        }
+    }
+
+    /// Matches this long or longer that do not beat the current alignment are skipped over by half
+    /// their length instead of one byte at a time. bsdiff walks them a byte at a time, one search per
+    /// byte (quadratic on repetitive data); at 64 this was only that guard. At 9 (the shortest match
+    /// that can win) it is also the matcher's main saving: on ruff 1.2 of 2.4 million searches were
+    /// steps through 9-63-byte matches elsewhere in old that never won. Measured on the corpus
+    /// (zstd 19, context order, split control): ruff 25% less matcher CPU and 0.4% smaller, pyarrow
+    /// 0.5% smaller, numpy and the Django tar within 0.2% (a few bytes either way).
+    static var skipThreshold: Int { GramFilter.gram }
+
+    /// A match for the prefix of new[scan...] in old (the longest, with the suffix-array finder), as
+    /// (position in old, length).
+    @inline(__always)
+    func longestMatch(at scan: Int) -> (pos: Int, len: Int) {
+        let patternLength = new.count - scan
+        if old.isEmpty || patternLength <= 0 { return (0, 0) }
+        return finder.longestMatch(new.baseAddress! + scan, length: patternLength)
+    }
 
     func run<Sink: MatchSink>(_ sink: inout Sink, progress: ((Int) -> Void)? = nil) throws {
         try run(0..<new.count, &sink, progress: progress)
@@ -137,7 +165,7 @@ struct Matcher<SA: SuffixArrayView> {
             while scan < newCount {
                 // oldScore counts the positions of [scan, scsc) where the current alignment agrees.
                 if scsc < scan { scsc = scan }
-                if scan &+ GramFilter.gram <= newCount && !filter.mayContain(n + scan) {
+                if scan &+ GramFilter.gram <= newCount && !finder.mayMatch(n + scan) {
                     // No match of 9 bytes or more starts here, so none can win: move on.
                     len = 0
                     if aligned(scan, lastOffset) && scan < scsc { oldScore &-= 1 }

@@ -1,11 +1,38 @@
 import Dispatch
 import PatchFormat
 
+/// Runs `side` on another core while `main` runs (when `threads` is 1, `side` first, on this thread),
+/// and returns `main`'s result once both are done, even when `main` throws: the indexes build their
+/// filter and old's digest beside the sort or the chains, and both read old.
+func besideAnotherCore<T: ~Copyable>(threads: Int, _ side: @escaping @Sendable () -> Void,
+                                     then main: () throws -> T) rethrows -> T {
+    let group = DispatchGroup()
+    if threads > 1 {
+        DispatchQueue.global().async(group: group, execute: side)
+    } else {
+        side()
+    }
+    defer { group.wait() }
+    return try main()
+}
+
+/// What matching needs of old, built once before new is looked at (`OldIndex` or `ChainIndex`).
+protocol MatchIndex: ~Copyable {
+    /// SHA-256 of old, when it was computed while indexing.
+    var sha256: [UInt8]? { get }
+    /// The index's memory while matching, for `count` bytes of old.
+    static func matchingBytes(count: Int) -> Int
+    /// The tuples of the diff of `new` against this index (of `old`), chunk by chunk
+    /// (`DiffEngine.matchChunks`).
+    func matchChunks(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int, chunkSize: Int?,
+                     progress: ((Int) -> Void)?) throws -> [[RecordedTuple]]
+}
+
 /// What matching needs of old, built once before new is looked at: its suffix array (bit-packed,
 /// `PackedSuffixArray`), the 9-gram filter and the two-byte prefix table; and, when asked for, old's
 /// SHA-256 for the patch header. The filter, the table and the digest are made on another core while
 /// libdivsufsort sorts (which leaves that core idle otherwise).
-struct OldIndex: ~Copyable {
+struct OldIndex: MatchIndex, ~Copyable {
     let suffixes: PackedSuffixArray
     let filter: GramFilter
     let prefixes: PrefixRanges
@@ -16,22 +43,12 @@ struct OldIndex: ~Copyable {
         nonisolated(unsafe) var filter: GramFilter? = nil
         nonisolated(unsafe) var prefixes: PrefixRanges? = nil
         nonisolated(unsafe) var digest: [UInt8]? = nil
-        let group = DispatchGroup()
         nonisolated(unsafe) let o = old
-        let sideWork: @Sendable () -> Void = {
+        suffixes = try besideAnotherCore(threads: threads, {
             filter = GramFilter(o)
             prefixes = PrefixRanges(o)
             if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
-        }
-        if threads > 1 {
-            DispatchQueue.global().async(group: group, execute: sideWork)
-        } else {
-            sideWork()
-        }
-        // The other core reads old: wait for it even when the sort fails.
-        defer { group.wait() }
-        suffixes = try PackedSuffixArray(sorting: old)
-        group.wait()
+        }, then: { try PackedSuffixArray(sorting: old) })
         self.filter = filter.take()!
         self.prefixes = prefixes.take()!
         sha256 = digest
@@ -45,11 +62,20 @@ struct OldIndex: ~Copyable {
 
     /// Calls `body` with a matcher of `new` against this index (of `old`).
     func withMatcher<R>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
-                        _ body: (Matcher<PackedSuffixArray.View>) throws -> R) rethrows -> R {
+                        _ body: (Matcher<SuffixArrayFinder<PackedSuffixArray.View>>) throws -> R) rethrows -> R {
         try suffixes.withView { sa in
             try filter.withView { f in
-                try prefixes.withView { p in try body(Matcher(old: old, new: new, sa: sa, filter: f, prefixes: p)) }
+                try prefixes.withView { p in
+                    try body(Matcher(old: old, new: new, finder: SuffixArrayFinder(old: old, sa: sa, filter: f, prefixes: p)))
+                }
             }
+        }
+    }
+
+    func matchChunks(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int, chunkSize: Int?,
+                     progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
+        try withMatcher(old: old, new: new) { m in
+            try DiffEngine.matchChunks(m, threads: threads, chunkSize: chunkSize, progress: progress)
         }
     }
 }

@@ -13,8 +13,8 @@ extension UnsafeBufferPointer: SuffixArrayView where Element: FixedWidthInteger 
     subscript(_ i: Int) -> Int { Int(truncatingIfNeeded: self[i] as Element) }
 }
 
-/// A suffix array stored in ceil(log2 n) bits an entry instead of 32 or 64: 25 bits for the 24.5 MB
-/// ruff file, 98 -> 77 MB. libdivsufsort sorts into a fresh anonymous mapping, the entries are packed
+/// A suffix array (or another array of positions: `ChainIndex`'s links) stored in ceil(log2 n) bits
+/// an entry instead of 32 or 64: 25 bits for the 24.5 MB ruff file, 98 -> 77 MB. libdivsufsort sorts into a fresh anonymous mapping, the entries are packed
 /// to the front of it in place, and the rest is unmapped, so the matching that follows (and the new
 /// file, read only then) runs in 3.1-3.5 bytes a byte of old instead of 4 (8 from 2 GiB).
 ///
@@ -50,24 +50,38 @@ struct PackedSuffixArray: ~Copyable {
     init(sorting text: UnsafeBufferPointer<UInt8>) throws {
         let n = text.count
         let wide = n >= Int(Int32.max)
-        let entryBytes = wide ? 8 : 4
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        // Room for the sort, plus 16 bytes so the packed tail and the last lookup's 8-byte load fit.
-        let size = (n * entryBytes + 16 + page - 1) / page * page
-        guard let m = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), m != MAP_FAILED else {
-            throw DiffEngineError.outOfMemory(what: "the suffix array of a \(n)-byte file", bytes: size)
-        }
-        do {
+        try self.init(count: n, entryBytes: wide ? 8 : 4, bits: Self.bits(for: n),
+                      what: "the suffix array of a \(n)-byte file") { m in
             if wide {
                 try SuffixSorting.sort(text, into: m.bindMemory(to: Int64.self, capacity: n))
             } else {
                 try SuffixSorting.sort(text, into: m.bindMemory(to: Int32.self, capacity: n))
             }
-        } catch {
+        }
+    }
+
+    /// `count` 32-bit values written by `fill`, each at most `maxValue`, packed the same way (the hash
+    /// chains' links, `ChainIndex`). Peak: 4 bytes an entry, while `fill` runs.
+    init(count: Int, maxValue: UInt32, what: String, fill: (UnsafeMutablePointer<UInt32>) throws -> Void) throws {
+        try self.init(count: count, entryBytes: 4, bits: Self.bits(for: Int(maxValue) + 1), what: what) { m in
+            try fill(m.bindMemory(to: UInt32.self, capacity: count))
+        }
+    }
+
+    /// Maps room for `count` entries of `entryBytes`, lets `fill` write them, packs them to `bits` and
+    /// unmaps what the packed words do not need.
+    private init(count n: Int, entryBytes: Int, bits: Int, what: String,
+                 fill: (UnsafeMutableRawPointer) throws -> Void) throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        // Room for the entries, plus 16 bytes so the packed tail and the last lookup's 8-byte load fit.
+        let size = (n * entryBytes + 16 + page - 1) / page * page
+        guard let m = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), m != MAP_FAILED else {
+            throw DiffEngineError.outOfMemory(what: what, bytes: size)
+        }
+        do { try fill(m) } catch {
             munmap(m, size)
             throw error
         }
-        let bits = Self.bits(for: n)
         let packedBytes = Self.pack(m, count: n, entryBytes: entryBytes, bits: bits)
         // Keep the packed words and the 8 bytes a lookup may read past the last one; give back the rest.
         let keep = (packedBytes + 8 + page - 1) / page * page

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DiffEngine
 import PatchFormat
 #if canImport(Glibc)
 import Glibc
@@ -38,6 +39,8 @@ struct ByteCount: ExpressibleByArgument, CustomStringConvertible {
 }
 
 extension PatchKind: ExpressibleByArgument {}
+
+extension MatchIndexKind: ExpressibleByArgument {}
 
 extension CodecID: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }

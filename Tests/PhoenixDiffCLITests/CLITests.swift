@@ -33,7 +33,8 @@ enum CLI {
     }
 
     @Test(arguments: [["--format", "phx"], ["--format", "bsdiff"], ["--codec", "bzip2"], ["--codec", "zlib"],
-                      ["--codec", "none"], ["--codec", "zstd", "--level", "3"], ["--codec", "xz", "--level", "9"]])
+                      ["--codec", "none"], ["--codec", "zstd", "--level", "3"], ["--codec", "xz", "--level", "9"],
+                      ["--index", "hash-chains"], ["--index", "hash-chains", "--format", "bsdiff"]])
     func makeThenApply(_ extra: [String]) throws {
         let make = try Run.process(CLI.binary, ["make", dir.file("old"), dir.file("new"), dir.file("p")] + extra)
         #expect(make.status == 0, "\(make.stderr)")
@@ -88,7 +89,7 @@ enum CLI {
         for args in [["make", "a"], ["apply", dir.file("old"), dir.file("p")], ["bogus"], ["make", "--full", "a", "b", "c"],
                      ["make", "--format", "bsdiff", "--codec", "zstd", "a", "b", "c"], ["make", "--level", "99", "a", "b", "c"],
                      ["apply", "--in-place", "a", "b", "c"], ["make", "--control", "diagonal", "a", "b", "c"],
-                     ["make", "--diff-order", "sideways", "a", "b", "c"]] {
+                     ["make", "--diff-order", "sideways", "a", "b", "c"], ["make", "--index", "trie", "a", "b", "c"]] {
             let r = try Run.process(CLI.binary, args)
             #expect(r.status == 1, "\(args): status \(r.status), stderr \(r.stderr)")
             #expect(!r.stderr.isEmpty)

@@ -52,23 +52,28 @@ import TestSupport
     }
 
     /// A limit at the in-memory engine's estimate keeps that engine (the better patches), and its
-    /// measured peak stays under the limit: the estimate is an upper bound, not a guess.
-    @Test func theInMemoryEngineStaysUnderItsEstimate() throws {
+    /// measured peak stays under the limit: the estimate is an upper bound, not a guess (for either
+    /// index of old).
+    @Test(arguments: MatchIndexKind.allCases)
+    func theInMemoryEngineStaysUnderItsEstimate(index: MatchIndexKind) throws {
         let dir = try TemporaryDirectory()
         try Self.makePair(in: dir.path, megabytes: 24, insertAt: 9 << 20,
                           edits: stride(from: 5_000, to: 24 << 20, by: 1_000_003).map { $0 })
         let newSize = (24 << 20) + 4096
-        let estimate = DiffEngine.estimatedPeakMemory(oldSize: 24 << 20, newSize: newSize, options: DiffOptions())
+        var options = DiffOptions()
+        options.index = index
+        let estimate = DiffEngine.estimatedPeakMemory(oldSize: 24 << 20, newSize: newSize, options: options)
         let limit = ((estimate + (1 << 20) - 1) >> 20) << 20
-        let (make, peak) = try Self.measured(["make", "--memory-limit", "\(limit)", "old", "new", "p"], cwd: dir.path)
+        let (make, peak) = try Self.measured(["make", "--index", index.rawValue, "--memory-limit", "\(limit)", "old", "new", "p"],
+                                             cwd: dir.path)
         #expect(make.status == 0, "\(make.stderr)")
         #expect(!make.stdout.contains("low-memory mode"), "\(make.stdout)")
         #expect(peak <= limit, "peak RSS \(peak >> 20) MiB over the \(limit >> 20) MiB estimate")
         let apply = try CLI.run("apply", dir.file("old"), dir.file("p"), dir.file("out"))
         #expect(apply.status == 0, "\(apply.stderr)")
         // Under the estimate, the low-memory mode takes over.
-        let (tight, tightPeak) = try Self.measured(["make", "--memory-limit", "\(limit - (2 << 20))", "old", "new", "p2"],
-                                                   cwd: dir.path)
+        let (tight, tightPeak) = try Self.measured(["make", "--index", index.rawValue, "--memory-limit", "\(limit - (2 << 20))",
+                                                    "old", "new", "p2"], cwd: dir.path)
         #expect(tight.status == 0, "\(tight.stderr)")
         #expect(tight.stdout.contains("low-memory mode"), "\(tight.stdout)")
         #expect(tightPeak <= limit - (2 << 20))

@@ -1,0 +1,74 @@
+@testable import DiffEngine
+import PatchFormat
+import Patcher
+import Testing
+import TestSupport
+
+/// `make --index hash-chains` (`ChainIndex`): the search, and patches that apply.
+@Suite struct ChainIndexTests {
+    /// Every match the chain search returns is real, and where the chains are shorter than the depth
+    /// (a small old file of varied bytes) it is the longest there is of 8 bytes or more, as brute force
+    /// finds it; shorter matches are not reported.
+    @Test func searchAgreesWithBruteForceWhereChainsAreShort() throws {
+        var rng = SeededGenerator(seed: 650)
+        var old = rng.bytes(3000)
+        // Repeated pieces, so that some 8-grams have several occurrences to choose from.
+        for (from, to, count) in [(100, 900, 60), (100, 1700, 40), (2000, 2500, 90), (2010, 400, 30)] {
+            old.replaceSubrange(to..<(to + count), with: old[from..<(from + count)])
+        }
+        var new = [UInt8]()
+        for (from, count) in [(95, 70), (2000, 95), (1690, 20), (0, 5)] {
+            new += old[from..<(from + count)]
+            new += rng.bytes(7)
+        }
+        new += rng.bytes(50)
+        try old.withUnsafeBufferPointer { o in
+            let index = try ChainIndex(o, threads: 1)
+            new.withUnsafeBufferPointer { n in
+                index.withFinder(old: o) { finder in
+                    for scan in 0..<new.count {
+                        let (pos, len) = finder.longestMatch(n.baseAddress! + scan, length: new.count - scan)
+                        var best = 0
+                        for p in 0..<old.count {
+                            var l = 0
+                            while p + l < old.count && scan + l < new.count && old[p + l] == new[scan + l] { l += 1 }
+                            best = max(best, l)
+                        }
+                        #expect(len == (best >= ChainIndex.gram ? best : 0), "scan \(scan): \(len), brute force \(best)")
+                        #expect(Array(old[pos..<(pos + len)]) == Array(new[scan..<(scan + len)]), "scan \(scan)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Patches made with hash chains apply to the new file, in both formats, on ordinary, repetitive,
+    /// tiny and empty inputs, and are the same bytes at any thread count.
+    @Test func patchesApplyAndDoNotDependOnThreads() throws {
+        var rng = SeededGenerator(seed: 651)
+        let structured = TestData.structured(400_000, rng: &rng)
+        let zeros = [UInt8](repeating: 0, count: 300_000)
+        var zerosEdited = zeros
+        for i in stride(from: 1000, to: 300_000, by: 7919) { zerosEdited[i] = 1 }
+        let pairs: [(String, [UInt8], [UInt8])] = [
+            ("structured", structured, TestData.mutate(structured, edits: 50, rng: &rng)),
+            ("zero runs (one long chain)", zeros, zerosEdited),
+            ("old shorter than a gram", [1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8]),
+            ("empty old", [], rng.bytes(1000)),
+        ]
+        for (name, old, new) in pairs {
+            for format in [PatchKind.phx, .bsdiff] {
+                var patches: [[UInt8]] = []
+                for threads in [1, 2] {
+                    var options = DiffOptions(format: format, threads: threads)
+                    options.matchChunkSize = 64 << 10
+                    options.index = .hashChains
+                    let patch = try DiffEngine.makePatch(old: old, new: new, options: options)
+                    #expect(try PatchApplier.apply(old: old, patch: patch) == new, "\(name), \(format)")
+                    patches.append(patch)
+                }
+                #expect(patches[0] == patches[1], "\(name), \(format): the thread count changed the patch")
+            }
+        }
+    }
+}
