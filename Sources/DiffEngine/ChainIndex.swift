@@ -1,23 +1,26 @@
 import PatchFormat
 
 /// The index of `DiffOptions.index = .hashChains` (`make --index hash-chains`): no suffix sort. Every
-/// position of old goes on the chain of its first 8 bytes' hash (the newest first, as in an LZ77
+/// position of old goes on the chain of its first 12 bytes' hash (the newest first, as in an LZ77
 /// compressor's match finder), and a search walks the pattern's chain for up to `depth` candidates,
 /// keeping the longest match; the 9-gram filter (`GramFilter`) still decides where a search is worth
 /// starting. Building it is one pass over old, several times faster than libdivsufsort, so `make` no
-/// longer waits for a sort; the price is that a search sees only the `depth` most recent positions
-/// on its chain, where the suffix array always finds the longest match.
+/// longer waits for a sort; the price is that a search sees only the `depth` most recent positions on
+/// its chain, where the suffix array always finds the longest match.
 ///
-/// Measured on the corpus pairs (default xz, 2 cores), against the suffix array: `make` 2.2x faster
-/// on numpy (0.24 s), 3.8x on the Django tar, 1.75x on pyarrow, 1.2x on ruff (whose time is mostly
-/// matching and LZMA); patches the same size on numpy and pyarrow (within 0.03%), 1.1% larger on ruff
-/// and 4.5% on the Django tar (text, whose common 8-byte strings have long chains). Memory: the links
-/// packed to ceil(log2(n + 1)) bits (4 bytes a byte while they are built, as libdivsufsort takes),
-/// n/16 to n/8 chain heads of 4 bytes, the filter: peak RSS 79 MB on numpy, 169 on ruff, 346 on
-/// pyarrow, 178 on the Django tar, each under HDiffPatch -m's.
+/// Measured on the corpus pairs (default xz, 2 cores), against the suffix array: `make` 2x faster on
+/// numpy, 3x on the Django tar, 1.75x on pyarrow, 1.2x on ruff (whose time is mostly matching and
+/// LZMA); patches 0.3% larger on numpy, 0.1% on pyarrow, 2.6% on the Django tar (text, whose common
+/// strings have long chains), and 1.2% smaller on ruff (see `gram`). Memory: the links packed to
+/// ceil(log2(n + 1)) bits (4 bytes a byte while they are built, as libdivsufsort takes), n/16 to n/8
+/// chain heads of 4 bytes, the filter: peak RSS 79 MB on numpy, 167 on ruff, 346 on pyarrow, 178 on
+/// the Django tar, each under HDiffPatch -m's. The peer benchmark's `phoenix-chains` row measures it.
 struct ChainIndex: MatchIndex, ~Copyable {
-    /// Bytes hashed: matches shorter than this are not found (they cannot win: `GramFilter.gram` is 9).
-    static let gram = 8
+    /// Bytes hashed; shorter matches are not found. 12 rather than 8 (the shortest that could win is
+    /// 9): chains of 12-byte strings mix fewer unrelated places, and skipping 9-11-byte matches
+    /// elsewhere in old, which seldom pay for their tuple, made ruff 2.2% and the Django tar 1.9%
+    /// smaller, numpy and pyarrow 0.1-0.3% larger. 16 was slower and no better overall.
+    static let gram = 12
     /// Candidates a search looks at. In a prototype (2^24 heads), 16 made the Django tar 7% larger
     /// than the suffix array, and 2048 brought it within 1.6% but made ruff 1.8x slower (its many
     /// searches in changed code walk long chains to no avail). 64 is the measured compromise.
@@ -26,7 +29,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
     /// suffix array.
     static let maxCount = Int(UInt32.max) - 1
 
-    /// links[i]: 1 + the previous position whose 8 bytes hash like those at i, or 0.
+    /// links[i]: 1 + the previous position whose first `gram` bytes hash like those at i, or 0.
     let links: PackedSuffixArray
     /// Which 9-byte strings occur in old: a search starts only where one may (the chain heads are
     /// too full to tell).
@@ -48,9 +51,12 @@ struct ChainIndex: MatchIndex, ~Copyable {
         count * PackedSuffixArray.bits(for: count + 1) / 8 + (4 << headBits(for: count)) + count / 2
     }
 
+    /// The chain of the `gram` (12) bytes at `p`: a multiplicative hash, its top bits.
     @inline(__always)
     static func hash(_ p: UnsafePointer<UInt8>, _ shift: UInt64) -> Int {
-        Int(truncatingIfNeeded: (UnsafeRawPointer(p).loadUnaligned(as: UInt64.self) &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        let a = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
+        let b = UInt64(UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        return Int(truncatingIfNeeded: ((a ^ (b &* 0xC2B2_AE3D_27D4_EB4F)) &* 0x9E37_79B9_7F4A_7C15) >> shift)
     }
 
     init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: Bool = false) throws {
@@ -68,7 +74,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
                 filter = GramFilter(o)
                 if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
             }, then: {
-                // The mapping starts zeroed, so the last 7 positions (no 8 bytes to hash) end their chains.
+                // The mapping starts zeroed, so the last positions (fewer than `gram` bytes left) end chains.
                 try PackedSuffixArray(count: n, maxValue: UInt32(n), what: "the match chains of a \(n)-byte file") { next in
                     guard n >= Self.gram, let b = old.baseAddress else { return }
                     let h = heads.baseAddress!
@@ -122,7 +128,9 @@ struct ChainIndex: MatchIndex, ~Copyable {
         func longestMatch(_ p: UnsafePointer<UInt8>, length: Int) -> (pos: Int, len: Int) {
             let count = old.count
             guard length >= ChainIndex.gram, count >= ChainIndex.gram, let o = old.baseAddress else { return (0, 0) }
+            // The pattern's first 12 bytes, as two overlapping 8-byte words.
             let key = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
+            let key2 = UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 4, as: UInt64.self)
             var link = Int(heads[ChainIndex.hash(p, shift)])
             var bestPos = 0, bestLen = 0, left = ChainIndex.depth
             while link != 0 && left > 0 {
@@ -130,7 +138,8 @@ struct ChainIndex: MatchIndex, ~Copyable {
                 // A candidate no longer than the best so far differs from the pattern at the best
                 // length (or ends before it): one byte rules most of them out.
                 if (bestLen == 0 || (pos &+ bestLen < count && o[pos &+ bestLen] == p[bestLen]))
-                    && UnsafeRawPointer(o + pos).loadUnaligned(as: UInt64.self) == key {
+                    && UnsafeRawPointer(o + pos).loadUnaligned(as: UInt64.self) == key
+                    && UnsafeRawPointer(o + pos).loadUnaligned(fromByteOffset: 4, as: UInt64.self) == key2 {
                     let l = ChainIndex.gram &+ commonPrefixLength(o + (pos &+ ChainIndex.gram), p + ChainIndex.gram,
                                                                   limit: min(count &- pos, length) &- ChainIndex.gram)
                     if l > bestLen {
