@@ -16,13 +16,14 @@ public struct DownloadProgress: Sendable, Codable {
 ///
 /// A server that stalls is given up on, the partial file kept for the next attempt to resume: when it
 /// sends nothing for `readTimeout`, or (a trickle that keeps the connection alive, the "slow
-/// retrieval" attack) less than `minimumRate.bytes` in any `minimumRate.seconds`.
+/// retrieval" attack) less than `minimumRate.bytes` in a window of `minimumRate.seconds`.
 public struct Downloader: Sendable {
     public var allowInsecure: Bool
     public var trust: TLSTrust
     var readTimeout: TimeAmount = .seconds(60)
-    /// 16 KiB a minute (273 bytes/s) is far below any working link and far above a trickle.
-    var minimumRate = RateFloor(bytes: 16 << 10, seconds: 60)
+    /// 48 KiB in 3 minutes (273 bytes/s) is far below any working link and far above a trickle; the
+    /// window is three read timeouts long, so a link that stalls for most of one and recovers passes.
+    var minimumRate = RateFloor(bytes: 48 << 10, seconds: 180)
 
     public init(allowInsecure: Bool = false, trust: TLSTrust = TLSTrust()) {
         self.allowInsecure = allowInsecure
@@ -111,7 +112,7 @@ public struct Downloader: Sendable {
             let started = Date()
             var received: UInt64 = 0
             var rate = minimumRate
-            rate.start(at: started)
+            rate.start(at: RateFloor.now())
             do {
                 while let chunk = try await body.next() {
                     let n = UInt64(chunk.readableBytes)
@@ -126,9 +127,8 @@ public struct Downloader: Sendable {
                     }
                     offset += n
                     received += n
-                    let now = Date()
-                    try rate.record(n, at: now)
-                    let elapsed = max(now.timeIntervalSince(started), 0.001)
+                    try rate.record(n, at: RateFloor.now())
+                    let elapsed = max(Date().timeIntervalSince(started), 0.001)
                     progress?(DownloadProgress(received: offset, total: size, bytesPerSecond: Double(received) / elapsed))
                 }
             } catch let e as ClientError where e.category != "network" {
@@ -148,19 +148,26 @@ public struct Downloader: Sendable {
     }
 }
 
-/// The least a download must receive: `bytes` in every window of `seconds` (fixed windows from the
-/// first byte asked for). Checked as chunks arrive; total silence is the read timeout's case.
+/// The least a download must receive: `bytes` in each window of at least `seconds` (a window ends
+/// with the first chunk after `seconds`, so it lasts up to `seconds` plus one read timeout). Checked
+/// as chunks arrive; total silence is the read timeout's case. Time is the monotonic clock, which a
+/// wall-clock change or a suspended laptop does not move.
 struct RateFloor: Sendable {
     var bytes: UInt64
     var seconds: TimeInterval
-    private var windowStart = Date.distantPast
+    private var windowStart: TimeInterval = 0
     private var windowBytes: UInt64 = 0
 
     init(bytes: UInt64, seconds: TimeInterval) {
         (self.bytes, self.seconds) = (bytes, seconds)
     }
 
-    mutating func start(at time: Date) {
+    /// Seconds on the monotonic clock.
+    static func now() -> TimeInterval {
+        Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+    }
+
+    mutating func start(at time: TimeInterval) {
         (windowStart, windowBytes) = (time, 0)
     }
 
@@ -169,9 +176,9 @@ struct RateFloor: Sendable {
     }
 
     /// Counts `count` bytes arrived at `time`; throws when a whole window ended with fewer than `bytes`.
-    mutating func record(_ count: UInt64, at time: Date) throws(Shortfall) {
+    mutating func record(_ count: UInt64, at time: TimeInterval) throws(Shortfall) {
         windowBytes += count
-        let elapsed = time.timeIntervalSince(windowStart)
+        let elapsed = time - windowStart
         guard elapsed >= seconds else { return }
         guard windowBytes >= bytes else {
             throw Shortfall(description: "the server sent \(windowBytes) bytes in \(String(format: "%.1f", elapsed)) s, "

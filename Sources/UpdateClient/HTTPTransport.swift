@@ -75,7 +75,7 @@ struct HTTPTransport: Sendable {
         }
 
         private var silence: ClientError {
-            .network("the server sent nothing for \(Double(readTimeout.nanoseconds) / 1e9) s; the connection was closed")
+            .network("the server sent no response data for \(Double(readTimeout.nanoseconds) / 1e9) s; the connection was closed")
         }
 
         /// The next chunk, or nil at the end of the body.
@@ -220,7 +220,9 @@ struct HTTPTransport: Sendable {
                 while true {
                     switch try await reader.nextPart() {
                     case .head(let h) where h.status.code >= 100 && h.status.code < 200:
-                        continue  // 100 Continue and friends
+                        // NIO's decoder drops interim (1xx) responses by default, so this is a guard: they
+                        // deliver no part, and the read timeout keeps running while a server sends them.
+                        continue
                     case .head(let h):
                         answered.set()
                         var names: [String: String] = [:]

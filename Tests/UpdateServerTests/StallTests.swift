@@ -8,20 +8,21 @@ import TreeIO
 @testable import UpdateClient
 
 /// A hostile HTTP/1.1 server on 127.0.0.1 for the client's stall defences: it answers every request
-/// with a 200 head for `body` and then sends the body `chunk` bytes at a time every `interval`
-/// seconds, or nothing at all (`chunk` 0).
+/// with `interims` 100 Continue heads (one every `interval` seconds), a 200 head for `body`, and then
+/// the body `chunk` bytes at a time every `interval` seconds, or nothing at all (`chunk` 0).
 final class StallingServer: @unchecked Sendable {
     let port: Int
     private let listener: Int32
     private let body: [UInt8]
     private let chunk: Int
     private let interval: Double
+    private let interims: Int
     private let lock = NSLock()
     private var stopped = false
     private let done = DispatchGroup()
 
-    init(body: [UInt8], chunk: Int, interval: Double) throws {
-        (self.body, self.chunk, self.interval) = (body, chunk, interval)
+    init(body: [UInt8], chunk: Int, interval: Double, interims: Int = 0) throws {
+        (self.body, self.chunk, self.interval, self.interims) = (body, chunk, interval, interims)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -72,6 +73,11 @@ final class StallingServer: @unchecked Sendable {
             if n <= 0 { return }
             request += buffer[..<n]
         }
+        for _ in 0..<interims {
+            guard !isStopped, send(fd, ArraySlice("HTTP/1.1 100 Continue\r\n\r\n".utf8)) else { return }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, Int32(interval * 1000)) > 0 && recv(fd, &buffer, buffer.count, 0) <= 0 { return }
+        }
         let head = "HTTP/1.1 200 OK\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         guard send(fd, ArraySlice(head.utf8)) else { return }
         var at = 0
@@ -113,14 +119,14 @@ final class StallingServer: @unchecked Sendable {
             Issue.record("a server that sent no body was waited out")
         } catch let e as ClientError {
             #expect(e.category == "network")
-            #expect(e.description.contains("the server sent nothing for 0.4 s"), "\(e)")
+            #expect(e.description.contains("the server sent no response data for 0.4 s"), "\(e)")
         }
     }
 
     @Test(.timeLimit(.minutes(1))) func aTrickleIsGivenUpOnAndWhatArrivedIsKept() async throws {
         let body = [UInt8](repeating: 7, count: 100_000)
         let sha = Hex.encode(SHA256Hasher.hash(body))
-        // 2 bytes every 20 ms (100 bytes/s), never silent for the 5 s read timeout.
+        // 2 bytes every 20 ms (100 bytes/s, less on a busy machine), never silent for the 5 s read timeout.
         let server = try StallingServer(body: body, chunk: 2, interval: 0.02)
         defer { server.stop() }
         let dir = try TemporaryDirectory()
@@ -138,16 +144,33 @@ final class StallingServer: @unchecked Sendable {
         #expect(kept == Array(body.prefix(kept.count)))
     }
 
+    /// Interim (1xx) responses do not count as an answer: a server that sends them one after another
+    /// (each well within the read timeout) is still given up on after the read timeout.
+    @Test(.timeLimit(.minutes(1))) func endlessInterimResponsesDoNotHoldTheClient() async throws {
+        let body = [UInt8](repeating: 7, count: 100)
+        let server = try StallingServer(body: body, chunk: 100, interval: 0.1, interims: 600)
+        defer { server.stop() }
+        let dir = try TemporaryDirectory()
+        do {
+            _ = try await Self.fetch(server, size: body.count, sha256: Hex.encode(SHA256Hasher.hash(body)),
+                                     readTimeout: .milliseconds(700), minimumRate: RateFloor(bytes: 1, seconds: 600), into: dir)
+            Issue.record("a minute of 100 Continue was waited through")
+        } catch let e as ClientError {
+            #expect(e.description.contains("the server sent no response data for 0.7 s"), "\(e)")
+        }
+    }
+
     /// The floor is not a deadline: a slow server above it finishes, and the download checks out.
     @Test(.timeLimit(.minutes(1))) func aSlowServerAboveTheFloorFinishes() async throws {
-        let body = (0..<6000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        // 300 bytes every 50 ms (6000 bytes/s) for a second, against a floor of 2000 bytes/s.
-        let server = try StallingServer(body: body, chunk: 300, interval: 0.05)
+        let body = (0..<60_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        // 300 bytes every 20 ms (15 KB/s) for four seconds, through windows of 2 s that need 1000 bytes
+        // each: a 30x margin, so a busy test machine does not make it fail.
+        let server = try StallingServer(body: body, chunk: 300, interval: 0.02)
         defer { server.stop() }
         let dir = try TemporaryDirectory()
         let sha = Hex.encode(SHA256Hasher.hash(body))
         let path = try await Self.fetch(server, size: body.count, sha256: sha, readTimeout: .seconds(5),
-                                        minimumRate: RateFloor(bytes: 1000, seconds: 0.5), into: dir)
+                                        minimumRate: RateFloor(bytes: 1000, seconds: 2), into: dir)
         #expect(try POSIX.readFile(path) == body)
     }
 }
