@@ -220,8 +220,9 @@ def main():
                     r["apply"].append(secs)
                     r["apply_rss"].append(rss)
                     os.unlink(out)
+                    size = f"{r['size']} bytes" if r["size"] is not None else "no patch"
                     print(f"{pair} round {rnd + 1}/{args.runs} {t}: make {r['make'][-1]:.2f} s, "
-                          f"{r['size']} bytes, apply {r['apply'][-1]:.3f} s", file=sys.stderr)
+                          f"{size}, apply {r['apply'][-1]:.3f} s", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -255,7 +256,7 @@ def write_markdown(path, results, args, phoenix, corpus):
         "(make, patch size) and bspatch (apply).",
         "",
     ]
-    if "floor" in args.tools.split(","):
+    if "floor" in [t.strip() for t in args.tools.split(",")]:
         lines[-1:-1] = ["`floor` is not a tool but two lower bounds from the same rounds: make = libdivsufsort alone on "
                         "the old file (the single-threaded sort phoenix-diff starts with), apply = phoenix-diff applying "
                         "a patch from new to itself (read, SHA-256, write, SHA-256, fsync; nothing to decode).", ""]

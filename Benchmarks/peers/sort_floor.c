@@ -18,6 +18,10 @@ int main(int argc, char **argv) {
     }
     if (fseek(f, 0, SEEK_END) != 0) { perror(argv[1]); return 1; }
     long size = ftell(f);
+    if (size < 0) {
+        perror(argv[1]);
+        return 1;
+    }
     rewind(f);
     unsigned char *text = malloc(size > 0 ? (size_t)size : 1);
     if (!text || fread(text, 1, (size_t)size, f) != (size_t)size) {

@@ -25,7 +25,7 @@ protocol MatchFinder {
     /// readable bytes): then none can win, and the search is skipped.
     func mayMatch(_ p: UnsafePointer<UInt8>) -> Bool
     /// A match for the pattern `p[0..<length]` (length > 0) in old, as (position in old, length): the
-    /// longest there is (`SuffixArrayFinder`) or the longest among those looked at (`ChainFinder`).
+    /// longest there is (`SuffixArrayFinder`) or the longest among those looked at (`ChainIndex.Finder`).
     func longestMatch(_ p: UnsafePointer<UInt8>, length: Int) -> (pos: Int, len: Int)
 }
 

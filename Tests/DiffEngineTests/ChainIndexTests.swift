@@ -7,12 +7,12 @@ import TestSupport
 /// `make --index hash-chains` (`ChainIndex`): the search, and patches that apply.
 @Suite struct ChainIndexTests {
     /// Every match the chain search returns is real, and where the chains are shorter than the depth
-    /// (a small old file of varied bytes) it is the longest there is of 8 bytes or more, as brute force
-    /// finds it; shorter matches are not reported.
+    /// (a small old file of varied bytes) it is the longest there is of `ChainIndex.gram` (12) bytes or
+    /// more, as brute force finds it; shorter matches are not reported.
     @Test func searchAgreesWithBruteForceWhereChainsAreShort() throws {
         var rng = SeededGenerator(seed: 650)
         var old = rng.bytes(3000)
-        // Repeated pieces, so that some 8-grams have several occurrences to choose from.
+        // Repeated pieces, so that some 12-byte strings have several occurrences to choose from.
         for (from, to, count) in [(100, 900, 60), (100, 1700, 40), (2000, 2500, 90), (2010, 400, 30)] {
             old.replaceSubrange(to..<(to + count), with: old[from..<(from + count)])
         }
