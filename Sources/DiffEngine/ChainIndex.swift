@@ -8,13 +8,14 @@ import PatchFormat
 /// longer waits for a sort; the price is that a search sees only the `depth` most recent positions on
 /// its chain, where the suffix array always finds the longest match.
 ///
-/// Measured on the corpus pairs (default xz, 2 cores), against the suffix array: `make` 2x faster on
-/// numpy, 3x on the Django tar, 1.75x on pyarrow, 1.2x on ruff (whose time is mostly matching and
-/// LZMA); patches 0.3% larger on numpy, 0.1% on pyarrow, 2.6% on the Django tar (text, whose common
-/// strings have long chains), and 1.2% smaller on ruff (see `gram`). Memory: the links packed to
-/// ceil(log2(n + 1)) bits (4 bytes a byte while they are built, as libdivsufsort takes), n/16 to n/8
-/// chain heads of 4 bytes, the filter: peak RSS 79 MB on numpy, 167 on ruff, 346 on pyarrow, 178 on
-/// the Django tar, each under HDiffPatch -m's. The peer benchmark's `phoenix-chains` row measures it.
+/// Measured on the corpus pairs (default xz, 2 cores, the peer benchmark's `phoenix-chains` row)
+/// against the suffix array: `make` 2x faster on numpy, 3.3x on the Django tar, 1.7x on pyarrow, about
+/// the same on ruff (whose time is mostly matching and LZMA; 0.9-1.25x across runs); patches 0.3%
+/// larger on numpy, 0.1% on pyarrow, 2.6% on the Django tar (text, whose common strings have long
+/// chains), and 1.2% smaller on ruff (see `gram`). Memory: the links packed to ceil(log2(n + 1)) bits
+/// (4 bytes a byte while they are built, as libdivsufsort takes), n/16 to n/8 chain heads of 4 bytes,
+/// the filter; that is the suffix array's peak plus the heads: 81 MB on numpy, 171 on ruff, 182 on
+/// the Django tar (under HDiffPatch -m's 82, 174, 184) and 355 on pyarrow (HDiffPatch 352).
 struct ChainIndex: MatchIndex, ~Copyable {
     /// Bytes hashed; shorter matches are not found. 12 rather than 8 (the shortest that could win is
     /// 9): chains of 12-byte strings mix fewer unrelated places, and skipping 9-11-byte matches

@@ -34,7 +34,7 @@ struct MakeCommand: ParsableCommand {
     var control: String = "auto"
     @Option(help: ArgumentHelp("Most memory the diff of two files may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size). At least \(DiffEngine.minimumMemoryLimit >> 20)M.", valueName: "bytes"))
     var memoryLimit: ByteCount?
-    @Option(help: "How old is searched for matches (files): suffix-array (default: the longest match everywhere; the smallest patches on most files) or hash-chains (no suffix sort: 1.2-3x faster on the benchmark pairs, patches 1% smaller to 3% larger).")
+    @Option(help: "How old is searched for matches (files): suffix-array (default: the longest match everywhere; the smallest patches on most files) or hash-chains (no suffix sort: up to 3.3x faster on the benchmark pairs, patches 1% smaller to 3% larger).")
     var index: MatchIndexKind = .suffixArray
     @Option(help: "Threads (default: all cores). The patch bytes do not depend on it.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
