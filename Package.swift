@@ -38,7 +38,7 @@ let package = Package(
         .systemLibrary(name: "CDivSufSort", path: "Sources/CDivSufSort", pkgConfig: "libdivsufsort64",
                        providers: [.apt(["libdivsufsort-dev"])]),
 
-        // renameat2(RENAME_EXCHANGE), which Glibc does not surface to Swift.
+        // renameat2(RENAME_EXCHANGE), which Glibc does not surface to Swift, and an atomic OR.
         .target(name: "CPhoenixSys"),
         // The client's server-certificate check with OpenSSL's X.509 verifier (precise reasons: expired,
         // wrong host, unknown issuer).
@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "PatchFormat", dependencies: ["CBzip2", "CZlib", "CZstd", "CLzma", "CCrypto"]),
         // Walking, hashing and writing directory trees (bundles), shared by the make and apply sides.
         .target(name: "TreeIO", dependencies: ["PatchFormat", "CPhoenixSys"]),
-        .target(name: "DiffEngine", dependencies: ["PatchFormat", "TreeIO", "CDivSufSort"]),
+        .target(name: "DiffEngine", dependencies: ["PatchFormat", "TreeIO", "CDivSufSort", "CPhoenixSys"]),
         .target(name: "Patcher", dependencies: ["PatchFormat", "TreeIO"]),
         .executableTarget(
             name: "phoenix-diff",

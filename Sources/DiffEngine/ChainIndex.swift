@@ -68,15 +68,18 @@ struct ChainIndex: MatchIndex, ~Copyable {
         let heads = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: 1 << bits)
         heads.initialize(repeating: 0)
         nonisolated(unsafe) var digest: [UInt8]? = nil
-        nonisolated(unsafe) var filter: GramFilter? = nil
+        // The filter takes longer to fill than the chains to build (a random write per byte each, but
+        // a larger bitmap): the other core starts on it, and this one joins once the chains are built.
+        let filter = GramFilter(sizedFor: n)
+        let filler = filter.filler, progress = GramFilter.Filler.Progress()
         nonisolated(unsafe) let o = old
         do {
             links = try besideAnotherCore(threads: threads, {
-                filter = GramFilter(o)
                 if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
+                filler.add(o, sharing: progress)
             }, then: {
                 // The mapping starts zeroed, so the last positions (fewer than `gram` bytes left) end chains.
-                try PackedSuffixArray(count: n, maxValue: UInt32(n), what: "the match chains of a \(n)-byte file") { next in
+                let links = try PackedSuffixArray(count: n, maxValue: UInt32(n), what: "the match chains of a \(n)-byte file") { next in
                     guard n >= Self.gram, let b = old.baseAddress else { return }
                     let h = heads.baseAddress!
                     for i in 0...(n - Self.gram) {
@@ -85,12 +88,14 @@ struct ChainIndex: MatchIndex, ~Copyable {
                         h[k] = UInt32(truncatingIfNeeded: i &+ 1)
                     }
                 }
+                filler.add(old, sharing: progress)
+                return links
             })
         } catch {
             heads.deallocate()
             throw error
         }
-        self.filter = filter.take()!
+        self.filter = filter
         self.heads = heads
         self.shift = shift
         sha256 = digest

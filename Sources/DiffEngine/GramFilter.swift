@@ -1,3 +1,6 @@
+import CPhoenixSys
+import Synchronization
+
 /// A one-sided membership filter over every 9-byte substring ("gram") of the old file: a blocked
 /// Bloom filter, two bits in one 64-bit word per gram, chosen by a multiplicative hash. `mayContain`
 /// never says no for a gram that occurs in old; for an absent gram it says yes with probability about
@@ -17,15 +20,54 @@ struct GramFilter: ~Copyable {
     private let bits: UnsafeMutableBufferPointer<UInt64>
 
     init(_ text: UnsafeBufferPointer<UInt8>) {
-        // 4 bits per byte of old, at least 2^16.
-        let words = max(1 << 10, (text.count * 4 + 63) / 64)
-        bits = .allocate(capacity: words)
-        bits.initialize(repeating: 0)
+        self.init(sizedFor: text.count)
         let count = text.count
         guard count >= Self.gram, let base = text.baseAddress else { return }
         for i in 0...(count - Self.gram) {
-            let (word, mask) = Self.probe(base + i, words)
+            let (word, mask) = Self.probe(base + i, bits.count)
             bits[word] |= mask
+        }
+    }
+
+    /// An empty filter for a text of `count` bytes, for `filler` to fill.
+    init(sizedFor count: Int) {
+        // 4 bits per byte of old, at least 2^16.
+        let words = max(1 << 10, (count * 4 + 63) / 64)
+        bits = .allocate(capacity: words)
+        bits.initialize(repeating: 0)
+    }
+
+    /// The bitmap (tests).
+    var words: [UInt64] { Array(bits) }
+
+    /// Fills the filter from several threads at once (`Filler.add`); the filter lives while it is used.
+    var filler: Filler { Filler(bits: bits.baseAddress!, words: bits.count) }
+
+    /// Adds the grams of a text to the filter with atomic ORs, a chunk of positions at a time, taken
+    /// from a counter that every thread filling it shares: the bitmap ends the same whichever thread
+    /// adds which gram. (Where the sort keeps the main thread busy, `init(_:)` fills it on the side
+    /// alone, without the atomic cost.)
+    struct Filler: @unchecked Sendable {
+        fileprivate let bits: UnsafeMutablePointer<UInt64>
+        fileprivate let words: Int
+        static let chunk = 1 << 20
+
+        final class Progress: Sendable {
+            let next = Atomic<Int>(0)
+        }
+
+        func add(_ text: UnsafeBufferPointer<UInt8>, sharing progress: Progress) {
+            let count = text.count
+            guard count >= GramFilter.gram, let base = text.baseAddress else { return }
+            let positions = count - GramFilter.gram + 1
+            while true {
+                let start = progress.next.wrappingAdd(1, ordering: .relaxed).oldValue &* Self.chunk
+                if start >= positions { return }
+                for i in start..<min(start &+ Self.chunk, positions) {
+                    let (word, mask) = GramFilter.probe(base + i, words)
+                    phx_atomic_or64(bits + word, mask)
+                }
+            }
         }
     }
 

@@ -1,4 +1,5 @@
 @testable import DiffEngine
+import Dispatch
 import PatchFormat
 import Patcher
 import Testing
@@ -69,6 +70,22 @@ import TestSupport
                 }
                 #expect(patches[0] == patches[1], "\(name), \(format): the thread count changed the patch")
             }
+        }
+    }
+
+    /// The 9-gram filter filled by two threads sharing the work (atomic ORs; how the chain index
+    /// fills it) is bit for bit the one a single thread fills.
+    @Test func filterFilledByTwoThreadsIsTheSame() {
+        var rng = SeededGenerator(seed: 652)
+        let text = TestData.structured(5 << 20, rng: &rng)
+        text.withUnsafeBufferPointer { t in
+            let alone = GramFilter(t)
+            let shared = GramFilter(sizedFor: t.count)
+            let filler = shared.filler, progress = GramFilter.Filler.Progress()
+            nonisolated(unsafe) let u = t
+            DispatchQueue.concurrentPerform(iterations: 2) { _ in filler.add(u, sharing: progress) }
+            #expect(shared.words == alone.words)
+            #expect(alone.words.contains { $0 != 0 })
         }
     }
 }
