@@ -47,10 +47,10 @@ import TestSupport
     /// tiny and empty inputs, and are the same bytes at any thread count.
     @Test func patchesApplyAndDoNotDependOnThreads() throws {
         var rng = SeededGenerator(seed: 651)
-        let structured = TestData.structured(400_000, rng: &rng)
-        let zeros = [UInt8](repeating: 0, count: 300_000)
+        let structured = TestData.structured(200_000, rng: &rng)
+        let zeros = [UInt8](repeating: 0, count: 150_000)
         var zerosEdited = zeros
-        for i in stride(from: 1000, to: 300_000, by: 7919) { zerosEdited[i] = 1 }
+        for i in stride(from: 1000, to: 150_000, by: 7919) { zerosEdited[i] = 1 }
         let pairs: [(String, [UInt8], [UInt8])] = [
             ("structured", structured, TestData.mutate(structured, edits: 50, rng: &rng)),
             ("zero runs (one long chain)", zeros, zerosEdited),
