@@ -20,6 +20,10 @@ public enum DiffEngine {
     /// (1.33 GB). Called with both buffers in memory, the sorting phase also holds `new`. For a hard
     /// cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
     ///
+    /// With `options.index = .hashChains`, hash chains of old (`ChainIndex`, one pass) replace the
+    /// sort and a bounded chain walk the binary search; memory is the above plus the chain heads
+    /// (|old|/16 to |old|/8 entries of 4 bytes), as `ChainIndex` states with its measurements.
+    ///
     /// - Parameter progress: called with a fraction in 0...1 as the work advances (from this thread).
     public static func makePatch(old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
                                  options: DiffOptions = DiffOptions(),

@@ -28,7 +28,8 @@ public struct DiffOptions: Sendable, Equatable {
     public var splitControl: Bool?
     /// How old is searched for matches: its suffix array (default: the longest match at every position,
     /// the smallest patches on most files) or hash chains (`ChainIndex`: no suffix sort, up to 3.3x
-    /// faster `make` on the corpus, patches -1% to +3%). Old files of 4 GiB and more use the suffix array.
+    /// faster `make` on the corpus, patches -1% to +3%). Old files of 4 GiB and more use the suffix array;
+    /// the low-memory mode (`memoryLimit`) has its own anchor index.
     public var index: MatchIndexKind = .suffixArray
     /// `makePatchFile` only: the most resident memory, in bytes, the diff may use. When the in-memory
     /// engine would need more (`DiffEngine.estimatedPeakMemory`), the low-memory mode is used instead

@@ -31,7 +31,7 @@ extension DiffEngine {
     /// - Sorting: old and libdivsufsort's array (4 bytes a byte of old, 8 from 2 GiB), the 9-gram filter
     ///   (new is read only afterwards). With hash chains: old, the links unpacked (4 bytes a byte), the
     ///   chain heads and the filter.
-    /// - Matching: both files, the packed index (`OldIndex.matchingBytes`), the tuples (32 bytes each,
+    /// - Matching: both files, the packed index (`OldIndex.matchingBytes` or `ChainIndex.matchingBytes`), the tuples (32 bytes each,
     ///   allowing one per 128 bytes of new; real files have one per 150-2,000).
     /// - Compressing: both files and the compressors. zstd and the others: every stream's context at
     ///   once (~48 MiB each at most). xz: the raw streams it holds (up to about 1.5x new with array

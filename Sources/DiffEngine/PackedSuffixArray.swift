@@ -14,9 +14,10 @@ extension UnsafeBufferPointer: SuffixArrayView where Element: FixedWidthInteger 
 }
 
 /// A suffix array (or another array of positions: `ChainIndex`'s links) stored in ceil(log2 n) bits
-/// an entry instead of 32 or 64: 25 bits for the 24.5 MB ruff file, 98 -> 77 MB. libdivsufsort sorts into a fresh anonymous mapping, the entries are packed
-/// to the front of it in place, and the rest is unmapped, so the matching that follows (and the new
-/// file, read only then) runs in 3.1-3.5 bytes a byte of old instead of 4 (8 from 2 GiB).
+/// an entry instead of 32 or 64: 25 bits for the 24.5 MB ruff file, 98 -> 77 MB. libdivsufsort sorts
+/// into a fresh anonymous mapping, the entries are packed to the front of it in place, and the rest
+/// is unmapped, so the matching that follows (and the new file, read only then) runs in 3.1-3.5 bytes
+/// a byte of old instead of 4 (8 from 2 GiB).
 ///
 /// Cost: one pass over the array after the sort; each lookup is one unaligned 8-byte load, a shift
 /// and a mask (the search's cost is the cache miss, which a smaller array makes rarer).

@@ -67,6 +67,10 @@ import TreeIO
         #expect(try CLI.run("make", "--full", new).status == 1)
         #expect(try CLI.run("make", old, dir.file("v2/res/strings.txt"), dir.file("x")).status == 1)
         #expect(try CLI.run("rollback", dir.file("nothing-here")).status == 3)
+        let chains = try CLI.run("make", "--index", "hash-chains", old, new, dir.file("y"))
+        #expect(chains.status == 1)
+        #expect(chains.stderr.contains("--index applies to the diff of two files"), "\(chains.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("y")))
     }
 
     /// Kills `phoenix-diff apply` (and `rollback`) at each of its crash points in turn, runs `recover`,
