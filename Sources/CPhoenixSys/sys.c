@@ -26,3 +26,7 @@ void phx_release_free_memory(void) { malloc_trim(0); }
 #else
 void phx_release_free_memory(void) {}
 #endif
+
+void phx_atomic_or_batch(uint64_t *bitmap, const int64_t *index, const uint64_t *mask, size_t count) {
+    for (size_t i = 0; i < count; i++) __atomic_fetch_or(&bitmap[index[i]], mask[i], __ATOMIC_RELAXED);
+}

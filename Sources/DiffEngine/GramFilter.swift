@@ -20,7 +20,7 @@ struct GramFilter: ~Copyable {
     private let bits: UnsafeMutableBufferPointer<UInt64>
 
     init(_ text: UnsafeBufferPointer<UInt8>) {
-        self.init(sizedFor: text.count)
+        bits = Self.emptyBitmap(for: text.count)
         let count = text.count
         guard count >= Self.gram, let base = text.baseAddress else { return }
         for i in 0...(count - Self.gram) {
@@ -31,10 +31,16 @@ struct GramFilter: ~Copyable {
 
     /// An empty filter for a text of `count` bytes, for `filler` to fill.
     init(sizedFor count: Int) {
-        // 4 bits per byte of old, at least 2^16.
-        let words = max(1 << 10, (count * 4 + 63) / 64)
-        bits = .allocate(capacity: words)
+        bits = Self.emptyBitmap(for: count)
+    }
+
+    /// 4 bits per byte of text, at least 2^16, zeroed. (The two initializers share this rather than
+    /// one delegating to the other: Swift 6.3's ThreadSanitizer build crashes compiling a delegating
+    /// initializer of this noncopyable type.)
+    private static func emptyBitmap(for count: Int) -> UnsafeMutableBufferPointer<UInt64> {
+        let bits = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(1 << 10, (count * 4 + 63) / 64))
         bits.initialize(repeating: 0)
+        return bits
     }
 
     /// The bitmap (tests).
@@ -52,20 +58,41 @@ struct GramFilter: ~Copyable {
         fileprivate let words: Int
         static let chunk = 1 << 20
 
+        /// The next chunk to fill, shared by the threads filling.
         final class Progress: Sendable {
-            let next = Atomic<Int>(0)
+            private let next = Atomic<Int>(0)
+            /// The index of the next chunk not yet taken.
+            func take() -> Int { next.wrappingAdd(1, ordering: .relaxed).oldValue }
         }
 
         func add(_ text: UnsafeBufferPointer<UInt8>, sharing progress: Progress) {
             let count = text.count
             guard count >= GramFilter.gram, let base = text.baseAddress else { return }
             let positions = count - GramFilter.gram + 1
+            // The probes go to the C side in batches (Swift has no atomic OR on plain memory): one call
+            // per 4096 bits, and computing a batch of probes before its ORs lets their misses overlap
+            // (pyarrow's filter fills ~5% faster than with one inlined OR per bit).
+            let batch = 4096
+            let index = UnsafeMutablePointer<Int64>.allocate(capacity: batch)
+            let mask = UnsafeMutablePointer<UInt64>.allocate(capacity: batch)
+            defer {
+                index.deallocate()
+                mask.deallocate()
+            }
             while true {
-                let start = progress.next.wrappingAdd(1, ordering: .relaxed).oldValue &* Self.chunk
+                let start = progress.take() &* Self.chunk
                 if start >= positions { return }
-                for i in start..<min(start &+ Self.chunk, positions) {
-                    let (word, mask) = GramFilter.probe(base + i, words)
-                    phx_atomic_or64(bits + word, mask)
+                let end = min(start &+ Self.chunk, positions)
+                var i = start
+                while i < end {
+                    let k = min(batch, end &- i)
+                    for j in 0..<k {
+                        let (word, bits) = GramFilter.probe(base + (i &+ j), words)
+                        index[j] = Int64(word)
+                        mask[j] = bits
+                    }
+                    phx_atomic_or_batch(self.bits, index, mask, k)
+                    i &+= k
                 }
             }
         }
