@@ -191,34 +191,32 @@ struct ApplyEngine {
 
     let header: PatchHeader
     let old: UnsafeRawBufferPointer
-    let input: any PatchInput
+    /// The patch's stream readers (`PatchStreams`; the caller opens them, ahead of the old file when
+    /// it can, and decides which read ahead).
+    let streams: PatchStreams
     let sink: any OutputSink
     var progress: ((UInt64) -> Void)?
-    /// Whether each stream decompresses on its own thread, ahead of the apply (`StreamReading`), and
-    /// from what compressed length.
-    var readAhead = StreamReading.readAhead
-    var readAheadMinimum = StreamReading.minimumLength
 
-    /// The stream readers, when they were opened ahead of the old file (`PatchStreams`).
-    var streams: PatchStreams?
+    init(header: PatchHeader, old: UnsafeRawBufferPointer, streams: PatchStreams, sink: any OutputSink) {
+        (self.header, self.old, self.streams, self.sink) = (header, old, streams, sink)
+    }
 
     func run() throws {
-        let opened = try streams ?? PatchStreams(header: header, input: input, readAhead: readAhead, minimum: readAheadMinimum)
         switch header {
         case .phx(let h):
             let diff: any DiffSource = switch h.diffOrder {
-            case .natural: DiffRunReader(runs: opened.diff, literals: opened.literals!, total: h.diffRawLength)
-            case .oldContext: ContextDiffSource(runs: opened.diff, literals: opened.literals!,
-                                                lookahead: PhxControlReader(reader: opened.lookahead!, count: h.controlCount,
+            case .natural: DiffRunReader(runs: streams.diff, literals: streams.literals!, total: h.diffRawLength)
+            case .oldContext: ContextDiffSource(runs: streams.diff, literals: streams.literals!,
+                                                lookahead: PhxControlReader(reader: streams.lookahead!, count: h.controlCount,
                                                                             split: h.splitControl),
                                                 old: old, header: h)
             }
-            let tuples = TupleStreams(control: opened.control, diff: diff, extra: opened.extra)
+            let tuples = TupleStreams(control: streams.control, diff: diff, extra: streams.extra)
             try tuples.applyPhx(count: h.controlCount, newSize: h.newSize, old: old, splitControl: h.splitControl,
                                 to: sink, progress: progress)
             try tuples.finish()
         case .bsdiff(let h):
-            let tuples = TupleStreams(control: opened.control, diff: PlainDiffSource(reader: opened.diff), extra: opened.extra)
+            let tuples = TupleStreams(control: streams.control, diff: PlainDiffSource(reader: streams.diff), extra: streams.extra)
             try runBsdiff(newSize: h.newSize, streams: tuples)
             try tuples.finish()
         }

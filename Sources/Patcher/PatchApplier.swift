@@ -83,8 +83,7 @@ public enum PatchApplier {
             if getuid() == 0 { writer.copyOwnership(from: oldStat) }
             let total = header.newSize
             let progress = options.progress
-            var engine = ApplyEngine(header: header, old: UnsafeRawBufferPointer(old), input: input, sink: writer)
-            engine.streams = streams
+            var engine = ApplyEngine(header: header, old: UnsafeRawBufferPointer(old), streams: streams, sink: writer)
             if let progress { engine.progress = { progress($0, total) } }
             do { try engine.run() } catch let e as PatchFormatError { throw PatcherError.format(e) }
             let digest: [UInt8]
@@ -135,12 +134,9 @@ public enum PatchApplier {
             }
             let sink = MemorySink()
             try old.withUnsafeBytes { o in
-                var engine = ApplyEngine(header: header, old: o, input: input, sink: sink)
-                if let readAhead {
-                    engine.readAhead = readAhead
-                    engine.readAheadMinimum = 0
-                }
-                try engine.run()
+                let streams = try PatchStreams(header: header, input: input, readAhead: readAhead ?? StreamReading.readAhead,
+                                               minimum: readAhead == nil ? StreamReading.minimumLength : 0)
+                try ApplyEngine(header: header, old: o, streams: streams, sink: sink).run()
             }
             if case .phx(let h) = header {
                 let actual = SHA256Hasher.hash(sink.bytes)

@@ -108,19 +108,28 @@ final class StallingServer: @unchecked Sendable {
                                  into: dir.path)
     }
 
+    /// The error a fetch of `body` from `server` ends with; nil, and an issue recorded (`accepted`),
+    /// when the download succeeds.
+    static func refusal(_ server: StallingServer, of body: [UInt8], readTimeout: TimeAmount, minimumRate: RateFloor,
+                        into dir: TemporaryDirectory, accepted: Comment) async throws -> ClientError? {
+        do {
+            _ = try await fetch(server, size: body.count, sha256: Hex.encode(SHA256Hasher.hash(body)),
+                                readTimeout: readTimeout, minimumRate: minimumRate, into: dir)
+            Issue.record(accepted)
+            return nil
+        } catch let e as ClientError {
+            return e
+        }
+    }
+
     @Test(.timeLimit(.minutes(1))) func aSilentServerIsGivenUpOn() async throws {
         let body = [UInt8](repeating: 7, count: 1000)
         let server = try StallingServer(body: body, chunk: 0, interval: 0.05)
         defer { server.stop() }
-        let dir = try TemporaryDirectory()
-        do {
-            _ = try await Self.fetch(server, size: body.count, sha256: Hex.encode(SHA256Hasher.hash(body)),
-                                     readTimeout: .milliseconds(400), minimumRate: RateFloor(bytes: 1, seconds: 600), into: dir)
-            Issue.record("a server that sent no body was waited out")
-        } catch let e as ClientError {
-            #expect(e.category == "network")
-            #expect(e.description.contains("the server sent no response data for 0.4 s"), "\(e)")
-        }
+        let e = try await Self.refusal(server, of: body, readTimeout: .milliseconds(400), minimumRate: RateFloor(bytes: 1, seconds: 600),
+                                       into: try TemporaryDirectory(), accepted: "a server that sent no body was waited out")
+        #expect(e?.category == "network")
+        #expect(e?.description.contains("the server sent no response data for 0.4 s") == true, "\(String(describing: e))")
     }
 
     @Test(.timeLimit(.minutes(1))) func aTrickleIsGivenUpOnAndWhatArrivedIsKept() async throws {
@@ -130,15 +139,11 @@ final class StallingServer: @unchecked Sendable {
         let server = try StallingServer(body: body, chunk: 2, interval: 0.02)
         defer { server.stop() }
         let dir = try TemporaryDirectory()
-        do {
-            _ = try await Self.fetch(server, size: body.count, sha256: sha, readTimeout: .seconds(5),
-                                     minimumRate: RateFloor(bytes: 1000, seconds: 0.5), into: dir)
-            Issue.record("a trickle of 100 bytes/s was accepted against a floor of 2000")
-        } catch let e as ClientError {
-            #expect(e.category == "network")
-            #expect(e.description.contains("below the minimum of 1000 bytes per 0.5 s"), "\(e)")
-            #expect(e.description.contains("will resume"), "\(e)")
-        }
+        let e = try await Self.refusal(server, of: body, readTimeout: .seconds(5), minimumRate: RateFloor(bytes: 1000, seconds: 0.5),
+                                       into: dir, accepted: "a trickle of 100 bytes/s was accepted against a floor of 2000")
+        #expect(e?.category == "network")
+        #expect(e?.description.contains("below the minimum of 1000 bytes per 0.5 s") == true, "\(String(describing: e))")
+        #expect(e?.description.contains("will resume") == true, "\(String(describing: e))")
         let kept = try dir.read(sha + ".part")
         #expect(!kept.isEmpty && kept.count < body.count)
         #expect(kept == Array(body.prefix(kept.count)))
@@ -150,14 +155,9 @@ final class StallingServer: @unchecked Sendable {
         let body = [UInt8](repeating: 7, count: 100)
         let server = try StallingServer(body: body, chunk: 100, interval: 0.1, interims: 600)
         defer { server.stop() }
-        let dir = try TemporaryDirectory()
-        do {
-            _ = try await Self.fetch(server, size: body.count, sha256: Hex.encode(SHA256Hasher.hash(body)),
-                                     readTimeout: .milliseconds(700), minimumRate: RateFloor(bytes: 1, seconds: 600), into: dir)
-            Issue.record("a minute of 100 Continue was waited through")
-        } catch let e as ClientError {
-            #expect(e.description.contains("the server sent no response data for 0.7 s"), "\(e)")
-        }
+        let e = try await Self.refusal(server, of: body, readTimeout: .milliseconds(700), minimumRate: RateFloor(bytes: 1, seconds: 600),
+                                       into: try TemporaryDirectory(), accepted: "a minute of 100 Continue was waited through")
+        #expect(e?.description.contains("the server sent no response data for 0.7 s") == true, "\(String(describing: e))")
     }
 
     /// The floor is not a deadline: a slow server above it finishes, and the download checks out.
