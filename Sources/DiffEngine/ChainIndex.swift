@@ -3,18 +3,17 @@ import PatchFormat
 /// The index of `DiffOptions.index = .hashChains` (`make --index hash-chains`): no suffix sort. Every
 /// position of old goes on the chain of its first 12 bytes' hash (the newest first, as in an LZ77
 /// compressor's match finder), and a search walks the pattern's chain for up to `depth` candidates,
-/// keeping the longest match; the 9-gram filter (`GramFilter`) still decides where a search is worth
-/// starting. Building it is one pass over old, several times faster than libdivsufsort, so `make` no
-/// longer waits for a sort; the price is that a search sees only the `depth` most recent positions on
+/// keeping the longest match; a filter of old's 12-byte strings (`GramFilter`) decides where a search
+/// is worth starting. Building it is one pass over old, several times faster than libdivsufsort, so
+/// `make` no longer waits for a sort; the price is that a search sees only the `depth` most recent positions on
 /// its chain, where the suffix array always finds the longest match.
 ///
-/// Measured on the corpus pairs (default xz, 2 cores, the peer benchmark's `phoenix-chains` row)
-/// against the suffix array: `make` 2x faster on numpy, 3.3x on the Django tar, 1.7x on pyarrow, about
-/// the same on ruff (whose time is mostly matching and LZMA; 0.9-1.25x across runs); patches 0.3%
-/// larger on numpy, 0.1% on pyarrow, 2.6% on the Django tar (text, whose common strings have long
-/// chains), and 1.2% smaller on ruff (see `gram`). Memory: the links packed to ceil(log2(n + 1)) bits
-/// (4 bytes a byte while they are built, as libdivsufsort takes), n/16 to n/8 chain heads of 4 bytes,
-/// the filter; that is the suffix array's peak plus the heads: 81 MB on numpy, 171 on ruff, 182 on
+/// Measured on the corpus pairs (default xz, 2 cores) against the suffix array: `make` 1.7x faster on
+/// numpy and pyarrow, 3.2x on the Django tar, 1.2x on ruff (whose time is mostly matching and LZMA);
+/// patches 0.2% larger on numpy, 0.07% on pyarrow, 1.5% on the Django tar (text, whose common strings
+/// have long chains), and 1.4% smaller on ruff (see `gram`). Memory: the links packed to
+/// ceil(log2(n + 1)) bits (4 bytes a byte while they are built, as libdivsufsort takes), n/16 to n/8
+/// chain heads of 4 bytes, the filter; that is the suffix array's peak plus the heads: 81 MB on numpy, 171 on ruff, 182 on
 /// the Django tar (under HDiffPatch -m's 82, 174, 184) and 355 on pyarrow (HDiffPatch 352).
 struct ChainIndex: MatchIndex, ~Copyable {
     /// Bytes hashed; shorter matches are not found. 12 rather than 8 (the shortest that could win is
@@ -22,18 +21,24 @@ struct ChainIndex: MatchIndex, ~Copyable {
     /// elsewhere in old, which seldom pay for their tuple, made ruff 2.2% and the Django tar 1.9%
     /// smaller, numpy and pyarrow 0.1-0.3% larger. 16 was slower and no better overall.
     static let gram = 12
-    /// Candidates a search looks at. In a prototype (2^24 heads), 16 made the Django tar 7% larger
-    /// than the suffix array, and 2048 brought it within 1.6% but made ruff 1.8x slower (its many
-    /// searches in changed code walk long chains to no avail). 64 is the measured compromise.
-    static let depth = 64
+    /// Candidates a search looks at. Behind a 9-byte filter, deep walks were costly: in a prototype
+    /// (2^24 heads) 2048 brought the Django tar within 1.6% of the suffix array but made ruff 1.8x
+    /// slower, so it was 64. Behind the 12-byte filter most of ruff's steps (searches for strings old
+    /// lacks) are gone and depth costs little; measured (default xz, 2 cores; depth 64 / 128 / 256 /
+    /// 512 / 1024): the Django tar 6,312 / 6,268 / 6,249 / 6,239 / 6,228 bytes, numpy 47,275 / 47,267 /
+    /// 47,234 / 47,228 / 47,231, ruff 3,253,432 / 3,249,935 / 3,247,650 / 3,243,491 / 3,241,441,
+    /// pyarrow 435,884 / 435,748 / 435,748 / 436,026 / 435,935; time the same on numpy and the Django
+    /// tar, +3% on ruff and pyarrow at 256, +5-8% at 1024.
+    static let depth = 256
     /// Old files it takes: a link is a 32-bit position + 1 (0 ends a chain). Larger files use the
     /// suffix array.
     static let maxCount = Int(UInt32.max) - 1
 
     /// links[i]: 1 + the previous position whose first `gram` bytes hash like those at i, or 0.
     let links: PackedSuffixArray
-    /// Which 9-byte strings occur in old: a search starts only where one may (the chain heads are
-    /// too full to tell).
+    /// Which 12-byte strings occur in old: a search starts only where one may. The chains cannot tell:
+    /// each mixes the strings whose hashes share a head, and a search for a string absent from old
+    /// walks all of them.
     let filter: GramFilter
     private let heads: UnsafeMutableBufferPointer<UInt32>
     private let shift: UInt64
@@ -70,7 +75,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
         nonisolated(unsafe) var digest: [UInt8]? = nil
         // The filter takes longer to fill than the chains to build (a random write per byte each, but
         // a larger bitmap): the other core starts on it, and this one joins once the chains are built.
-        let filter = GramFilter(sizedFor: n)
+        let filter = GramFilter(sizedFor: n, gram: Self.gram)
         let filler = filter.filler, progress = GramFilter.Filler.Progress()
         nonisolated(unsafe) let o = old
         do {
@@ -126,6 +131,8 @@ struct ChainIndex: MatchIndex, ~Copyable {
         let heads: UnsafePointer<UInt32>
         let shift: UInt64
         let filter: GramFilter.View
+
+        var probeLength: Int { filter.gram }
 
         @inline(__always)
         func mayMatch(_ p: UnsafePointer<UInt8>) -> Bool { filter.mayContain(p) }

@@ -1,36 +1,49 @@
 import CPhoenixSys
 import Synchronization
 
-/// A one-sided membership filter over every 9-byte substring ("gram") of the old file: a blocked
-/// Bloom filter, two bits in one 64-bit word per gram, chosen by a multiplicative hash. `mayContain`
-/// never says no for a gram that occurs in old; for an absent gram it says yes with probability about
-/// the square of the bitmap's fill (in theory ~15% at 4 bits a byte; one bit per gram gave ~22%).
+/// A one-sided membership filter over every `gram`-byte substring of the old file (9 bytes for the
+/// suffix array, 12 for hash chains): a blocked Bloom filter, two bits in one 64-bit word per gram,
+/// chosen by a multiplicative hash. `mayContain` never says no for a gram that occurs in old; for an
+/// absent gram it says yes with probability about the square of the bitmap's fill (in theory ~15% at
+/// 4 bits a byte; one bit per gram gave ~22%).
 ///
-/// The matcher asks it before each suffix-array search: when the 9 bytes at a position of new occur
-/// nowhere in old, the longest match there is at most 8 bytes, which can never beat the current
-/// alignment by more than 8, so the binary search (about 25 cache misses) is skipped for one probe.
-/// On real executables 70-80% of the searches bsdiff makes return fewer than 9 bytes. On ruff the
-/// searches that got past the filter and found fewer than 9 bytes went from 693,000 with one bit to
-/// 355,000 with two (of 1.38 and 1.05 million searches).
+/// The matcher asks it before each search. With the suffix array (9 bytes): when the 9 bytes at a
+/// position of new occur nowhere in old, the longest match there is at most 8 bytes, which can never
+/// beat the current alignment by more than 8, so the binary search (about 25 cache misses) is skipped
+/// for one probe. On real executables 70-80% of the searches bsdiff makes return fewer than 9 bytes.
+/// On ruff the searches that got past the filter and found fewer than 9 bytes went from 693,000 with
+/// one bit to 355,000 with two (of 1.38 and 1.05 million searches). With hash chains (12 bytes, the
+/// shortest match they find): a search whose 12 bytes occur nowhere in old walks its whole chain of
+/// other strings that share the hash, and on ruff such searches were 65% of all and took 88% of the
+/// chain steps behind a 9-byte filter.
 ///
 /// Cost: one pass over old (O(n), one random write per byte); memory n/2 bytes (4n bits). Eight bits
 /// per byte would cut the false positives further but costs ruff 12 MB of peak memory.
 struct GramFilter: ~Copyable {
+    /// The suffix array's gram: the shortest match that can beat the current alignment.
     static let gram = 9
+    /// The gram lengths a filter can have: 9 (`gram`) or 12 (`ChainIndex.gram`).
+    static let grams = [9, 12]
+    /// Bytes per gram: 9 or 12.
+    let gram: Int
     private let bits: UnsafeMutableBufferPointer<UInt64>
 
-    init(_ text: UnsafeBufferPointer<UInt8>) {
+    init(_ text: UnsafeBufferPointer<UInt8>, gram: Int = Self.gram) {
+        precondition(Self.grams.contains(gram), "a \(gram)-byte gram filter")
+        self.gram = gram
         bits = Self.emptyBitmap(for: text.count)
         let count = text.count
-        guard count >= Self.gram, let base = text.baseAddress else { return }
-        for i in 0...(count - Self.gram) {
-            let (word, mask) = Self.probe(base + i, bits.count)
+        guard count >= gram, let base = text.baseAddress else { return }
+        for i in 0...(count - gram) {
+            let (word, mask) = Self.probe(base + i, bits.count, gram: gram)
             bits[word] |= mask
         }
     }
 
     /// An empty filter for a text of `count` bytes, for `filler` to fill.
-    init(sizedFor count: Int) {
+    init(sizedFor count: Int, gram: Int = Self.gram) {
+        precondition(Self.grams.contains(gram), "a \(gram)-byte gram filter")
+        self.gram = gram
         bits = Self.emptyBitmap(for: count)
     }
 
@@ -47,7 +60,7 @@ struct GramFilter: ~Copyable {
     var words: [UInt64] { Array(bits) }
 
     /// Fills the filter from several threads at once (`Filler.add`); the filter lives while it is used.
-    var filler: Filler { Filler(bits: bits.baseAddress!, words: bits.count) }
+    var filler: Filler { Filler(bits: bits.baseAddress!, words: bits.count, gram: gram) }
 
     /// Adds the grams of a text to the filter with atomic ORs, a chunk of positions at a time, taken
     /// from a counter that every thread filling it shares: the bitmap ends the same whichever thread
@@ -56,6 +69,7 @@ struct GramFilter: ~Copyable {
     struct Filler: @unchecked Sendable {
         fileprivate let bits: UnsafeMutablePointer<UInt64>
         fileprivate let words: Int
+        fileprivate let gram: Int
         static let chunk = 1 << 20
 
         /// The next chunk to fill, shared by the threads filling.
@@ -67,8 +81,8 @@ struct GramFilter: ~Copyable {
 
         func add(_ text: UnsafeBufferPointer<UInt8>, sharing progress: Progress) {
             let count = text.count
-            guard count >= GramFilter.gram, let base = text.baseAddress else { return }
-            let positions = count - GramFilter.gram + 1
+            guard count >= gram, let base = text.baseAddress else { return }
+            let positions = count - gram + 1
             // The probes go to the C side in batches (Swift has no atomic OR on plain memory): one call
             // per 4096 bits, and computing a batch of probes before its ORs lets their misses overlap
             // (pyarrow's filter fills ~5% faster than with one inlined OR per bit).
@@ -87,7 +101,7 @@ struct GramFilter: ~Copyable {
                 while i < end {
                     let k = min(batch, end &- i)
                     for j in 0..<k {
-                        let (word, bits) = GramFilter.probe(base + (i &+ j), words)
+                        let (word, bits) = GramFilter.probe(base + (i &+ j), words, gram: gram)
                         index[j] = Int64(word)
                         mask[j] = bits
                     }
@@ -102,12 +116,13 @@ struct GramFilter: ~Copyable {
 
     /// The word of the bitmap a gram maps to and the two bits it sets there (a blocked Bloom filter
     /// with two probes: one cache line per gram, and fewer false positives than one bit: ~15% instead
-    /// of ~22% at 4 bits a byte).
+    /// of ~22% at 4 bits a byte). `gram` is 9 or 12.
     @inline(__always)
-    static func probe(_ p: UnsafePointer<UInt8>, _ words: Int) -> (word: Int, mask: UInt64) {
+    static func probe(_ p: UnsafePointer<UInt8>, _ words: Int, gram: Int) -> (word: Int, mask: UInt64) {
         let raw = UnsafeRawPointer(p)
         let a = raw.loadUnaligned(as: UInt64.self)
-        let b = UInt64(raw.load(fromByteOffset: 8, as: UInt8.self))
+        let b = gram == 12 ? UInt64(raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+                           : UInt64(raw.load(fromByteOffset: 8, as: UInt8.self))
         let h = (a ^ (b &* 0x9E37_79B9)) &* 0xFF51_AFD7_ED55_8CCD
         // The top bits pick the word (Lemire's multiply-shift range reduction); a second mix of the
         // whole hash picks the two bits.
@@ -116,22 +131,23 @@ struct GramFilter: ~Copyable {
         return (word, (1 << (g >> 58)) | (1 << ((g >> 52) & 63)))
     }
 
-    /// Whether the 9 bytes at `p` may occur in the old file. `p` must have 9 readable bytes.
+    /// Whether the `gram` bytes at `p` may occur in the old file. `p` must have `gram` readable bytes.
     @inline(__always)
     func mayContain(_ p: UnsafePointer<UInt8>) -> Bool { view.mayContain(p) }
 
     /// The read side, for the matcher; the filter lives at least until `body` returns.
     func withView<R>(_ body: (View) throws -> R) rethrows -> R { try body(view) }
 
-    private var view: View { View(bits: UnsafePointer(bits.baseAddress!), words: bits.count) }
+    private var view: View { View(bits: UnsafePointer(bits.baseAddress!), words: bits.count, gram: gram) }
 
     struct View {
         fileprivate let bits: UnsafePointer<UInt64>
         fileprivate let words: Int
+        let gram: Int
 
         @inline(__always)
         func mayContain(_ p: UnsafePointer<UInt8>) -> Bool {
-            let (word, mask) = GramFilter.probe(p, words)
+            let (word, mask) = GramFilter.probe(p, words, gram: gram)
             return bits[word] & mask == mask
         }
     }

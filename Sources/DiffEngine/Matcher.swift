@@ -21,8 +21,10 @@ func commonPrefixLength(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, li
 
 /// Finds, for a position of new, a long match in old: the matcher's one question about old.
 protocol MatchFinder {
-    /// False only when no match of `GramFilter.gram` (9) bytes or more starts at `p` (which has 9
-    /// readable bytes): then none can win, and the search is skipped.
+    /// Bytes `mayMatch` reads: 9 (the shortest match that can win) or 12 (the shortest hash chains find).
+    var probeLength: Int { get }
+    /// False only when no match of `probeLength` bytes or more starts at `p` (which has that many
+    /// readable bytes): then none can win, or `longestMatch` would find none, and the search is skipped.
     func mayMatch(_ p: UnsafePointer<UInt8>) -> Bool
     /// A match for the pattern `p[0..<length]` (length > 0) in old, as (position in old, length): the
     /// longest there is (`SuffixArrayFinder`) or the longest among those looked at (`ChainIndex.Finder`).
@@ -39,6 +41,8 @@ struct SuffixArrayFinder<SA: SuffixArrayView>: MatchFinder {
     let sa: SA
     let filter: GramFilter.View
     let prefixes: PrefixRanges.View
+
+    var probeLength: Int { filter.gram }
 
     @inline(__always)
     func mayMatch(_ p: UnsafePointer<UInt8>) -> Bool { filter.mayContain(p) }
@@ -157,6 +161,7 @@ struct Matcher<Finder: MatchFinder> {
         var lastPos = min(range.lowerBound, oldCount)
         var lastOffset = lastPos &- lastScan
         var nextReport = scan &+ (1 << 20)
+        let probeLength = finder.probeLength
         while scan < newCount {
             var oldScore = 0
             // A match found near the end of the range may run past it: stop at the range's end.
@@ -165,8 +170,8 @@ struct Matcher<Finder: MatchFinder> {
             while scan < newCount {
                 // oldScore counts the positions of [scan, scsc) where the current alignment agrees.
                 if scsc < scan { scsc = scan }
-                if scan &+ GramFilter.gram <= newCount && !finder.mayMatch(n + scan) {
-                    // No match of 9 bytes or more starts here, so none can win: move on.
+                if scan &+ probeLength <= newCount && !finder.mayMatch(n + scan) {
+                    // No match the finder could return starts here (or none that could win): move on.
                     len = 0
                     if aligned(scan, lastOffset) && scan < scsc { oldScore &-= 1 }
                     scan &+= 1

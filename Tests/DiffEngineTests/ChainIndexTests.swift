@@ -36,6 +36,10 @@ import TestSupport
                             best = max(best, l)
                         }
                         #expect(len == (best >= ChainIndex.gram ? best : 0), "scan \(scan): \(len), brute force \(best)")
+                        // The filter the matcher asks first never turns away a search that finds something.
+                        if scan + finder.probeLength <= new.count && !finder.mayMatch(n.baseAddress! + scan) {
+                            #expect(best < ChainIndex.gram, "scan \(scan): the filter rejected a \(best)-byte match")
+                        }
                         #expect(Array(old[pos..<(pos + len)]) == Array(new[scan..<(scan + len)]), "scan \(scan)")
                     }
                 }
@@ -73,14 +77,14 @@ import TestSupport
         }
     }
 
-    /// The 9-gram filter filled by two threads sharing the work (atomic ORs; how the chain index
-    /// fills it) is bit for bit the one a single thread fills.
-    @Test func filterFilledByTwoThreadsIsTheSame() {
+    /// The gram filter filled by two threads sharing the work (atomic ORs; how the chain index
+    /// fills its 12-byte one) is bit for bit the one a single thread fills.
+    @Test(arguments: GramFilter.grams) func filterFilledByTwoThreadsIsTheSame(gram: Int) {
         var rng = SeededGenerator(seed: 652)
         let text = TestData.structured(5 << 20, rng: &rng)
         text.withUnsafeBufferPointer { t in
-            let alone = GramFilter(t)
-            let shared = GramFilter(sizedFor: t.count)
+            let alone = GramFilter(t, gram: gram)
+            let shared = GramFilter(sizedFor: t.count, gram: gram)
             let filler = shared.filler, progress = GramFilter.Filler.Progress()
             nonisolated(unsafe) let u = t
             DispatchQueue.concurrentPerform(iterations: 2) { _ in filler.add(u, sharing: progress) }
