@@ -5,16 +5,17 @@ import PatchFormat
 /// compressor's match finder), and a search walks the pattern's chain for up to `depth` candidates,
 /// keeping the longest match; a filter of old's 12-byte strings (`GramFilter`) decides where a search
 /// is worth starting. Building it is one pass over old, several times faster than libdivsufsort, so
-/// `make` no longer waits for a sort; the price is that a search sees only the `depth` most recent positions on
-/// its chain, where the suffix array always finds the longest match.
+/// `make` no longer waits for a sort; the price is that a search sees only the `depth` most recent
+/// positions on its chain, where the suffix array always finds the longest match.
 ///
 /// Measured on the corpus pairs (default xz, 2 cores) against the suffix array: `make` 1.7x faster on
 /// numpy and pyarrow, 3.2x on the Django tar, 1.2x on ruff (whose time is mostly matching and LZMA);
 /// patches 0.2% larger on numpy, 0.07% on pyarrow, 1.5% on the Django tar (text, whose common strings
-/// have long chains), and 1.4% smaller on ruff (see `gram`). Memory: the links packed to
-/// ceil(log2(n + 1)) bits (4 bytes a byte while they are built, as libdivsufsort takes), n/16 to n/8
-/// chain heads of 4 bytes, the filter; that is the suffix array's peak plus the heads: 81 MB on numpy, 171 on ruff, 182 on
-/// the Django tar (under HDiffPatch -m's 82, 174, 184) and 355 on pyarrow (HDiffPatch 352).
+/// have long chains), and 1.4% smaller on ruff (see `gram`). Memory: the links and the chain heads
+/// (n/16 to n/8 of them) packed to ceil(log2(n + 1)) bits (4 bytes an entry while they are built, as
+/// libdivsufsort takes), and the filter; that is the suffix array's peak plus the heads: 80 MB on
+/// numpy, 169 on ruff, 180 on the Django tar and 351 on pyarrow (HDiffPatch -m: 82, 174, 184, 352).
+/// Twice the heads made ruff and pyarrow ~10% faster for 7-13 MB more; half made them 20-45% slower.
 struct ChainIndex: MatchIndex, ~Copyable {
     /// Bytes hashed; shorter matches are not found. 12 rather than 8 (the shortest that could win is
     /// 9): chains of 12-byte strings mix fewer unrelated places, and skipping 9-11-byte matches
@@ -40,21 +41,23 @@ struct ChainIndex: MatchIndex, ~Copyable {
     /// each mixes the strings whose hashes share a head, and a search for a string absent from old
     /// walks all of them.
     let filter: GramFilter
-    private let heads: UnsafeMutableBufferPointer<UInt32>
+    /// heads[h]: 1 + the last position of old whose first `gram` bytes hash to h, or 0; packed like the links.
+    private let heads: PackedSuffixArray
     private let shift: UInt64
     /// SHA-256 of old, if `hashing` was set (made on another core while the chains are built).
     let sha256: [UInt8]?
 
     /// log2 of the number of chain heads for `count` bytes of old: between n/16 and n/8 heads (more
-    /// heads shorten the walks a little but cost the memory the suffix array's matching stays within).
+    /// heads shorten the walks, but cost memory that would take pyarrow's peak over HDiffPatch's).
     static func headBits(for count: Int) -> Int {
         min(30, max(10, PackedSuffixArray.bits(for: count) - 4))
     }
 
-    /// The index's memory while matching, for `count` bytes of old: the packed links, the heads and
-    /// the filter (4 bits a byte).
+    /// The index's memory while matching, for `count` bytes of old: the links and the heads, packed,
+    /// and the filter (4 bits a byte).
     static func matchingBytes(count: Int) -> Int {
-        count * PackedSuffixArray.bits(for: count + 1) / 8 + (4 << headBits(for: count)) + count / 2
+        let entryBits = PackedSuffixArray.bits(for: count + 1)
+        return (count + (1 << headBits(for: count))) * entryBits / 8 + count / 2
     }
 
     /// The chain of the `gram` (12) bytes at `p`: a multiplicative hash, its top bits.
@@ -70,49 +73,46 @@ struct ChainIndex: MatchIndex, ~Copyable {
         precondition(n <= Self.maxCount, "hash chains over \(n) bytes")
         let bits = Self.headBits(for: n)
         let shift = UInt64(64 - bits)
-        let heads = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: 1 << bits)
-        heads.initialize(repeating: 0)
         nonisolated(unsafe) var digest: [UInt8]? = nil
         // The filter takes longer to fill than the chains to build (a random write per byte each, but
         // a larger bitmap): the other core starts on it, and this one joins once the chains are built.
         let filter = GramFilter(sizedFor: n, gram: Self.gram)
         let filler = filter.filler, progress = GramFilter.Filler.Progress()
         nonisolated(unsafe) let o = old
-        do {
-            links = try besideAnotherCore(threads: threads, {
-                if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
-                filler.add(o, sharing: progress)
-            }, then: {
-                // The mapping starts zeroed, so the last positions (fewer than `gram` bytes left) end chains.
-                let links = try PackedSuffixArray(count: n, maxValue: UInt32(n), what: "the match chains of a \(n)-byte file") { next in
+        var built: PackedSuffixArray? = nil
+        heads = try besideAnotherCore(threads: threads, {
+            if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
+            filler.add(o, sharing: progress)
+        }, then: {
+            // Heads and links are 32-bit while the chains are built, then packed like the links (the
+            // heads after the links, so that only one is at 4 bytes an entry at a time). Both mappings
+            // start zeroed: empty chains, and the last positions (fewer than `gram` bytes left) end theirs.
+            let heads = try PackedSuffixArray(count: 1 << bits, maxValue: UInt32(n), what: "the match chain heads of a \(n)-byte file") { h in
+                built = try PackedSuffixArray(count: n, maxValue: UInt32(n), what: "the match chains of a \(n)-byte file") { next in
                     guard n >= Self.gram, let b = old.baseAddress else { return }
-                    let h = heads.baseAddress!
                     for i in 0...(n - Self.gram) {
                         let k = Self.hash(b + i, shift)
                         next[i] = h[k]
                         h[k] = UInt32(truncatingIfNeeded: i &+ 1)
                     }
                 }
-                filler.add(old, sharing: progress)
-                return links
-            })
-        } catch {
-            heads.deallocate()
-            throw error
-        }
+            }
+            filler.add(old, sharing: progress)
+            return heads
+        })
+        links = built.take()!
         self.filter = filter
-        self.heads = heads
         self.shift = shift
         sha256 = digest
     }
 
-    deinit { heads.deallocate() }
-
     /// Calls `body` with the finder; the index lives at least until it returns.
     func withFinder<R>(old: UnsafeBufferPointer<UInt8>, _ body: (Finder) throws -> R) rethrows -> R {
         try links.withView { l in
-            try filter.withView { f in
-                try body(Finder(old: old, links: l, heads: UnsafePointer(heads.baseAddress!), shift: shift, filter: f))
+            try heads.withView { h in
+                try filter.withView { f in
+                    try body(Finder(old: old, links: l, heads: h, shift: shift, filter: f))
+                }
             }
         }
     }
@@ -128,7 +128,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
     struct Finder: MatchFinder {
         let old: UnsafeBufferPointer<UInt8>
         let links: PackedSuffixArray.View
-        let heads: UnsafePointer<UInt32>
+        let heads: PackedSuffixArray.View
         let shift: UInt64
         let filter: GramFilter.View
 
@@ -144,7 +144,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
             // The pattern's first 12 bytes, as two overlapping 8-byte words.
             let key = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
             let key2 = UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 4, as: UInt64.self)
-            var link = Int(heads[ChainIndex.hash(p, shift)])
+            var link = heads[ChainIndex.hash(p, shift)]
             var bestPos = 0, bestLen = 0, left = ChainIndex.depth
             while link != 0 && left > 0 {
                 let pos = link &- 1
