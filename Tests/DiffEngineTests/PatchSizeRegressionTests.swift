@@ -20,13 +20,21 @@ import TestSupport
     }()
 
     static let cases: [Case] = [
-        Case(name: "phx xz (default)", options: DiffOptions(), expected: 2402),
-        Case(name: "phx zstd", options: DiffOptions(codec: .zstd), expected: 2416),
-        Case(name: "phx bzip2", options: DiffOptions(codec: .bzip2), expected: 2994),
-        Case(name: "bsdiff", options: DiffOptions(format: .bsdiff), expected: 2847),
-        Case(name: "phx zstd, context order", options: ordered(.oldContext), expected: 3283),
-        Case(name: "phx xz, hash chains", options: { var o = DiffOptions(); o.index = .hashChains; return o }(), expected: 2401),
+        Case(name: "phx xz (default: hash chains)", options: DiffOptions(), expected: 2401),
+        Case(name: "phx zstd, hash chains", options: DiffOptions(codec: .zstd), expected: 2417),
+        Case(name: "bsdiff, hash chains", options: DiffOptions(format: .bsdiff), expected: 2861),
+        Case(name: "phx xz, suffix array", options: suffixArray(DiffOptions()), expected: 2402),
+        Case(name: "phx zstd, suffix array", options: suffixArray(DiffOptions(codec: .zstd)), expected: 2416),
+        Case(name: "phx bzip2, suffix array", options: suffixArray(DiffOptions(codec: .bzip2)), expected: 2994),
+        Case(name: "bsdiff, suffix array", options: suffixArray(DiffOptions(format: .bsdiff)), expected: 2847),
+        Case(name: "phx zstd, context order, suffix array", options: suffixArray(ordered(.oldContext)), expected: 3283),
     ]
+
+    static func suffixArray(_ options: DiffOptions) -> DiffOptions {
+        var o = options
+        o.index = .suffixArray
+        return o
+    }
 
     @Test(arguments: cases)
     func patchSizeDoesNotGrow(_ c: Case) throws {
