@@ -6,23 +6,26 @@ import PatchFormat
 public enum DiffEngine {
     /// Makes a patch that turns `old` into `new`.
     ///
-    /// Cost: a suffix sort of `old` (libdivsufsort, near-linear in practice, one core), then one pass
-    /// over `new` in 2 MiB chunks on `options.threads` cores with a binary search per position scanned
-    /// outside matches (O(n log m)), then compression (xz: the streams side by side).
-    /// Peak memory is the larger of two phases. Sorting: `old` + 4·|old| (8·|old| from 2 GiB) + |old|/2
-    /// for the 9-gram filter. Matching: `old` + `new` + the suffix array packed to ceil(log2 |old|)
-    /// bits an entry (3.1 bytes a byte for 24 MB) + |old|/2 + 32 bytes a tuple. The index is freed
-    /// before compression, and compressors finishing side by side stay within what it held. About
-    /// 5.6n for equal sizes, against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n. Measured peak RSS of
-    /// `phoenix-diff make` (`makePatchFile`, which reads `new` only after the sort; the peer benchmark,
-    /// GNU time): 77 MB on the 10.5 MB numpy pair (HDiffPatch -m 82), 164 MB on ruff, 24.5 MB (174),
-    /// 338 MB on pyarrow, 55 MB (352), 174 MB on the 27 MB Django tar (184), 1.32 GB on polars, 221 MB
-    /// (1.33 GB). Called with both buffers in memory, the sorting phase also holds `new`. For a hard
-    /// cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
+    /// Cost: old is indexed (`options.index`; by default hash chains below 128 MiB of old, its suffix
+    /// array from there), then new is matched in 2 MiB chunks on `options.threads` cores, then the
+    /// streams are compressed (xz: side by side). Hash chains (`ChainIndex`): one pass over old, then a
+    /// walk of at most 256 chain entries per position scanned outside matches. Suffix array: a suffix
+    /// sort (libdivsufsort, near-linear in practice, one core), then a binary search per position
+    /// (O(n log m)).
     ///
-    /// With `options.index = .hashChains`, hash chains of old (`ChainIndex`, one pass) replace the
-    /// sort and a bounded chain walk the binary search; memory is the above plus the chain heads
-    /// (|old|/16 to |old|/8 entries of 4 bytes), as `ChainIndex` states with its measurements.
+    /// Peak memory is the largest of three phases. Indexing: `old` + 4·|old| (libdivsufsort's array, or
+    /// the chain links before packing; 8·|old| for a suffix array from 2 GiB) + |old|/2 for the filter
+    /// (+ the chain heads at 4 bytes each, |old|/16 to |old|/8 of them). Matching: `old` + `new` + the
+    /// index packed to ceil(log2 |old|) bits an entry (3.1 bytes a byte of a 24 MB file; the chains
+    /// add their heads at the same width) + |old|/2 + 32 bytes a tuple. Compressing: the index is freed
+    /// first, and compressors finishing side by side stay within what it held. About 5.6n for equal
+    /// sizes (5.9n with chains), against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n. Measured peak RSS
+    /// of `phoenix-diff make` (`makePatchFile`, which reads `new` only after indexing; the peer
+    /// benchmark, GNU time), default index: 80 MB on the 10.5 MB numpy pair (HDiffPatch -m 82), 169 MB
+    /// on ruff, 24.5 MB (174), 351 MB on pyarrow, 55 MB (352), 180 MB on the 27 MB Django tar (184),
+    /// and with the suffix array 1.32 GB on polars, 221 MB (1.33 GB); the suffix array on the four
+    /// smaller pairs: 77, 164, 338, 174 MB. Called with both buffers in memory, indexing also holds
+    /// `new`. For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
     ///
     /// - Parameter progress: called with a fraction in 0...1 as the work advances (from this thread).
     public static func makePatch(old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,

@@ -93,3 +93,35 @@ import TestSupport
         }
     }
 }
+
+/// Which index `make` uses by default (`--index auto`) and when it is asked for one.
+@Suite struct IndexChoiceTests {
+    @Test func autoUsesChainsBelowTheLimitOnly() {
+        var options = DiffOptions()
+        #expect(options.index == .auto)
+        #expect(options.usesChains(oldCount: 0))
+        #expect(options.usesChains(oldCount: DiffOptions.chainsBelow - 1))
+        #expect(!options.usesChains(oldCount: DiffOptions.chainsBelow))
+        options.index = .hashChains
+        #expect(options.usesChains(oldCount: DiffOptions.chainsBelow))
+        #expect(options.usesChains(oldCount: ChainIndex.maxCount))
+        #expect(!options.usesChains(oldCount: ChainIndex.maxCount + 1), "32-bit links cannot hold the position")
+        options.index = .suffixArray
+        #expect(!options.usesChains(oldCount: 1000))
+    }
+
+    /// The estimate behind `--memory-limit` follows the index actually used: the chains' heads make
+    /// it larger than the suffix array's below the limit, and from the limit `auto` is the suffix array.
+    /// (bsdiff's bzip2 compressors are small, so matching is the estimate's peak.)
+    @Test func theMemoryEstimateFollowsTheChoice() {
+        func estimate(_ index: MatchIndexKind, _ size: Int) -> Int {
+            var options = DiffOptions(format: .bsdiff)
+            options.index = index
+            return DiffEngine.estimatedPeakMemory(oldSize: size, newSize: size, options: options)
+        }
+        let small = 24 << 20, large = DiffOptions.chainsBelow
+        #expect(estimate(.auto, small) == estimate(.hashChains, small))
+        #expect(estimate(.hashChains, small) > estimate(.suffixArray, small))
+        #expect(estimate(.auto, large) == estimate(.suffixArray, large))
+    }
+}
