@@ -9,11 +9,15 @@ public struct BundleOptions: Sendable {
     /// Cores used to hash the trees and to diff files concurrently. The bundle's bytes do not depend
     /// on it.
     public var threads: Int
+    /// How each changed file's old version is searched (`DiffOptions.index`): by default hash chains
+    /// below 128 MiB, the suffix array from there.
+    public var index: MatchIndexKind
 
-    public init(codec: CodecID = .zstd, level: Int? = nil, threads: Int = 1) {
+    public init(codec: CodecID = .zstd, level: Int? = nil, threads: Int = 1, index: MatchIndexKind = .auto) {
         self.codec = codec
         self.level = level
         self.threads = max(1, threads)
+        self.index = index
     }
 }
 
@@ -74,7 +78,7 @@ public enum BundleMaker {
                 batch.append(done + batch.count)
             }
             let results = try diffBatch(batch.map { jobs[$0] }, old: old, new: new, oldRoot: oldRoot, newRoot: newRoot,
-                                        threads: options.threads)
+                                        threads: options.threads, index: options.index)
             for (k, jobIndex) in batch.enumerated() {
                 let job = jobs[jobIndex]
                 let r = results[k]
@@ -245,7 +249,7 @@ public enum BundleMaker {
     }
 
     static func diffBatch(_ jobs: [DataJob], old: [TreeEntry], new: [TreeEntry], oldRoot: String?, newRoot: String,
-                          threads: Int) throws -> [JobResult] {
+                          threads: Int, index: MatchIndexKind) throws -> [JobResult] {
         nonisolated(unsafe) var results = [Result<JobResult, Error>?](repeating: nil, count: jobs.count)
         let workers = max(1, min(threads, jobs.count))
         results.withUnsafeMutableBufferPointer { buffer in
@@ -253,7 +257,7 @@ public enum BundleMaker {
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 var i = w
                 while i < jobs.count {
-                    out[i] = Result { try diffOne(jobs[i], old: old, new: new, oldRoot: oldRoot, newRoot: newRoot) }
+                    out[i] = Result { try diffOne(jobs[i], old: old, new: new, oldRoot: oldRoot, newRoot: newRoot, index: index) }
                     i += workers
                 }
             }
@@ -261,7 +265,8 @@ public enum BundleMaker {
         return try results.map { try $0!.get() }
     }
 
-    static func diffOne(_ job: DataJob, old: [TreeEntry], new: [TreeEntry], oldRoot: String?, newRoot: String) throws -> JobResult {
+    static func diffOne(_ job: DataJob, old: [TreeEntry], new: [TreeEntry], oldRoot: String?, newRoot: String,
+                        index: MatchIndexKind) throws -> JobResult {
         let newBytes = try POSIX.readFile(newRoot + "/" + new[job.newIndex].path)
         guard SHA256Hasher.hash(newBytes) == new[job.newIndex].sha256 else {
             throw TreeIOError.io(operation: "file changed while the bundle was being made:", path: newRoot + "/" + new[job.newIndex].path,
@@ -276,7 +281,7 @@ public enum BundleMaker {
                 throw TreeIOError.io(operation: "file changed while the bundle was being made:", path: oldRoot + "/" + old[source].path,
                                      errno: 0, message: "its content no longer matches the scan")
             }
-            let streams = try oldBytes.withUnsafeBufferPointer { o in try DiffEngine.rawPhxStreams(old: o, new: n) }
+            let streams = try oldBytes.withUnsafeBufferPointer { o in try DiffEngine.rawPhxStreams(old: o, new: n, index: index) }
             // When almost nothing matched, the file alone compresses at least as well: store it whole.
             if streams.diffBytes < UInt64(n.count) / 16 {
                 return JobResult(streams: .whole(n), usedSource: false)

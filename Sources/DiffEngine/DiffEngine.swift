@@ -224,11 +224,20 @@ public enum DiffEngine {
         progress?(new.count)
     }
 
-    /// Indexes `old` and matches `new` against it (`match(index:...)`).
-    static func match<Sink: MatchSink>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int = 1,
-                                       chunkSize: Int? = nil, into sink: inout Sink, progress: ((Int) -> Void)?) throws {
-        try match(index: try OldIndex(old, threads: threads), old: old, new: new, threads: threads, chunkSize: chunkSize,
-                  into: &sink, progress: progress)
+    /// Indexes `old` by hash chains or its suffix array, as `kind` and old's size decide
+    /// (`DiffOptions.usesChains`), and matches `new` against it (`match(index:...)`).
+    static func match<Sink: MatchSink>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, index kind: MatchIndexKind,
+                                       threads: Int = 1, chunkSize: Int? = nil, into sink: inout Sink,
+                                       progress: ((Int) -> Void)?) throws {
+        var options = DiffOptions()
+        options.index = kind
+        if options.usesChains(oldCount: old.count) {
+            try match(index: try ChainIndex(old, threads: threads), old: old, new: new, threads: threads, chunkSize: chunkSize,
+                      into: &sink, progress: progress)
+        } else {
+            try match(index: try OldIndex(old, threads: threads), old: old, new: new, threads: threads, chunkSize: chunkSize,
+                      into: &sink, progress: progress)
+        }
     }
 
     /// The tuples of the diff, in order, chunk by chunk. Peak memory: the index (freed on return) and
@@ -272,12 +281,15 @@ public enum DiffEngine {
         }
         return try recorded.map { try $0!.get() }
     }
+
     /// The four uncompressed phx streams of a diff, for bundles (which compress all files' streams
     /// together).
-    static func rawPhxStreams(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>) throws -> RawStreams {
+    static func rawPhxStreams(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
+                              index: MatchIndexKind) throws -> RawStreams {
         let e = try (0..<4).map { _ in try CodecID.uncompressed.makeEncoder() }
         var assembler = StreamAssembler(old: old, new: new, format: .phx, control: e[0], diff: e[1], literals: e[2], extra: e[3])
-        try match(old: old, new: new, into: &assembler, progress: nil)  // bundle files are diffed in parallel already
+        // One thread: bundle files are diffed in parallel already.
+        try match(old: old, new: new, index: index, into: &assembler, progress: nil)
         try assembler.finish()
         return RawStreams(control: try e[0].finish(), runs: try e[1].finish(), literals: try e[2].finish(),
                           extra: try e[3].finish(), tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,
