@@ -43,6 +43,8 @@ public final class ContextRunCoder {
     public private(set) var runs: [UInt8] = []
     /// One bit per diff byte of the block: set when the byte is non-zero.
     private let bits: UnsafeMutablePointer<UInt64>
+    /// Per key: its count in the block, then its next place in the sorted pattern.
+    private let start: UnsafeMutablePointer<UInt32>
     /// The block's diff bytes as runs of consecutive old positions, in order.
     private var segments: [(oldStart: Int, count: Int)] = []
     private var old = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
@@ -54,10 +56,12 @@ public final class ContextRunCoder {
         self.blockSize = blockSize
         bits = .allocate(capacity: (blockSize + 63) / 64)
         bits.initialize(repeating: 0, count: (blockSize + 63) / 64)
+        start = .allocate(capacity: ContextOrder.keyCount)
     }
 
     deinit {
         bits.deallocate()
+        start.deallocate()
     }
 
     /// Adds `diff.count` diff bytes whose old positions start at `oldStart`. `old` must be the same
@@ -94,39 +98,60 @@ public final class ContextRunCoder {
     @inline(__always)
     private func forEachKey(_ body: (Int, Int) -> Void) {
         let o = old.baseAddress ?? UnsafePointer(bitPattern: 1)!
+        let oldCount = old.count
         var i = 0
         for (start, n) in segments {
-            for t in 0..<n { body(i + t, ContextOrder.key(o, count: old.count, at: start + t)) }
+            if start >= 2 && start <= oldCount - n {
+                // Inside old: the key rolls along without bounds checks.
+                var k = Int(o[start - 2]) << 8 | Int(o[start - 1])
+                for t in 0..<n {
+                    body(i + t, k)
+                    k = (k << 8 | Int(o[start + t])) & 0xFFFF
+                }
+            } else {
+                for t in 0..<n { body(i + t, ContextOrder.key(o, count: oldCount, at: start + t)) }
+            }
             i += n
         }
     }
 
     private func flushBlock() {
-        var start = [Int](repeating: 0, count: ContextOrder.keyCount + 1)
-        start.withUnsafeMutableBufferPointer { start in
-            forEachKey { _, k in start[k + 1] += 1 }
+        // Each key's first place in the sorted pattern (counts, then their running sums).
+        start.initialize(repeating: 0, count: ContextOrder.keyCount)
+        forEachKey { _, k in start[k] &+= 1 }
+        var sum: UInt32 = 0
+        for k in 0..<ContextOrder.keyCount {
+            let c = start[k]
+            start[k] = sum
+            sum &+= c
         }
-        for k in 0..<ContextOrder.keyCount { start[k + 1] += start[k] }
         let words = (count + 63) / 64
         let sorted = UnsafeMutablePointer<UInt64>.allocate(capacity: words)
         sorted.initialize(repeating: 0, count: words)
         defer { sorted.deallocate() }
-        start.withUnsafeMutableBufferPointer { start in
-            forEachKey { i, k in
-                if bits[i >> 6] >> UInt64(i & 63) & 1 != 0 {
-                    let p = start[k]
-                    sorted[p >> 6] |= 1 << UInt64(p & 63)
-                }
-                start[k] += 1
+        forEachKey { i, k in
+            let p = Int(start[k])
+            start[k] = UInt32(truncatingIfNeeded: p + 1)
+            if bits[i >> 6] >> UInt64(i & 63) & 1 != 0 {
+                sorted[p >> 6] |= 1 << UInt64(p & 63)
             }
         }
-        @inline(__always) func bit(_ p: Int) -> Bool { sorted[p >> 6] >> UInt64(p & 63) & 1 != 0 }
+        // The first bit at or after `p` equal to `one`, or `count`: a word at a time (the runs are long).
+        func next(_ one: Bool, from p: Int) -> Int {
+            var w = p >> 6
+            if w >= words { return count }
+            var v = (one ? sorted[w] : ~sorted[w]) & (~0 << UInt64(p & 63))
+            while v == 0 {
+                w += 1
+                if w >= words { return count }
+                v = one ? sorted[w] : ~sorted[w]
+            }
+            return min(count, w << 6 | v.trailingZeroBitCount)
+        }
         var i = 0
         while i < count {
-            var z = i
-            while z < count && !bit(z) { z += 1 }
-            var l = z
-            while l < count && bit(l) { l += 1 }
+            let z = next(true, from: i)
+            let l = next(false, from: z)
             Varint.appendUnsigned(UInt64(z - i), to: &runs)
             Varint.appendUnsigned(UInt64(l - z), to: &runs)
             i = l

@@ -1,5 +1,6 @@
 import PatchFormat
 import Testing
+import TestSupport
 
 @Suite struct VarintTests {
     @Test(arguments: [UInt64(0), 1, 127, 128, 300, 16383, 16384, UInt64(UInt32.max), UInt64.max - 1, UInt64.max])
@@ -93,4 +94,60 @@ import Testing
 func postIncrement(_ i: inout Int) -> Int {
     defer { i += 1 }
     return i
+}
+
+/// The old-context run coder against the definition (FORMAT.md): per block, the pattern bits stably
+/// sorted by `ContextOrder.key` of each diff byte's old position, then coded as (zero run, non-zero
+/// run) varints. Segments start at 0 and 1 (keys partly outside old), run to old's end and past it,
+/// blocks split segments, and the patterns have long runs across 64-bit words.
+@Suite struct ContextRunCoderTests {
+    static func reference(old: [UInt8], segments: [(start: Int, diff: [UInt8])], blockSize: Int) -> [UInt8] {
+        var items: [(key: Int, nonZero: Bool)] = []
+        old.withUnsafeBufferPointer { o in
+            for (start, diff) in segments {
+                for (t, d) in diff.enumerated() {
+                    items.append((ContextOrder.key(o.baseAddress!, count: o.count, at: start + t), d != 0))
+                }
+            }
+        }
+        var runs: [UInt8] = []
+        for blockStart in stride(from: 0, to: items.count, by: blockSize) {
+            let block = items[blockStart..<min(blockStart + blockSize, items.count)]
+            let bits = block.enumerated().sorted { ($0.element.key, $0.offset) < ($1.element.key, $1.offset) }.map(\.element.nonZero)
+            var i = 0
+            while i < bits.count {
+                var z = i
+                while z < bits.count && !bits[z] { z += 1 }
+                var l = z
+                while l < bits.count && bits[l] { l += 1 }
+                Varint.appendUnsigned(UInt64(z - i), to: &runs)
+                Varint.appendUnsigned(UInt64(l - z), to: &runs)
+                i = l
+            }
+        }
+        return runs
+    }
+
+    @Test(arguments: [1, 64, 1000, 1 << 24])
+    func runsAreTheSortedPatternCoded(blockSize: Int) {
+        var rng = SeededGenerator(seed: 4711)
+        // Old with long stretches of one key (zeros) and varied bytes.
+        var old = rng.bytes(6000)
+        for i in 1000..<3000 { old[i] = 0 }
+        func diff(_ n: Int, density: Int) -> [UInt8] {
+            (0..<n).map { i in (i / 97) % 3 == 0 || Int.random(in: 0..<100, using: &rng) < density ? UInt8.random(in: 1...255, using: &rng) : 0 }
+        }
+        let segments: [(start: Int, diff: [UInt8])] = [
+            (0, diff(300, density: 10)), (1, diff(200, density: 50)), (900, diff(2500, density: 2)),
+            (5800, diff(200, density: 30)), (5990, diff(40, density: 60)), (6000, diff(10, density: 90)),
+        ]
+        let coder = ContextRunCoder(blockSize: blockSize)
+        old.withUnsafeBufferPointer { o in
+            for (start, d) in segments {
+                d.withUnsafeBufferPointer { coder.add(old: o, oldStart: start, diff: $0) }
+            }
+        }
+        coder.finish()
+        #expect(coder.takeRuns() == Self.reference(old: old, segments: segments, blockSize: blockSize))
+    }
 }
