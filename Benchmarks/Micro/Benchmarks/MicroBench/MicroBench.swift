@@ -41,9 +41,17 @@ let patch = try! DiffEngine.makePatch(old: old, new: new)
 let benchmarks: @Sendable () -> Void = {
     let config = Benchmark.Configuration(metrics: [.wallClock, .throughput, .peakMemoryResident], maxDuration: .seconds(5))
 
-    Benchmark("make phx 4 MiB (suffix sort + match + xz)", configuration: config) { benchmark in
+    Benchmark("make phx 4 MiB (default: hash chains + match + xz)", configuration: config) { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(try DiffEngine.makePatch(old: old, new: new))
+        }
+    }
+
+    Benchmark("make phx 4 MiB (suffix sort + match + xz)", configuration: config) { benchmark in
+        var options = DiffOptions()
+        options.index = .suffixArray
+        for _ in benchmark.scaledIterations {
+            blackHole(try DiffEngine.makePatch(old: old, new: new, options: options))
         }
     }
 
