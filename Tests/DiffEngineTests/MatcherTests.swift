@@ -1,4 +1,6 @@
 @testable import DiffEngine
+import PatchFormat
+import Patcher
 import Testing
 import TestSupport
 
@@ -122,6 +124,42 @@ import TestSupport
                 #expect(bad.isEmpty, "chunk size \(chunkSize): \(bad)")
                 #expect(at == new.count)
             }
+        }
+    }
+
+    /// Where chunk boundaries fall inside one alignment (new is old with 1,000 bytes inserted near
+    /// its start and bytes changed in place, so every later chunk starts where the last one's match
+    /// goes on, 1,000 bytes off the identity a chunk starts from), joining the chunks' tuples gives
+    /// the tuples one chunk makes: no tuple per boundary, no empty tuple at a chunk's start. And the
+    /// patch applies, in both formats.
+    @Test func tuplesAcrossChunkBoundariesAreJoined() throws {
+        var rng = SeededGenerator(seed: 731)
+        let old = TestData.structured(400_000, rng: &rng)
+        var new = old
+        for i in stride(from: 5_000, to: new.count, by: 23_456) { new[i] &+= 1 }
+        new.insert(contentsOf: rng.bytes(1_000), at: 3_000)
+        struct Counter: MatchSink {
+            var tuples = 0
+            mutating func emit(newStart: Int, oldStart: Int, add: Int, copy: Int, seek: Int) throws { tuples += 1 }
+        }
+        func tuples(chunkSize: Int) throws -> Int {
+            var counter = Counter()
+            try old.withUnsafeBufferPointer { o in
+                try new.withUnsafeBufferPointer { n in
+                    try DiffEngine.match(old: o, new: n, index: .suffixArray, threads: 2, chunkSize: chunkSize,
+                                         into: &counter, progress: nil)
+                }
+            }
+            return counter.tuples
+        }
+        let whole = try tuples(chunkSize: new.count)
+        #expect(try tuples(chunkSize: 10_000) == whole, "40 chunks")
+        #expect(try tuples(chunkSize: 65_536) == whole, "7 chunks")
+        for format in [PatchKind.phx, .bsdiff] {
+            var options = DiffOptions(format: format, threads: 2)
+            options.matchChunkSize = 10_000
+            let patch = try DiffEngine.makePatch(old: old, new: new, options: options)
+            #expect(try PatchApplier.apply(old: old, patch: patch) == new, "\(format)")
         }
     }
 }
