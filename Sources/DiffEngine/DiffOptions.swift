@@ -20,7 +20,7 @@ public struct DiffOptions: Sendable, Equatable {
     public var level: Int?
     /// Cores the matcher and the compressor may use. The patch bytes do not depend on it.
     public var threads: Int
-    /// Advanced: the size of the chunks of new matched in parallel (nil: 2 MiB or 1/32 of new, whichever
+    /// Advanced: the size of the chunks of new matched in parallel (nil: 1 MiB or 1/32 of new, whichever
     /// is larger). Unlike `threads`, it changes the patch bytes.
     public var matchChunkSize: Int?
     /// phx: the order of the diff pattern (`DiffOrder`); nil = make both and keep the smaller patch.
