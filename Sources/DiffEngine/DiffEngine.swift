@@ -242,13 +242,11 @@ public enum DiffEngine {
     }
 
     /// Indexes `old` by hash chains or its suffix array, as `kind` and old's size decide
-    /// (`DiffOptions.usesChains`), and matches `new` against it (`match(index:...)`).
+    /// (`MatchIndexKind.usesChains`), and matches `new` against it (`match(index:...)`).
     static func match<Sink: MatchSink>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, index kind: MatchIndexKind,
                                        threads: Int = 1, chunkSize: Int? = nil, into sink: inout Sink,
                                        progress: ((Int) -> Void)?) throws {
-        var options = DiffOptions()
-        options.index = kind
-        if options.usesChains(oldCount: old.count) {
+        if kind.usesChains(oldCount: old.count) {
             try match(index: try ChainIndex(old, threads: threads), old: old, new: new, threads: threads, chunkSize: chunkSize,
                       into: &sink, progress: progress)
         } else {

@@ -8,6 +8,16 @@ public enum MatchIndexKind: String, Sendable, CaseIterable {
     case suffixArray = "suffix-array"
     /// No suffix sort (`ChainIndex`): a faster `make`, patches within ~1.5% either way.
     case hashChains = "hash-chains"
+
+    /// Whether an old file of `oldCount` bytes is indexed by hash chains: asked for and under 4 GiB,
+    /// or by default and under `DiffOptions.chainsBelow`.
+    func usesChains(oldCount: Int) -> Bool {
+        switch self {
+        case .auto: oldCount < DiffOptions.chainsBelow
+        case .hashChains: oldCount <= ChainIndex.maxCount
+        case .suffixArray: false
+        }
+    }
 }
 
 /// What kind of patch to make.
@@ -59,15 +69,8 @@ public struct DiffOptions: Sendable, Equatable {
         self.threads = max(1, threads)
     }
 
-    /// Whether old is indexed by hash chains (asked for, and old under 4 GiB; or by default, and old
-    /// under `chainsBelow`).
-    func usesChains(oldCount: Int) -> Bool {
-        switch index {
-        case .auto: oldCount < Self.chainsBelow
-        case .hashChains: oldCount <= ChainIndex.maxCount
-        case .suffixArray: false
-        }
-    }
+    /// Whether old is indexed by hash chains (`MatchIndexKind.usesChains`).
+    func usesChains(oldCount: Int) -> Bool { index.usesChains(oldCount: oldCount) }
 
     /// Checks the combination; the command line calls it from `validate()`.
     public func validate() throws {
