@@ -8,12 +8,13 @@ import PatchFormat
 /// `make` no longer waits for a sort; the price is that a search sees only the `depth` most recent
 /// positions on its chain, where the suffix array always finds the longest match.
 ///
-/// Measured on the corpus pairs (default xz, 2 cores) against the suffix array: `make` 1.7x faster on
-/// numpy and pyarrow, 3.2x on the Django tar, 1.2x on ruff (whose time is mostly matching and LZMA);
-/// patches 0.2% larger on numpy, 0.07% on pyarrow, 1.5% on the Django tar (text, whose common strings
-/// have long chains), and 1.4% smaller on ruff (see `gram`). Memory: the links and the chain heads
-/// (n/16 to n/8 of them) packed to ceil(log2(n + 1)) bits (4 bytes an entry while they are built, as
-/// libdivsufsort takes), and the filter; that is the suffix array's peak plus the heads: 80 MB on
+/// Measured on the corpus pairs (default xz, 2 cores; the peer benchmark's `phoenix` and `phoenix-sa`
+/// rows) against the suffix array: `make` 1.9x faster on numpy, 1.7x on pyarrow, 3.0x on the Django
+/// tar, 1.2x on ruff (whose time is mostly matching and LZMA); patches 0.2% larger on numpy, 0.02% on
+/// pyarrow, 1.9% on the Django tar (text, whose common strings have long chains), and 1.4% smaller
+/// on ruff (see `gram`). Memory: the links and the chain heads (n/16 to n/8 of them) packed to
+/// ceil(log2(n + 1)) bits (4 bytes an entry while they are built, as libdivsufsort takes), and the
+/// filter; that is the suffix array's peak plus the heads: 80 MB on
 /// numpy, 169 on ruff, 180 on the Django tar and 351 on pyarrow (HDiffPatch -m: 82, 174, 184, 352).
 /// Twice the heads made ruff and pyarrow ~10% faster for 7-13 MB more; half made them 20-45% slower.
 struct ChainIndex: MatchIndex, ~Copyable {

@@ -43,7 +43,7 @@ public struct DiffOptions: Sendable, Equatable {
     /// How old is searched for matches (`MatchIndexKind`). By default (`.auto`) by hash chains
     /// (`ChainIndex`: no suffix sort) when old is under `chainsBelow`, by its suffix array (the longest
     /// match at every position) from there. Measured on the corpus pairs against the suffix array, the
-    /// chains make `make` 1.1-3.3x faster and patches 0.07-1.5% larger on numpy, pyarrow and the Django
+    /// chains make `make` 1.2-3.0x faster and patches 0.02-1.9% larger on numpy, pyarrow and the Django
     /// tar, 1.4% smaller on ruff; their peak memory is the suffix array's plus the chain heads (~0.27
     /// bytes a byte of old), under HDiffPatch -m's on those pairs but 4% over it on the 221 MB polars
     /// library, where the suffix array is already 10.5x faster than bsdiff (the sort's share of the
