@@ -14,8 +14,8 @@ import PatchFormat
 /// pyarrow, 1.9% on the Django tar (text, whose common strings have long chains), and 1.4% smaller
 /// on ruff (see `gram`). Memory: the links and the chain heads (n/16 to n/8 of them) packed to
 /// ceil(log2(n + 1)) bits (4 bytes an entry while they are built, as libdivsufsort takes), and the
-/// filter; that is the suffix array's peak plus the heads: 80 MB on
-/// numpy, 169 on ruff, 180 on the Django tar and 351 on pyarrow (HDiffPatch -m: 82, 174, 184, 352).
+/// filter; that is the suffix array's peak plus the heads: 80 MB on numpy, 168 on ruff, 181 on the
+/// Django tar and 351.5 on pyarrow (HDiffPatch -m: 82, 174, 184, 352.4).
 /// Twice the heads made ruff and pyarrow ~10% faster for 7-13 MB more; half made them 20-45% slower.
 struct ChainIndex: MatchIndex, ~Copyable {
     /// Bytes hashed; shorter matches are not found. 12 rather than 8 (the shortest that could win is

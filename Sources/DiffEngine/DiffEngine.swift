@@ -8,8 +8,8 @@ public enum DiffEngine {
     ///
     /// Cost: old is indexed (`options.index`; by default hash chains below 128 MiB of old, its suffix
     /// array from there), then new is matched in 1 MiB chunks (at most 32) on `options.threads` cores,
-    /// then the streams are compressed (xz: side by side). Hash chains (`ChainIndex`): one pass over old, then a
-    /// walk of at most 256 chain entries per position scanned outside matches. Suffix array: a suffix
+    /// then the streams are compressed (xz: side by side). Hash chains (`ChainIndex`): one pass over
+    /// old, then a walk of at most 256 chain entries per position scanned outside matches. Suffix array: a suffix
     /// sort (libdivsufsort, near-linear in practice, one core), then a binary search per position
     /// (O(n log m)).
     ///
@@ -21,8 +21,8 @@ public enum DiffEngine {
     /// first, and compressors finishing side by side stay within what it held. About 5.6n for equal
     /// sizes (5.9n with chains), against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n. Measured peak RSS
     /// of `phoenix-diff make` (`makePatchFile`, which reads `new` only after indexing; the peer
-    /// benchmark, GNU time), default index: 80 MB on the 10.5 MB numpy pair (HDiffPatch -m 82), 169 MB
-    /// on ruff, 24.5 MB (174), 351 MB on pyarrow, 55 MB (352), 180 MB on the 27 MB Django tar (184),
+    /// benchmark, GNU time), default index: 80 MB on the 10.5 MB numpy pair (HDiffPatch -m 82), 168 MB
+    /// on ruff, 24.5 MB (174), 351.5 MB on pyarrow, 55 MB (352.4), 181 MB on the 27 MB Django tar (184),
     /// and with the suffix array 1.32 GB on polars, 221 MB (1.33 GB); the suffix array on the four
     /// smaller pairs: 77, 164, 338, 174 MB. Called with both buffers in memory, indexing also holds
     /// `new`. For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.

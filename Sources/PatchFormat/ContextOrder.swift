@@ -36,9 +36,9 @@ public enum ContextOrder {
 /// The encoder's side: collects whether each diff byte is non-zero, and at the end of each block
 /// appends that block's pattern, sorted by key, to `runs` as `(zero run, non-zero run)` varints.
 ///
-/// Memory: one bit per diff byte of a block (2 MiB) and the block's segments of old; the keys are not
-/// stored but recomputed from old at the end of the block (two passes), which saved 32 MiB of `make`'s
-/// peak for a few milliseconds.
+/// Memory: one bit per diff byte of a block (2 MiB), a counter per key (256 KiB) and the block's
+/// segments of old; the keys are not stored but recomputed from old at the end of the block (two
+/// passes), which saved 32 MiB of `make`'s peak for a few milliseconds.
 public final class ContextRunCoder {
     public private(set) var runs: [UInt8] = []
     /// One bit per diff byte of the block: set when the byte is non-zero.
