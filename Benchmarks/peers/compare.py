@@ -73,6 +73,12 @@ def tools(phoenix):
             lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
             [phoenix],
         ),
+        # Both indexes, the smaller patch kept (`--index best`).
+        "phoenix-best": (
+            lambda o, n, p: [phoenix, "make", "--quiet", "--index", "best", o, n, p],
+            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
+            [phoenix],
+        ),
         # Hash chains whatever the size (`--index hash-chains`; the default below 128 MiB of old).
         "phoenix-chains": (
             lambda o, n, p: [phoenix, "make", "--quiet", "--index", "hash-chains", o, n, p],
@@ -295,7 +301,7 @@ def write_markdown(path, results, args, phoenix, corpus):
 
 def write_chart(path, results):
     """One panel per pair: patch size (y) against make time (x), a dot per tool, log-scaled x."""
-    colors = {"phoenix": "#d9480f", "phoenix-bsdiff": "#f59f00", "phoenix-lowmem": "#e64980", "phoenix-zstd": "#c2255c", "phoenix-chains": "#ae3ec9", "phoenix-sa": "#7048e8", "bsdiff": "#1c7ed6", "hdiffpatch": "#2f9e44",
+    colors = {"phoenix": "#d9480f", "phoenix-bsdiff": "#f59f00", "phoenix-lowmem": "#e64980", "phoenix-zstd": "#c2255c", "phoenix-chains": "#ae3ec9", "phoenix-sa": "#7048e8", "phoenix-best": "#862e9c", "bsdiff": "#1c7ed6", "hdiffpatch": "#2f9e44",
               "xdelta3": "#7048e8", "zstd-patch-from": "#495057"}
     pw, ph, pad = 360, 260, 50
     pairs = list(results)

@@ -34,12 +34,21 @@ public enum DiffEngine {
         try options.validate()
         progress?(0)
         let oldBytes = old.bindMemory(to: UInt8.self)
-        if options.usesChains(oldCount: oldBytes.count) {
-            let index = try ChainIndex(oldBytes, threads: options.threads, hashing: true)
-            return try makePatch(index: index, old: old, new: new, options: options, progress: progress)
+        var best: [UInt8]? = nil
+        let tried = options.index.tried(oldCount: oldBytes.count)
+        for (k, kind) in tried.enumerated() {
+            let part = progress.map { p in { (f: Double) in p((Double(k) + f) / Double(tried.count)) } }
+            let patch: [UInt8]
+            if kind == .hashChains {
+                let index = try ChainIndex(oldBytes, threads: options.threads, hashing: true)
+                patch = try makePatch(index: index, old: old, new: new, options: options, progress: part)
+            } else {
+                let index = try OldIndex(oldBytes, threads: options.threads, hashing: true)
+                patch = try makePatch(index: index, old: old, new: new, options: options, progress: part)
+            }
+            if best == nil || patch.count < best!.count { best = patch }
         }
-        let index = try OldIndex(oldBytes, threads: options.threads, hashing: true)
-        return try makePatch(index: index, old: old, new: new, options: options, progress: progress)
+        return best!
     }
 
     /// `makePatch` with `old` indexed already (`makePatchFile` reads new only after that).
@@ -303,8 +312,8 @@ public enum DiffEngine {
                               index: MatchIndexKind) throws -> RawStreams {
         let e = try (0..<4).map { _ in try CodecID.uncompressed.makeEncoder() }
         var assembler = StreamAssembler(old: old, new: new, format: .phx, control: e[0], diff: e[1], literals: e[2], extra: e[3])
-        // One thread: bundle files are diffed in parallel already.
-        try match(old: old, new: new, index: index, into: &assembler, progress: nil)
+        // One thread: bundle files are diffed in parallel already. (`best` is `auto` here.)
+        try match(old: old, new: new, index: index == .best ? .auto : index, into: &assembler, progress: nil)
         try assembler.finish()
         return RawStreams(control: try e[0].finish(), runs: try e[1].finish(), literals: try e[2].finish(),
                           extra: try e[3].finish(), tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,

@@ -8,15 +8,27 @@ public enum MatchIndexKind: String, Sendable, CaseIterable {
     case suffixArray = "suffix-array"
     /// No suffix sort (`ChainIndex`): a faster `make`, patches within ~2% either way on most files.
     case hashChains = "hash-chains"
+    /// Files: the patch made with each index, one after the other, and the smaller kept (the chains'
+    /// on a tie). About the time of both; peak memory a little over the larger one's (ruff: 182 MB
+    /// against the chains' 168; pyarrow the same). Bundles take it as `auto`.
+    case best
 
     /// Whether an old file of `oldCount` bytes is indexed by hash chains: asked for and under 4 GiB,
-    /// or by default and under `DiffOptions.chainsBelow`.
+    /// or by default and under `DiffOptions.chainsBelow`. (For `best`: whether the chains are one of
+    /// the two tried, the larger memory.)
     func usesChains(oldCount: Int) -> Bool {
         switch self {
         case .auto: oldCount < DiffOptions.chainsBelow
-        case .hashChains: oldCount <= ChainIndex.maxCount
+        case .hashChains, .best: oldCount <= ChainIndex.maxCount
         case .suffixArray: false
         }
+    }
+
+    /// The indexes a diff of an old file of `oldCount` bytes tries: one, or both for `best` (the chains
+    /// first: the suffix array's run after them peaks lower than the other way round).
+    func tried(oldCount: Int) -> [MatchIndexKind] {
+        guard self == .best else { return [usesChains(oldCount: oldCount) ? .hashChains : .suffixArray] }
+        return usesChains(oldCount: oldCount) ? [.hashChains, .suffixArray] : [.suffixArray]
     }
 }
 

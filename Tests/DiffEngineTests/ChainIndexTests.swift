@@ -108,6 +108,33 @@ import TestSupport
         #expect(!options.usesChains(oldCount: ChainIndex.maxCount + 1), "32-bit links cannot hold the position")
         options.index = .suffixArray
         #expect(!options.usesChains(oldCount: 1000))
+        #expect(MatchIndexKind.best.tried(oldCount: 1000) == [.hashChains, .suffixArray])
+        #expect(MatchIndexKind.best.tried(oldCount: ChainIndex.maxCount + 1) == [.suffixArray])
+        #expect(MatchIndexKind.auto.tried(oldCount: DiffOptions.chainsBelow) == [.suffixArray])
+    }
+
+    /// `best` keeps the smaller of the two indexes' patches, byte for byte, whichever is smaller: on
+    /// these inputs the chains win with xz and the suffix array with bsdiff's format.
+    @Test func bestKeepsTheSmallerPatch() throws {
+        var rng = SeededGenerator(seed: 424242)
+        let old = TestData.structured(300_000, rng: &rng)
+        let new = TestData.mutate(old, edits: 60, rng: &rng)
+        var winners: Set<MatchIndexKind> = []
+        for format in [PatchKind.phx, .bsdiff] {
+            var patches: [MatchIndexKind: [UInt8]] = [:]
+            for kind in [MatchIndexKind.hashChains, .suffixArray, .best] {
+                var options = DiffOptions(format: format)
+                options.index = kind
+                patches[kind] = try DiffEngine.makePatch(old: old, new: new, options: options)
+            }
+            let chains = patches[.hashChains]!, sorted = patches[.suffixArray]!
+            let smaller = chains.count <= sorted.count ? chains : sorted
+            winners.insert(chains.count <= sorted.count ? .hashChains : .suffixArray)
+            let same = patches[.best]! == smaller
+            #expect(same, "\(format): \(patches[.best]!.count) bytes, chains \(chains.count), suffix array \(sorted.count)")
+            #expect(try PatchApplier.apply(old: old, patch: patches[.best]!) == new)
+        }
+        #expect(winners.count == 2, "each index should win once here, so that both choices are checked")
     }
 
     /// The estimate behind `--memory-limit` follows the index actually used: the chains' heads make

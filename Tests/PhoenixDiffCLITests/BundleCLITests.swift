@@ -67,6 +67,10 @@ import TreeIO
         #expect(try CLI.run("make", "--full", new).status == 1)
         #expect(try CLI.run("make", old, dir.file("v2/res/strings.txt"), dir.file("x")).status == 1)
         #expect(try CLI.run("rollback", dir.file("nothing-here")).status == 3)
+        let best = try CLI.run("make", "--index", "best", old, new, dir.file("best"))
+        #expect(best.status == 1)
+        #expect(best.stderr.contains("--index best applies to the diff of two files"), "\(best.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("best")))
         // Either index diffs the changed files; both bundles update a copy of old to new.
         for index in ["hash-chains", "suffix-array"] {
             let made = try CLI.run("make", "--index", index, old, new, dir.file(index))

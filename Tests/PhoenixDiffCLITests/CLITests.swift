@@ -28,13 +28,36 @@ enum CLI {
         try dir.write("new", new)
     }
 
+    /// `make --index best` (the file path, which reads new after indexing, twice) writes the smaller
+    /// of the two indexes' patches, byte for byte. On these inputs the chains win with xz and the
+    /// suffix array with bsdiff's format.
+    @Test(arguments: ["phx", "bsdiff"])
+    func bestWritesTheSmallerPatch(format: String) throws {
+        var rng = SeededGenerator(seed: 424242)
+        let a = TestData.structured(300_000, rng: &rng)
+        try dir.write("best-old", a)
+        try dir.write("best-new", TestData.mutate(a, edits: 60, rng: &rng))
+        var made: [String: [UInt8]] = [:]
+        for index in ["hash-chains", "suffix-array", "best"] {
+            let r = try Run.process(CLI.binary, ["make", "--quiet", "--format", format, "--index", index,
+                                                 dir.file("best-old"), dir.file("best-new"), dir.file("p-\(index)")])
+            #expect(r.status == 0, "\(index): \(r.stderr)")
+            made[index] = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.file("p-\(index)"))))
+        }
+        let chains = made["hash-chains"]!, sorted = made["suffix-array"]!
+        #expect(chains.count != sorted.count, "\(format): the two indexes should differ here")
+        let same = made["best"]! == (chains.count <= sorted.count ? chains : sorted)
+        #expect(same, "\(format): best \(made["best"]!.count), chains \(chains.count), suffix array \(sorted.count)")
+    }
+
     @Test func binaryExists() {
         #expect(FileManager.default.isExecutableFile(atPath: CLI.binary), "no phoenix-diff at \(CLI.binary)")
     }
 
     @Test(arguments: [["--format", "phx"], ["--format", "bsdiff"], ["--codec", "bzip2"], ["--codec", "zlib"],
                       ["--codec", "none"], ["--codec", "zstd", "--level", "3"], ["--codec", "xz", "--level", "9"],
-                      ["--index", "hash-chains"], ["--index", "hash-chains", "--format", "bsdiff"]])
+                      ["--index", "hash-chains"], ["--index", "hash-chains", "--format", "bsdiff"], ["--index", "suffix-array"],
+                      ["--index", "best"]])
     func makeThenApply(_ extra: [String]) throws {
         let make = try Run.process(CLI.binary, ["make", dir.file("old"), dir.file("new"), dir.file("p")] + extra)
         #expect(make.status == 0, "\(make.stderr)")
