@@ -37,9 +37,16 @@ extension DiffEngine {
     ///   once (~48 MiB each at most). xz: the raw streams it holds (up to about 1.5x new with array
     ///   growth) and one encoder, or several side by side within what the freed index held.
     /// Measured peaks are 40-90% of it on the corpus (numpy 77 of 199 MB, ruff 164 of 253, polars 1.32
-    /// of 1.52 GB).
+    /// of 1.52 GB). `best` runs both indexes one after the other: the larger of the two estimates, plus
+    /// new's size for what the first run freed but the allocator kept (measured: up to 29 MB on ruff).
     public static func estimatedPeakMemory(oldSize: Int, newSize: Int, options: DiffOptions) -> Int {
-        let chains = options.usesChains(oldCount: oldSize)
+        let tried = options.index.tried(oldCount: oldSize)
+        let retained = tried.count > 1 ? newSize : 0
+        return tried.map { estimatedPeakMemory(oldSize: oldSize, newSize: newSize, options: options, chains: $0 == .hashChains) }
+            .max()! + retained
+    }
+
+    private static func estimatedPeakMemory(oldSize: Int, newSize: Int, options: DiffOptions, chains: Bool) -> Int {
         let index = chains ? ChainIndex.matchingBytes(count: oldSize) : OldIndex.matchingBytes(count: oldSize)
         let sorting = oldSize + (chains || oldSize < Int(Int32.max) ? 4 : 8) * oldSize + oldSize / 2
             + (chains ? 4 << ChainIndex.headBits(for: oldSize) : 0)

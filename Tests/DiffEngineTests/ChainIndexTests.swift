@@ -150,5 +150,6 @@ import TestSupport
         #expect(estimate(.auto, small) == estimate(.hashChains, small))
         #expect(estimate(.hashChains, small) > estimate(.suffixArray, small))
         #expect(estimate(.auto, large) == estimate(.suffixArray, large))
+        #expect(estimate(.best, small) >= estimate(.hashChains, small) + small, "best runs both, one after the other")
     }
 }

@@ -52,9 +52,9 @@ import TestSupport
     }
 
     /// A limit at the in-memory engine's estimate keeps that engine (the better patches), and its
-    /// measured peak stays under the limit: the estimate is an upper bound, not a guess (for either
-    /// index of old).
-    @Test(arguments: [MatchIndexKind.suffixArray, .hashChains])
+    /// measured peak stays under the limit: the estimate is an upper bound, not a guess (for each index
+    /// of old, and for `best`, which runs both).
+    @Test(arguments: [MatchIndexKind.suffixArray, .hashChains, .best])
     func theInMemoryEngineStaysUnderItsEstimate(index: MatchIndexKind) throws {
         let dir = try TemporaryDirectory()
         try Self.makePair(in: dir.path, megabytes: 24, insertAt: 9 << 20,
