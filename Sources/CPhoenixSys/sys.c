@@ -23,8 +23,10 @@ int phx_rename_exchange(const char *a, const char *b) {
 #if defined(__GLIBC__)
 #include <malloc.h>
 void phx_release_free_memory(void) { malloc_trim(0); }
+void phx_map_large_allocations(size_t threshold) { mallopt(M_MMAP_THRESHOLD, (int)threshold); }
 #else
 void phx_release_free_memory(void) {}
+void phx_map_large_allocations(size_t threshold) { (void)threshold; }
 #endif
 
 void phx_atomic_or_batch(uint64_t *bitmap, const int64_t *index, const uint64_t *mask, size_t count) {

@@ -9,9 +9,10 @@ public enum MatchIndexKind: String, Sendable, CaseIterable {
     /// No suffix sort (`ChainIndex`): a faster `make`, patches within ~2% either way on most files.
     case hashChains = "hash-chains"
     /// Files: the patch made with each index, one after the other, and the smaller kept (the chains'
-    /// on a tie). About the time of both; peak memory up to ~15% over the larger one's alone (what the
-    /// first run freed is not all given back: ruff 182-197 MB against the chains' 168, pyarrow
-    /// 351-370 against 351.5). Bundles take it as `auto`.
+    /// on a tie). About the time of both. Peak memory: the larger run's when large allocations are
+    /// mapped (`POSIX.mapLargeAllocations`, as `phoenix-diff make` does for it); with glibc's default
+    /// the second run starts on memory the first freed and glibc kept (ruff 182-197 MB against the
+    /// chains' 168, pyarrow 351-370 against 351.5). Bundles take it as `auto`.
     case best
 
     /// Whether an old file of `oldCount` bytes is indexed by hash chains: asked for and under 4 GiB,

@@ -113,6 +113,10 @@ public enum POSIX {
     /// Gives memory that malloc keeps after frees back to the system (after a large, finished job).
     public static func releaseFreeMemory() { phx_release_free_memory() }
 
+    /// From now on, allocations of `bytes` or more get mappings of their own, given back to the system
+    /// when freed (a process-wide malloc setting; for a process that runs large jobs one after another).
+    public static func mapLargeAllocations(above bytes: Int) { phx_map_large_allocations(bytes) }
+
     public static func freeSpace(_ directory: String) -> UInt64? {
         var s = statvfs()
         guard statvfs(directory, &s) == 0 else { return nil }

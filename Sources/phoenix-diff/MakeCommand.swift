@@ -96,6 +96,9 @@ struct MakeCommand: ParsableCommand {
         if dirs.contains(true) {
             throw ValidationError("OLD and NEW must both be files or both be directories")
         }
+        // `best` runs one diff after another: with glibc's default the second starts on top of memory
+        // the first freed (ruff's peak 182-197 MB instead of 165); mapped, that memory goes back.
+        if index == .best { POSIX.mapLargeAllocations(above: 1 << 20) }
         let summary = try DiffEngine.makePatchFile(oldPath: paths[0], newPath: paths[1], to: patch, options: options) { f in
             bar.update(f)
         }

@@ -7,6 +7,10 @@
 int phx_rename_exchange(const char *a, const char *b);
 /// Returns memory that malloc keeps after frees to the system (glibc malloc_trim); a no-op elsewhere.
 void phx_release_free_memory(void);
+/// Serves every allocation of `threshold` bytes or more with its own mapping, returned to the system
+/// when freed (glibc's M_MMAP_THRESHOLD, fixed: glibc otherwise raises it after large frees and keeps
+/// such memory in its heap); a no-op elsewhere.
+void phx_map_large_allocations(size_t threshold);
 /// Sets `mask[i]` in `bitmap[index[i]]` for i < count, each with an atomic OR (relaxed order): a
 /// bitmap filled by several threads at once ends the same whatever the interleaving. A batch per call
 /// keeps the call's cost off each bit.
