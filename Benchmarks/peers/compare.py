@@ -50,47 +50,28 @@ LOWMEM_LIMIT = "192M"
 def tools(phoenix):
     """name -> (make argv builder, apply argv builder, needs)"""
     py = sys.executable
+
+    def phoenix_with(*flags):
+        """phoenix-diff make with `flags` (the apply is the same for every variant)."""
+        return (
+            lambda o, n, p: [phoenix, "make", "--quiet", *flags, o, n, p],
+            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
+            [phoenix],
+        )
+
     return {
-        "phoenix": (
-            lambda o, n, p: [phoenix, "make", "--quiet", o, n, p],
-            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
-            [phoenix],
-        ),
-        "phoenix-bsdiff": (
-            lambda o, n, p: [phoenix, "make", "--quiet", "--format", "bsdiff", o, n, p],
-            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
-            [phoenix],
-        ),
+        "phoenix": phoenix_with(),
+        "phoenix-bsdiff": phoenix_with("--format", "bsdiff"),
         # zstd instead of the default xz: larger patches, faster apply.
-        "phoenix-zstd": (
-            lambda o, n, p: [phoenix, "make", "--quiet", "--codec", "zstd", o, n, p],
-            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
-            [phoenix],
-        ),
+        "phoenix-zstd": phoenix_with("--codec", "zstd"),
         # The suffix array whatever the size (`--index suffix-array`; the default sorts from 128 MiB of old).
-        "phoenix-sa": (
-            lambda o, n, p: [phoenix, "make", "--quiet", "--index", "suffix-array", o, n, p],
-            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
-            [phoenix],
-        ),
+        "phoenix-sa": phoenix_with("--index", "suffix-array"),
         # Both indexes, the smaller patch kept (`--index best`).
-        "phoenix-best": (
-            lambda o, n, p: [phoenix, "make", "--quiet", "--index", "best", o, n, p],
-            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
-            [phoenix],
-        ),
+        "phoenix-best": phoenix_with("--index", "best"),
         # Hash chains whatever the size (`--index hash-chains`; the default below 128 MiB of old).
-        "phoenix-chains": (
-            lambda o, n, p: [phoenix, "make", "--quiet", "--index", "hash-chains", o, n, p],
-            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
-            [phoenix],
-        ),
+        "phoenix-chains": phoenix_with("--index", "hash-chains"),
         # The low-memory mode (anchor index, mapped inputs): peak memory capped whatever the file size.
-        "phoenix-lowmem": (
-            lambda o, n, p: [phoenix, "make", "--quiet", "--memory-limit", LOWMEM_LIMIT, o, n, p],
-            lambda o, p, out: [phoenix, "apply", "--quiet", o, p, out],
-            [phoenix],
-        ),
+        "phoenix-lowmem": phoenix_with("--memory-limit", LOWMEM_LIMIT),
         "bsdiff": (
             lambda o, n, p: ["bsdiff", o, n, p],
             lambda o, p, out: ["bspatch", o, out, p],

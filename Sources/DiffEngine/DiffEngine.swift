@@ -34,19 +34,26 @@ public enum DiffEngine {
         try options.validate()
         progress?(0)
         let oldBytes = old.bindMemory(to: UInt8.self)
-        var best: [UInt8]? = nil
-        let tried = options.index.tried(oldCount: oldBytes.count)
-        for (k, kind) in tried.enumerated() {
-            let part = progress.map { p in { (f: Double) in p((Double(k) + f) / Double(tried.count)) } }
-            let patch: [UInt8]
+        return try smallest(of: options.index.tried(oldCount: oldBytes.count), progress: progress, size: \.count) { kind, part in
             if kind == .hashChains {
                 let index = try ChainIndex(oldBytes, threads: options.threads, hashing: true)
-                patch = try makePatch(index: index, old: old, new: new, options: options, progress: part)
-            } else {
-                let index = try OldIndex(oldBytes, threads: options.threads, hashing: true)
-                patch = try makePatch(index: index, old: old, new: new, options: options, progress: part)
+                return try makePatch(index: index, old: old, new: new, options: options, progress: part)
             }
-            if best == nil || patch.count < best!.count { best = patch }
+            let index = try OldIndex(oldBytes, threads: options.threads, hashing: true)
+            return try makePatch(index: index, old: old, new: new, options: options, progress: part)
+        }
+    }
+
+    /// Makes a patch with each index in `tried`, one after the other (each index is freed before the
+    /// next is built), and returns the smallest by `size`, the first on a tie. `make` gets the index
+    /// and its share of `progress`.
+    static func smallest<Made>(of tried: [MatchIndexKind], progress: ((Double) -> Void)?, size: (Made) -> Int,
+                               _ make: (MatchIndexKind, ((Double) -> Void)?) throws -> Made) throws -> Made {
+        var best: Made? = nil
+        for (k, kind) in tried.enumerated() {
+            let part = progress.map { p in { (f: Double) in p((Double(k) + f) / Double(tried.count)) } }
+            let made = try make(kind, part)
+            if best == nil || size(made) < size(best!) { best = made }
         }
         return best!
     }

@@ -89,20 +89,14 @@ extension DiffEngine {
         progress?(0)
         let (bytes, newCount) = try old.withUnsafeBytes { o in
             let oldBytes = o.bindMemory(to: UInt8.self)
-            var best: ([UInt8], Int)? = nil
-            let tried = options.index.tried(oldCount: oldBytes.count)
-            for (k, kind) in tried.enumerated() {
-                // `best` tries both, one after the other: the second index is built once the first
-                // patch is made and its index freed.
-                let part = progress.map { p in { (f: Double) in p((Double(k) + f) / Double(tried.count)) } }
-                let made = kind == .hashChains
+            return try smallest(of: options.index.tried(oldCount: oldBytes.count), progress: progress,
+                                size: { $0.0.count }) { kind, part in
+                kind == .hashChains
                     ? try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: true), old: o,
                                     newPath: newPath, options: options, progress: part)
                     : try makePatch(index: OldIndex(oldBytes, threads: options.threads, hashing: true), old: o,
                                     newPath: newPath, options: options, progress: part)
-                if best == nil || made.0.count < best!.0.count { best = made }
             }
-            return best!
         }
         let writer = try AtomicFileWriter(destination: patchPath, mode: 0o644)
         try bytes.withUnsafeBytes { try writer.write($0) }
