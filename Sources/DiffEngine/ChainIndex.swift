@@ -1,22 +1,34 @@
+import Dispatch
 import PatchFormat
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The index of `DiffOptions.index = .hashChains` (`make --index hash-chains`): no suffix sort. Every
-/// position of old goes on the chain of its first 12 bytes' hash (the newest first, as in an LZ77
-/// compressor's match finder), and a search walks the pattern's chain for up to `depth` candidates,
-/// keeping the longest match; a filter of old's 12-byte strings (`GramFilter`) decides where a search
-/// is worth starting. Building it is one pass over old, several times faster than libdivsufsort, so
-/// `make` no longer waits for a sort; the price is that a search sees only the `depth` most recent
-/// positions on its chain, where the suffix array always finds the longest match.
+/// position of old belongs to the chain of its first 12 bytes' hash, and a search walks the pattern's
+/// chain, newest position first (as in an LZ77 compressor's match finder), for up to `depth`
+/// candidates, keeping the longest match; a filter of old's 12-byte strings (`GramFilter`) decides
+/// where a search is worth starting. The price against the suffix array is that a search sees only the
+/// `depth` most recent positions on its chain, where the suffix array always finds the longest match.
+///
+/// Layout: the chains are not linked lists but buckets, old's positions sorted by hash (a counting
+/// sort on both cores, newest first within a bucket) with each bucket's start. A search reads its
+/// candidates from one contiguous run, so the cache misses on old's bytes at the candidates overlap,
+/// where following links waited for one miss per step before the next address was known: the same
+/// candidates in the same order (patches byte for byte the same), `make` 1.4x faster on ruff (whose
+/// time was mostly these walks) and 1.15x on pyarrow; the Django tar, which searches little, pays
+/// for the sort's random writes (+0.07 s).
 ///
 /// Measured on the corpus pairs (default xz, 2 cores; the peer benchmark's `phoenix` and `phoenix-sa`
-/// rows) against the suffix array: `make` 1.9x faster on numpy, 1.7x on pyarrow, 3.0x on the Django
-/// tar, 1.2x on ruff (whose time is mostly matching and LZMA); patches 0.2% larger on numpy, 0.02% on
-/// pyarrow, 1.9% on the Django tar (text, whose common strings have long chains), and 1.4% smaller
-/// on ruff (see `gram`). Memory: the links and the chain heads (n/16 to n/8 of them) packed to
-/// ceil(log2(n + 1)) bits (4 bytes an entry while they are built, as libdivsufsort takes), and the
-/// filter; that is the suffix array's peak plus the heads: 80 MB on numpy, 168 on ruff, 181 on the
-/// Django tar and 351.5 on pyarrow (HDiffPatch -m: 82, 174, 184, 352.4).
-/// Twice the heads made ruff and pyarrow ~10% faster for 7-13 MB more; half made them 20-45% slower.
+/// rows) against the suffix array, with linked chains: `make` 1.9x faster on numpy, 1.7x on pyarrow,
+/// 3.0x on the Django tar, 1.2x on ruff; patches 0.2% larger on numpy, 0.02% on pyarrow, 1.9% on the
+/// Django tar (text, whose common strings have long chains), and 1.4% smaller on ruff (see `gram`).
+/// Memory: the positions and the bucket starts (n/16 to n/8 of them) packed to ceil(log2(n + 1))
+/// bits (4 bytes an entry while they are placed, as libdivsufsort takes, and a second 4-byte cursor
+/// per bucket), then the filter; while matching that is the suffix array's peak plus the starts: 80
+/// MB on numpy, 168 on ruff, 181 on the Django tar and 351.5 on pyarrow (HDiffPatch -m: 82, 174, 184,
+/// 352.4). Twice the buckets made ruff and pyarrow ~10% faster for 7-13 MB more; half made them
+/// 20-45% slower (linked chains).
 struct ChainIndex: MatchIndex, ~Copyable {
     /// Bytes hashed; shorter matches are not found. 12 rather than 8 (the shortest that could win is
     /// 9): chains of 12-byte strings mix fewer unrelated places, and skipping 9-11-byte matches
@@ -26,36 +38,38 @@ struct ChainIndex: MatchIndex, ~Copyable {
     /// Candidates a search looks at. Behind a 9-byte filter, deep walks were costly: in a prototype
     /// (2^24 heads) 2048 brought the Django tar within 1.6% of the suffix array but made ruff 1.8x
     /// slower, so it was 64. Behind the 12-byte filter most of ruff's steps (searches for strings old
-    /// lacks) are gone and depth costs little; measured (default xz, 2 cores; depth 64 / 128 / 256 /
-    /// 512 / 1024): the Django tar 6,312 / 6,268 / 6,249 / 6,239 / 6,228 bytes, numpy 47,275 / 47,267 /
-    /// 47,234 / 47,228 / 47,231, ruff 3,253,432 / 3,249,935 / 3,247,650 / 3,243,491 / 3,241,441,
-    /// pyarrow 435,884 / 435,748 / 435,748 / 436,026 / 435,935; time the same on numpy and the Django
-    /// tar, +3% on ruff and pyarrow at 256, +5-8% at 1024.
+    /// lacks) are gone and depth costs little; measured (linked chains, default xz, 2 cores; depth 64 /
+    /// 128 / 256 / 512 / 1024): the Django tar 6,312 / 6,268 / 6,249 / 6,239 / 6,228 bytes, numpy
+    /// 47,275 / 47,267 / 47,234 / 47,228 / 47,231, ruff 3,253,432 / 3,249,935 / 3,247,650 / 3,243,491 /
+    /// 3,241,441, pyarrow 435,884 / 435,748 / 435,748 / 436,026 / 435,935; time the same on numpy and
+    /// the Django tar, +3% on ruff and pyarrow at 256, +5-8% at 1024.
     static let depth = 256
-    /// Old files it takes: a link is a 32-bit position + 1 (0 ends a chain). Larger files use the
+    /// Old files it takes: positions and bucket starts are 32-bit while placed. Larger files use the
     /// suffix array.
     static let maxCount = Int(UInt32.max) - 1
 
-    /// links[i]: 1 + the previous position whose first `gram` bytes hash like those at i, or 0.
-    let links: PackedSuffixArray
-    /// Which 12-byte strings occur in old: a search starts only where one may. The chains cannot tell:
-    /// each mixes the strings whose hashes share a head, and a search for a string absent from old
-    /// walks all of them.
+    /// Old's positions (those with `gram` bytes to read), by bucket: bucket h is
+    /// `positions[starts[h + 1] ..< starts[h + 2]]`, descending.
+    let positions: PackedSuffixArray
+    /// Which 12-byte strings occur in old: a search starts only where one may. The buckets cannot tell:
+    /// each mixes the strings whose hashes share it, and a search for a string absent from old reads
+    /// all of them.
     let filter: GramFilter
-    /// heads[h]: 1 + the last position of old whose first `gram` bytes hash to h, or 0; packed like the links.
-    private let heads: PackedSuffixArray
+    /// Where each bucket starts in `positions` (entry h + 1 for bucket h; the last entry is the
+    /// number of positions), packed like them.
+    private let starts: PackedSuffixArray
     private let shift: UInt64
-    /// SHA-256 of old, if `hashing` was set (made on another core while the chains are built).
+    /// SHA-256 of old, if `hashing` was set (made on the other core while this one packs the positions).
     let sha256: [UInt8]?
 
-    /// log2 of the number of chain heads for `count` bytes of old: between n/16 and n/8 heads (more
-    /// heads shorten the walks, but cost memory that would take pyarrow's peak over HDiffPatch's).
+    /// log2 of the number of buckets for `count` bytes of old: between n/16 and n/8 (more buckets
+    /// shorten the walks, but cost memory that would take pyarrow's peak over HDiffPatch's).
     static func headBits(for count: Int) -> Int {
         min(30, max(10, PackedSuffixArray.bits(for: count) - 4))
     }
 
-    /// The index's memory while matching, for `count` bytes of old: the links and the heads, packed,
-    /// and the filter (4 bits a byte).
+    /// The index's memory while matching, for `count` bytes of old: the positions and the bucket
+    /// starts, packed, and the filter (4 bits a byte).
     static func matchingBytes(count: Int) -> Int {
         let entryBits = PackedSuffixArray.bits(for: count + 1)
         return (count + (1 << headBits(for: count))) * entryBits / 8 + count / 2
@@ -74,47 +88,121 @@ struct ChainIndex: MatchIndex, ~Copyable {
         precondition(n <= Self.maxCount, "hash chains over \(n) bytes")
         let bits = Self.headBits(for: n)
         let shift = UInt64(64 - bits)
-        nonisolated(unsafe) var digest: [UInt8]? = nil
-        // The filter takes longer to fill than the chains to build (a random write per byte each, but
-        // a larger bitmap): the other core starts on it, and this one joins once the chains are built.
-        let filter = GramFilter(sizedFor: n, gram: Self.gram)
-        let filler = filter.filler, progress = GramFilter.Filler.Progress()
+        let buckets = 1 << bits
+        let total = n >= Self.gram ? n - Self.gram + 1 : 0
+        let split = total / 2
+        // A counting sort of old's positions by bucket, by both cores at once, each on one half of old:
+        // each half counts its positions per bucket, one prefix sum turns the counts into both halves'
+        // cursors, and each half places its positions, newest first (a random write per position: most
+        // of the build). The newer half's cursors end as the bucket starts (`starts`); the older half's
+        // are dropped. Then old's digest and the filter, on both cores, once the positions are packed
+        // (so the filter's memory is not added to the 4 bytes a position they take while placed).
         nonisolated(unsafe) let o = old
+        let parallel = threads > 1
+        let side = DispatchGroup()
+        let counted = DispatchSemaphore(value: 0), cursorsMade = DispatchSemaphore(value: 0)
+        let placed = DispatchSemaphore(value: 0), filterMade = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var digest: [UInt8]? = nil
+        nonisolated(unsafe) var sideFiller: GramFilter.Filler? = nil
+        let progress = GramFilter.Filler.Progress()
         var built: PackedSuffixArray? = nil
-        heads = try besideAnotherCore(threads: threads, {
-            if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
-            filler.add(o, sharing: progress)
-        }, then: {
-            // Heads and links are 32-bit while the chains are built, then packed like the links (the
-            // heads after the links, so that only one is at 4 bytes an entry at a time). Both mappings
-            // start zeroed: empty chains, and the last positions (fewer than `gram` bytes left) end theirs.
-            let heads = try PackedSuffixArray(count: 1 << bits, maxValue: UInt32(n), what: "the match chain heads of a \(n)-byte file") { h in
-                built = try PackedSuffixArray(count: n, maxValue: UInt32(n), what: "the match chains of a \(n)-byte file") { next in
-                    guard n >= Self.gram, let b = old.baseAddress else { return }
-                    for i in 0...(n - Self.gram) {
-                        let k = Self.hash(b + i, shift)
-                        next[i] = h[k]
-                        h[k] = UInt32(truncatingIfNeeded: i &+ 1)
-                    }
+        starts = try PackedSuffixArray(count: buckets + 2, maxValue: UInt32(n), what: "the match index buckets of a \(n)-byte file") { newer in
+            // Positions and starts are 32-bit while placed, then packed (the starts after the positions).
+            built = try PackedSuffixArray(count: total, maxValue: UInt32(n), what: "the match index of a \(n)-byte file") { positions in
+                guard let olderCursors = calloc(buckets + 2, 4) else {
+                    throw DiffEngineError.outOfMemory(what: "the match index buckets of a \(n)-byte file", bytes: (buckets + 2) * 4)
                 }
+                defer { free(olderCursors) }
+                nonisolated(unsafe) let older = olderCursors.bindMemory(to: UInt32.self, capacity: buckets + 2)
+                nonisolated(unsafe) let (newer, positions) = (newer, positions)
+                // Nothing below throws: the other core, once started, always finds its signals.
+                if parallel {
+                    DispatchQueue.global().async(group: side) {
+                        Self.count(o, split..<total, shift, into: newer)
+                        counted.signal()
+                        cursorsMade.wait()
+                        Self.place(o, split..<total, shift, cursors: newer, into: positions)
+                        placed.signal()
+                        if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
+                        filterMade.wait()
+                        sideFiller?.add(o, sharing: progress)
+                    }
+                    Self.count(o, 0..<split, shift, into: older)
+                    counted.wait()
+                } else {
+                    Self.count(o, 0..<split, shift, into: older)
+                    Self.count(o, split..<total, shift, into: newer)
+                }
+                Self.cursors(older: older, newer: newer, buckets: buckets)
+                if parallel { cursorsMade.signal() }
+                Self.place(o, 0..<split, shift, cursors: older, into: positions)
+                if parallel { placed.wait() } else { Self.place(o, split..<total, shift, cursors: newer, into: positions) }
+                // Bucket k is positions[newer[k + 1] ..< newer[k + 2]]: the last bucket ends at total.
+                newer[buckets + 1] = UInt32(truncatingIfNeeded: total)
             }
-            filler.add(old, sharing: progress)
-            return heads
-        })
-        links = built.take()!
+        }
+        let filter = GramFilter(sizedFor: n, gram: Self.gram)
+        if parallel {
+            sideFiller = filter.filler
+            filterMade.signal()
+        } else if hashing {
+            digest = SHA256Hasher.hash(UnsafeRawBufferPointer(old))
+        }
+        filter.filler.add(old, sharing: progress)
+        side.wait()
+        positions = built.take()!
         self.filter = filter
         self.shift = shift
         sha256 = digest
     }
 
+    /// Counts the positions `range` of `old` into `counts[bucket + 1]`.
+    private static func count(_ old: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ shift: UInt64,
+                              into counts: UnsafeMutablePointer<UInt32>) {
+        guard let b = old.baseAddress else { return }
+        for i in range { counts[hash(b + i, shift) &+ 1] &+= 1 }
+    }
+
+    /// Turns both halves' counts into their cursors: each bucket's end for the older half (it fills
+    /// backwards from there), and the end less the older half's count for the newer one, so that once
+    /// both are placed `newer[k + 1]` is bucket k's start.
+    private static func cursors(older: UnsafeMutablePointer<UInt32>, newer: UnsafeMutablePointer<UInt32>, buckets: Int) {
+        var end: UInt32 = 0
+        for k in 1...buckets {
+            end &+= older[k] &+ newer[k]
+            newer[k] = end &- older[k]
+            older[k] = end
+        }
+    }
+
+    /// Places the positions `range` of `old`, ascending, each just before its bucket's cursor: within a
+    /// bucket they end newest first.
+    private static func place(_ old: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ shift: UInt64,
+                              cursors: UnsafeMutablePointer<UInt32>, into positions: UnsafeMutablePointer<UInt32>) {
+        guard let b = old.baseAddress else { return }
+        for i in range {
+            let k = hash(b + i, shift) &+ 1
+            let c = cursors[k] &- 1
+            cursors[k] = c
+            positions[Int(c)] = UInt32(truncatingIfNeeded: i)
+        }
+    }
+
     /// Calls `body` with the finder; the index lives at least until it returns.
     func withFinder<R>(old: UnsafeBufferPointer<UInt8>, _ body: (Finder) throws -> R) rethrows -> R {
-        try links.withView { l in
-            try heads.withView { h in
+        try positions.withView { p in
+            try starts.withView { s in
                 try filter.withView { f in
-                    try body(Finder(old: old, links: l, heads: h, shift: shift, filter: f))
+                    try body(Finder(old: old, positions: p, starts: s, shift: shift, filter: f))
                 }
             }
+        }
+    }
+
+    /// The positions of every bucket, in the order a search reads them (tests).
+    var buckets: [[Int]] {
+        positions.withView { p in
+            starts.withView { s in (0..<(s.count - 2)).map { h in (s[h + 1]..<s[h + 2]).map { p[$0] } } }
         }
     }
 
@@ -128,8 +216,8 @@ struct ChainIndex: MatchIndex, ~Copyable {
 
     struct Finder: MatchFinder {
         let old: UnsafeBufferPointer<UInt8>
-        let links: PackedSuffixArray.View
-        let heads: PackedSuffixArray.View
+        let positions: PackedSuffixArray.View
+        let starts: PackedSuffixArray.View
         let shift: UInt64
         let filter: GramFilter.View
 
@@ -145,10 +233,13 @@ struct ChainIndex: MatchIndex, ~Copyable {
             // The pattern's first 12 bytes, as two overlapping 8-byte words.
             let key = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
             let key2 = UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 4, as: UInt64.self)
-            var link = heads[ChainIndex.hash(p, shift)]
-            var bestPos = 0, bestLen = 0, left = ChainIndex.depth
-            while link != 0 && left > 0 {
-                let pos = link &- 1
+            // The newest `depth` positions of the pattern's bucket.
+            let h = ChainIndex.hash(p, shift)
+            var j = starts[h &+ 1]
+            let end = min(starts[h &+ 2], j &+ ChainIndex.depth)
+            var bestPos = 0, bestLen = 0
+            while j < end {
+                let pos = positions[j]
                 // A candidate no longer than the best so far differs from the pattern at the best
                 // length (or ends before it): one byte rules most of them out.
                 if (bestLen == 0 || (pos &+ bestLen < count && o[pos &+ bestLen] == p[bestLen]))
@@ -161,8 +252,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
                         if l == length { break }
                     }
                 }
-                link = links[pos]
-                left &-= 1
+                j &+= 1
             }
             return (bestPos, bestLen)
         }

@@ -8,16 +8,17 @@ public enum DiffEngine {
     ///
     /// Cost: old is indexed (`options.index`; by default hash chains below 128 MiB of old, its suffix
     /// array from there), then new is matched in 1 MiB chunks (at most 32) on `options.threads` cores,
-    /// then the streams are compressed (xz: side by side). Hash chains (`ChainIndex`): one pass over
-    /// old, then a walk of at most 256 chain entries per position scanned outside matches. Suffix array: a suffix
+    /// then the streams are compressed (xz: side by side). Hash chains (`ChainIndex`): a counting sort of
+    /// old's positions by hash (both cores), then at most 256 candidates per position scanned outside matches. Suffix array: a suffix
     /// sort (libdivsufsort, near-linear in practice, one core), then a binary search per position
     /// (O(n log m)).
     ///
     /// Peak memory is the largest of three phases. Indexing: `old` + 4·|old| (libdivsufsort's array, or
-    /// the chain links before packing; 8·|old| for a suffix array from 2 GiB) + |old|/2 for the filter
-    /// (+ the chain heads at 4 bytes each, |old|/16 to |old|/8 of them). Matching: `old` + `new` + the
-    /// index packed to ceil(log2 |old|) bits an entry (3.1 bytes a byte of a 24 MB file; the chains
-    /// add their heads at the same width) + |old|/2 + 32 bytes a tuple. Compressing: the index is freed
+    /// the chains' positions before packing; 8·|old| for a suffix array from 2 GiB) + |old|/2 for the
+    /// filter (the chains: instead of the filter, which they fill once packed, two 4-byte cursors per
+    /// bucket, |old|/16 to |old|/8 buckets). Matching: `old` + `new` + the index packed to
+    /// ceil(log2 |old|) bits an entry (3.1 bytes a byte of a 24 MB file; the chains add their bucket
+    /// starts at the same width) + |old|/2 + 32 bytes a tuple. Compressing: the index is freed
     /// first, and compressors finishing side by side stay within what it held. About 5.6n for equal
     /// sizes (5.9n with chains), against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n. Measured peak RSS
     /// of `phoenix-diff make` (`makePatchFile`, which reads `new` only after indexing; the peer

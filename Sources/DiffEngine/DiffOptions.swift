@@ -58,8 +58,8 @@ public struct DiffOptions: Sendable, Equatable {
     /// (`ChainIndex`: no suffix sort) when old is under `chainsBelow`, by its suffix array (the longest
     /// match at every position) from there. Measured on the corpus pairs against the suffix array, the
     /// chains make `make` 1.2-3.0x faster and patches 0.02-1.9% larger on numpy, pyarrow and the Django
-    /// tar, 1.4% smaller on ruff; their peak memory is the suffix array's plus the chain heads (~0.27
-    /// bytes a byte of old), under HDiffPatch -m's on those pairs but 4% over it on the 221 MB polars
+    /// tar, 1.4% smaller on ruff; their peak memory is the suffix array's plus the chains' bucket
+    /// starts (~0.27 bytes a byte of old), under HDiffPatch -m's on those pairs but 4% over it on the 221 MB polars
     /// library, where the suffix array is already 10.5x faster than bsdiff (the sort's share of the
     /// time falls as files grow). Old files of 4 GiB and more always use the suffix array; the
     /// low-memory mode (`memoryLimit`) has its own anchor index.

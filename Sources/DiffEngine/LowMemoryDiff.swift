@@ -29,8 +29,8 @@ extension DiffEngine {
     /// planning estimate: the largest of its three phases (`makePatch` states them), plus the process
     /// (~21 MB measured), the context-order block and 10% for the allocator.
     /// - Sorting: old and libdivsufsort's array (4 bytes a byte of old, 8 from 2 GiB), the 9-gram filter
-    ///   (new is read only afterwards). With hash chains: old, the links unpacked (4 bytes a byte), the
-    ///   chain heads and the filter.
+    ///   (new is read only afterwards). With hash chains: old, the positions unpacked (4 bytes a byte)
+    ///   and two cursors per bucket (the filter comes once they are packed).
     /// - Matching: both files, the packed index (`OldIndex.matchingBytes` or `ChainIndex.matchingBytes`), the tuples (32 bytes each,
     ///   allowing one per 128 bytes of new; real files have one per 150-2,000).
     /// - Compressing: both files and the compressors. zstd and the others: every stream's context at
@@ -48,8 +48,8 @@ extension DiffEngine {
 
     private static func estimatedPeakMemory(oldSize: Int, newSize: Int, options: DiffOptions, chains: Bool) -> Int {
         let index = chains ? ChainIndex.matchingBytes(count: oldSize) : OldIndex.matchingBytes(count: oldSize)
-        let sorting = oldSize + (chains || oldSize < Int(Int32.max) ? 4 : 8) * oldSize + oldSize / 2
-            + (chains ? 4 << ChainIndex.headBits(for: oldSize) : 0)
+        let sorting = oldSize + (chains || oldSize < Int(Int32.max) ? 4 : 8) * oldSize
+            + (chains ? 8 << ChainIndex.headBits(for: oldSize) : oldSize / 2)
         let matching = oldSize + newSize + index + newSize / 4
         let level = options.level ?? options.codec.defaultLevel
         let (encoder, holds) = options.codec.encoderMemory(level: level)

@@ -77,6 +77,37 @@ import TestSupport
         }
     }
 
+    /// The buckets the counting sort builds (both cores on two halves of old, or one) hold every
+    /// position with 12 bytes to read exactly once, each in the bucket of its hash, newest first: the
+    /// order the linked chains had, which a search's first `depth` candidates depend on.
+    @Test func bucketsHoldEveryPositionInItsBucketNewestFirst() throws {
+        var rng = SeededGenerator(seed: 653)
+        var old = TestData.structured(300_000, rng: &rng)
+        // A run of one byte: one bucket with tens of thousands of positions, split between the halves.
+        old.replaceSubrange(100_000..<160_000, with: [UInt8](repeating: 7, count: 60_000))
+        try old.withUnsafeBufferPointer { o in
+            let shift = UInt64(64 - ChainIndex.headBits(for: o.count))
+            var expected = [[Int]](repeating: [], count: 1 << ChainIndex.headBits(for: o.count))
+            for i in stride(from: o.count - ChainIndex.gram, through: 0, by: -1) {
+                expected[ChainIndex.hash(o.baseAddress! + i, shift)].append(i)
+            }
+            #expect(expected.contains { $0.count > 50_000 })
+            for threads in [1, 2] {
+                let buckets = try ChainIndex(o, threads: threads).buckets
+                #expect(buckets.count == expected.count)
+                // The first bucket that differs, not all of them (a failure would print megabytes).
+                if let h = expected.indices.first(where: { $0 >= buckets.count || buckets[$0] != expected[$0] }) {
+                    Issue.record("threads \(threads), bucket \(h): \(buckets.count > h ? buckets[h].prefix(20).description : "missing"), expected \(expected[h].prefix(20))")
+                }
+            }
+        }
+        // Old shorter than a gram: no positions, every bucket empty.
+        try [UInt8](repeating: 1, count: 11).withUnsafeBufferPointer { o in
+            let buckets = try ChainIndex(o, threads: 2).buckets
+            #expect(!buckets.isEmpty && buckets.allSatisfy(\.isEmpty))
+        }
+    }
+
     /// The gram filter filled by two threads sharing the work (atomic ORs; how the chain index
     /// fills its 12-byte one) is bit for bit the one a single thread fills.
     @Test(arguments: GramFilter.grams) func filterFilledByTwoThreadsIsTheSame(gram: Int) {
