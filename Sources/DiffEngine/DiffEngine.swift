@@ -8,10 +8,11 @@ public enum DiffEngine {
     ///
     /// Cost: old is indexed (`options.index`; by default hash chains below 128 MiB of old, its suffix
     /// array from there), then new is matched in 1 MiB chunks (at most 32) on `options.threads` cores,
-    /// then the streams are compressed (xz: side by side). Hash chains (`ChainIndex`): a counting sort of
-    /// old's positions by hash (both cores), then at most 256 candidates per position scanned outside matches. Suffix array: a suffix
-    /// sort (libdivsufsort, near-linear in practice, one core), then a binary search per position
-    /// (O(n log m)).
+    /// then the streams are made and compressed (xz: side by side; the extra stream, known once
+    /// matching is done, on a core of its own from then on). Hash chains (`ChainIndex`): a counting
+    /// sort of old's positions by hash (both cores), then at most 256 candidates per position scanned
+    /// outside matches. Suffix array: a suffix sort (libdivsufsort, near-linear in practice, one
+    /// core), then a binary search per position (O(n log m)).
     ///
     /// Peak memory is the largest of three phases. Indexing: `old` + 4·|old| (libdivsufsort's array, or
     /// the chains' positions before packing; 8·|old| for a suffix array from 2 GiB) + |old|/2 for the
@@ -78,9 +79,17 @@ public enum DiffEngine {
         let choices = StreamChoices(options: options)
         let contextEncoder = choices.context ? try options.codec.makeEncoder(level: level, threads: options.threads) : nil
         let splitEncoder = choices.split ? try options.codec.makeEncoder(level: level, threads: options.threads) : nil
+        // With more than one core, the extra stream (new's bytes stored verbatim, known once matching is
+        // done) is compressed on a core of its own while the others are made and compressed: on ruff,
+        // xz of its 3 MB of new code took longer than all the other streams.
+        let extraIndex = streamCount - 1
+        let aside = options.threads > 1
+            ? AsideStream(encoders[extraIndex], memory: options.codec.encoderMemory(level: level)) : nil
+        defer { aside?.join() }
         var assembler = StreamAssembler(old: oldBytes, new: newBytes, format: options.format,
                                         control: encoders[0], diff: encoders[1],
-                                        literals: streamCount == 4 ? encoders[2] : nil, extra: encoders[streamCount - 1],
+                                        literals: streamCount == 4 ? encoders[2] : nil,
+                                        extra: aside == nil ? encoders[extraIndex] : nil,
                                         contextRuns: contextEncoder, naturalRuns: choices.natural,
                                         splitControl: splitEncoder, interleavedControl: choices.interleaved)
         // Suffix sorting is about a third of the work, matching and compressing the rest.
@@ -89,7 +98,7 @@ public enum DiffEngine {
         }
         do {
             try match(index: index, old: oldBytes, new: newBytes, threads: options.threads, chunkSize: options.matchChunkSize,
-                      into: &assembler, progress: report)
+                      into: &assembler, progress: report, matched: aside.map { a in { try a.start(extraOf: $0, new: newBytes) } })
             try assembler.finish()
         } catch let e as PatchFormatError {
             throw DiffEngineError.format(e)
@@ -103,16 +112,25 @@ public enum DiffEngine {
             options.format == .bsdiff || (i == 0 ? kept.interleaved : i == 1 ? kept.natural : true)
         }
         let alternatives = [kept.context ? contextEncoder : nil, kept.split ? splitEncoder : nil]
-        let jobs = encoders.indices.filter { made[$0] }.map { encoders[$0] } + alternatives.compactMap { $0 }
+        let here = encoders.indices.filter { made[$0] && !(aside != nil && $0 == extraIndex) }
+        let jobs = here.map { encoders[$0] } + alternatives.compactMap { $0 }
         // The suffix array and the filter are gone by now: compressors finishing side by side may use
-        // what they took, less the raw streams held since (so the peak stays that of matching).
+        // what they took, less the raw streams held since and the extra stream's compressor (so the
+        // peak stays that of matching).
         let indexBytes = Index.matchingBytes(count: oldBytes.count)
-        var finished = try finishAll(jobs, threads: options.threads,
-                                     memoryBudget: indexBytes - jobs.reduce(0) { $0 + $1.heldBytes })
+        let budget = indexBytes - jobs.reduce(0) { $0 + $1.heldBytes }
+        var finished: [[UInt8]], extra: [UInt8]? = nil
+        if let aside {
+            (finished, extra) = try finishAll(jobs, beside: aside, threads: options.threads, memoryBudget: budget)
+        } else {
+            finished = try finishAll(jobs, threads: options.threads, memoryBudget: budget)
+        }
         let split = alternatives[1] == nil ? nil : finished.removeLast()
         let context = alternatives[0] == nil ? nil : finished.removeLast()
         var next = finished.makeIterator()
-        var streams = made.map { $0 ? next.next()! : [] }
+        var streams = made.indices.map { i in
+            i == extraIndex && extra != nil ? extra! : made[i] ? next.next()! : []
+        }
         let flags = kept.keepSmaller(&streams, context: context, split: split) { UInt64($0.count) }
         var out = header(options: options, level: level, oldSize: oldBytes.count, newSize: newBytes.count,
                          oldSHA256: oldSHA256, newSHA256: newSHA256.wait(), assembler: assembler,
@@ -211,26 +229,36 @@ public enum DiffEngine {
     /// Matches `new` against `index` (of `old`) chunk by chunk on `threads` cores, frees the index,
     /// then feeds the tuples to `sink` in order (so that the compressors' memory, which grows while
     /// the sink works, never adds to the index's).
+    /// `matched`, if given, sees the tuples once they are all found and checked, before any is emitted.
     static func match<Sink: MatchSink, Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeBufferPointer<UInt8>,
                                        new: UnsafeBufferPointer<UInt8>, threads: Int = 1,
-                                       chunkSize: Int? = nil, into sink: inout Sink, progress: ((Int) -> Void)?) throws {
+                                       chunkSize: Int? = nil, into sink: inout Sink, progress: ((Int) -> Void)?,
+                                       matched: (([[RecordedTuple]]) throws -> Void)? = nil) throws {
         var chunks = try findMatches(index: index, old: old, new: new, threads: threads, chunkSize: chunkSize,
                                      progress: progress)
-        // Each tuple's seek leads to the next tuple's old start; the last one's is 0. Chunks are freed
-        // as they are emitted. Where chunks meet, a tuple that goes on in the same alignment is joined
-        // to the one before, and an empty one dropped (the Django tar: 13 tuples and 30 bytes fewer,
-        // as in one chunk).
-        var previous: RecordedTuple? = nil
         // The chunks must tile new exactly; a patch that covered some bytes twice or not at all would
         // be refused by every reader, so check here and fail loudly instead of writing it.
         var covered = 0
         for c in chunks.indices {
             for t in chunks[c] {
-                guard t.newStart == covered else {
+                guard t.newStart == covered, t.add >= 0, t.copy >= 0, t.oldStart >= 0, t.oldStart + t.add <= old.count else {
                     throw DiffEngineError.internalInconsistency(
                         "the matcher's tuples do not tile the new file: one starts at byte \(t.newStart), expected \(covered) (chunk \(c))")
                 }
                 covered = t.newStart + t.add + t.copy
+            }
+        }
+        guard covered == new.count else {
+            throw DiffEngineError.internalInconsistency("the matcher's tuples cover \(covered) of the new file's \(new.count) bytes")
+        }
+        try matched?(chunks)
+        // Each tuple's seek leads to the next tuple's old start; the last one's is 0. Chunks are freed
+        // as they are emitted. Where chunks meet, a tuple that goes on in the same alignment is joined
+        // to the one before, and an empty one dropped (the Django tar: 13 tuples and 30 bytes fewer,
+        // as in one chunk).
+        var previous: RecordedTuple? = nil
+        for c in chunks.indices {
+            for t in chunks[c] {
                 if var p = previous {
                     // An empty tuple (a chunk's start, before its first match) says nothing; the one
                     // before it seeks to the next instead. (Not the first tuple: the only one without
@@ -250,9 +278,6 @@ public enum DiffEngine {
                 previous = t
             }
             chunks[c] = []
-        }
-        guard covered == new.count else {
-            throw DiffEngineError.internalInconsistency("the matcher's tuples cover \(covered) of the new file's \(new.count) bytes")
         }
         if let p = previous { try sink.emit(newStart: p.newStart, oldStart: p.oldStart, add: p.add, copy: p.copy, seek: 0) }
         progress?(new.count)

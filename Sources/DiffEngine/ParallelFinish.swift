@@ -9,25 +9,34 @@ extension DiffEngine {
     /// least one). xz compresses a whole stream in `finish()`, so this is where a patch's streams are
     /// compressed in parallel; the bytes do not depend on the thread count.
     static func finishAll(_ encoders: [any StreamEncoder], threads: Int, memoryBudget: Int) throws -> [[UInt8]] {
-        let memory = encoders.map(\.finishMemory)
-        let order = encoders.indices.sorted { memory[$0] > memory[$1] }
-        let workers = finishWorkers(order.map { memory[$0] }, threads: threads, memoryBudget: memoryBudget)
-        if workers == 1 { return try encoders.map { try $0.finish() } }
-        nonisolated(unsafe) var results = [Result<[UInt8], Error>?](repeating: nil, count: encoders.count)
-        nonisolated(unsafe) let jobs = encoders
-        let next = Atomic<Int>(0)
-        results.withUnsafeMutableBufferPointer { out in
-            nonisolated(unsafe) let out = out
-            DispatchQueue.concurrentPerform(iterations: workers) { _ in
-                while true {
-                    let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                    if k >= order.count { break }
-                    let i = order[k]
-                    out[i] = Result { try jobs[i].finish() }
-                }
-            }
+        let pool = FinishPool(encoders)
+        let workers = finishWorkers(pool.memories, threads: threads, memoryBudget: memoryBudget)
+        if workers == 1 {
+            pool.work()
+        } else {
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in pool.work() }
         }
-        return try results.map { try $0!.get() }
+        return try pool.results()
+    }
+
+    /// `finishAll` beside a stream compressing on another core (`AsideStream`, which holds `aside.memory`
+    /// until it is done): as many finishes as fit beside it start at once, on this core and up to
+    /// `threads` - 2 more, and the aside stream's core takes the rest with them once its own stream
+    /// is done, if the budget allows one more at once. Then waits for the aside stream; returns the
+    /// outputs of `encoders` in order and the aside stream's.
+    static func finishAll(_ encoders: [any StreamEncoder], beside aside: AsideStream, threads: Int,
+                          memoryBudget: Int) throws -> (finished: [[UInt8]], aside: [UInt8]) {
+        let pool = FinishPool(encoders)
+        let besideIt = finishWorkers(pool.memories, threads: max(1, threads - 1), memoryBudget: memoryBudget - aside.memory)
+        let after = finishWorkers(pool.memories, threads: threads, memoryBudget: memoryBudget)
+        aside.then(after > besideIt ? pool : nil)
+        if besideIt == 1 {
+            pool.work()
+        } else {
+            DispatchQueue.concurrentPerform(iterations: besideIt) { _ in pool.work() }
+        }
+        let asideOutput = try aside.result()
+        return (try pool.results(), asideOutput)
     }
 
     /// How many finishes may run at once: as many of the largest (`memories`, in decreasing order) as
@@ -40,5 +49,115 @@ extension DiffEngine {
             workers += 1
         }
         return workers
+    }
+}
+
+/// Encoders to finish, the largest (`finishMemory`) first, taken one at a time by whichever thread
+/// calls `work` next; each output lands in its encoder's place.
+final class FinishPool: @unchecked Sendable {
+    private let jobs: [any StreamEncoder]
+    private let order: [Int]
+    /// The encoders' `finishMemory`, in decreasing order.
+    let memories: [Int]
+    private let outputs: UnsafeMutableBufferPointer<Result<[UInt8], Error>?>
+    private let next = Atomic<Int>(0)
+
+    init(_ encoders: [any StreamEncoder]) {
+        jobs = encoders
+        let memory = encoders.map(\.finishMemory)
+        order = encoders.indices.sorted { memory[$0] > memory[$1] }
+        memories = order.map { memory[$0] }
+        outputs = .allocate(capacity: encoders.count)
+        outputs.initialize(repeating: nil)
+    }
+
+    deinit {
+        outputs.deinitialize()
+        outputs.deallocate()
+    }
+
+    /// Finishes encoders until none is left.
+    func work() {
+        while true {
+            let k = next.wrappingAdd(1, ordering: .relaxed).oldValue
+            if k >= order.count { return }
+            let i = order[k]
+            outputs[i] = Result { try jobs[i].finish() }
+        }
+    }
+
+    /// The outputs in the encoders' order (once every `work` call has returned).
+    func results() throws -> [[UInt8]] {
+        try outputs.map { r in
+            guard let r else { throw DiffEngineError.internalInconsistency("a stream was never compressed") }
+            return try r.get()
+        }
+    }
+}
+
+/// One stream of a patch compressed on another core while the caller makes the others: the extra
+/// stream, whose bytes (new's, stored verbatim) are known as soon as matching is done. That core then
+/// helps finish the other streams (`DiffEngine.finishAll(_:beside:...)`).
+final class AsideStream: @unchecked Sendable {
+    private let encoder: any StreamEncoder
+    private let holds: Bool
+    private let group = DispatchGroup()
+    private var outcome: Result<[UInt8], Error>?
+    private let handedOver = DispatchSemaphore(value: 0)
+    private var pool: FinishPool?
+    private var handed = false
+    /// What the compression holds and allocates beyond the caller's streams, in bytes, once started.
+    private(set) var memory: Int
+
+    /// `memory`: the codec's `encoderMemory` (xz holds the raw stream and compresses it at the end).
+    init(_ encoder: any StreamEncoder, memory: (bytes: Int, holdsStreams: Bool)) {
+        self.encoder = encoder
+        holds = memory.holdsStreams
+        self.memory = memory.bytes
+    }
+
+    /// Starts compressing the bytes of `new` the tuples copy verbatim, in order. An encoder that holds
+    /// its input takes it here (a copy); one that compresses as it goes takes it on the other core.
+    func start(extraOf chunks: [[RecordedTuple]], new: UnsafeBufferPointer<UInt8>) throws {
+        let bytes = UnsafeRawBufferPointer(new)
+        let pieces = chunks.joined().filter { $0.copy > 0 }.map {
+            UnsafeRawBufferPointer(rebasing: bytes[($0.newStart + $0.add)..<($0.newStart + $0.add + $0.copy)])
+        }
+        nonisolated(unsafe) let encoder = encoder
+        if holds {
+            for p in pieces { try encoder.write(p) }
+            memory = encoder.heldBytes + encoder.finishMemory
+        }
+        nonisolated(unsafe) let later = holds ? [] : pieces
+        DispatchQueue.global().async(group: group) {
+            self.outcome = Result {
+                for p in later { try encoder.write(p) }
+                return try encoder.finish()
+            }
+            self.handedOver.wait()
+            self.pool?.work()
+        }
+    }
+
+    /// What the aside core does once its stream is compressed: help finish `pool`, or nothing. Called
+    /// once (`join` calls it with nil if nobody did).
+    func then(_ pool: FinishPool?) {
+        precondition(!handed, "the aside stream's core was handed work twice")
+        handed = true
+        self.pool = pool
+        handedOver.signal()
+    }
+
+    /// Waits until the compression (if started) and any help with the pool are over.
+    func join() {
+        if !handed { then(nil) }
+        group.wait()
+    }
+
+    /// The compressed stream; waits for it (and for the aside core's help with the pool).
+    func result() throws -> [UInt8] {
+        join()
+        guard let outcome else { throw DiffEngineError.internalInconsistency("the extra stream was never compressed") }
+        return try outcome.get()
     }
 }

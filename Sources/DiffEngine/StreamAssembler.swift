@@ -11,7 +11,8 @@ struct StreamAssembler: MatchSink {
     /// BSDIFF40: the raw diff bytes. phx: the diff-runs stream (`literals` takes the non-zero bytes).
     let diff: any StreamEncoder
     let literals: (any StreamEncoder)?
-    let extra: any StreamEncoder
+    /// nil when the caller compresses the extra stream itself (`AsideStream`); its length is still counted.
+    let extra: (any StreamEncoder)?
     /// phx: the diff-runs stream in old-context order, when it is being made (`diff` may then be nil
     /// in effect: `naturalRuns` false).
     let contextRuns: (any StreamEncoder)?
@@ -37,7 +38,7 @@ struct StreamAssembler: MatchSink {
     private static let chunk = 1 << 16
 
     init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, format: PatchKind,
-         control: any StreamEncoder, diff: any StreamEncoder, literals: (any StreamEncoder)?, extra: any StreamEncoder,
+         control: any StreamEncoder, diff: any StreamEncoder, literals: (any StreamEncoder)?, extra: (any StreamEncoder)?,
          contextRuns: (any StreamEncoder)? = nil, naturalRuns: Bool = true,
          splitControl: (any StreamEncoder)? = nil, interleavedControl: Bool = true) {
         precondition((format == .phx) == (literals != nil), "phx needs a literals stream, bsdiff has none")
@@ -142,7 +143,7 @@ struct StreamAssembler: MatchSink {
             }
             done += m
         }
-        if copy > 0 {
+        if copy > 0, let extra {
             try extra.write(UnsafeRawBufferPointer(start: n! + newStart + add, count: copy))
         }
         diffRawLength += UInt64(add)

@@ -43,24 +43,31 @@ import TestSupport
         }
     }
 
-    /// An encoder that takes a while to finish and counts how many finish at once.
+    /// How many encoders are finishing at once, and the most there were.
+    final class Tally: Sendable {
+        let running = Atomic<Int>(0)
+        let most = Atomic<Int>(0)
+        func enter() { _ = most.max(running.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue, ordering: .sequentiallyConsistent) }
+        func leave() { running.subtract(1, ordering: .sequentiallyConsistent) }
+    }
+
+    /// An encoder that takes a while to finish and counts in `tally` while it does.
     final class SlowEncoder: StreamEncoder, @unchecked Sendable {
-        static let running = Atomic<Int>(0)
-        static let most = Atomic<Int>(0)
         let memory: Int
         let tag: UInt8
-        init(memory: Int, tag: UInt8) {
+        let tally: Tally
+        init(memory: Int, tag: UInt8, tally: Tally) {
             self.memory = memory
             self.tag = tag
+            self.tally = tally
         }
         var finishMemory: Int { memory }
         func write(_ input: UnsafeRawBufferPointer) throws {}
         func takeOutput() -> [UInt8] { [] }
         func finish() throws -> [UInt8] {
-            let now = Self.running.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
-            _ = Self.most.max(now, ordering: .sequentiallyConsistent)
+            tally.enter()
             usleep(20_000)  // long enough for the others to start
-            Self.running.subtract(1, ordering: .sequentiallyConsistent)
+            tally.leave()
             return [tag]
         }
     }
@@ -70,17 +77,98 @@ import TestSupport
     /// (Were finishAll to let more run at once, the first check would fail whenever they overlap.)
     @Test(.serialized, arguments: [(50, 2), (49, 1), (1000, 3)])
     func finishingSideBySideKeepsOrderAndBudget(budgetMB: Int, expectedMost: Int) throws {
-        SlowEncoder.running.store(0, ordering: .sequentiallyConsistent)
-        SlowEncoder.most.store(0, ordering: .sequentiallyConsistent)
+        let tally = Tally()
         let sizes = [10, 30, 5, 20, 10, 1]
-        let encoders = sizes.enumerated().map { SlowEncoder(memory: $0.element << 20, tag: UInt8($0.offset)) }
+        let encoders = sizes.enumerated().map { SlowEncoder(memory: $0.element << 20, tag: UInt8($0.offset), tally: tally) }
         let out = try DiffEngine.finishAll(encoders, threads: 3, memoryBudget: budgetMB << 20)
         #expect(out.map { $0[0] } == Array(0..<UInt8(sizes.count)))
-        #expect(SlowEncoder.most.load(ordering: .sequentiallyConsistent) <= expectedMost)
+        #expect(tally.most.load(ordering: .sequentiallyConsistent) <= expectedMost)
         // How many may run at once is decided up front; whether they then overlap is up to the
         // scheduler (under ThreadSanitizer and a parallel test run they sometimes did not).
         #expect(DiffEngine.finishWorkers(sizes.sorted(by: >).map { $0 << 20 }, threads: 3, memoryBudget: budgetMB << 20)
                 == expectedMost)
+    }
+
+    /// An encoder whose finish takes a while, counts in `tally`, returns what it was given, or fails.
+    final class RecordingEncoder: StreamEncoder, @unchecked Sendable {
+        var taken: [UInt8] = []
+        let fails: Bool
+        let tally: Tally
+        init(tally: Tally, fails: Bool = false) {
+            self.tally = tally
+            self.fails = fails
+        }
+        func write(_ input: UnsafeRawBufferPointer) throws { taken += input }
+        func takeOutput() -> [UInt8] { [] }
+        func finish() throws -> [UInt8] {
+            tally.enter()
+            usleep(60_000)
+            tally.leave()
+            if fails { throw DiffEngineError.unsupportedCombination("the aside encoder failed") }
+            return taken
+        }
+    }
+
+    /// The extra stream compressed on a core of its own (`AsideStream`) gets exactly the bytes the
+    /// tuples copy, in order; the other streams come back in their order; while the aside stream holds
+    /// its 30 MB only one other finish runs beside it (50 MB budget), and once it is done its core helps
+    /// with the rest, never more at once than the budget allows (here 2: the aside's 30 MB are freed).
+    @Test(.timeLimit(.minutes(1))) func asideStreamTakesTheCopiesAndHelpsWithinTheBudget() throws {
+        let tally = Tally()
+        var rng = SeededGenerator(seed: 505)
+        let new = rng.bytes(1000)
+        let chunks = [[RecordedTuple(newStart: 0, oldStart: 0, add: 100, copy: 50),
+                       RecordedTuple(newStart: 150, oldStart: 0, add: 0, copy: 0)],
+                      [RecordedTuple(newStart: 150, oldStart: 200, add: 800, copy: 50)]]
+        let sizes = [10, 5, 20, 10, 5]
+        let encoders = sizes.enumerated().map { SlowEncoder(memory: $0.element << 20, tag: UInt8($0.offset), tally: tally) }
+        let recorder = RecordingEncoder(tally: tally)
+        let aside = AsideStream(recorder, memory: (30 << 20, false))
+        try new.withUnsafeBufferPointer { try aside.start(extraOf: chunks, new: $0) }
+        let (finished, extra) = try DiffEngine.finishAll(encoders, beside: aside, threads: 3, memoryBudget: 50 << 20)
+        #expect(finished.map { $0[0] } == Array(0..<UInt8(sizes.count)))
+        #expect(extra == Array(new[100..<150] + new[950..<1000]))
+        #expect(tally.most.load(ordering: .sequentiallyConsistent) <= 2)
+        #expect(tally.running.load(ordering: .sequentiallyConsistent) == 0, "a finish still running after the return")
+    }
+
+    /// A failure of the aside stream is the make's error, reported once everything else is done; an
+    /// aside stream that was never started (matching failed) lets its owner go.
+    @Test(.timeLimit(.minutes(1))) func asideStreamFailureIsReportedAndAnUnstartedOneDoesNotBlock() throws {
+        let tally = Tally()
+        let aside = AsideStream(RecordingEncoder(tally: tally, fails: true), memory: (1 << 20, false))
+        let new = [UInt8](repeating: 9, count: 10)
+        try new.withUnsafeBufferPointer {
+            try aside.start(extraOf: [[RecordedTuple(newStart: 0, oldStart: 0, add: 0, copy: 10)]], new: $0)
+        }
+        let encoders = [SlowEncoder(memory: 1 << 20, tag: 1, tally: tally), SlowEncoder(memory: 1 << 20, tag: 2, tally: tally)]
+        #expect(throws: DiffEngineError.self) {
+            _ = try DiffEngine.finishAll(encoders, beside: aside, threads: 2, memoryBudget: .max)
+        }
+        #expect(tally.running.load(ordering: .sequentiallyConsistent) == 0)
+        let idle = AsideStream(RecordingEncoder(tally: tally), memory: (0, false))
+        idle.join()
+        #expect(throws: DiffEngineError.self) { _ = try idle.result() }
+    }
+
+    /// With more than one core the extra stream is compressed aside; the patch is the same bytes as on
+    /// one core (where it is not) for every codec and both formats, and applies.
+    @Test func patchesWithTheExtraStreamAsideAreTheSameBytes() throws {
+        var rng = SeededGenerator(seed: 506)
+        let old = TestData.structured(400_000, rng: &rng)
+        var new = TestData.mutate(old, edits: 30, rng: &rng)
+        new.insert(contentsOf: rng.bytes(60_000), at: 200_000)
+        for (format, codec) in [(PatchKind.phx, CodecID.xz), (.phx, .zstd), (.phx, .bzip2), (.phx, .zlib), (.bsdiff, .bzip2)] {
+            var patches: [[UInt8]] = []
+            for threads in [1, 2, 3] {
+                var options = DiffOptions(format: format, threads: threads)
+                options.codec = codec
+                let patch = try DiffEngine.makePatch(old: old, new: new, options: options)
+                #expect(try PatchApplier.apply(old: old, patch: patch) == new, "\(format), \(codec.name), \(threads) threads")
+                patches.append(patch)
+            }
+            #expect(patches.allSatisfy { $0 == patches[0] }, "\(format), \(codec.name): the thread count changed the patch")
+        }
     }
 
     /// xz streams finished side by side are the bytes of the same streams finished one by one, and the
