@@ -10,7 +10,7 @@ public struct BundleOptions: Sendable {
     /// on it.
     public var threads: Int
     /// How each changed file's old version is searched (`DiffOptions.index`): by default hash chains
-    /// below 128 MiB, the suffix array from there.
+    /// below 4 GiB, the suffix array from there.
     public var index: MatchIndexKind
 
     public init(codec: CodecID = .zstd, level: Int? = nil, threads: Int = 1, index: MatchIndexKind = .auto) {

@@ -19,16 +19,21 @@ import Glibc
 /// time was mostly these walks) and 1.15x on pyarrow; the Django tar, which searches little, pays
 /// for the sort's random writes (+0.07 s).
 ///
+/// Only the newest `depth` positions of a bucket are ever read, so the rest are dropped once sorted
+/// (`dropUnreachable`): 28% of the positions of the 221 MB polars library, 26% of the Django tar's,
+/// 10% of pyarrow's. That took the chains' peak under the suffix array's on those files, and with it
+/// the reason the suffix array stayed the default above 128 MiB: the chains are the default below
+/// 4 GiB (what 32-bit positions hold).
+///
 /// Measured on the corpus pairs (default xz, 2 cores; the peer benchmark's `phoenix` and `phoenix-sa`
-/// rows) against the suffix array, with linked chains: `make` 1.9x faster on numpy, 1.7x on pyarrow,
-/// 3.0x on the Django tar, 1.2x on ruff; patches 0.2% larger on numpy, 0.02% on pyarrow, 1.9% on the
-/// Django tar (text, whose common strings have long chains), and 1.4% smaller on ruff (see `gram`).
-/// Memory: the positions and the bucket starts (n/16 to n/8 of them) packed to ceil(log2(n + 1))
-/// bits (4 bytes an entry while they are placed, as libdivsufsort takes, and a second 4-byte cursor
-/// per bucket), then the filter; while matching that is the suffix array's peak plus the starts: 80
-/// MB on numpy, 168 on ruff, 181 on the Django tar and 351.5 on pyarrow (HDiffPatch -m: 82, 174, 184,
-/// 352.4). Twice the buckets made ruff and pyarrow ~10% faster for 7-13 MB more; half made them
-/// 20-45% slower (linked chains).
+/// rows, before the drop, which changes no patch) against the suffix array: `make` 2.1x faster on
+/// numpy, 1.6x on ruff, 2.2x on pyarrow, 2.7x on the Django tar, 1.8x on polars; patches 0.2% larger
+/// on numpy, 0.02% on pyarrow, 1.9% on the Django tar (text, whose common strings have long chains),
+/// 1.4% smaller on ruff and 3.2% on polars (see `gram`). Memory: the positions and the bucket starts
+/// (n/16 to n/8 of them) packed to ceil(log2(n + 1)) bits (4 bytes an entry while they are placed, as
+/// libdivsufsort takes, and a second 4-byte cursor per bucket), then the filter (4 bits a byte).
+/// Twice the buckets made ruff and pyarrow ~10% faster for 7-13 MB more; half made them 20-45%
+/// slower (linked chains).
 struct ChainIndex: MatchIndex, ~Copyable {
     /// Bytes hashed; shorter matches are not found. 12 rather than 8 (the shortest that could win is
     /// 9): chains of 12-byte strings mix fewer unrelated places, and skipping 9-11-byte matches
@@ -108,7 +113,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
         var built: PackedSuffixArray? = nil
         starts = try PackedSuffixArray(count: buckets + 2, maxValue: UInt32(n), what: "the match index buckets of a \(n)-byte file") { newer in
             // Positions and starts are 32-bit while placed, then packed (the starts after the positions).
-            built = try PackedSuffixArray(count: total, maxValue: UInt32(n), what: "the match index of a \(n)-byte file") { positions in
+            built = try PackedSuffixArray(upTo: total, maxValue: UInt32(n), what: "the match index of a \(n)-byte file") { positions in
                 guard let olderCursors = calloc(buckets + 2, 4) else {
                     throw DiffEngineError.outOfMemory(what: "the match index buckets of a \(n)-byte file", bytes: (buckets + 2) * 4)
                 }
@@ -139,6 +144,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
                 if parallel { placed.wait() } else { Self.place(o, split..<total, shift, cursors: newer, into: positions) }
                 // Bucket k is positions[newer[k + 1] ..< newer[k + 2]]: the last bucket ends at total.
                 newer[buckets + 1] = UInt32(truncatingIfNeeded: total)
+                return Self.dropUnreachable(positions, starts: newer, buckets: buckets)
             }
         }
         let filter = GramFilter(sizedFor: n, gram: Self.gram)
@@ -173,6 +179,24 @@ struct ChainIndex: MatchIndex, ~Copyable {
             newer[k] = end &- older[k]
             older[k] = end
         }
+    }
+
+    /// Drops every position past the newest `depth` of its bucket, which no search reads (runs of one
+    /// byte, padding, a text's common strings: 28% of the positions of the 221 MB polars library, 26%
+    /// of the Django tar, 10% of pyarrow), moving the buckets down to close the gaps; returns the
+    /// positions kept.
+    private static func dropUnreachable(_ positions: UnsafeMutablePointer<UInt32>, starts: UnsafeMutablePointer<UInt32>,
+                                        buckets: Int) -> Int {
+        var kept = 0
+        for h in 0..<buckets {
+            let start = Int(starts[h &+ 1]), end = Int(starts[h &+ 2])
+            let keep = min(end &- start, depth)
+            starts[h &+ 1] = UInt32(truncatingIfNeeded: kept)
+            if kept != start { memmove(positions + kept, positions + start, keep &* 4) }
+            kept &+= keep
+        }
+        starts[buckets &+ 1] = UInt32(truncatingIfNeeded: kept)
+        return kept
     }
 
     /// Places the positions `range` of `old`, ascending, each just before its bucket's cursor: within a

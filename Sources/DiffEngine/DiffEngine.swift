@@ -6,7 +6,7 @@ import PatchFormat
 public enum DiffEngine {
     /// Makes a patch that turns `old` into `new`.
     ///
-    /// Cost: old is indexed (`options.index`; by default hash chains below 128 MiB of old, its suffix
+    /// Cost: old is indexed (`options.index`; by default hash chains below 4 GiB of old, its suffix
     /// array from there), then new is matched in 1 MiB chunks (at most 32) on `options.threads` cores,
     /// then the streams are made and compressed (xz: side by side; the extra stream, known once
     /// matching is done, on a core of its own from then on). Hash chains (`ChainIndex`): a counting

@@ -2,7 +2,7 @@ import PatchFormat
 
 /// How `make` searches old for matches (`DiffOptions.index`).
 public enum MatchIndexKind: String, Sendable, CaseIterable {
-    /// Hash chains for old files under `DiffOptions.chainsBelow` (128 MiB), the suffix array from there.
+    /// Hash chains for old files the chains take (under 4 GiB), the suffix array from there.
     case auto
     /// The longest match at every position (libdivsufsort): the smallest patches on most files.
     case suffixArray = "suffix-array"
@@ -15,13 +15,11 @@ public enum MatchIndexKind: String, Sendable, CaseIterable {
     /// chains' 168, pyarrow 351-370 against 351.5). Bundles take it as `auto`.
     case best
 
-    /// Whether an old file of `oldCount` bytes is indexed by hash chains: asked for and under 4 GiB,
-    /// or by default and under `DiffOptions.chainsBelow`. (For `best`: whether the chains are one of
-    /// the two tried, the larger memory.)
+    /// Whether an old file of `oldCount` bytes is indexed by hash chains: asked for or by default, and
+    /// under 4 GiB. (For `best`: whether the chains are one of the two tried.)
     func usesChains(oldCount: Int) -> Bool {
         switch self {
-        case .auto: oldCount < DiffOptions.chainsBelow
-        case .hashChains, .best: oldCount <= ChainIndex.maxCount
+        case .auto, .hashChains, .best: oldCount <= ChainIndex.maxCount
         case .suffixArray: false
         }
     }
@@ -55,17 +53,14 @@ public struct DiffOptions: Sendable, Equatable {
     /// keep the smaller (the control stream is small, so that costs little).
     public var splitControl: Bool?
     /// How old is searched for matches (`MatchIndexKind`). By default (`.auto`) by hash chains
-    /// (`ChainIndex`: no suffix sort) when old is under `chainsBelow`, by its suffix array (the longest
-    /// match at every position) from there. Measured on the corpus pairs against the suffix array, the
-    /// chains make `make` 1.2-3.0x faster and patches 0.02-1.9% larger on numpy, pyarrow and the Django
-    /// tar, 1.4% smaller on ruff; their peak memory is the suffix array's plus the chains' bucket
-    /// starts (~0.27 bytes a byte of old), under HDiffPatch -m's on those pairs but 4% over it on the 221 MB polars
-    /// library, where the suffix array is already 10.5x faster than bsdiff (the sort's share of the
-    /// time falls as files grow). Old files of 4 GiB and more always use the suffix array; the
-    /// low-memory mode (`memoryLimit`) has its own anchor index.
+    /// (`ChainIndex`: no suffix sort) for old files under 4 GiB, by its suffix array (the longest match
+    /// at every position) from there. Measured on the corpus pairs against the suffix array, the
+    /// chains make `make` 1.6-2.7x faster, patches 0.02-1.9% larger on numpy, pyarrow and the Django
+    /// tar, 1.4% smaller on ruff and 3.2% on the 221 MB polars library, and peak memory lower on
+    /// pyarrow, the Django tar and polars (the positions past the depth a search reads are dropped),
+    /// a few MB higher on numpy and ruff; under HDiffPatch -m's on every pair. The low-memory mode
+    /// (`memoryLimit`) has its own anchor index.
     public var index: MatchIndexKind = .auto
-    /// With `index = .auto`: old files this large or larger use the suffix array.
-    public static let chainsBelow = 128 << 20
     /// `makePatchFile` only: the most resident memory, in bytes, the diff may use. When the in-memory
     /// engine would need more (`DiffEngine.estimatedPeakMemory`), the low-memory mode is used instead
     /// (at least `DiffEngine.minimumMemoryLimit`). nil: no limit.

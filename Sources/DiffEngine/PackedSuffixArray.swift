@@ -58,31 +58,43 @@ struct PackedSuffixArray: ~Copyable {
             } else {
                 try SuffixSorting.sort(text, into: m.bindMemory(to: Int32.self, capacity: n))
             }
+            return n
         }
     }
 
     /// `count` 32-bit values written by `fill`, each at most `maxValue`, packed the same way (the hash
     /// chains' links, `ChainIndex`). Peak: 4 bytes an entry, while `fill` runs.
     init(count: Int, maxValue: UInt32, what: String, fill: (UnsafeMutablePointer<UInt32>) throws -> Void) throws {
+        try self.init(upTo: count, maxValue: maxValue, what: what) { m in
+            try fill(m)
+            return count
+        }
+    }
+
+    /// Room for `count` 32-bit values, of which `fill` writes the first k and returns k (at most
+    /// `count`); those are packed. Peak: 4 bytes an entry of `count`, while `fill` runs.
+    init(upTo count: Int, maxValue: UInt32, what: String, fill: (UnsafeMutablePointer<UInt32>) throws -> Int) throws {
         try self.init(count: count, entryBytes: 4, bits: Self.bits(for: Int(maxValue) + 1), what: what) { m in
             try fill(m.bindMemory(to: UInt32.self, capacity: count))
         }
     }
 
-    /// Maps room for `count` entries of `entryBytes`, lets `fill` write them, packs them to `bits` and
-    /// unmaps what the packed words do not need.
-    private init(count n: Int, entryBytes: Int, bits: Int, what: String,
-                 fill: (UnsafeMutableRawPointer) throws -> Void) throws {
+    /// Maps room for `count` entries of `entryBytes`, lets `fill` write them (or the first k, returning
+    /// k), packs them to `bits` and unmaps what the packed words do not need.
+    private init(count room: Int, entryBytes: Int, bits: Int, what: String,
+                 fill: (UnsafeMutableRawPointer) throws -> Int) throws {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         // Room for the entries, plus 16 bytes so the packed tail and the last lookup's 8-byte load fit.
-        let size = (n * entryBytes + 16 + page - 1) / page * page
+        let size = (room * entryBytes + 16 + page - 1) / page * page
         guard let m = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), m != MAP_FAILED else {
             throw DiffEngineError.outOfMemory(what: what, bytes: size)
         }
-        do { try fill(m) } catch {
+        let n: Int
+        do { n = try fill(m) } catch {
             munmap(m, size)
             throw error
         }
+        precondition(n >= 0 && n <= room, "\(n) entries filled in room for \(room)")
         let packedBytes = Self.pack(m, count: n, entryBytes: entryBytes, bits: bits)
         // Keep the packed words and the 8 bytes a lookup may read past the last one; give back the rest.
         let keep = (packedBytes + 8 + page - 1) / page * page

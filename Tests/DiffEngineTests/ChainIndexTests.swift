@@ -77,9 +77,9 @@ import TestSupport
         }
     }
 
-    /// The buckets the counting sort builds (both cores on two halves of old, or one) hold every
-    /// position with 12 bytes to read exactly once, each in the bucket of its hash, newest first: the
-    /// order the linked chains had, which a search's first `depth` candidates depend on.
+    /// The buckets the counting sort builds (both cores on two halves of old, or one) hold the newest
+    /// `depth` positions of each hash, newest first (the candidates a search reads, in the order the
+    /// linked chains had), and nothing else: the older positions of a larger bucket are dropped.
     @Test func bucketsHoldEveryPositionInItsBucketNewestFirst() throws {
         var rng = SeededGenerator(seed: 653)
         var old = TestData.structured(300_000, rng: &rng)
@@ -92,6 +92,7 @@ import TestSupport
                 expected[ChainIndex.hash(o.baseAddress! + i, shift)].append(i)
             }
             #expect(expected.contains { $0.count > 50_000 })
+            expected = expected.map { Array($0.prefix(ChainIndex.depth)) }
             for threads in [1, 2] {
                 let buckets = try ChainIndex(o, threads: threads).buckets
                 #expect(buckets.count == expected.count)
@@ -127,21 +128,20 @@ import TestSupport
 
 /// Which index `make` uses by default (`--index auto`) and when it is asked for one.
 @Suite struct IndexChoiceTests {
-    @Test func autoUsesChainsBelowTheLimitOnly() {
+    @Test func autoUsesChainsWhereTheyTakeTheFile() {
         var options = DiffOptions()
         #expect(options.index == .auto)
         #expect(options.usesChains(oldCount: 0))
-        #expect(options.usesChains(oldCount: DiffOptions.chainsBelow - 1))
-        #expect(!options.usesChains(oldCount: DiffOptions.chainsBelow))
+        #expect(options.usesChains(oldCount: ChainIndex.maxCount))
+        #expect(!options.usesChains(oldCount: ChainIndex.maxCount + 1))
         options.index = .hashChains
-        #expect(options.usesChains(oldCount: DiffOptions.chainsBelow))
         #expect(options.usesChains(oldCount: ChainIndex.maxCount))
         #expect(!options.usesChains(oldCount: ChainIndex.maxCount + 1), "32-bit links cannot hold the position")
         options.index = .suffixArray
         #expect(!options.usesChains(oldCount: 1000))
         #expect(MatchIndexKind.best.tried(oldCount: 1000) == [.hashChains, .suffixArray])
         #expect(MatchIndexKind.best.tried(oldCount: ChainIndex.maxCount + 1) == [.suffixArray])
-        #expect(MatchIndexKind.auto.tried(oldCount: DiffOptions.chainsBelow) == [.suffixArray])
+        #expect(MatchIndexKind.auto.tried(oldCount: ChainIndex.maxCount + 1) == [.suffixArray])
     }
 
     /// `best` keeps the smaller of the two indexes' patches, byte for byte, whichever is smaller: on
@@ -168,8 +168,8 @@ import TestSupport
         #expect(winners.count == 2, "each index should win once here, so that both choices are checked")
     }
 
-    /// The estimate behind `--memory-limit` follows the index actually used: the chains' heads make
-    /// it larger than the suffix array's below the limit, and from the limit `auto` is the suffix array.
+    /// The estimate behind `--memory-limit` follows the index actually used: the chains' bucket starts
+    /// make it larger than the suffix array's, and from 4 GiB `auto` is the suffix array.
     /// (bsdiff's bzip2 compressors are small, so matching is the estimate's peak.)
     @Test func theMemoryEstimateFollowsTheChoice() {
         func estimate(_ index: MatchIndexKind, _ size: Int) -> Int {
@@ -177,7 +177,7 @@ import TestSupport
             options.index = index
             return DiffEngine.estimatedPeakMemory(oldSize: size, newSize: size, options: options)
         }
-        let small = 24 << 20, large = DiffOptions.chainsBelow
+        let small = 24 << 20, large = ChainIndex.maxCount + 1
         #expect(estimate(.auto, small) == estimate(.hashChains, small))
         #expect(estimate(.hashChains, small) > estimate(.suffixArray, small))
         #expect(estimate(.auto, large) == estimate(.suffixArray, large))
