@@ -64,11 +64,11 @@ def tools(phoenix):
         "phoenix-bsdiff": phoenix_with("--format", "bsdiff"),
         # zstd instead of the default xz: larger patches, faster apply.
         "phoenix-zstd": phoenix_with("--codec", "zstd"),
-        # The suffix array whatever the size (`--index suffix-array`; the default sorts from 128 MiB of old).
+        # The suffix array whatever the size (`--index suffix-array`; the default sorts only from 4 GiB of old).
         "phoenix-sa": phoenix_with("--index", "suffix-array"),
         # Both indexes, the smaller patch kept (`--index best`).
         "phoenix-best": phoenix_with("--index", "best"),
-        # Hash chains whatever the size (`--index hash-chains`; the default below 128 MiB of old).
+        # Hash chains whatever the size (`--index hash-chains`; the default below 4 GiB of old).
         "phoenix-chains": phoenix_with("--index", "hash-chains"),
         # The low-memory mode (anchor index, mapped inputs): peak memory capped whatever the file size.
         "phoenix-lowmem": phoenix_with("--memory-limit", LOWMEM_LIMIT),

@@ -23,11 +23,11 @@ public enum DiffEngine {
     /// first, and compressors finishing side by side stay within what it held. About 5.6n for equal
     /// sizes (5.9n with chains), against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n. Measured peak RSS
     /// of `phoenix-diff make` (`makePatchFile`, which reads `new` only after indexing; the peer
-    /// benchmark, GNU time), default index: 80 MB on the 10.5 MB numpy pair (HDiffPatch -m 82), 168 MB
-    /// on ruff, 24.5 MB (174), 351.5 MB on pyarrow, 55 MB (352.4), 181 MB on the 27 MB Django tar (184),
-    /// and with the suffix array 1.32 GB on polars, 221 MB (1.33 GB); the suffix array on the four
-    /// smaller pairs: 77, 164, 338, 174 MB. Called with both buffers in memory, indexing also holds
-    /// `new`. For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
+    /// benchmark, GNU time), default index: 78.8 MB on the 10.5 MB numpy pair (HDiffPatch -m 82.3),
+    /// 165 MB on ruff, 24.5 MB (173.6), 333.6 MB on pyarrow, 55 MB (352.3), 171.2 MB on the 27 MB
+    /// Django tar (184.1), 1.26 GB on polars, 221 MB (1.33 GB; the chains' build is the peak there);
+    /// the suffix array: 77.5, 164.6, 338.5, 174.4 MB and 1.32 GB. Called with both buffers in memory,
+    /// indexing also holds `new`. For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
     ///
     /// - Parameter progress: called with a fraction in 0...1 as the work advances (from this thread).
     public static func makePatch(old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
