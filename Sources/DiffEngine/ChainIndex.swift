@@ -111,6 +111,9 @@ struct ChainIndex: MatchIndex, ~Copyable {
         nonisolated(unsafe) var sideFiller: GramFilter.Filler? = nil
         let progress = GramFilter.Filler.Progress()
         var built: PackedSuffixArray? = nil
+        // If this thread ever left before handing over the filter, the other core must not wait for it.
+        var handedOver = false
+        defer { if parallel && !handedOver { filterMade.signal() } }
         starts = try PackedSuffixArray(count: buckets + 2, maxValue: UInt32(n), what: "the match index buckets of a \(n)-byte file") { newer in
             // Positions and starts are 32-bit while placed, then packed (the starts after the positions).
             built = try PackedSuffixArray(upTo: total, maxValue: UInt32(n), what: "the match index of a \(n)-byte file") { positions in
@@ -151,6 +154,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
         if parallel {
             sideFiller = filter.filler
             filterMade.signal()
+            handedOver = true
         } else if hashing {
             digest = SHA256Hasher.hash(UnsafeRawBufferPointer(old))
         }

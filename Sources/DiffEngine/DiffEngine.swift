@@ -241,7 +241,11 @@ public enum DiffEngine {
         var covered = 0
         for c in chunks.indices {
             for t in chunks[c] {
-                guard t.newStart == covered, t.add >= 0, t.copy >= 0, t.oldStart >= 0, t.oldStart + t.add <= old.count else {
+                guard t.add >= 0, t.copy >= 0, t.oldStart >= 0, t.oldStart + t.add <= old.count else {
+                    throw DiffEngineError.internalInconsistency(
+                        "the matcher made an invalid tuple at byte \(t.newStart) of the new file: add \(t.add), copy \(t.copy), old \(t.oldStart)")
+                }
+                guard t.newStart == covered else {
                     throw DiffEngineError.internalInconsistency(
                         "the matcher's tuples do not tile the new file: one starts at byte \(t.newStart), expected \(covered) (chunk \(c))")
                 }
