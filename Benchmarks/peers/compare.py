@@ -282,7 +282,7 @@ def write_markdown(path, results, args, phoenix, corpus):
 
 def write_chart(path, results):
     """One panel per pair: patch size (y) against make time (x), a dot per tool, log-scaled x."""
-    colors = {"phoenix": "#d9480f", "phoenix-bsdiff": "#f59f00", "phoenix-lowmem": "#e64980", "phoenix-zstd": "#c2255c", "phoenix-chains": "#ae3ec9", "phoenix-sa": "#7048e8", "phoenix-best": "#862e9c", "bsdiff": "#1c7ed6", "hdiffpatch": "#2f9e44",
+    colors = {"phoenix": "#d9480f", "phoenix-bsdiff": "#f59f00", "phoenix-lowmem": "#e64980", "phoenix-zstd": "#c2255c", "phoenix-chains": "#ae3ec9", "phoenix-sa": "#0b7285", "phoenix-best": "#862e9c", "bsdiff": "#1c7ed6", "hdiffpatch": "#2f9e44",
               "xdelta3": "#7048e8", "zstd-patch-from": "#495057"}
     pw, ph, pad = 360, 260, 50
     pairs = list(results)

@@ -349,8 +349,9 @@ public enum DiffEngine {
                               index: MatchIndexKind) throws -> RawStreams {
         let e = try (0..<4).map { _ in try CodecID.uncompressed.makeEncoder() }
         var assembler = StreamAssembler(old: old, new: new, format: .phx, control: e[0], diff: e[1], literals: e[2], extra: e[3])
-        // One thread: bundle files are diffed in parallel already. (`best` is `auto` here.)
-        try match(old: old, new: new, index: index == .best ? .auto : index, into: &assembler, progress: nil)
+        // One thread: bundle files are diffed in parallel already. (`best` indexes like `auto` here:
+        // `MatchIndexKind.usesChains` answers the same for both.)
+        try match(old: old, new: new, index: index, into: &assembler, progress: nil)
         try assembler.finish()
         return RawStreams(control: try e[0].finish(), runs: try e[1].finish(), literals: try e[2].finish(),
                           extra: try e[3].finish(), tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,

@@ -10,12 +10,7 @@ extension DiffEngine {
     /// compressed in parallel; the bytes do not depend on the thread count.
     static func finishAll(_ encoders: [any StreamEncoder], threads: Int, memoryBudget: Int) throws -> [[UInt8]] {
         let pool = FinishPool(encoders)
-        let workers = finishWorkers(pool.memories, threads: threads, memoryBudget: memoryBudget)
-        if workers == 1 {
-            pool.work()
-        } else {
-            DispatchQueue.concurrentPerform(iterations: workers) { _ in pool.work() }
-        }
+        pool.run(workers: finishWorkers(pool.memories, threads: threads, memoryBudget: memoryBudget))
         return try pool.results()
     }
 
@@ -30,11 +25,7 @@ extension DiffEngine {
         let besideIt = finishWorkers(pool.memories, threads: max(1, threads - 1), memoryBudget: memoryBudget - aside.memory)
         let after = finishWorkers(pool.memories, threads: threads, memoryBudget: memoryBudget)
         aside.then(after > besideIt ? pool : nil)
-        if besideIt == 1 {
-            pool.work()
-        } else {
-            DispatchQueue.concurrentPerform(iterations: besideIt) { _ in pool.work() }
-        }
+        pool.run(workers: besideIt)
         let asideOutput = try aside.result()
         return (try pool.results(), asideOutput)
     }
@@ -74,6 +65,15 @@ final class FinishPool: @unchecked Sendable {
     deinit {
         outputs.deinitialize()
         outputs.deallocate()
+    }
+
+    /// Finishes encoders on `workers` threads (this one among them) until none is left.
+    func run(workers: Int) {
+        if workers <= 1 {
+            work()
+        } else {
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in work() }
+        }
     }
 
     /// Finishes encoders until none is left.
