@@ -335,7 +335,7 @@ final class ReadAheadPipe {
         let shared = Shared(decoder: decoder, blockSize: blockSize)
         // Its own thread, not a dispatch queue: the decoder blocks while the reader is behind, and
         // libdispatch on Linux adds workers for blocked ones only after a delay (seconds, measured).
-        guard startThread({ shared.produce() }) else { return nil }
+        guard DetachedThread.start({ shared.produce() }) else { return nil }
         self.shared = shared
     }
 
@@ -375,25 +375,4 @@ final class ReadAheadPipe {
         }
         return try trailing.get()
     }
-}
-
-/// Runs `body` on a new detached thread; false if none could be created.
-private func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
-    final class Box: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    var attributes = pthread_attr_t()
-    pthread_attr_init(&attributes)
-    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-    defer { pthread_attr_destroy(&attributes) }
-    let r = pthread_create(&thread, &attributes, { raw in
-        let box = Unmanaged<AnyObject>.fromOpaque(raw!).takeRetainedValue() as! Box
-        box.body()
-        return nil
-    }, box)
-    if r != 0 { Unmanaged<Box>.fromOpaque(box).release() }
-    return r == 0
 }

@@ -43,7 +43,8 @@ final class TupleStreams {
     /// Writes `add` bytes: diff bytes plus old bytes from `cursor`. Old bytes outside the old file count
     /// as zero (bspatch's rule; phx never gets here with such a range). A run of zero diff bytes is a
     /// plain copy of old bytes, written straight from the old file's buffer.
-    func add(_ add: UInt64, from cursor: Int64, old: UnsafeRawBufferPointer, to sink: any OutputSink) throws {
+    func add(_ add: UInt64, from cursor: Int64, old oldInput: OldInput, to sink: any OutputSink) throws {
+        let old = oldInput.bytes
         let oldSize = Int64(old.count)
         var remaining = add
         var cursor = cursor
@@ -53,6 +54,7 @@ final class TupleStreams {
             let lo = max(cursor, 0)
             let (end, overflow) = cursor.addingReportingOverflow(Int64(m))
             let hi = overflow ? oldSize : min(end, oldSize)
+            if lo < hi { try oldInput.need(Int(hi)) }
             if allZero && lo == cursor && hi - lo == Int64(m) {
                 try sink.write(UnsafeRawBufferPointer(rebasing: old[Int(lo)..<Int(hi)]))
             } else {
@@ -85,7 +87,7 @@ final class TupleStreams {
     /// Applies `count` control tuples under the strict phx rules (FORMAT.md), writing exactly `newSize`
     /// bytes. Every tuple is checked before use: lengths against the space left, the add window inside
     /// the old file, only tuple 0 empty, the seek inside 0...old size.
-    func applyPhx(count: UInt64, newSize: UInt64, old: UnsafeRawBufferPointer, splitControl: Bool = false,
+    func applyPhx(count: UInt64, newSize: UInt64, old: OldInput, splitControl: Bool = false,
                   to sink: any OutputSink, progress: ((UInt64) -> Void)? = nil) throws {
         let tuples = PhxControlReader(reader: control, count: count, split: splitControl)
         let oldSize = Int64(old.count)
@@ -190,14 +192,15 @@ struct ApplyEngine {
     static let maxConsecutiveEmptyTuples = 1 << 16
 
     let header: PatchHeader
-    let old: UnsafeRawBufferPointer
+    /// The old file (read ahead on another thread, or whole; `OldInput.need` before each use).
+    let old: OldInput
     /// The patch's stream readers (`PatchStreams`; the caller opens them, ahead of the old file when
     /// it can, and decides which read ahead).
     let streams: PatchStreams
     let sink: any OutputSink
     var progress: ((UInt64) -> Void)?
 
-    init(header: PatchHeader, old: UnsafeRawBufferPointer, streams: PatchStreams, sink: any OutputSink) {
+    init(header: PatchHeader, old: OldInput, streams: PatchStreams, sink: any OutputSink) {
         (self.header, self.old, self.streams, self.sink) = (header, old, streams, sink)
     }
 

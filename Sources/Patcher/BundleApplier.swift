@@ -335,7 +335,7 @@ public enum BundleApplier {
                     defer { oldBuffer.deallocate() }
                     let writer = try AtomicFileWriter(destination: target, mode: mode_t(e.mode))
                     do {
-                        try streams.applyPhx(count: tuples, newSize: e.size, old: UnsafeRawBufferPointer(oldBuffer), to: writer)
+                        try streams.applyPhx(count: tuples, newSize: e.size, old: OldInput(bytes: UnsafeRawBufferPointer(oldBuffer)), to: writer)
                         try diff.endFile()
                         let digest = try writer.digest()
                         guard digest == e.sha256 else {

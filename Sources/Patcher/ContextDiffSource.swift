@@ -12,6 +12,7 @@ final class ContextDiffSource: DiffSource {
     private let runs: DecompressingReader
     private let literals: DecompressingReader
     private let lookahead: PhxControlReader
+    private let oldInput: OldInput
     private let old: UnsafePointer<UInt8>
     private let oldCount: Int
     private let controlCount: UInt64
@@ -36,11 +37,13 @@ final class ContextDiffSource: DiffSource {
     @exclusivity(unchecked) private var literalPos = 0
     @exclusivity(unchecked) private var literalEnd = 0
 
-    init(runs: DecompressingReader, literals: DecompressingReader, lookahead: PhxControlReader, old: UnsafeRawBufferPointer,
+    init(runs: DecompressingReader, literals: DecompressingReader, lookahead: PhxControlReader, old oldInput: OldInput,
          header: PhxHeader, blockSize: Int = ContextOrder.blockSize) {
         self.runs = runs
         self.literals = literals
         self.lookahead = lookahead
+        self.oldInput = oldInput
+        let old = oldInput.bytes
         self.old = old.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
         self.oldCount = old.count
         self.controlCount = header.controlCount
@@ -102,6 +105,13 @@ final class ContextDiffSource: DiffSource {
     private func startBlock() throws {
         let n = Int(min(UInt64(blockSize), remaining))
         try gatherSegments(n)
+        // The old bytes this block reads (here and in `read`): wait until they are loaded. A key at j
+        // reads j - 2 and j - 1, so positions up to old's size + 2 read old's end.
+        var end = 0
+        for s in segments where s.count > 0 && s.start <= Int64(oldCount) + 2 {
+            end = max(end, s.start > Int64(oldCount) - Int64(s.count) ? oldCount : Int(s.start) + s.count)
+        }
+        try oldInput.need(end)
         // Each key's first place in the sorted pattern.
         cursor.initialize(repeating: 0, count: ContextOrder.keyCount)
         for s in segments {

@@ -29,17 +29,29 @@ public struct ApplyResult: Sendable, Equatable {
 /// Applies `phx` and `BSDIFF40` patches.
 ///
 /// Memory: the old file plus fixed buffers (per stream a 64 KiB decompression window, or 16 when it
-/// is decoded ahead on its own thread (`StreamReading`); a 256 KiB work buffer, a 1 MiB write buffer,
-/// and each codec's state: at most 128 MiB for a zstd window, 64 MiB for xz, 3.6 MiB for bzip2).
+/// is decoded ahead on its own thread (`StreamReading`); a 256 KiB work buffer, a 1 MiB write buffer
+/// (two when written behind), and each codec's state: at most 128 MiB for a zstd window, 64 MiB for
+/// xz, 3.6 MiB for bzip2).
 /// The patch streams and the new file are never held whole. Time: O(old + new).
 public enum PatchApplier {
     /// Applies `patchPath` to `oldPath` and writes `outputPath` atomically (temporary file beside it,
-    /// fsync, rename). For `phx`, the old file's size and SHA-256 are checked before it is used and
-    /// the result's SHA-256 before it replaces anything. On any error nothing is left at `outputPath`
-    /// that was not there before.
+    /// fsync, rename). For `phx`, the old file's size is checked before it is read, and its SHA-256 and
+    /// the result's before the result replaces anything; a wrong old file is the error reported, whatever
+    /// else failed. With a second core and files from 4 MiB, the old file is read and hashed on one
+    /// thread while the apply uses what is read, and the result hashed and written on another, a
+    /// buffer behind (`OldInput`, `WriteBehind`). On any error nothing is left at `outputPath` that
+    /// was not there before.
     @discardableResult
     public static func apply(oldPath: String, patchPath: String, outputPath: String,
                              options: ApplyOptions = ApplyOptions()) throws -> ApplyResult {
+        try apply(oldPath: oldPath, patchPath: patchPath, outputPath: outputPath, options: options,
+                  besideFrom: OldInput.besideFrom)
+    }
+
+    /// `besideFrom`: from this size (and with a second core) the old file is read and hashed, and the
+    /// result hashed, on other threads; tests lower it to run that way on small files.
+    static func apply(oldPath: String, patchPath: String, outputPath: String, options: ApplyOptions,
+                      besideFrom: UInt64) throws -> ApplyResult {
         let input = try FilePatchInput(path: patchPath)
         let header: PatchHeader
         do { header = try PatchHeader.read(from: input, limits: options.limits) } catch let e as PatchFormatError {
@@ -54,40 +66,42 @@ public enum PatchApplier {
         } catch let e as PatchFormatError {
             throw PatcherError.format(e)
         }
-        // Read (and for phx verify) the old file before anything is created.
+        // The old file is read, and for phx hashed, on another core while the apply uses what has
+        // been read (`OldInput`); its size is checked now, its digest before the result replaces
+        // anything. A wrong old file is the error reported whatever else failed.
         let oldStat = try FileIO.statPath(oldPath)
         var expectedOldSize: UInt64?
-        var hasher: SHA256Hasher?
+        var expectedOldSHA256: [UInt8]?
         if case .phx(let h) = header {
             expectedOldSize = h.oldSize
-            hasher = SHA256Hasher()
+            expectedOldSHA256 = h.oldSHA256
         }
-        let old = try FileIO.readWholeFile(oldPath, hasher: hasher, expectedSize: expectedOldSize)
-        defer { old.deallocate() }
-        if case .phx(let h) = header, let hasher {
-            let actual = hasher.finalize()
-            guard actual == h.oldSHA256 else {
-                throw PatcherError.oldChecksumMismatch(path: oldPath, expected: Hex.encode(h.oldSHA256), actual: Hex.encode(actual))
-            }
-        }
-
-        let dir = POSIX.directory(of: outputPath)
-        if let free = POSIX.freeSpace(dir), free < header.newSize {
-            throw PatcherError.insufficientSpace(path: dir, needed: header.newSize, available: free)
-        }
-        let writer: AtomicFileWriter
-        do { writer = try AtomicFileWriter(destination: outputPath, mode: oldStat.st_mode & 0o7777) } catch let e as TreeIOError {
-            throw PatcherError(e)
-        }
+        let old = try OldInput(path: oldPath, expectedSize: expectedOldSize, expectedSHA256: expectedOldSHA256,
+                               background: StreamReading.readAhead && UInt64(oldStat.st_size) >= besideFrom)
+        var created: AtomicFileWriter?
         do {
+            let dir = POSIX.directory(of: outputPath)
+            if let free = POSIX.freeSpace(dir), free < header.newSize {
+                throw PatcherError.insufficientSpace(path: dir, needed: header.newSize, available: free)
+            }
+            let writer: AtomicFileWriter
+            // A large result is hashed and written on another core, a buffer behind the apply.
+            let behind = StreamReading.readAhead && header.newSize >= besideFrom
+            do {
+                writer = try AtomicFileWriter(destination: outputPath, mode: oldStat.st_mode & 0o7777, behind: behind)
+            } catch let e as TreeIOError {
+                throw PatcherError(e)
+            }
+            created = writer
             if getuid() == 0 { writer.copyOwnership(from: oldStat) }
             let total = header.newSize
             let progress = options.progress
-            var engine = ApplyEngine(header: header, old: UnsafeRawBufferPointer(old), streams: streams, sink: writer)
+            var engine = ApplyEngine(header: header, old: old, streams: streams, sink: writer)
             if let progress { engine.progress = { progress($0, total) } }
             do { try engine.run() } catch let e as PatchFormatError { throw PatcherError.format(e) }
             let digest: [UInt8]
             do { digest = try writer.digest() } catch let e as TreeIOError { throw PatcherError(e) }
+            try old.verify()
             var verified = false
             if case .phx(let h) = header {
                 guard digest == h.newSHA256 else {
@@ -97,12 +111,10 @@ public enum PatchApplier {
             }
             do { try writer.commit() } catch let e as TreeIOError { throw PatcherError(e) }
             return ApplyResult(kind: header.kind, newSize: writer.bytesWritten, newSHA256: Hex.encode(digest), verified: verified)
-        } catch let e as TreeIOError {
-            writer.abort()
-            throw PatcherError(e)
         } catch {
-            writer.abort()
-            throw error
+            created?.abort()
+            let e = error as? TreeIOError
+            throw old.precedence(e.map { PatcherError($0) } ?? error)
         }
     }
 
@@ -134,9 +146,10 @@ public enum PatchApplier {
             }
             let sink = MemorySink()
             try old.withUnsafeBytes { o in
+                let old = OldInput(bytes: o)
                 let streams = try PatchStreams(header: header, input: input, readAhead: readAhead ?? StreamReading.readAhead,
                                                minimum: readAhead == nil ? StreamReading.minimumLength : 0)
-                try ApplyEngine(header: header, old: o, streams: streams, sink: sink).run()
+                try ApplyEngine(header: header, old: old, streams: streams, sink: sink).run()
             }
             if case .phx(let h) = header {
                 let actual = SHA256Hasher.hash(sink.bytes)

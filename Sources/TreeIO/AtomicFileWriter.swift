@@ -8,19 +8,26 @@ import PatchFormat
 /// Writes a file beside its destination and moves it into place only on `commit()`: buffered writes,
 /// SHA-256 of everything written, `fsync`, permissions, atomic `rename`, then `fsync` of the directory.
 /// Until `commit()` the destination is untouched; `abort()` (or deinit) removes the temporary file.
-/// Memory: one 1 MiB buffer.
+/// With `behind`, hashing and writing run on a thread of its own (`WriteBehind`), a buffer behind
+/// the caller. Memory: one 1 MiB buffer, two with `behind`.
 public final class AtomicFileWriter {
     public let destination: String
     public private(set) var temporaryPath: String
     @exclusivity(unchecked) public private(set) var bytesWritten: UInt64 = 0
     private var fd: Int32
     private let hasher = SHA256Hasher()
+    /// With `behind`: the thread that hashes and writes, and the buffer it may be reading.
+    private let writeBehind: WriteBehind?
+    private var spare: UnsafeMutableRawBufferPointer?
     private var buffer: UnsafeMutableRawBufferPointer
     @exclusivity(unchecked) private var buffered = 0
     @exclusivity(unchecked) private var finished = false
 
-    /// - Parameter mode: permission bits for the result (for example the old file's).
-    public init(destination: String, mode: mode_t = 0o644) throws {
+    /// - Parameters:
+    ///   - mode: permission bits for the result (for example the old file's).
+    ///   - behind: hash and write on another thread (when one can be started); the same bytes and
+    ///     digest, the same errors (from a later call).
+    public init(destination: String, mode: mode_t = 0o644, behind: Bool = false) throws {
         self.destination = destination
         let dir = POSIX.directory(of: destination)
         var template = Array("\(dir)/.\(POSIX.fileName(of: destination)).phx-tmp-XXXXXX".utf8CString)
@@ -30,6 +37,8 @@ public final class AtomicFileWriter {
         self.fd = fd
         self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         self.buffer = .allocate(byteCount: 1 << 20, alignment: 16)
+        self.writeBehind = behind ? WriteBehind.start(fd: fd, path: temporaryPath) : nil
+        self.spare = writeBehind == nil ? nil : .allocate(byteCount: 1 << 20, alignment: 16)
         if fchmod(fd, mode & 0o7777) != 0 {
             let e = POSIX.error("cannot set permissions on", temporaryPath)
             abort()
@@ -39,12 +48,26 @@ public final class AtomicFileWriter {
 
     deinit {
         abort()
+        writeBehind?.close()
         buffer.deallocate()
+        spare?.deallocate()
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         precondition(!finished, "write after commit/abort")
         bytesWritten += UInt64(bytes.count)
+        if writeBehind != nil {
+            // Everything goes through the two buffers: the thread behind reads one of them.
+            var rest = bytes
+            while !rest.isEmpty {
+                if buffered == buffer.count { try flush() }
+                let n = min(rest.count, buffer.count - buffered)
+                (buffer.baseAddress! + buffered).copyMemory(from: rest.baseAddress!, byteCount: n)
+                buffered += n
+                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            }
+            return
+        }
         if bytes.count >= buffer.count {
             try flush()
             hasher.update(bytes)
@@ -60,6 +83,15 @@ public final class AtomicFileWriter {
         if buffered > 0 {
             // Hashing whole buffers, not each small write, keeps SHA-256 at full speed.
             let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<buffered])
+            if let writeBehind, let free = spare {
+                // Hashed and written there; the next bytes go to the other buffer, which the next
+                // submit waits to be free.
+                try writeBehind.submit(bytes)
+                buffered = 0
+                spare = buffer
+                buffer = free
+                return
+            }
             hasher.update(bytes)
             try POSIX.writeAll(fd, temporaryPath, bytes)
             buffered = 0
@@ -69,11 +101,12 @@ public final class AtomicFileWriter {
     /// Flushes buffered bytes to the temporary file (without committing).
     public func flushToDisk() throws {
         try flush()
+        try writeBehind?.drain()
     }
 
     /// Appends everything written to this (uncommitted) file to `other`, 1 MiB at a time.
     public func copyContents(to other: AtomicFileWriter) throws {
-        try flush()
+        try flushToDisk()
         var offset: off_t = 0
         while true {
             let n = pread(fd, buffer.baseAddress!, buffer.count, offset)
@@ -90,14 +123,14 @@ public final class AtomicFileWriter {
     /// SHA-256 of everything written. Call once, before `commit()`.
     public func digest() throws -> [UInt8] {
         try flush()
-        return hasher.finalize()
+        return try writeBehind?.finalize() ?? hasher.finalize()
     }
 
     /// Flushes, fsyncs and renames the temporary file over the destination.
     public func commit() throws {
         precondition(!finished, "commit twice")
         do {
-            try flush()
+            try flushToDisk()
             guard fsync(fd) == 0 else { throw POSIX.error("cannot fsync", temporaryPath) }
             guard close(fd) == 0 else { fd = -1; throw POSIX.error("cannot close", temporaryPath) }
             fd = -1
@@ -107,6 +140,7 @@ public final class AtomicFileWriter {
             throw error
         }
         finished = true
+        writeBehind?.close()
         POSIX.fsyncPath(POSIX.directory(of: destination), directory: true)
     }
 
@@ -114,6 +148,7 @@ public final class AtomicFileWriter {
     public func abort() {
         if finished { return }
         finished = true
+        writeBehind?.close()
         if fd >= 0 { close(fd); fd = -1 }
         unlink(temporaryPath)
     }

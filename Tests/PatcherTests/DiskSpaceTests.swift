@@ -33,6 +33,32 @@ import TreeIO
         #expect(!POSIX.exists(fs + "/.app.phoenix/staging"))
     }
 
+    /// Writing behind (`AtomicFileWriter(behind: true)`), a write that fails on the other thread is
+    /// thrown by a later call, before anything is committed, and abort leaves nothing.
+    @Test func aWriteThatFailsBehindIsThrownAndLeavesNothing() throws {
+        guard let fs = try Self.smallFileSystem(kilobytes: 512) else { return }
+        defer { Self.unmount(fs) }
+        var rng = SeededGenerator(seed: 5)
+        let piece = rng.bytes(64 << 10)
+        let w = try AtomicFileWriter(destination: fs + "/out", behind: true)
+        var thrown: (any Error)?
+        do {
+            for _ in 0..<64 { try piece.withUnsafeBytes { try w.write($0) } }
+            _ = try w.digest()
+            try w.commit()
+        } catch {
+            thrown = error
+        }
+        guard case TreeIOError.io(let operation, let path, let code, _)? = thrown as? TreeIOError else {
+            Issue.record("expected a write error, got \(String(describing: thrown))")
+            return
+        }
+        #expect(operation == "cannot write" && code == ENOSPC)
+        #expect(path == w.temporaryPath)
+        w.abort()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fs) == [])
+    }
+
     @Test func filePatchThatDoesNotFitIsRefusedUpFront() throws {
         guard let fs = try Self.smallFileSystem(kilobytes: 512) else { return }
         defer { Self.unmount(fs) }

@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DiffEngine
+import PatchFormat
+@testable import Patcher
+import Testing
+import TestSupport
+import TreeIO
+import Foundation
+
+/// With a second core, file applies from 4 MiB read and hash old on one thread while the apply uses
+/// what is read (`OldInput`), and hash and write new on another (`WriteBehind`). The tests lower that
+/// size to 0 so that small files take the same path: the same results and errors as the inline apply.
+@Suite struct ConcurrentApplyTests {
+    /// Old and new of a few MiB (several of `OldInput`'s 1 MiB chunks), with edits all along.
+    static func pair(seed: UInt64) -> ([UInt8], [UInt8]) {
+        var rng = SeededGenerator(seed: seed)
+        let old = TestData.structured(3_500_000, rng: &rng)
+        return (old, TestData.mutate(old, edits: 400, rng: &rng))
+    }
+
+    static func apply(_ dir: TemporaryDirectory, old: String = "old", threaded: Bool) throws -> ApplyResult {
+        try PatchApplier.apply(oldPath: dir.file(old), patchPath: dir.file("patch"), outputPath: dir.file("new"),
+                               options: ApplyOptions(), besideFrom: threaded ? 0 : .max)
+    }
+
+    static var orders: [DiffOptions] {
+        var natural = DiffOptions()
+        natural.diffOrder = .natural
+        var context = DiffOptions(codec: .zstd)
+        context.diffOrder = .oldContext
+        return [natural, context, DiffOptions(format: .bsdiff)]
+    }
+
+    @Test(arguments: orders)
+    func threadedAndInlineAppliesWriteTheSameFile(options: DiffOptions) throws {
+        guard StreamReading.readAhead else { return }
+        let dir = try TemporaryDirectory()
+        let (old, new) = Self.pair(seed: 71)
+        try dir.write("old", old)
+        try dir.write("patch", try DiffEngine.makePatch(old: old, new: new, options: options))
+        let threaded = try Self.apply(dir, threaded: true)
+        #expect(try dir.read("new") == new)
+        let inline = try Self.apply(dir, threaded: false)
+        #expect(try dir.read("new") == new)
+        #expect(threaded == inline)
+        #expect(threaded.newSHA256 == Hex.encode(SHA256Hasher.hash(new)))
+        #expect(try dir.listing() == ["new", "old", "patch"])
+    }
+
+    /// Whatever else goes wrong with a wrong old file (a wrong result; a damaged stream found while
+    /// the old file is still being read), the error is that the old file is not the patch's, and
+    /// nothing is written.
+    @Test(arguments: [(0, false), (1_000_000, false), (3_499_999, false), (1_000_000, true)])
+    func aWrongOldFileIsTheErrorReported(flippedAt: Int, damagedPatch: Bool) throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = Self.pair(seed: 72)
+        var patch = try DiffEngine.makePatch(old: old, new: new)
+        if damagedPatch {
+            // The last stream's last bytes: its decoder fails, whichever thread reads it.
+            for i in (patch.count - 8)..<patch.count { patch[i] ^= 0xFF }
+            try dir.write("old", old)
+            try dir.write("patch", patch)
+            #expect(throws: PatcherError.self) { _ = try Self.apply(dir, threaded: true) }
+            try FileManager.default.removeItem(atPath: dir.file("old"))
+        }
+        try dir.write("patch", patch)
+        var wrong = old
+        wrong[flippedAt] ^= 0x5A
+        try dir.write("wrong", wrong)
+        for threaded in [true, false] {
+            #expect(throws: PatcherError.self) {
+                do {
+                    _ = try Self.apply(dir, old: "wrong", threaded: threaded)
+                } catch let e as PatcherError {
+                    guard case .oldChecksumMismatch(let path, _, _) = e, path == dir.file("wrong") else {
+                        Issue.record("threaded \(threaded): \(e)")
+                        throw e
+                    }
+                    throw e
+                }
+            }
+            #expect(try dir.listing() == ["patch", "wrong"])
+        }
+    }
+
+    /// `need(end)` returns only once the bytes before `end` are in the buffer: checked right after
+    /// each call, from the first megabyte on, while the loader is still reading.
+    @Test func oldBytesAreInPlaceOnceNeeded() throws {
+        let dir = try TemporaryDirectory()
+        var rng = SeededGenerator(seed: 73)
+        let bytes = rng.bytes(24 << 20)
+        try dir.write("old", bytes)
+        let digest = SHA256Hasher.hash(bytes)
+        let old = try OldInput(path: dir.file("old"), expectedSize: UInt64(bytes.count), expectedSHA256: digest, background: true)
+        var mismatches = 0
+        bytes.withUnsafeBytes { expected in
+            for end in stride(from: 1 << 16, through: bytes.count, by: 1 << 19) {
+                do { try old.need(end) } catch { Issue.record("need(\(end)): \(error)"); return }
+                let tail = end - (1 << 16)
+                if memcmp(old.bytes.baseAddress! + tail, expected.baseAddress! + tail, 1 << 16) != 0 { mismatches += 1 }
+            }
+        }
+        #expect(mismatches == 0)
+        #expect(try old.verify() == digest)
+        #expect(old.bytes.elementsEqual(bytes))
+    }
+
+    @Test(arguments: [true, false])
+    func aShortOrChangedOldFileIsRefused(background: Bool) throws {
+        let dir = try TemporaryDirectory()
+        var rng = SeededGenerator(seed: 74)
+        let bytes = rng.bytes(5 << 20)
+        try dir.write("old", bytes)
+        #expect {
+            _ = try OldInput(path: dir.file("old"), expectedSize: UInt64(bytes.count + 1), expectedSHA256: nil, background: background)
+        } throws: { error in
+            guard case PatcherError.oldSizeMismatch(_, let expected, let actual) = error else { return false }
+            return expected == UInt64(bytes.count + 1) && actual == UInt64(bytes.count)
+        }
+        var other = SHA256Hasher.hash(bytes)
+        other[0] ^= 1
+        let expectedDigest = other
+        #expect {
+            let old = try OldInput(path: dir.file("old"), expectedSize: nil, expectedSHA256: expectedDigest, background: background)
+            try old.need(bytes.count)
+            try old.verify()
+        } throws: { error in
+            guard case PatcherError.oldChecksumMismatch(_, let expected, let actual) = error else { return false }
+            return expected == Hex.encode(expectedDigest) && actual == Hex.encode(SHA256Hasher.hash(bytes))
+        }
+    }
+}
+
+/// `AtomicFileWriter(behind: true)` hashes and writes on another thread: the same file and digest.
+@Suite struct WriteBehindTests {
+    @Test func writingBehindGivesTheSameFileAndDigest() throws {
+        let dir = try TemporaryDirectory()
+        var rng = SeededGenerator(seed: 75)
+        // Pieces from 1 byte to 3 MiB: under, at and over the 1 MiB buffers.
+        var pieces: [[UInt8]] = []
+        for i in 0..<60 {
+            let size = [1, 4096, 1 << 20, (1 << 20) + 1, 3 << 20, Int(rng.next() % 300_000)][i % 6]
+            pieces.append(rng.bytes(size))
+        }
+        let all = pieces.flatMap { $0 }
+        var digests: [[UInt8]] = []
+        for behind in [true, false] {
+            let name = behind ? "behind" : "inline"
+            let w = try AtomicFileWriter(destination: dir.file(name), behind: behind)
+            for p in pieces { try p.withUnsafeBytes { try w.write($0) } }
+            digests.append(try w.digest())
+            try w.commit()
+            #expect(try dir.read(name) == all, "\(name)")
+            #expect(w.bytesWritten == UInt64(all.count))
+        }
+        #expect(digests[0] == SHA256Hasher.hash(all))
+        #expect(digests[1] == digests[0])
+    }
+}
