@@ -47,7 +47,7 @@ public struct DiffOptions: Sendable, Equatable {
     public var matchChunkSize: Int?
     /// phx: the order of the diff pattern (`DiffOrder`); nil = make both and keep the smaller patch.
     /// Old-context order is often much smaller on executables and libraries, and costs the apply a
-    /// second pass over the control stream and a bit lookup per diff byte.
+    /// second pass over the control stream and a count per diff byte.
     public var diffOrder: DiffOrder?
     /// phx: whether the control stream is in the split layout (`ControlLayout`); nil = make both and
     /// keep the smaller (the control stream is small, so that costs little).

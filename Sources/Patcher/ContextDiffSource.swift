@@ -6,8 +6,9 @@ import PatchFormat
 /// to the old positions of the block's diff bytes, whose keys give each key's place in the sorted
 /// pattern (a histogram and its prefix sums); the block's runs are decoded into one bit per diff byte
 /// in that sorted order; then the bytes are produced in natural order, each taking the next bit of
-/// its key, and the next literal where the bit is set. Memory: 2 MiB of bits, 256 KiB of cursors,
-/// one literal buffer, and the look-ahead reader's state.
+/// its key, and the next literal where the bit is set (a count per key down to its next set bit, not
+/// a lookup per byte). Memory: 2 MiB of bits, 1 MiB of per-key counters, one literal buffer, and the
+/// look-ahead reader's state.
 final class ContextDiffSource: DiffSource {
     private let runs: DecompressingReader
     private let literals: DecompressingReader
@@ -33,6 +34,13 @@ final class ContextDiffSource: DiffSource {
     @exclusivity(unchecked) private var blockIndex: UInt64 = 0
     private let cursor: UnsafeMutablePointer<UInt32>
     private let bits: UnsafeMutablePointer<UInt64>
+    /// Per key: how many more of its bytes until the next one whose place is set (0xFFFFFFFF: none
+    /// left), that place, and the end of the key's places. `read` counts a key's bytes down instead of
+    /// looking each one's place up in `bits`: the pattern is sparse, and those lookups, scattered over
+    /// 2 MiB, were most of the apply's time on numpy.
+    private let gap: UnsafeMutablePointer<UInt32>
+    private let onePlace: UnsafeMutablePointer<UInt32>
+    private let placesEnd: UnsafeMutablePointer<UInt32>
     private let literalBuffer: UnsafeMutableRawBufferPointer
     @exclusivity(unchecked) private var literalPos = 0
     @exclusivity(unchecked) private var literalEnd = 0
@@ -52,12 +60,18 @@ final class ContextDiffSource: DiffSource {
         self.literalsLeft = header.literalsRawLength
         cursor = .allocate(capacity: ContextOrder.keyCount)
         bits = .allocate(capacity: (blockSize + 63) / 64)
+        gap = .allocate(capacity: ContextOrder.keyCount)
+        onePlace = .allocate(capacity: ContextOrder.keyCount)
+        placesEnd = .allocate(capacity: ContextOrder.keyCount)
         literalBuffer = .allocate(byteCount: 1 << 16, alignment: 16)
     }
 
     deinit {
         cursor.deallocate()
         bits.deallocate()
+        gap.deallocate()
+        onePlace.deallocate()
+        placesEnd.deallocate()
         literalBuffer.deallocate()
     }
 
@@ -160,8 +174,52 @@ final class ContextDiffSource: DiffSource {
         if ones > available {
             throw corrupt("the pattern sets \(ones) bytes but only \(available) literal bytes remain")
         }
+        // Each key's first set place, if any.
+        for k in 0..<ContextOrder.keyCount {
+            let lo = Int(cursor[k])
+            let hi = k + 1 < ContextOrder.keyCount ? Int(cursor[k + 1]) : n
+            placesEnd[k] = UInt32(truncatingIfNeeded: hi)
+            let q = firstSetPlace(from: lo, below: hi)
+            if q < 0 {
+                gap[k] = .max
+            } else {
+                gap[k] = UInt32(truncatingIfNeeded: q - lo + 1)
+                onePlace[k] = UInt32(truncatingIfNeeded: q)
+            }
+        }
         blockLeft = n
         blockIndex += 1
+    }
+
+    /// The first set bit of `bits` in `from..<below`, or -1.
+    @inline(__always)
+    private func firstSetPlace(from: Int, below: Int) -> Int {
+        var p = from
+        while p < below {
+            let word = bits[p >> 6] >> UInt64(p & 63)
+            if word != 0 {
+                let q = p + word.trailingZeroBitCount
+                return q < below ? q : -1
+            }
+            p = (p | 63) + 1
+        }
+        return -1
+    }
+
+    /// The byte of key `k` whose countdown reached zero is a literal: take it, and count down to the
+    /// key's next set place.
+    @inline(__always)
+    private func literalAndNext(_ k: Int) throws -> UInt8 {
+        let b = try nextLiteral()
+        let p = Int(onePlace[k])
+        let q = firstSetPlace(from: p + 1, below: Int(placesEnd[k]))
+        if q < 0 {
+            gap[k] = .max
+        } else {
+            gap[k] = UInt32(truncatingIfNeeded: q - p)
+            onePlace[k] = UInt32(truncatingIfNeeded: q)
+        }
+        return b
     }
 
     @inline(__always)
@@ -201,10 +259,10 @@ final class ContextDiffSource: DiffSource {
                 let o = old + Int(j0)
                 var k = Int(o[-2]) << 8 | Int(o[-1])
                 for t in 0..<n {
-                    let p = Int(cursor[k])
-                    cursor[k] = UInt32(truncatingIfNeeded: p + 1)
-                    if bits[p >> 6] >> UInt64(p & 63) & 1 != 0 {
-                        let b = try nextLiteral()
+                    let g = gap[k] &- 1
+                    gap[k] = g
+                    if g == 0 {
+                        let b = try literalAndNext(k)
                         out[i + t] = b
                         any |= b | 1
                     }
@@ -214,10 +272,10 @@ final class ContextDiffSource: DiffSource {
                 var j = j0
                 for t in 0..<n {
                     let k = key(j)
-                    let p = Int(cursor[k])
-                    cursor[k] = UInt32(truncatingIfNeeded: p + 1)
-                    if bits[p >> 6] >> UInt64(p & 63) & 1 != 0 {
-                        let b = try nextLiteral()
+                    let g = gap[k] &- 1
+                    gap[k] = g
+                    if g == 0 {
+                        let b = try literalAndNext(k)
                         out[i + t] = b
                         any |= b | 1
                     }
