@@ -32,3 +32,12 @@ void phx_map_large_allocations(size_t threshold) { (void)threshold; }
 void phx_atomic_or_batch(uint64_t *bitmap, const int64_t *index, const uint64_t *mask, size_t count) {
     for (size_t i = 0; i < count; i++) __atomic_fetch_or(&bitmap[index[i]], mask[i], __ATOMIC_RELAXED);
 }
+
+int phx_start_writeback(int fd, int64_t offset, int64_t length) {
+#if defined(__linux__)
+    return sync_file_range(fd, (off_t)offset, (off_t)length, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)fd; (void)offset; (void)length;
+    return 0;
+#endif
+}

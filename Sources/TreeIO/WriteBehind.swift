@@ -1,3 +1,4 @@
+import CPhoenixSys
 import Dispatch
 import PatchFormat
 
@@ -33,13 +34,28 @@ final class WriteBehind: @unchecked Sendable {
         self.path = path
     }
 
+    /// Written bytes are handed to the disk every this many (a hint), so that the commit's fsync
+    /// finds little left to write.
+    static let writebackEvery: Int64 = 8 << 20
+
     private func run() {
+        var written: Int64 = 0
+        var handedToDisk: Int64 = 0
         while true {
             work.wait()
             guard let bytes = pending else { return }
             if failure == nil {
                 hasher.update(bytes)
-                do { try POSIX.writeAll(fd, path, bytes) } catch { failure = error }
+                do {
+                    try POSIX.writeAll(fd, path, bytes)
+                    written += Int64(bytes.count)
+                    if written - handedToDisk >= Self.writebackEvery {
+                        _ = phx_start_writeback(fd, handedToDisk, written - handedToDisk)
+                        handedToDisk = written
+                    }
+                } catch {
+                    failure = error
+                }
             }
             done.signal()
         }

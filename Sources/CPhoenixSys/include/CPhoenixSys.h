@@ -15,4 +15,8 @@ void phx_map_large_allocations(size_t threshold);
 /// bitmap filled by several threads at once ends the same whatever the interleaving. A batch per call
 /// keeps the call's cost off each bit.
 void phx_atomic_or_batch(uint64_t *bitmap, const int64_t *index, const uint64_t *mask, size_t count);
+/// Starts writing `length` bytes of `fd` from `offset` back to the disk without waiting for them
+/// (Linux sync_file_range with SYNC_FILE_RANGE_WRITE), so that a later fsync has less left to wait
+/// for. Only a hint: returns 0 or -1 with errno, and is a no-op returning 0 elsewhere.
+int phx_start_writeback(int fd, int64_t offset, int64_t length);
 #endif
