@@ -12,13 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "building phoenix-diff, phoenix-server and phoenix-update (release; the first build takes a few minutes)..."
 for product in phoenix-diff phoenix-server phoenix-update; do
-  if ! swift build -c release --product "$product" >/tmp/phoenix-demo-build.log 2>&1; then
+  if ! swift build -c release --static-swift-stdlib --product "$product" >/tmp/phoenix-demo-build.log 2>&1; then
     grep -E "error" /tmp/phoenix-demo-build.log | head -20 >&2
     echo "build of $product failed (full log: /tmp/phoenix-demo-build.log)" >&2
     exit 1
   fi
 done
-BIN=$(swift build -c release --show-bin-path)
+BIN=$(swift build -c release --static-swift-stdlib --show-bin-path)
 work=$(mktemp -d)
 server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }

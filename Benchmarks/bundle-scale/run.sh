@@ -10,8 +10,8 @@ cd "$(dirname "$0")/../.."
 FILES=${FILES:-10000}
 TOTAL_MB=${TOTAL_MB:-2048}
 work=${1:-$(mktemp -d /var/tmp/phoenix-scale.XXXXXX)}
-swift build -c release --product phoenix-diff >/dev/null
-BIN=$(swift build -c release --show-bin-path)/phoenix-diff
+swift build -c release --static-swift-stdlib --product phoenix-diff >/dev/null
+BIN=$(swift build -c release --static-swift-stdlib --show-bin-path)/phoenix-diff
 python3 - "$work" "$FILES" "$TOTAL_MB" <<'PY'
 import os, random, sys
 work, files, total_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

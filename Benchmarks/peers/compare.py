@@ -146,9 +146,10 @@ def main():
 
     phoenix = args.phoenix
     if phoenix is None:
-        subprocess.run(["swift", "build", "-c", "release", "--product", "phoenix-diff"], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
-        bin_dir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT, check=True,
+        # As shipped: the Swift runtime linked in (no runtime libraries to find and load at start).
+        build = ["swift", "build", "-c", "release", "--static-swift-stdlib"]
+        subprocess.run(build + ["--product", "phoenix-diff"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        bin_dir = subprocess.run(build + ["--show-bin-path"], cwd=ROOT, check=True,
                                  capture_output=True, text=True).stdout.strip()
         phoenix = str(Path(bin_dir) / "phoenix-diff")
 

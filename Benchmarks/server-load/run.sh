@@ -10,8 +10,8 @@ conns=${2:-64}
 for tool in wrk nginx; do
   command -v "$tool" >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo; $SUDO apt-get install -y -qq wrk nginx-light >/dev/null; }
 done
-swift build -c release --product phoenix-server >/dev/null
-BIN=$(swift build -c release --show-bin-path)
+swift build -c release --static-swift-stdlib --product phoenix-server >/dev/null
+BIN=$(swift build -c release --static-swift-stdlib --show-bin-path)
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }

@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-300}
 command -v wrk >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo; $SUDO apt-get install -y -qq wrk >/dev/null; }
-swift build -c release --product phoenix-server >/dev/null
-BIN=$(swift build -c release --show-bin-path)
+swift build -c release --static-swift-stdlib --product phoenix-server >/dev/null
+BIN=$(swift build -c release --static-swift-stdlib --show-bin-path)
 S="$BIN/phoenix-server"
 work=$(mktemp -d)
 pids=()
