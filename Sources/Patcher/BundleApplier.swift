@@ -321,30 +321,37 @@ public enum BundleApplier {
                     written += e.size
                 case .file(_, _, _, .data(let source, let tuples, let diffBytes, _, _)):
                     try diff.beginFile(total: diffBytes)
-                    var oldBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+                    // The installed source file: read (and hashed) on its own thread when large, as a
+                    // file patch's old file is; checked against the manifest before the result is kept.
+                    var old = OldInput(bytes: UnsafeRawBufferPointer(start: nil, count: 0))
+                    var sourcePath = ""
+                    func changed(_ error: any Error) -> any Error {
+                        guard case PatcherError.oldChecksumMismatch = error else { return error }
+                        return PatcherError.installationMismatch(directory: state.directory, detail: "\(sourcePath) changed during the update")
+                    }
                     if let source {
                         let t = manifest.touched[source]
-                        let hasher = SHA256Hasher()
-                        oldBuffer = try FileIO.readWholeFile(state.directory + "/" + t.path, hasher: hasher, expectedSize: t.size)
-                        if hasher.finalize() != t.sha256 {
-                            oldBuffer.deallocate()
-                            throw PatcherError.installationMismatch(directory: state.directory,
-                                                                    detail: "\(t.path) changed during the update")
+                        sourcePath = t.path
+                        do {
+                            old = try OldInput(path: state.directory + "/" + t.path, expectedSize: t.size, expectedSHA256: t.sha256,
+                                               background: OldInput.beside(t.size))
+                        } catch {
+                            throw changed(error)
                         }
                     }
-                    defer { oldBuffer.deallocate() }
-                    let writer = try AtomicFileWriter(destination: target, mode: mode_t(e.mode))
+                    let writer = try AtomicFileWriter(destination: target, mode: mode_t(e.mode), behind: OldInput.beside(e.size))
                     do {
-                        try streams.applyPhx(count: tuples, newSize: e.size, old: OldInput(bytes: UnsafeRawBufferPointer(oldBuffer)), to: writer)
+                        try streams.applyPhx(count: tuples, newSize: e.size, old: old, to: writer)
                         try diff.endFile()
                         let digest = try writer.digest()
+                        try old.verify()
                         guard digest == e.sha256 else {
                             throw PatcherError.newChecksumMismatch(expected: Hex.encode(e.sha256), actual: "\(Hex.encode(digest)) for \(e.path)")
                         }
                         try writer.commit()
                     } catch {
                         writer.abort()
-                        throw error
+                        throw changed(old.precedence(error))
                     }
                     files += 1
                     written += e.size

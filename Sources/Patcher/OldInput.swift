@@ -23,9 +23,13 @@ import Synchronization
 /// starts. Memory: exactly the file's size.
 final class OldInput: @unchecked Sendable {
     static let chunk = 1 << 20
-    /// Files from this size are read (and results hashed) on another thread; below it, starting one
-    /// costs more than it saves.
-    static let besideFrom: UInt64 = 1 << 22
+    /// Files from this size are read (and results hashed and written) on other threads; below it,
+    /// starting them costs more than it saves. Tests lower it (`$besideFrom.withValue(0)`) to take
+    /// that path with small files.
+    @TaskLocal static var besideFrom: UInt64 = 1 << 22
+
+    /// Whether a file of `size` bytes is read, or written, on a thread of its own.
+    static func beside(_ size: UInt64) -> Bool { StreamReading.readAhead && size >= besideFrom }
 
     let path: String
     let bytes: UnsafeRawBufferPointer
@@ -89,7 +93,6 @@ final class OldInput: @unchecked Sendable {
         }
         load(fd: fd)
         joined = true
-        ready = bytes.count
         try verify()
     }
 
@@ -114,9 +117,14 @@ final class OldInput: @unchecked Sendable {
                 return
             }
             if ended.load(ordering: .sequentiallyConsistent) {
-                // The loader stopped short of `end`: only a failed read does.
+                // `loaded` is stored before `ended`: look once more, then only a failed read is short.
+                let last = loaded.load(ordering: .sequentiallyConsistent)
+                if last >= end {
+                    ready = last
+                    return
+                }
                 try verify()
-                preconditionFailure("old file loader ended at \(n) of \(bytes.count) bytes without an error")
+                preconditionFailure("old file loader ended at \(last) of \(bytes.count) bytes without an error")
             }
             // Announce the wait, then look again: either this sees the loader's progress or the
             // loader sees the flag and signals (a signal left over only makes one later wait return
@@ -136,9 +144,9 @@ final class OldInput: @unchecked Sendable {
         if !joined {
             stopped.wait()
             joined = true
-            ready = bytes.count
         }
         let digest = try outcome.get()
+        ready = bytes.count  // only once the whole file is known to be read
         if let expectedSHA256, let digest, digest != expectedSHA256 {
             throw PatcherError.oldChecksumMismatch(path: path, expected: Hex.encode(expectedSHA256), actual: Hex.encode(digest))
         }

@@ -44,14 +44,6 @@ public enum PatchApplier {
     @discardableResult
     public static func apply(oldPath: String, patchPath: String, outputPath: String,
                              options: ApplyOptions = ApplyOptions()) throws -> ApplyResult {
-        try apply(oldPath: oldPath, patchPath: patchPath, outputPath: outputPath, options: options,
-                  besideFrom: OldInput.besideFrom)
-    }
-
-    /// `besideFrom`: from this size (and with a second core) the old file is read and hashed, and the
-    /// result hashed, on other threads; tests lower it to run that way on small files.
-    static func apply(oldPath: String, patchPath: String, outputPath: String, options: ApplyOptions,
-                      besideFrom: UInt64) throws -> ApplyResult {
         let input = try FilePatchInput(path: patchPath)
         let header: PatchHeader
         do { header = try PatchHeader.read(from: input, limits: options.limits) } catch let e as PatchFormatError {
@@ -77,7 +69,7 @@ public enum PatchApplier {
             expectedOldSHA256 = h.oldSHA256
         }
         let old = try OldInput(path: oldPath, expectedSize: expectedOldSize, expectedSHA256: expectedOldSHA256,
-                               background: StreamReading.readAhead && UInt64(oldStat.st_size) >= besideFrom)
+                               background: OldInput.beside(UInt64(oldStat.st_size)))
         var created: AtomicFileWriter?
         do {
             let dir = POSIX.directory(of: outputPath)
@@ -86,9 +78,9 @@ public enum PatchApplier {
             }
             let writer: AtomicFileWriter
             // A large result is hashed and written on another core, a buffer behind the apply.
-            let behind = StreamReading.readAhead && header.newSize >= besideFrom
             do {
-                writer = try AtomicFileWriter(destination: outputPath, mode: oldStat.st_mode & 0o7777, behind: behind)
+                writer = try AtomicFileWriter(destination: outputPath, mode: oldStat.st_mode & 0o7777,
+                                              behind: OldInput.beside(header.newSize))
             } catch let e as TreeIOError {
                 throw PatcherError(e)
             }

@@ -21,8 +21,9 @@ import Foundation
     }
 
     static func apply(_ dir: TemporaryDirectory, old: String = "old", threaded: Bool) throws -> ApplyResult {
-        try PatchApplier.apply(oldPath: dir.file(old), patchPath: dir.file("patch"), outputPath: dir.file("new"),
-                               options: ApplyOptions(), besideFrom: threaded ? 0 : .max)
+        try OldInput.$besideFrom.withValue(threaded ? 0 : .max) {
+            try PatchApplier.apply(oldPath: dir.file(old), patchPath: dir.file("patch"), outputPath: dir.file("new"))
+        }
     }
 
     static var orders: [DiffOptions] {
@@ -130,6 +131,67 @@ import Foundation
             guard case PatcherError.oldChecksumMismatch(_, let expected, let actual) = error else { return false }
             return expected == Hex.encode(expectedDigest) && actual == Hex.encode(SHA256Hasher.hash(bytes))
         }
+    }
+}
+
+/// Bundles patch their large files the same way (`OldInput` for the installed file, `WriteBehind`).
+@Suite struct ConcurrentBundleApplyTests {
+    static func trees(_ dir: TemporaryDirectory) throws -> (old: String, new: String) {
+        var rng = SeededGenerator(seed: 76)
+        let a = TestData.structured(2_500_000, rng: &rng), z = TestData.structured(1_500_000, rng: &rng)
+        try TreeSpec.build(dir.file("old"), [.file("a.bin", a), .file("z.bin", z), .text("notes.txt", "v1")])
+        try TreeSpec.build(dir.file("new"), [.file("a.bin", TestData.mutate(a, edits: 200, rng: &rng)),
+                                             .file("z.bin", TestData.mutate(z, edits: 200, rng: &rng)),
+                                             .text("notes.txt", "v2")])
+        return (dir.file("old"), dir.file("new"))
+    }
+
+    @Test func threadedAndInlineBundleAppliesGiveTheSameTree() throws {
+        guard StreamReading.readAhead else { return }
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("b"))
+        for threaded in [true, false] {
+            let install = dir.file(threaded ? "threaded" : "inline")
+            try TreeSpec.copy(old, install)
+            let result = try OldInput.$besideFrom.withValue(threaded ? 0 : .max) {
+                try BundleApplier.apply(directory: install, bundlePath: dir.file("b"))
+            }
+            #expect(result.filesWritten >= 2)
+            #expect(try TreeSpec.digest(install) == TreeSpec.digest(new), "threaded \(threaded)")
+        }
+    }
+
+    /// An installed file that changes after the installation was checked, before it is patched, is
+    /// caught by its own digest: the update is refused naming it, and the installation is untouched
+    /// but for that change.
+    @Test(arguments: [true, false])
+    func aSourceFileChangedDuringTheUpdateIsCaught(threaded: Bool) throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("b"))
+        let install = dir.file("app")
+        try TreeSpec.copy(old, install)
+        let target = install + "/z.bin"
+        let changed = Int32(try dir.read("old/z.bin")[1000] ^ 0x20)
+        let options = BundleApplyOptions(progress: { phase, _ in
+            // Once staging has begun (a.bin comes first), change a byte of z.bin, keeping its size.
+            guard phase == "stage", let h = fopen(target, "r+") else { return }
+            defer { fclose(h) }
+            fseek(h, 1000, SEEK_SET)
+            fputc(changed, h)
+        })
+        #expect {
+            try OldInput.$besideFrom.withValue(threaded ? 0 : .max) {
+                _ = try BundleApplier.apply(directory: install, bundlePath: dir.file("b"), options: options)
+            }
+        } throws: { error in
+            guard case PatcherError.installationMismatch(_, let detail) = error else { return false }
+            return detail == "z.bin changed during the update"
+        }
+        #expect(try dir.read("app/notes.txt") == Array("v1".utf8))
+        #expect(try dir.read("app/a.bin") == dir.read("old/a.bin"))
+        #expect(!POSIX.exists(dir.file(".app.phoenix/staging/z.bin")))
     }
 }
 
