@@ -122,7 +122,9 @@ def fmt_time(values):
     if not values:
         return "n/a"
     med = statistics.median(values)
-    return f"{med:.2f} s ({min(values):.2f}–{max(values):.2f})"
+    # Milliseconds count below a second (applies take tens of them).
+    d = 3 if med < 1 else 2
+    return f"{med:.{d}f} s ({min(values):.{d}f}–{max(values):.{d}f})"
 
 
 def fmt_bytes(n):
@@ -142,7 +144,18 @@ def main():
     ap.add_argument("--tools", default="phoenix,bsdiff,hdiffpatch,xdelta3,zstd-patch-from")
     ap.add_argument("--out", default=str(ROOT / "bench-out"))
     ap.add_argument("--phoenix", default=None, help="phoenix-diff binary (default: build it in release mode)")
+    ap.add_argument("--render-only", action="store_true",
+                    help="run nothing: write OUT/results.md and OUT/chart.svg again from OUT/results.json "
+                         "(dated by that file; --pairs, --runs and --tools must be the run's)")
     args = ap.parse_args()
+    if args.render_only:
+        out_dir = Path(args.out)
+        saved = out_dir / "results.json"
+        results = json.loads(saved.read_text())
+        write_markdown(out_dir / "results.md", results, args, args.phoenix, args.corpus, when=saved.stat().st_mtime)
+        write_chart(out_dir / "chart.svg", results)
+        print((out_dir / "results.md").read_text())
+        return
 
     phoenix = args.phoenix
     if phoenix is None:
@@ -239,13 +252,13 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}"
 
 
-def write_markdown(path, results, args, phoenix, corpus):
+def write_markdown(path, results, args, phoenix, corpus, when=None):
     lines = [
         "# Peer comparison",
         "",
         f"Command: `Benchmarks/peers/compare.py --pairs {args.pairs} --runs {args.runs} --tools {args.tools}`  ",
         f"Machine: {machine()}  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Times are medians (min–max) of "
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(when))}. Times are medians (min–max) of "
         f"{args.runs} interleaved runs. `x faster` and `x smaller` compare each row with Debian's bsdiff 4.3 "
         "(make, patch size) and bspatch (apply).",
         "",
