@@ -12,14 +12,14 @@ import PatchFormat
 /// the caller. Memory: one 1 MiB buffer, two with `behind`.
 public final class AtomicFileWriter {
     public let destination: String
-    public private(set) var temporaryPath: String
+    public let temporaryPath: String
     @exclusivity(unchecked) public private(set) var bytesWritten: UInt64 = 0
-    private var fd: Int32
+    @exclusivity(unchecked) private var fd: Int32
     private let hasher = SHA256Hasher()
     /// With `behind`: the thread that hashes and writes, and the buffer it may be reading.
     private let writeBehind: WriteBehind?
-    private var spare: UnsafeMutableRawBufferPointer?
-    private var buffer: UnsafeMutableRawBufferPointer
+    @exclusivity(unchecked) private var spare: UnsafeMutableRawBufferPointer?
+    @exclusivity(unchecked) private var buffer: UnsafeMutableRawBufferPointer
     @exclusivity(unchecked) private var buffered = 0
     @exclusivity(unchecked) private var finished = false
 
