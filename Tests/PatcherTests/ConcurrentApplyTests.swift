@@ -108,6 +108,31 @@ import Foundation
         #expect(old.bytes.elementsEqual(bytes))
     }
 
+    /// A file cut short while the loader reads it: the bytes past the cut are never handed out, the
+    /// wait for them ends with the read's error (no hang), and the verdict is that error.
+    @Test(.timeLimit(.minutes(1)))
+    func anOldFileCutShortWhileLoadingFailsTheWaitAndTheVerdict() throws {
+        let dir = try TemporaryDirectory()
+        // 64 MiB: the loader needs milliseconds for it; the cut comes microseconds after it starts.
+        let size = 64 << 20
+        let path = dir.file("old")
+        let fd = open(path, O_CREAT | O_WRONLY, 0o644)
+        #expect(fd >= 0)
+        var rng = SeededGenerator(seed: 77)
+        let block = rng.bytes(1 << 20)
+        for _ in 0..<(size >> 20) { _ = block.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) } }
+        close(fd)
+        let old = try OldInput(path: path, expectedSize: UInt64(size), expectedSHA256: [UInt8](repeating: 0, count: 32),
+                               background: true)
+        #expect(truncate(path, 1 << 20) == 0)
+        func isShrank(_ error: any Error) -> Bool {
+            guard case PatcherError.io(let operation, let p, _, _) = error else { return false }
+            return operation == "file shrank while reading:" && p == path
+        }
+        #expect(performing: { try old.need(size) }, throws: isShrank)
+        #expect(performing: { try old.verify() }, throws: isShrank)
+    }
+
     @Test(arguments: [true, false])
     func aShortOrChangedOldFileIsRefused(background: Bool) throws {
         let dir = try TemporaryDirectory()
