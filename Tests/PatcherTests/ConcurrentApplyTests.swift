@@ -112,6 +112,8 @@ import Foundation
     /// wait for them ends with the read's error (no hang), and the verdict is that error.
     @Test(.timeLimit(.minutes(1)))
     func anOldFileCutShortWhileLoadingFailsTheWaitAndTheVerdict() throws {
+        // On one core the loader could read it all before the cut.
+        guard StreamReading.readAhead else { return }
         let dir = try TemporaryDirectory()
         // 64 MiB: the loader needs milliseconds for it; the cut comes microseconds after it starts.
         let size = 64 << 20
