@@ -30,7 +30,11 @@ void phx_map_large_allocations(size_t threshold) { (void)threshold; }
 #endif
 
 void phx_atomic_or_batch(uint64_t *bitmap, const int64_t *index, const uint64_t *mask, size_t count) {
-    for (size_t i = 0; i < count; i++) __atomic_fetch_or(&bitmap[index[i]], mask[i], __ATOMIC_RELAXED);
+    for (size_t i = 0; i < count; i++) {
+        uint64_t *word = &bitmap[index[i]];
+        if ((__atomic_load_n(word, __ATOMIC_RELAXED) & mask[i]) != mask[i])
+            __atomic_fetch_or(word, mask[i], __ATOMIC_RELAXED);
+    }
 }
 
 int phx_start_writeback(int fd, int64_t offset, int64_t length) {
