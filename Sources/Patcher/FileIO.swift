@@ -48,39 +48,6 @@ enum FileIO {
         }
         return done
     }
-
-    /// Reads a whole file into a new buffer (the caller deallocates), feeding `hasher` on the way.
-    static func readWholeFile(_ path: String, hasher: SHA256Hasher?, expectedSize: UInt64?) throws -> UnsafeMutableRawBufferPointer {
-        let fd = try openRead(path)
-        defer { close(fd) }
-        let size = try fileSize(fd, path)
-        if let expectedSize, size != expectedSize {
-            throw PatcherError.oldSizeMismatch(path: path, expected: expectedSize, actual: size)
-        }
-        guard size < UInt64(Int.max / 2) else {
-            throw PatcherError.io(operation: "file too large:", path: path, errno: EFBIG, message: "\(size) bytes")
-        }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(size), alignment: 16)
-        do {
-            var offset = 0
-            let chunk = 1 << 22
-            while offset < buffer.count {
-                let want = min(chunk, buffer.count - offset)
-                let part = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<offset + want])
-                let n = try pread(fd, path, into: part, at: UInt64(offset))
-                guard n == want else {
-                    throw PatcherError.io(operation: "file shrank while reading:", path: path, errno: EIO,
-                                          message: "\(offset + n) of \(size) bytes")
-                }
-                hasher?.update(UnsafeRawBufferPointer(part))
-                offset += want
-            }
-        } catch {
-            buffer.deallocate()
-            throw error
-        }
-        return buffer
-    }
 }
 
 /// A byte range of an open file as a `ByteSource` (positional reads: several sources may share one fd).
