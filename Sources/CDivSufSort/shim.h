@@ -1,2 +1,1 @@
 #include <divsufsort.h>
-#include <divsufsort64.h>

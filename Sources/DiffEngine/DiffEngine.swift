@@ -11,11 +11,12 @@ public enum DiffEngine {
     /// then the streams are made and compressed (xz: side by side; the extra stream, known once
     /// matching is done, on a core of its own from then on). Hash chains (`ChainIndex`): a counting
     /// sort of old's positions by hash (both cores), then at most 256 candidates per position scanned
-    /// outside matches. Suffix array: a suffix sort (libdivsufsort, near-linear in practice, one
-    /// core), then a binary search per position (O(n log m)).
+    /// outside matches. Suffix array: a suffix sort (libdivsufsort, near-linear in practice) in parts
+    /// side by side (`SuffixArrayParts`: two halves from 16 MiB of old, on two cores), then a binary
+    /// search per position in each part (O(n log m)).
     ///
-    /// Peak memory is the largest of three phases. Indexing: `old` + 4·|old| (libdivsufsort's array, or
-    /// the chains' positions before packing; 8·|old| for a suffix array from 2 GiB) + |old|/2 for the
+    /// Peak memory is the largest of three phases. Indexing: `old` + 4·|old| (libdivsufsort's arrays,
+    /// at any size, or the chains' positions before packing) + |old|/2 for the
     /// filter (the chains: instead of the filter, which they fill once packed, two 4-byte cursors per
     /// bucket, |old|/16 to |old|/8 buckets). Matching: `old` + `new` + the index packed to
     /// ceil(log2 |old|) bits an entry (3.1 bytes a byte of a 24 MB file; the chains add their bucket

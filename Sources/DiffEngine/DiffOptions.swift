@@ -4,7 +4,8 @@ import PatchFormat
 public enum MatchIndexKind: String, Sendable, CaseIterable {
     /// Hash chains for old files the chains take (under 4 GiB), the suffix array from there.
     case auto
-    /// The longest match at every position (libdivsufsort): the smallest patches on most files.
+    /// The longest match at every position (libdivsufsort; from 16 MiB sorted in two halves side by
+    /// side, found in either or both): the smallest patches on most files.
     case suffixArray = "suffix-array"
     /// No suffix sort (`ChainIndex`): a faster `make`, patches within ~2% either way on most files.
     case hashChains = "hash-chains"

@@ -28,7 +28,7 @@ extension DiffEngine {
     /// Peak memory of `makePatchFile`'s in-memory engine for files of these sizes, as a conservative
     /// planning estimate: the largest of its three phases (`makePatch` states them), plus the process
     /// (~21 MB measured), the context-order block and 10% for the allocator.
-    /// - Sorting: old and libdivsufsort's array (4 bytes a byte of old, 8 from 2 GiB), the 9-gram filter
+    /// - Sorting: old and libdivsufsort's arrays (4 bytes a byte of old and of each part's overlap), the 9-gram filter
     ///   (new is read only afterwards). With hash chains: old, the positions unpacked (4 bytes a byte)
     ///   and two cursors per bucket (the filter comes once they are packed).
     /// - Matching: both files, the packed index (`OldIndex.matchingBytes` or `ChainIndex.matchingBytes`), the tuples (32 bytes each,
@@ -48,7 +48,8 @@ extension DiffEngine {
 
     private static func estimatedPeakMemory(oldSize: Int, newSize: Int, options: DiffOptions, chains: Bool) -> Int {
         let index = chains ? ChainIndex.matchingBytes(count: oldSize) : OldIndex.matchingBytes(count: oldSize)
-        let sorting = oldSize + (chains || oldSize < Int(Int32.max) ? 4 : 8) * oldSize
+        let overlaps = chains ? 0 : SuffixArrayParts.layout(count: oldSize).reduce(0) { $0 + $1.end - $1.start - $1.count }
+        let sorting = oldSize + 4 * (oldSize + overlaps)
             + (chains ? 8 << ChainIndex.headBits(for: oldSize) : oldSize / 2)
         let matching = oldSize + newSize + index + newSize / 4
         let level = options.level ?? options.codec.defaultLevel

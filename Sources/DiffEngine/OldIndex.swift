@@ -1,5 +1,6 @@
 import Dispatch
 import PatchFormat
+import Synchronization
 
 /// Runs `side` on another core while `main` runs (when `threads` is 1, `side` first, on this thread),
 /// and returns `main`'s result once both are done, even when `main` throws: the indexes build their
@@ -28,47 +29,109 @@ protocol MatchIndex: ~Copyable {
                      progress: ((Int) -> Void)?) throws -> [[RecordedTuple]]
 }
 
-/// What matching needs of old, built once before new is looked at: its suffix array (bit-packed,
-/// `PackedSuffixArray`), the 9-gram filter and the two-byte prefix table; and, when asked for, old's
-/// SHA-256 for the patch header. The filter, the table and the digest are made on another core while
-/// libdivsufsort sorts (which leaves that core idle otherwise).
-struct OldIndex: MatchIndex, ~Copyable {
+/// How old's suffix array is split into parts that are sorted side by side (libdivsufsort has no
+/// parallel mode). Each part holds the suffixes that start in one stretch of old, sorted as far as
+/// the part's text goes: its stretch and `overlap` bytes past it. A search looks in every part and
+/// keeps the longest match, followed on into old where it reached its part's end, so a part misses
+/// nothing but where two of its suffixes agree for more than `overlap` bytes (the order among those
+/// is then its own, not old's: the longest match may be passed over for another of over a megabyte).
+///
+/// The split depends on old's size alone, never on the thread count: the patch is the same on any
+/// machine. Below `splitFrom` old is one part (sorting it takes well under a second; the patches of
+/// small files are those of one suffix array); from there two halves, or as many parts as keep each
+/// under 2 GiB (so every part sorts with 32-bit positions: 4 bytes a byte of old, not 8).
+enum SuffixArrayParts {
+    /// Bytes of old a part's sort sees past its own suffixes. Tests lower it.
+    @TaskLocal static var overlap = 1 << 20
+    /// The size of old from which it is sorted in parts. Tests lower it.
+    @TaskLocal static var splitFrom = 16 << 20
+    /// The most suffixes a part holds: its text (with the overlap) stays under libdivsufsort's 32-bit
+    /// limit of 2^31 - 1 bytes.
+    static var maxPart: Int { Int(Int32.max) - 1 - overlap }
+
+    /// The parts of an old file of `count` bytes: the suffixes at `start..<start + count` of each, sorted
+    /// as suffixes of old[start..<end].
+    static func layout(count n: Int) -> [(start: Int, count: Int, end: Int)] {
+        let k = max(n < splitFrom ? 1 : 2, (n + maxPart - 1) / maxPart)
+        let size = (n + k - 1) / k, overlap = overlap
+        return (0..<k).map { i in
+            let start = i * size, c = min(size, n - start)
+            return (start, c, min(n, start + c + overlap))
+        }
+    }
+}
+
+/// One sorted part of old (`SuffixArrayParts`), for the matcher (`SuffixArrayPart`). Unchecked
+/// Sendable: nothing in it is written after `init`, and the matching threads only read it.
+final class SortedPart: @unchecked Sendable {
+    let start: Int
+    let end: Int
     let suffixes: PackedSuffixArray
-    let filter: GramFilter
     let prefixes: PrefixRanges
+
+    init(_ old: UnsafeBufferPointer<UInt8>, start: Int, count: Int, end: Int) throws {
+        let text = UnsafeBufferPointer(rebasing: old[start..<end])
+        self.start = start
+        self.end = end
+        suffixes = try PackedSuffixArray(sorting: text, suffixes: count)
+        prefixes = PrefixRanges(text, suffixes: count)
+    }
+}
+
+/// What matching needs of old, built once before new is looked at: its suffix array, in parts
+/// (`SuffixArrayParts`; bit-packed, `PackedSuffixArray`) each with its two-byte prefix table, and the
+/// 9-gram filter; and, when asked for, old's SHA-256 for the patch header. The parts are sorted on
+/// up to `threads` cores, the filter and the digest made on another meanwhile.
+struct OldIndex: MatchIndex, ~Copyable {
+    let parts: [SortedPart]
+    let filter: GramFilter
     /// SHA-256 of old, if `hashing` was set.
     let sha256: [UInt8]?
 
     init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: Bool = false) throws {
         nonisolated(unsafe) var filter: GramFilter? = nil
-        nonisolated(unsafe) var prefixes: PrefixRanges? = nil
         nonisolated(unsafe) var digest: [UInt8]? = nil
         nonisolated(unsafe) let o = old
-        suffixes = try besideAnotherCore(threads: threads, {
+        parts = try besideAnotherCore(threads: threads, {
             filter = GramFilter(o)
-            prefixes = PrefixRanges(o)
             if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
-        }, then: { try PackedSuffixArray(sorting: old) })
+        }, then: {
+            let layout = SuffixArrayParts.layout(count: o.count)
+            let sorted = Mutex<[Result<SortedPart, any Error>?]>(Array(repeating: nil, count: layout.count))
+            let sort = { @Sendable (i: Int) in
+                let r = Result { try SortedPart(o, start: layout[i].start, count: layout[i].count, end: layout[i].end) }
+                sorted.withLock { $0[i] = r }
+            }
+            // On at most `threads` cores, each taking the next part not yet taken.
+            let next = Atomic<Int>(0)
+            DispatchQueue.concurrentPerform(iterations: min(threads, layout.count)) { _ in
+                while case let i = next.wrappingAdd(1, ordering: .relaxed).oldValue, i < layout.count { sort(i) }
+            }
+            return try sorted.withLock { try $0.map { try $0!.get() } }
+        })
         self.filter = filter.take()!
-        self.prefixes = prefixes.take()!
         sha256 = digest
     }
 
-    /// The index's memory while matching, for `count` bytes of old: the packed suffix array, the
-    /// filter (4 bits a byte) and the prefix table.
+    /// The index's memory while matching, for `count` bytes of old: the packed parts and their prefix
+    /// tables, and the filter (4 bits a byte).
     static func matchingBytes(count: Int) -> Int {
-        count * PackedSuffixArray.bits(for: count) / 8 + count / 2 + (1 << 19)
+        SuffixArrayParts.layout(count: count).reduce(count / 2) { total, part in
+            total + part.count * PackedSuffixArray.bits(for: part.count) / 8 + (1 << 19)
+        }
     }
 
     /// Calls `body` with a matcher of `new` against this index (of `old`).
     func withMatcher<R>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
                         _ body: (Matcher<SuffixArrayFinder<PackedSuffixArray.View>>) throws -> R) rethrows -> R {
-        try suffixes.withView { sa in
-            try filter.withView { f in
-                try prefixes.withView { p in
-                    try body(Matcher(old: old, new: new, finder: SuffixArrayFinder(old: old, sa: sa, filter: f, prefixes: p)))
-                }
+        // The views stay valid while `parts` (and so each part's mappings) lives: `self` outlives `body`.
+        let views = parts.map { part in
+            part.suffixes.withView { sa in
+                part.prefixes.withView { p in SuffixArrayPart(sa: sa, prefixes: p, start: part.start, end: part.end) }
             }
+        }
+        return try filter.withView { f in
+            try body(Matcher(old: old, new: new, finder: SuffixArrayFinder(old: old, parts: views, filter: f)))
         }
     }
 

@@ -8,26 +8,32 @@
 struct PrefixRanges: ~Copyable {
     private let starts: UnsafeMutableBufferPointer<Int>
     /// The one-byte suffix at the end of old sorts just before every suffix that starts with its byte,
-    /// that is, just before the bucket of key `loneKey` (its byte times 256); -1 when old is empty.
+    /// that is, just before the bucket of key `loneKey` (its byte times 256); -1 when there is none.
     private let loneKey: Int
 
-    init(_ text: UnsafeBufferPointer<UInt8>) {
+    /// The table of the suffixes of `text` that start in its first `suffixes` bytes (all of them by
+    /// default; fewer for a part of old sorted with some bytes past its last suffix, `SuffixArrayParts`).
+    init(_ text: UnsafeBufferPointer<UInt8>, suffixes: Int? = nil) {
         starts = .allocate(capacity: 65_537)
         starts.initialize(repeating: 0)
         let n = text.count
-        guard n > 0, let base = text.baseAddress else {
+        let m = suffixes ?? n
+        precondition(m <= n, "\(m) suffixes of a \(n)-byte text")
+        guard m > 0, let base = text.baseAddress else {
             loneKey = -1
             return
         }
-        loneKey = Int(base[n - 1]) << 8
+        // Only the text's last byte is a suffix too short for a key.
+        let lone = m == n
+        loneKey = lone ? Int(base[n - 1]) << 8 : -1
         // Count each key in starts[key + 1], then sum: starts[k] = suffixes before bucket k.
         var key = Int(base[0])
-        for i in 1..<n {
+        for i in 1..<(lone ? n : m + 1) {
             key = (key << 8 | Int(base[i])) & 0xFFFF
             starts[key + 1] += 1
         }
         for k in 1...65_536 { starts[k] += starts[k - 1] }
-        for k in loneKey...65_536 { starts[k] += 1 }
+        if lone { for k in loneKey...65_536 { starts[k] += 1 } }
     }
 
     deinit { starts.deallocate() }
