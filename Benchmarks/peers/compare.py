@@ -9,8 +9,9 @@ machines are shared and noisy: read the ratios, not the absolute seconds.
 Every apply is checked: the output must equal the new file, or the run is reported as FAILED.
 
 The optional `floor` row is not a tool but two lower bounds measured in the same rounds: its make is
-libdivsufsort alone on the old file (sort_floor.c: read and sort, no matching, no compression), the
-least any engine built on that single-threaded sort (`--index suffix-array`) can take; its apply is phoenix-diff applying a
+libdivsufsort alone on the old file, split and sorted side by side as `--index suffix-array` does
+(sort_floor.c: read and sort, no matching, no compression), the least any engine built on that sort
+can take; its apply is phoenix-diff applying a
 patch from new to itself (read, SHA-256 before, write, SHA-256 after, fsync; nothing to decode), the
 least a verified, durable apply of this file can take. Their ratios against bsdiff/bspatch are the
 best such an engine could show on this machine.
@@ -98,7 +99,7 @@ def tools(phoenix):
 def build_sort_floor(work):
     """Compiles sort_floor.c (gcc and libdivsufsort-dev, which the main build needs too)."""
     exe = str(work / "sort-floor")
-    subprocess.run(["gcc", "-O2", str(HERE / "sort_floor.c"), "-o", exe, "-ldivsufsort", "-ldivsufsort64"], check=True)
+    subprocess.run(["gcc", "-O2", str(HERE / "sort_floor.c"), "-o", exe, "-ldivsufsort", "-lpthread"], check=True)
     return exe
 
 
@@ -265,7 +266,7 @@ def write_markdown(path, results, args, phoenix, corpus, when=None):
     ]
     if "floor" in [t.strip() for t in args.tools.split(",")]:
         lines[-1:-1] = ["`floor` is not a tool but two lower bounds from the same rounds: make = libdivsufsort alone on "
-                        "the old file (the single-threaded sort the suffix-array index starts with; hash chains need no sort), apply = phoenix-diff applying "
+                        "the old file (the sort the suffix-array index starts with, in the same parts on the same cores; hash chains need no sort), apply = phoenix-diff applying "
                         "a patch from new to itself (read, SHA-256, write, SHA-256, fsync; nothing to decode).", ""]
     for pair, rows in results.items():
         src = Path(corpus) / "pairs" / pair / "SOURCE.txt"
