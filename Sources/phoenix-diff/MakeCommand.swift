@@ -32,7 +32,7 @@ struct MakeCommand: ParsableCommand {
     var diffOrder: String = "auto"
     @Option(help: "phx control stream layout: auto (default: make both, keep the smaller), interleaved, or split.")
     var control: String = "auto"
-    @Option(help: ArgumentHelp("Most memory the diff of two files may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size). At least \(DiffEngine.minimumMemoryLimit >> 20)M.", valueName: "bytes"))
+    @Option(help: ArgumentHelp("Most memory the diff of two files may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size). At least \(DiffEngine.minimumMemoryLimit >> 20)M. Default: three quarters of the memory this process may use (the machine's RAM, or less where a control group caps it).", valueName: "bytes"))
     var memoryLimit: ByteCount?
     @Option(help: "How old is searched for matches (each changed file, in a bundle): auto (default: hash-chains for old files under 4 GiB, suffix-array from there), hash-chains (no suffix sort: 1.6-2.7x faster on the benchmark pairs, patches 3% smaller to 2% larger), suffix-array (the longest match everywhere; the smallest patches on most files) or best (files: make both, keep the smaller; about the time of both).")
     var index: MatchIndexKind = .auto
@@ -44,7 +44,9 @@ struct MakeCommand: ParsableCommand {
         var o = DiffOptions(format: format, codec: codec, level: level, threads: threads)
         o.diffOrder = DiffOrder(rawValue: diffOrder)
         o.splitControl = control == "auto" ? nil : control == "split"
-        o.memoryLimit = memoryLimit.map { Int(clamping: $0.value) }
+        // Without a limit, one the machine can hold: a diff too large for it takes the low-memory mode
+        // rather than being killed by the kernel half-way.
+        o.memoryLimit = memoryLimit.map { Int(clamping: $0.value) } ?? UsableMemory.defaultMakeLimit()
         o.index = index
         return o
     }
@@ -106,7 +108,8 @@ struct MakeCommand: ParsableCommand {
         let newSize = summary.newBytes
         if !output.quiet {
             let ratio = newSize == 0 ? 0 : Double(summary.patchBytes) / Double(newSize) * 100
-            let mode = summary.anchorSpacing.map { ", low-memory mode (an anchor every ~\($0) bytes)" } ?? ""
+            let chosen = memoryLimit == nil ? "; the usual engine would need more than \(formatBytes(UInt64(options.memoryLimit ?? 0))), three quarters of the memory this process may use" : ""
+            let mode = summary.anchorSpacing.map { ", low-memory mode (an anchor every ~\($0) bytes\(chosen))" } ?? ""
             let kind = options.format == .phx ? "phx/\(options.codec.name)" : "bsdiff"
             print("\(patch): \(kind) patch, \(formatBytes(summary.patchBytes)) (\(fixed(ratio, 2))% of the new file's "
                   + "\(formatBytes(newSize)))\(mode), in \(fixed(Date().timeIntervalSince(started), 2)) s")

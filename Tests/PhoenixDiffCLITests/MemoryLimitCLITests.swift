@@ -147,4 +147,73 @@ import TestSupport
         #expect(apply.status == 0, "\(apply.stderr)")
         #expect(try Run.process("/usr/bin/cmp", [dir.file("new"), dir.file("out")]).status == 0)
     }
+
+    /// Without `--memory-limit`, `make` plans for three quarters of the memory this process may use,
+    /// a control group's limit included: in a group capped at 448 MiB, a diff whose usual engine would
+    /// need over 1 GiB takes the low-memory mode and finishes, where the usual engine would be killed.
+    @Test(.enabled(if: MemoryCgroup.canCreate(), "needs a writable memory control group (cgroup v1 or v2)"))
+    func withoutALimitMakeFitsItsControlGroup() throws {
+        let dir = try TemporaryDirectory()
+        try Self.makePair(in: dir.path, megabytes: 96, insertAt: 40 << 20,
+                          edits: stride(from: 1_000, to: 96 << 20, by: 3_000_017).map { $0 })
+        let group = try MemoryCgroup(limit: 448 << 20)
+        defer { group.remove() }
+        let make = try Run.process("/bin/sh", ["-c", "echo $$ > \(group.procs) && exec \"$0\" make old new p", CLI.binary],
+                                   cwd: dir.path)
+        #expect(make.status == 0, "status \(make.status): \(make.stderr)")
+        #expect(make.stdout.contains("low-memory mode"), "\(make.stdout)")
+        #expect(make.stdout.contains("three quarters of the memory this process may use"), "\(make.stdout)")
+        let apply = try CLI.run("apply", dir.file("old"), dir.file("p"), dir.file("out"))
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(try Run.process("/usr/bin/cmp", [dir.file("new"), dir.file("out")]).status == 0)
+    }
+}
+
+/// A child of this process's memory control group with a limit, for one test (root, and a
+/// hierarchy that lets us create groups: cgroup v1's memory controller, or v2 with it enabled).
+struct MemoryCgroup {
+    let path: String
+    var procs: String { path + "/cgroup.procs" }
+
+    /// This process's memory group directory and the name of its limit file.
+    static func parent() -> (dir: String, limitFile: String)? {
+        guard let listing = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else { return nil }
+        for line in listing.split(separator: "\n") {
+            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard f.count == 3 else { continue }
+            if f[1].split(separator: ",").contains("memory") {
+                return ("/sys/fs/cgroup/memory" + (f[2] == "/" ? "" : f[2]), "memory.limit_in_bytes")
+            }
+        }
+        for line in listing.split(separator: "\n") where line.hasPrefix("0::") {
+            let dir = "/sys/fs/cgroup" + (line.dropFirst(3) == "/" ? "" : line.dropFirst(3))
+            if FileManager.default.fileExists(atPath: dir + "/memory.max") || FileManager.default.fileExists(atPath: dir + "/cgroup.subtree_control") {
+                return (dir, "memory.max")
+            }
+        }
+        return nil
+    }
+
+    static func canCreate() -> Bool {
+        guard let g = try? MemoryCgroup(limit: 1 << 30) else { return false }
+        g.remove()
+        return true
+    }
+
+    init(limit: Int) throws {
+        guard let (dir, limitFile) = Self.parent() else { throw CocoaError(.fileNoSuchFile) }
+        path = dir + "/phoenix-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        do {
+            try "\(limit)".write(toFile: path + "/" + limitFile, atomically: false, encoding: .utf8)
+            // The limit must have taken: read it back.
+            let back = try String(contentsOfFile: path + "/" + limitFile, encoding: .utf8)
+            guard Int(back.split(whereSeparator: \.isWhitespace).first ?? "") == limit else { throw CocoaError(.fileWriteUnknown) }
+        } catch {
+            remove()
+            throw error
+        }
+    }
+
+    func remove() { rmdir(path) }
 }
