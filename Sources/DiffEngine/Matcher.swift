@@ -74,44 +74,71 @@ struct SuffixArrayFinder<SA: SuffixArrayView>: MatchFinder {
     func longestMatch(_ p: UnsafePointer<UInt8>, length patternLength: Int) -> (pos: Int, len: Int) {
         if old.isEmpty { return (0, 0) }
         return parts.withUnsafeBufferPointer { parts in
-            var best = longestMatch(p, length: patternLength, in: parts[0])
-            var k = 1
-            while k < parts.count && best.len < patternLength {
-                let m = longestMatch(p, length: patternLength, in: parts[k])
-                if m.len > best.len { best = m }
-                k &+= 1
+            // Two parts at a time, a step of each in turn: the two searches' cache misses overlap (ruff
+            // 10% faster than one search after the other). The longest match wins, the earlier part's
+            // on a tie.
+            var best = (pos: 0, len: -1)
+            @inline(__always) func consider(_ m: (pos: Int, len: Int)) { if m.len > best.len { best = m } }
+            var k = 0
+            while k < parts.count {
+                var a = PartSearch(parts[k], old: old, p, patternLength)
+                if k &+ 1 < parts.count {
+                    var b = PartSearch(parts[k &+ 1], old: old, p, patternLength)
+                    while a.active || b.active {
+                        if a.active { a.step(parts[k].sa, p, patternLength) }
+                        if b.active { b.step(parts[k &+ 1].sa, p, patternLength) }
+                    }
+                    consider(a.result(parts[k], old: old, p, patternLength))
+                    consider(b.result(parts[k &+ 1], old: old, p, patternLength))
+                } else {
+                    while a.active { a.step(parts[k].sa, p, patternLength) }
+                    consider(a.result(parts[k], old: old, p, patternLength))
+                }
+                k &+= 2
             }
             return best
         }
     }
 
-    @inline(__always)
-    func longestMatch(_ p: UnsafePointer<UInt8>, length patternLength: Int, in part: SuffixArrayPart<SA>) -> (pos: Int, len: Int) {
-        let textCount = part.end &- part.start
-        let o = old.baseAddress! + part.start
-        let sa = part.sa
-        var lo = 0, hi = sa.count
+    /// One binary search of the pattern in one part, a step at a time.
+    struct PartSearch {
+        let o: UnsafePointer<UInt8>
+        let textCount: Int
+        var lo = 0, hi: Int
         var lcpLo = 0, lcpHi = 0
-        // Search only the suffixes that share the pattern's first two bytes, when there are any (the
-        // answer is the same: every other suffix agrees on fewer bytes).
-        var floor = 0, ceiling = sa.count
-        if patternLength >= 2 {
-            let bucket = part.prefixes.range(p)
-            if !bucket.isEmpty {
-                (lo, hi) = (bucket.lowerBound, bucket.upperBound)
-                (floor, ceiling) = (lo, hi)
-                (lcpLo, lcpHi) = (2, 2)
+        var floor = 0, ceiling: Int
+        var found = -1
+
+        @inline(__always)
+        init(_ part: SuffixArrayPart<SA>, old: UnsafeBufferPointer<UInt8>, _ p: UnsafePointer<UInt8>, _ patternLength: Int) {
+            o = old.baseAddress! + part.start
+            textCount = part.end &- part.start
+            hi = part.sa.count
+            ceiling = hi
+            // Search only the suffixes that share the pattern's first two bytes, when there are any (the
+            // answer is the same: every other suffix agrees on fewer bytes).
+            if patternLength >= 2 {
+                let bucket = part.prefixes.range(p)
+                if !bucket.isEmpty {
+                    (lo, hi) = (bucket.lowerBound, bucket.upperBound)
+                    (floor, ceiling) = (lo, hi)
+                    (lcpLo, lcpHi) = (2, 2)
+                }
             }
         }
-        var found = -1
-        while lo < hi {
+
+        @inline(__always) var active: Bool { found < 0 && lo < hi }
+
+        @inline(__always)
+        mutating func step(_ sa: SA, _ p: UnsafePointer<UInt8>, _ patternLength: Int) {
             let mid = lo &+ (hi &- lo) >> 1
             let s = Int(sa[mid])
             let suffixLength = textCount &- s
             let known = min(lcpLo, lcpHi)
             let l = known &+ commonPrefixLength(o + (s &+ known), p + known, limit: min(suffixLength, patternLength) &- known)
-            if l == patternLength { found = s; lcpLo = l; break }
-            if l == suffixLength || o[s &+ l] < p[l] {
+            if l == patternLength {
+                (found, lcpLo) = (s, l)
+            } else if l == suffixLength || o[s &+ l] < p[l] {
                 lo = mid &+ 1
                 lcpLo = l
             } else {
@@ -119,21 +146,27 @@ struct SuffixArrayFinder<SA: SuffixArrayView>: MatchFinder {
                 lcpHi = l
             }
         }
-        // The longest common prefix is with one of the two suffixes around the insertion point.
-        var bestPos = 0, bestLen = -1
-        if found >= 0 {
-            (bestPos, bestLen) = (found, lcpLo)
-        } else {
-            if lo > floor { bestPos = Int(sa[lo &- 1]); bestLen = lcpLo }
-            if lo < ceiling && lcpHi > bestLen { bestPos = Int(sa[lo]); bestLen = lcpHi }
-            bestLen = max(bestLen, 0)
+
+        /// The match found, as (position in old, length).
+        @inline(__always)
+        func result(_ part: SuffixArrayPart<SA>, old: UnsafeBufferPointer<UInt8>, _ p: UnsafePointer<UInt8>,
+                    _ patternLength: Int) -> (pos: Int, len: Int) {
+            // The longest common prefix is with one of the two suffixes around the insertion point.
+            var bestPos = 0, bestLen = -1
+            if found >= 0 {
+                (bestPos, bestLen) = (found, lcpLo)
+            } else {
+                if lo > floor { bestPos = Int(part.sa[lo &- 1]); bestLen = lcpLo }
+                if lo < ceiling && lcpHi > bestLen { bestPos = Int(part.sa[lo]); bestLen = lcpHi }
+                bestLen = max(bestLen, 0)
+            }
+            // A match that reaches the end of the part's text may go on in old.
+            if bestLen == textCount &- bestPos && part.end < old.count && bestLen < patternLength {
+                bestLen &+= commonPrefixLength(old.baseAddress! + part.end, p + bestLen,
+                                               limit: min(old.count &- part.end, patternLength &- bestLen))
+            }
+            return (part.start &+ bestPos, bestLen)
         }
-        // A match that reaches the end of the part's text may go on in old.
-        if bestLen == textCount &- bestPos && part.end < old.count && bestLen < patternLength {
-            bestLen &+= commonPrefixLength(old.baseAddress! + (part.end), p + bestLen,
-                                           limit: min(old.count &- part.end, patternLength &- bestLen))
-        }
-        return (part.start &+ bestPos, bestLen)
     }
 }
 
