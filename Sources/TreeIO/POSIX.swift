@@ -59,6 +59,13 @@ public enum POSIX {
         return fstatat(AT_FDCWD, path, &st, 0) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// Whether `path` is a regular file (following symlinks): not a device such as /dev/null, a pipe
+    /// or a directory.
+    public static func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        return fstatat(AT_FDCWD, path, &st, 0) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+    }
+
     public static func readlink(_ path: String) throws -> String {
         var buf = [CChar](repeating: 0, count: 4097)
         let n = Glibc.readlink(path, &buf, 4096)

@@ -45,8 +45,10 @@ struct MakeCommand: ParsableCommand {
         o.diffOrder = DiffOrder(rawValue: diffOrder)
         o.splitControl = control == "auto" ? nil : control == "split"
         // Without a limit, one the machine can hold: a diff too large for it takes the low-memory mode
-        // rather than being killed by the kernel half-way.
-        o.memoryLimit = memoryLimit.map { Int(clamping: $0.value) } ?? UsableMemory.defaultMakeLimit()
+        // rather than being killed by the kernel half-way. (Only regular files can be mapped for that
+        // mode; /dev/null as old, "make a patch from nothing", is read as before.)
+        let mappable = paths.count == 3 && paths.prefix(2).allSatisfy(POSIX.isRegularFile)
+        o.memoryLimit = memoryLimit.map { Int(clamping: $0.value) } ?? (mappable ? UsableMemory.defaultMakeLimit() : nil)
         o.index = index
         return o
     }
@@ -108,7 +110,7 @@ struct MakeCommand: ParsableCommand {
         let newSize = summary.newBytes
         if !output.quiet {
             let ratio = newSize == 0 ? 0 : Double(summary.patchBytes) / Double(newSize) * 100
-            let chosen = memoryLimit == nil ? "; the usual engine would need more than \(formatBytes(UInt64(options.memoryLimit ?? 0))), three quarters of the memory this process may use" : ""
+            let chosen = memoryLimit == nil ? "; the usual engine's estimate is over \(formatBytes(UInt64(options.memoryLimit ?? 0))), three quarters of the memory this process may use" : ""
             let mode = summary.anchorSpacing.map { ", low-memory mode (an anchor every ~\($0) bytes\(chosen))" } ?? ""
             let kind = options.format == .phx ? "phx/\(options.codec.name)" : "bsdiff"
             print("\(patch): \(kind) patch, \(formatBytes(summary.patchBytes)) (\(fixed(ratio, 2))% of the new file's "

@@ -50,6 +50,17 @@ enum CLI {
         #expect(same, "\(format): best \(made["best"]!.count), chains \(chains.count), suffix array \(sorted.count)")
     }
 
+    /// A patch from nothing: /dev/null as old (as with bsdiff) is read, not mapped (the default
+    /// memory limit must not turn it away), and the patch applies to an empty file.
+    @Test func makeFromDevNull() throws {
+        let r = try CLI.run("make", "--quiet", "/dev/null", dir.file("new"), dir.file("from-nothing"))
+        #expect(r.status == 0, "\(r.stderr)")
+        try dir.write("empty", [])
+        let apply = try CLI.run("apply", "--quiet", dir.file("empty"), dir.file("from-nothing"), dir.file("made"))
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(try dir.read("made") == new)
+    }
+
     @Test func binaryExists() {
         #expect(FileManager.default.isExecutableFile(atPath: CLI.binary), "no phoenix-diff at \(CLI.binary)")
     }
