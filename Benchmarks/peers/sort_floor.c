@@ -61,9 +61,10 @@ int main(int argc, char **argv) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN), threads = cores < parts ? cores : parts;
     if (threads < 1) threads = 1;
     pthread_t *workers = malloc(sizeof(pthread_t) * (size_t)threads);
-    for (long t = 1; t < threads; t++) pthread_create(&workers[t], NULL, sort_parts, NULL);
+    long started = 1;
+    while (started < threads && pthread_create(&workers[started], NULL, sort_parts, NULL) == 0) started++;
     sort_parts(NULL);
-    for (long t = 1; t < threads; t++) pthread_join(workers[t], NULL);
+    for (long t = 1; t < started; t++) pthread_join(workers[t], NULL);
     free(workers);
     free(buffer);
     if (atomic_load(&failed)) {

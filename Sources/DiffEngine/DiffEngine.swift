@@ -19,7 +19,8 @@ public enum DiffEngine {
     /// at any size, or the chains' positions before packing) + |old|/2 for the
     /// filter (the chains: instead of the filter, which they fill once packed, two 4-byte cursors per
     /// bucket, |old|/16 to |old|/8 buckets). Matching: `old` + `new` + the index packed to
-    /// ceil(log2 |old|) bits an entry (3.1 bytes a byte of a 24 MB file; the chains add their bucket
+    /// ceil(log2) of its size (a suffix array part's, from 16 MiB half of old) bits an entry (3.1 bytes
+    /// a byte of a 24 MB file, 3.0 in halves; the chains add their bucket
     /// starts at the same width) + |old|/2 + 32 bytes a tuple. Compressing: the index is freed
     /// first, and compressors finishing side by side stay within what it held. About 5.6n for equal
     /// sizes (5.9n with chains), against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n. Measured peak RSS

@@ -81,7 +81,8 @@ final class SortedPart: @unchecked Sendable {
 /// What matching needs of old, built once before new is looked at: its suffix array, in parts
 /// (`SuffixArrayParts`; bit-packed, `PackedSuffixArray`) each with its two-byte prefix table, and the
 /// 9-gram filter; and, when asked for, old's SHA-256 for the patch header. The parts are sorted on
-/// up to `threads` cores, the filter and the digest made on another meanwhile.
+/// up to `threads` threads, the filter and the digest made on one more meanwhile (with two cores and
+/// two parts, three threads share them).
 struct OldIndex: MatchIndex, ~Copyable {
     let parts: [SortedPart]
     let filter: GramFilter

@@ -41,7 +41,8 @@ struct PackedSuffixArray: ~Copyable {
     }
 
     /// Bits an entry needs for `count` suffixes (positions 0..<count): at least 1. Entries are packed from
-    /// 32-bit values, so at most 32, and an entry and its bit offset fit one 8-byte load.
+    /// 32-bit values, so callers keep it to 32 (`pack` checks), and an entry and its bit offset then fit
+    /// one 8-byte load.
     static func bits(for count: Int) -> Int {
         max(1, Int.bitWidth - max(count - 1, 0).leadingZeroBitCount)
     }

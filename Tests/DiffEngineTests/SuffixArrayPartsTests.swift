@@ -9,11 +9,11 @@ import TestSupport
 @Suite struct SuffixArrayPartsTests {
     /// The parts tile old, each sees `overlap` bytes past its suffixes, each sorts with 32-bit
     /// positions, and how many there are depends on old's size alone.
-    @Test(arguments: [0, 1, 100, (16 << 20) - 1, 16 << 20, 24_500_000, 221_000_000, (4 << 30) - 1, 4 << 30, 5 << 30, 9 << 30])
-    func partsTileOldAndStayUnder32Bits(count: Int) {
+    @Test(arguments: [(0, 1), (1, 1), (100, 1), ((16 << 20) - 1, 1), (16 << 20, 2), (24_500_000, 2), (221_000_000, 2),
+                      (4_292_870_140, 2), (4_292_870_141, 3), (4 << 30, 3), (5 << 30, 3), (9 << 30, 5)])
+    func partsTileOldAndStayUnder32Bits(count: Int, parts: Int) {
         let layout = SuffixArrayParts.layout(count: count)
-        let expected = count < SuffixArrayParts.splitFrom ? 1 : count < 2 * SuffixArrayParts.maxPart ? 2 : (count + SuffixArrayParts.maxPart - 1) / SuffixArrayParts.maxPart
-        #expect(layout.count == expected, "\(count) bytes in \(layout.count) parts")
+        #expect(layout.count == parts, "\(count) bytes in \(layout.count) parts")
         var at = 0
         for part in layout {
             #expect(part.start == at)
@@ -50,12 +50,21 @@ import TestSupport
                             "part at \(start): first out of old's order at \(firstDifference ?? -1)")
                     // Each key's range in the table is exactly where the part holds that key's suffixes.
                     part.prefixes.withView { table in
-                        var wrong = 0
+                        // Where each key's suffixes are in the part (the one-byte suffix has no key).
+                        var found = [Int: (first: Int, last: Int, count: Int)]()
                         for (i, s) in got.enumerated() where s + 1 < old.count {
-                            let range = old.withUnsafeBufferPointer { table.range($0.baseAddress! + s) }
-                            if !range.contains(i) { wrong += 1 }
+                            let key = Int(old[s]) << 8 | Int(old[s + 1])
+                            let f = found[key]
+                            found[key] = (f?.first ?? i, i, (f?.count ?? 0) + 1)
                         }
-                        #expect(wrong == 0, "part at \(start): \(wrong) suffixes outside their key's range")
+                        var wrong = 0
+                        for key in 0..<65_536 {
+                            let pair: [UInt8] = [UInt8(key >> 8), UInt8(key & 255)]
+                            let range = pair.withUnsafeBufferPointer { table.range($0.baseAddress!) }
+                            let expected = found[key].map { $0.first..<($0.last + 1) } ?? range.lowerBound..<range.lowerBound
+                            if range != expected || range.count != (found[key]?.count ?? 0) { wrong += 1 }
+                        }
+                        #expect(wrong == 0, "part at \(start): \(wrong) keys whose range is not exactly their suffixes")
                     }
                 }
                 covered += count
@@ -108,6 +117,35 @@ import TestSupport
                 }
                 // The seams were crossed: matches of hundreds of bytes run over them.
                 #expect(longerThanOverlap > 500)
+            }
+        }
+    }
+
+    /// Where two parts hold matches of the same length, the earlier part's is kept (the patch must not
+    /// depend on which search finished first): old is one block twice, a part each.
+    @Test func onATieTheEarlierPartWins() throws {
+        var rng = SeededGenerator(seed: 915)
+        let block = rng.bytes(5_000)
+        let old = block + block
+        // The whole pattern matches in both parts; then a pattern whose last byte matches neither.
+        var partial = Array(block[100..<400])
+        partial.append(block[400] &+ 1)
+        for new in [Array(block[100..<400]), partial] {
+            try old.withUnsafeBufferPointer { o in
+                let parts = try [0, 5_000].map { try SortedPart(o, start: $0, count: 5_000, end: min(10_000, $0 + 5_000 + 64)) }
+                let views = parts.map { part in
+                    part.suffixes.withView { sa in
+                        part.prefixes.withView { SuffixArrayPart(sa: sa, prefixes: $0, start: part.start, end: part.end) }
+                    }
+                }
+                let filter = GramFilter(o)
+                let (pos, len) = new.withUnsafeBufferPointer { n in
+                    filter.withView { f in
+                        SuffixArrayFinder(old: o, parts: views, filter: f).longestMatch(n.baseAddress!, length: new.count)
+                    }
+                }
+                #expect(len == 300)
+                #expect(pos == 100, "a tie taken from the later part (\(pos))")
             }
         }
     }
