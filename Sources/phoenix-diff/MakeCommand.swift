@@ -34,7 +34,7 @@ struct MakeCommand: ParsableCommand {
     var control: String = "auto"
     @Option(help: ArgumentHelp("Most memory the diff of two files may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size). At least \(DiffEngine.minimumMemoryLimit >> 20)M. Default: three quarters of the memory this process may use (the machine's RAM, or less where a control group caps it).", valueName: "bytes"))
     var memoryLimit: ByteCount?
-    @Option(help: "How old is searched for matches (each changed file, in a bundle): auto (default: hash-chains for old files under 4 GiB, suffix-array from there), hash-chains (no suffix sort: 1.6-2.7x faster on the benchmark pairs, patches 3% smaller to 2% larger), suffix-array (the longest match everywhere; the smallest patches on most files) or best (files: make both, keep the smaller; about the time of both).")
+    @Option(help: "How old is searched for matches (each changed file, in a bundle): auto (default: hash-chains for old files under 4 GiB, suffix-array from there), hash-chains (no suffix sort: 1.4-2.1x faster on the benchmark pairs, patches 3% smaller to 2% larger), suffix-array (the longest match everywhere; the smallest patches on most files) or best (files: make both, keep the smaller; about the time of both).")
     var index: MatchIndexKind = .auto
     @Option(help: "Threads (default: all cores). The patch bytes do not depend on it.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
