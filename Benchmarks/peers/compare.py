@@ -104,15 +104,17 @@ def build_sort_floor(work):
 
 
 def timed(argv):
-    """Runs argv under /usr/bin/time; returns (seconds, peak RSS bytes, returncode, stderr)."""
+    """Runs argv under /usr/bin/time; returns (seconds, peak RSS bytes, CPU seconds (user + system, all
+    threads), returncode, stderr)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         start = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-o", tf.name, "-f", "%M"] + argv,
+        proc = subprocess.run(["/usr/bin/time", "-o", tf.name, "-f", "phx-time %M %U %S"] + argv,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         elapsed = time.perf_counter() - start
-        lines = [l for l in Path(tf.name).read_text().splitlines() if l.strip().isdigit()]
-        rss = int(lines[-1]) * 1024 if lines else 0
-    return elapsed, rss, proc.returncode, proc.stderr.strip()
+        lines = [l.split() for l in Path(tf.name).read_text().splitlines() if l.startswith("phx-time ")]
+        rss = int(lines[-1][1]) * 1024 if lines else 0
+        cpu = float(lines[-1][2]) + float(lines[-1][3]) if lines else 0.0
+    return elapsed, rss, cpu, proc.returncode, proc.stderr.strip()
 
 
 def same_file(a, b):
@@ -205,8 +207,8 @@ def main():
                 table["floor"] = (lambda o, n, p: [sort_floor, o],
                                   lambda o, p, out, new=new, identity=identity: [phoenix, "apply", "--quiet", new, identity, out],
                                   [])
-            results[pair] = {t: {"make": [], "apply": [], "make_rss": [], "apply_rss": [], "size": None, "ok": True,
-                                 "error": ""} for t in wanted}
+            results[pair] = {t: {"make": [], "apply": [], "make_rss": [], "apply_rss": [], "make_cpu": [],
+                                 "apply_cpu": [], "size": None, "ok": True, "error": ""} for t in wanted}
             for rnd in range(args.runs):
                 order = wanted[rnd % len(wanted):] + wanted[:rnd % len(wanted)]
                 for t in order:
@@ -214,19 +216,21 @@ def main():
                     r = results[pair][t]
                     patch = str(work / f"{pair}.{t}.patch")
                     out = str(work / f"{pair}.{t}.out")
-                    secs, rss, code, err = timed(make(old, new, patch))
+                    secs, rss, cpu, code, err = timed(make(old, new, patch))
                     if code != 0:
                         r["ok"], r["error"] = False, f"make failed: {err[-300:]}"
                         continue
                     r["make"].append(secs)
                     r["make_rss"].append(rss)
+                    r["make_cpu"].append(cpu)
                     r["size"] = os.path.getsize(patch) if t != "floor" else None
-                    secs, rss, code, err = timed(apply(old, patch, out))
+                    secs, rss, cpu, code, err = timed(apply(old, patch, out))
                     if code != 0 or not same_file(out, new):
                         r["ok"], r["error"] = False, f"apply failed or wrong output: {err[-300:]}"
                         continue
                     r["apply"].append(secs)
                     r["apply_rss"].append(rss)
+                    r["apply_cpu"].append(cpu)
                     os.unlink(out)
                     size = f"{r['size']} bytes" if r["size"] is not None else "no patch"
                     print(f"{pair} round {rnd + 1}/{args.runs} {t}: make {r['make'][-1]:.2f} s, "
@@ -261,7 +265,8 @@ def write_markdown(path, results, args, phoenix, corpus, when=None):
         f"Machine: {machine()}  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(when))}. Times are medians (min–max) of "
         f"{args.runs} interleaved runs. `x faster` and `x smaller` compare each row with Debian's bsdiff 4.3 "
-        "(make, patch size) and bspatch (apply).",
+        "(make, patch size) and bspatch (apply). `cores` is CPU time (user and system, all threads) over wall "
+        "time, the median of the runs: how many cores the tool kept busy.",
         "",
     ]
     if "floor" in [t.strip() for t in args.tools.split(",")]:
@@ -273,12 +278,12 @@ def write_markdown(path, results, args, phoenix, corpus, when=None):
         label = src.read_text().splitlines()[-1] if src.exists() else pair
         new_size = os.path.getsize(Path(corpus) / "pairs" / pair / "new")
         lines += [f"## {pair}: {label} (new file {fmt_bytes(new_size)})", "",
-                  "| tool | make | patch | make peak RSS | apply | apply peak RSS | make x faster | x smaller | apply x faster |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| tool | make | make cores | patch | make peak RSS | apply | apply cores | apply peak RSS | make x faster | x smaller | apply x faster |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         base = rows.get("bsdiff")
         for tool, r in rows.items():
             if not r["ok"]:
-                lines.append(f"| {tool} | FAILED: {r['error']} | | | | | | | |")
+                lines.append(f"| {tool} | FAILED: {r['error']} | | | | | | | | | |")
                 continue
             def ratio(key_base, key):
                 if not base or not base["ok"] or not base[key_base] or not r[key]:
@@ -286,9 +291,13 @@ def write_markdown(path, results, args, phoenix, corpus, when=None):
                 return f"{statistics.median(base[key_base]) / statistics.median(r[key]):.1f}"
             size_ratio = (f"{base['size'] / r['size']:.2f}" if base and base["ok"] and base["size"] and r["size"]
                           else "n/a")
+            def cores(key):
+                # Results saved before CPU time was measured have none.
+                pairs = [c / w for c, w in zip(r.get(f"{key}_cpu", []), r[key]) if w > 0]
+                return f"{statistics.median(pairs):.2f}" if pairs else "n/a"
             lines.append(
-                f"| {tool} | {fmt_time(r['make'])} | {fmt_bytes(r['size'])} | "
-                f"{fmt_bytes(max(r['make_rss']) if r['make_rss'] else None)} | {fmt_time(r['apply'])} | "
+                f"| {tool} | {fmt_time(r['make'])} | {cores('make')} | {fmt_bytes(r['size'])} | "
+                f"{fmt_bytes(max(r['make_rss']) if r['make_rss'] else None)} | {fmt_time(r['apply'])} | {cores('apply')} | "
                 f"{fmt_bytes(max(r['apply_rss']) if r['apply_rss'] else None)} | {ratio('make', 'make')} | "
                 f"{size_ratio} | {ratio('apply', 'apply')} |")
         lines.append("")
