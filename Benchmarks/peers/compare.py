@@ -3,7 +3,8 @@
 
 Runs every tool on every pair, interleaved (the order rotates each round so that no tool always runs
 on a warm or a cold machine), several rounds each, and reports the median, min and max wall time, the
-patch size and the peak RSS of make and apply, plus ratios against Debian's bsdiff/bspatch. These
+patch size, the peak RSS and the cores kept busy (CPU time over wall time) of make and apply, plus
+ratios against Debian's bsdiff/bspatch. These
 machines are shared and noisy: read the ratios, not the absolute seconds.
 
 Every apply is checked: the output must equal the new file, or the run is reported as FAILED.
