@@ -76,6 +76,11 @@ final class SortedPart: @unchecked Sendable {
         suffixes = try PackedSuffixArray(sorting: text, suffixes: count)
         prefixes = PrefixRanges(text, suffixes: count)
     }
+
+    /// The part as the matcher reads it; valid while this part lives.
+    var view: SuffixArrayPart<PackedSuffixArray.View> {
+        suffixes.withView { sa in prefixes.withView { SuffixArrayPart(sa: sa, prefixes: $0, start: start, end: end) } }
+    }
 }
 
 /// What matching needs of old, built once before new is looked at: its suffix array, in parts
@@ -126,13 +131,8 @@ struct OldIndex: MatchIndex, ~Copyable {
     func withMatcher<R>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
                         _ body: (Matcher<SuffixArrayFinder<PackedSuffixArray.View>>) throws -> R) rethrows -> R {
         // The views stay valid while `parts` (and so each part's mappings) lives: `self` outlives `body`.
-        let views = parts.map { part in
-            part.suffixes.withView { sa in
-                part.prefixes.withView { p in SuffixArrayPart(sa: sa, prefixes: p, start: part.start, end: part.end) }
-            }
-        }
-        return try filter.withView { f in
-            try body(Matcher(old: old, new: new, finder: SuffixArrayFinder(old: old, parts: views, filter: f)))
+        try filter.withView { f in
+            try body(Matcher(old: old, new: new, finder: SuffixArrayFinder(old: old, parts: parts.map(\.view), filter: f)))
         }
     }
 

@@ -103,6 +103,8 @@ struct MakeCommand: ParsableCommand {
         // `best` runs one diff after another: with glibc's default the second starts on top of memory
         // the first freed (ruff's peak 182-197 MB instead of 165); mapped, that memory goes back.
         if index == .best { POSIX.mapLargeAllocations(above: 1 << 20) }
+        // Once: the default memory limit reads /proc and stats both inputs.
+        let options = self.options
         let summary = try DiffEngine.makePatchFile(oldPath: paths[0], newPath: paths[1], to: patch, options: options) { f in
             bar.update(f)
         }

@@ -49,23 +49,8 @@ import TestSupport
                     #expect(got.count == inOldsOrder.count && firstDifference == nil,
                             "part at \(start): first out of old's order at \(firstDifference ?? -1)")
                     // Each key's range in the table is exactly where the part holds that key's suffixes.
-                    part.prefixes.withView { table in
-                        // Where each key's suffixes are in the part (the one-byte suffix has no key).
-                        var found = [Int: (first: Int, last: Int, count: Int)]()
-                        for (i, s) in got.enumerated() where s + 1 < old.count {
-                            let key = Int(old[s]) << 8 | Int(old[s + 1])
-                            let f = found[key]
-                            found[key] = (f?.first ?? i, i, (f?.count ?? 0) + 1)
-                        }
-                        var wrong = 0
-                        for key in 0..<65_536 {
-                            let pair: [UInt8] = [UInt8(key >> 8), UInt8(key & 255)]
-                            let range = pair.withUnsafeBufferPointer { table.range($0.baseAddress!) }
-                            let expected = found[key].map { $0.first..<($0.last + 1) } ?? range.lowerBound..<range.lowerBound
-                            if range != expected || range.count != (found[key]?.count ?? 0) { wrong += 1 }
-                        }
-                        #expect(wrong == 0, "part at \(start): \(wrong) keys whose range is not exactly their suffixes")
-                    }
+                    let errors = part.prefixes.withView { keyRangeErrors($0, positions: got, text: old) }
+                    #expect(errors.isEmpty, "part at \(start): \(errors.prefix(5))")
                 }
                 covered += count
             }
@@ -89,11 +74,7 @@ import TestSupport
                 // Three parts: by hand, as `OldIndex` sorts them, with a filter that rejects nothing.
                 let parts = try [0, 4_000, 8_000].map { try SortedPart(o, start: $0, count: 4_000, end: min(12_000, $0 + 4_000 + overlap)) }
                 let filter = GramFilter(o)
-                let views = parts.map { part in
-                    part.suffixes.withView { sa in
-                        part.prefixes.withView { SuffixArrayPart(sa: sa, prefixes: $0, start: part.start, end: part.end) }
-                    }
-                }
+                let views = parts.map(\.view)
                 var longerThanOverlap = 0
                 for scan in 0..<new.count {
                     var longest = 0
@@ -133,11 +114,7 @@ import TestSupport
         for new in [Array(block[100..<400]), partial] {
             try old.withUnsafeBufferPointer { o in
                 let parts = try [0, 5_000].map { try SortedPart(o, start: $0, count: 5_000, end: min(10_000, $0 + 5_000 + 64)) }
-                let views = parts.map { part in
-                    part.suffixes.withView { sa in
-                        part.prefixes.withView { SuffixArrayPart(sa: sa, prefixes: $0, start: part.start, end: part.end) }
-                    }
-                }
+                let views = parts.map(\.view)
                 let filter = GramFilter(o)
                 let (pos, len) = new.withUnsafeBufferPointer { n in
                     filter.withView { f in
