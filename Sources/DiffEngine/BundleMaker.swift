@@ -12,12 +12,20 @@ public struct BundleOptions: Sendable {
     /// How each changed file's old version is searched (`DiffOptions.index`): by default hash chains
     /// below 4 GiB, the suffix array from there.
     public var index: MatchIndexKind
+    /// Most memory making the bundle may use, in bytes (at least `DiffEngine.minimumMemoryLimit`):
+    /// files are diffed side by side only as many as fit, and a file whose diff alone would not fit is
+    /// diffed in the low-memory mode (`DiffOptions.memoryLimit`: its files mapped, an anchor index
+    /// sized to what is left; a somewhat larger delta for that file). When even the compressors at the
+    /// level's settings would not leave room, they use capped windows (`lowMemory`). nil: no limit.
+    public var memoryLimit: Int?
 
-    public init(codec: CodecID = .zstd, level: Int? = nil, threads: Int = 1, index: MatchIndexKind = .auto) {
+    public init(codec: CodecID = .zstd, level: Int? = nil, threads: Int = 1, index: MatchIndexKind = .auto,
+                memoryLimit: Int? = nil) {
         self.codec = codec
         self.level = level
         self.threads = max(1, threads)
         self.index = index
+        self.memoryLimit = memoryLimit
     }
 }
 
@@ -30,6 +38,8 @@ public struct BundleSummary: Sendable, Equatable, Codable {
     public var changed: Int
     public var removed: Int
     public var copied: Int
+    /// Changed files diffed in the low-memory mode because of `BundleOptions.memoryLimit`.
+    public var lowMemory: Int = 0
     public var newBytes: UInt64
     public var bundleBytes: UInt64
 }
@@ -42,9 +52,16 @@ public struct BundleSummary: Sendable, Equatable, Codable {
 /// anywhere in the old tree is stored as a reference. All files' streams are compressed together, so
 /// that similar edits in many files cost little.
 ///
-/// Cost: a read and hash of both trees; one diff per changed file, `threads` at a time (memory: the
-/// largest old/new pair being diffed on each thread, about 6x its size, plus the compressed output).
+/// Cost: a read and hash of both trees; one diff per changed file, `threads` at a time. Memory: the four
+/// compressors, plus the files being diffed side by side (about 6x each old/new pair's size; with a
+/// `memoryLimit`, only as many as fit under it, and a file too large for it in the low-memory mode).
+/// A file stored whole from 8 MiB (an added file, or every file of a full bundle) is read a chunk at a
+/// time into the compressor, so a full bundle's memory does not grow with its largest file.
 public enum BundleMaker {
+    /// Files stored whole from this size are streamed into the compressor instead of read whole (a
+    /// task-local so that tests can lower it).
+    @TaskLocal static var streamWholeFrom = 8 << 20
+
     public static func make(oldRoot: String?, newRoot: String, to output: String, options: BundleOptions = BundleOptions(),
                             progress: ((Double) -> Void)? = nil) throws -> BundleSummary {
         progress?(0)
@@ -55,7 +72,10 @@ public enum BundleMaker {
 
         // Diff the data files, a batch at a time, then feed their streams to the encoders in order.
         let level = options.level ?? options.codec.defaultLevel
-        let encoders = try (0..<4).map { _ in try options.codec.makeEncoder(level: level, threads: options.threads) }
+        let memory = try MemoryPlan(options: options, level: level, old: old, new: new, jobs: plan.dataJobs)
+        let encoders = try (0..<4).map { _ in
+            try options.codec.makeEncoder(level: level, threads: options.threads, lowMemory: memory.lowMemoryEncoders)
+        }
         // Compressed streams go to temporary files beside the output as they are produced, so that a
         // large full bundle does not sit in memory.
         let spills = try (0..<4).map { _ in try AtomicFileWriter(destination: output, mode: 0o600) }
@@ -67,34 +87,64 @@ public enum BundleMaker {
             }
         }
         var operations = plan.operations
+        func record(_ job: DataJob, source: Int?, tuples: UInt64, diffBytes: UInt64, literalBytes: UInt64, extraBytes: UInt64) {
+            let e = new[job.newIndex]
+            operations[job.operationIndex].op = .file(
+                mode: e.mode, size: e.size, sha256: e.sha256,
+                action: .data(source: source, tuples: tuples, diffBytes: diffBytes, literalBytes: literalBytes, extraBytes: extraBytes))
+        }
         let jobs = plan.dataJobs
+        var lowMemoryFiles = 0
         var done = 0
         while done < jobs.count {
-            var batch = [Int]()
-            var bytes: UInt64 = 0
-            while done + batch.count < jobs.count && (batch.isEmpty || (batch.count < options.threads * 8 && bytes < 256 << 20)) {
-                let job = jobs[done + batch.count]
-                bytes += new[job.newIndex].size
-                batch.append(done + batch.count)
+            let job = jobs[done]
+            switch memory.route(job, old: old, new: new, hasOld: oldRoot != nil) {
+            case .streamWhole:
+                let path = newRoot + "/" + new[job.newIndex].path
+                try streamWhole(path: path, expected: new[job.newIndex], control: encoders[0], extra: encoders[3], drain: spill)
+                let size = new[job.newIndex].size
+                record(job, source: nil, tuples: size == 0 ? 0 : 1, diffBytes: 0, literalBytes: 0, extraBytes: size)
+                try spill()
+                done += 1
+            case .lowMemory:
+                let source = job.oldSource!
+                let counts = try anchorDiff(old: oldRoot! + "/" + old[source].path, expectedOld: old[source],
+                                            new: newRoot + "/" + new[job.newIndex].path, expectedNew: new[job.newIndex],
+                                            budget: memory.budget, threads: options.threads, encoders: encoders, drain: spill)
+                record(job, source: job.touchedSource, tuples: counts.tuples, diffBytes: counts.diffBytes,
+                       literalBytes: counts.literalBytes, extraBytes: counts.extraBytes)
+                try spill()
+                lowMemoryFiles += 1
+                done += 1
+            case .inMemory:
+                // Diff a batch of files side by side (as many as fit), then feed their streams to the
+                // encoders in order.
+                var batch = [Int]()
+                var bytes: UInt64 = 0
+                var held = 0
+                while done + batch.count < jobs.count && batch.count < options.threads * 8 {
+                    let next = jobs[done + batch.count]
+                    guard case .inMemory(let need) = memory.route(next, old: old, new: new, hasOld: oldRoot != nil) else { break }
+                    if !batch.isEmpty && (bytes >= 256 << 20 || need > memory.budget - held) { break }
+                    bytes += new[next.newIndex].size
+                    held += need
+                    batch.append(done + batch.count)
+                }
+                let results = try diffBatch(batch.map { jobs[$0] }, old: old, new: new, oldRoot: oldRoot, newRoot: newRoot,
+                                            threads: options.threads, index: options.index)
+                for (k, jobIndex) in batch.enumerated() {
+                    let job = jobs[jobIndex]
+                    let r = results[k]
+                    try encoders[0].write(r.streams.control)
+                    try encoders[1].write(r.streams.runs)
+                    try encoders[2].write(r.streams.literals)
+                    try encoders[3].write(r.streams.extra)
+                    record(job, source: r.usedSource ? job.touchedSource : nil, tuples: r.streams.tuples,
+                           diffBytes: r.streams.diffBytes, literalBytes: r.streams.literalBytes, extraBytes: r.streams.extraBytes)
+                }
+                try spill()
+                done += batch.count
             }
-            let results = try diffBatch(batch.map { jobs[$0] }, old: old, new: new, oldRoot: oldRoot, newRoot: newRoot,
-                                        threads: options.threads, index: options.index)
-            for (k, jobIndex) in batch.enumerated() {
-                let job = jobs[jobIndex]
-                let r = results[k]
-                try encoders[0].write(r.streams.control)
-                try encoders[1].write(r.streams.runs)
-                try encoders[2].write(r.streams.literals)
-                try encoders[3].write(r.streams.extra)
-                let e = new[job.newIndex]
-                operations[job.operationIndex].op = .file(
-                    mode: e.mode, size: e.size, sha256: e.sha256,
-                    action: .data(source: r.usedSource ? job.touchedSource : nil, tuples: r.streams.tuples,
-                                  diffBytes: r.streams.diffBytes, literalBytes: r.streams.literalBytes,
-                                  extraBytes: r.streams.extraBytes))
-            }
-            try spill()
-            done += batch.count
             progress?(0.2 + 0.7 * Double(done) / Double(max(jobs.count, 1)))
         }
         for (e, f) in zip(encoders, spills) {
@@ -129,6 +179,7 @@ public enum BundleMaker {
         summary.oldEntries = old.count
         summary.newEntries = new.count
         summary.newBytes = header.newTotalBytes
+        summary.lowMemory = lowMemoryFiles
         summary.bundleBytes = writer.bytesWritten
         return summary
     }
@@ -269,8 +320,7 @@ public enum BundleMaker {
                         index: MatchIndexKind) throws -> JobResult {
         let newBytes = try POSIX.readFile(newRoot + "/" + new[job.newIndex].path)
         guard SHA256Hasher.hash(newBytes) == new[job.newIndex].sha256 else {
-            throw TreeIOError.io(operation: "file changed while the bundle was being made:", path: newRoot + "/" + new[job.newIndex].path,
-                                 errno: 0, message: "its content no longer matches the scan")
+            throw changed(newRoot + "/" + new[job.newIndex].path)
         }
         return try newBytes.withUnsafeBufferPointer { n in
             guard let source = job.oldSource, let oldRoot else {
@@ -278,8 +328,7 @@ public enum BundleMaker {
             }
             let oldBytes = try POSIX.readFile(oldRoot + "/" + old[source].path)
             guard SHA256Hasher.hash(oldBytes) == old[source].sha256 else {
-                throw TreeIOError.io(operation: "file changed while the bundle was being made:", path: oldRoot + "/" + old[source].path,
-                                     errno: 0, message: "its content no longer matches the scan")
+                throw changed(oldRoot + "/" + old[source].path)
             }
             let streams = try oldBytes.withUnsafeBufferPointer { o in try DiffEngine.rawPhxStreams(old: o, new: n, index: index) }
             // When almost nothing matched, the file alone compresses at least as well: store it whole.
@@ -287,6 +336,154 @@ public enum BundleMaker {
                 return JobResult(streams: .whole(n), usedSource: false)
             }
             return JobResult(streams: streams, usedSource: true)
+        }
+    }
+
+    static func changed(_ path: String) -> TreeIOError {
+        TreeIOError.io(operation: "file changed while the bundle was being made:", path: path, errno: 0,
+                       message: "its content no longer matches the scan")
+    }
+
+    // MARK: Files too large to hold
+
+    /// Stores a file whole, a chunk at a time: its one tuple in `control`, its bytes in `extra`
+    /// (the same bytes `RawStreams.whole` gives). Checks them against the scan as they pass.
+    static func streamWhole(path: String, expected: TreeEntry, control: any StreamEncoder, extra: any StreamEncoder,
+                            drain: () throws -> Void) throws {
+        try control.write(RawStreams.wholeControl(count: expected.size))
+        let hasher = SHA256Hasher()
+        var seen: UInt64 = 0
+        try POSIX.readChunks(path, size: 4 << 20) { chunk in
+            seen += UInt64(chunk.count)
+            guard seen <= expected.size else { throw changed(path) }
+            hasher.update(chunk)
+            try extra.write(chunk)
+            try drain()
+        }
+        guard seen == expected.size, hasher.finalize() == expected.sha256 else { throw changed(path) }
+    }
+
+    struct EntryCounts {
+        var tuples: UInt64
+        var diffBytes: UInt64
+        var literalBytes: UInt64
+        var extraBytes: UInt64
+    }
+
+    /// What the low-memory diff of one file holds besides its index: the pages of each file around the
+    /// matcher (`AnchorMatcher`: about twice its span) and the assembler's buffers.
+    static let anchorWindows = 24 << 20
+
+    /// Diffs one file in the low-memory mode (`DiffEngine.makeLowMemory`), straight into the bundle's
+    /// encoders: both files mapped and checked against the scan (SHA-256) before anything is written,
+    /// old indexed by anchors in a table sized to `budget`.
+    static func anchorDiff(old oldPath: String, expectedOld: TreeEntry, new newPath: String, expectedNew: TreeEntry,
+                           budget: Int, threads: Int, encoders: [any StreamEncoder], drain: () throws -> Void) throws -> EntryCounts {
+        let old = try MappedFile(path: oldPath, followSymlinks: false)
+        let new = try MappedFile(path: newPath, followSymlinks: false)
+        guard old.count <= AnchorIndex.maxPosition else {
+            throw DiffEngineError.unsupportedCombination("\(oldPath) is over 1 TiB, beyond the low-memory index")
+        }
+        let plan = AnchorIndex.plan(oldCount: old.count, budget: budget - anchorWindows)
+        let index = AnchorIndex(rateBits: plan.rateBits, tableBits: plan.tableBits)
+        let digests = DiffEngine.anchorIndexAndHash(old: old, new: new, into: index, threads: threads)
+        guard UInt64(old.count) == expectedOld.size, digests.old == expectedOld.sha256 else { throw changed(oldPath) }
+        guard UInt64(new.count) == expectedNew.size, digests.new == expectedNew.sha256 else { throw changed(newPath) }
+        var assembler = StreamAssembler(old: old.bytes, new: new.bytes, format: .phx, control: encoders[0], diff: encoders[1],
+                                        literals: encoders[2], extra: encoders[3])
+        do {
+            try AnchorMatcher(old: old.bytes, new: new.bytes, index: index).run(&assembler) { done in
+                new.release(0..<done)
+                old.releaseAll()
+                try drain()
+            }
+            try assembler.finish()
+        } catch let e as PatchFormatError {
+            throw DiffEngineError.format(e)
+        }
+        old.releaseAll()
+        new.releaseAll()
+        return EntryCounts(tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,
+                           literalBytes: assembler.literalsRawLength, extraBytes: assembler.extraRawLength)
+    }
+
+    // MARK: Memory
+
+    /// How making a bundle stays under `BundleOptions.memoryLimit`: what the trees' lists and the
+    /// compressors take, what is left for diffing (`budget`), and how each file is diffed in it.
+    struct MemoryPlan {
+        enum Route: Equatable {
+            /// Read and diffed in memory (or stored whole from memory), needing about this much.
+            case inMemory(Int)
+            /// Stored whole, a chunk at a time.
+            case streamWhole
+            /// Diffed in the low-memory mode.
+            case lowMemory
+        }
+
+        /// What the diffs may hold at once (no limit: `Int.max`).
+        let budget: Int
+        /// Tests: with a limit, this budget instead of the one computed, so that small files take the
+        /// low-memory mode.
+        @TaskLocal static var budgetOverride: Int?
+        let lowMemoryEncoders: Bool
+        let index: MatchIndexKind
+
+        init(options: BundleOptions, level: Int, old: [TreeEntry], new: [TreeEntry], jobs: [DataJob]) throws {
+            index = options.index
+            guard let limit = options.memoryLimit else {
+                budget = Int.max
+                lowMemoryEncoders = false
+                return
+            }
+            // The process (16 MB measured for a small bundle), both trees' entries and the manifest (well
+            // under 1 KiB an entry).
+            let lists = (24 << 20) + (old.count + new.count) * 1024
+            let full = Self.compressorMemory(options: options, level: level, rawBytes: jobs.reduce(0) { $0 + Int(new[$1.newIndex].size) })
+            let capped = 4 * Self.lowMemoryEncoderBytes
+            // The level's settings when they leave at least half of the rest for diffing.
+            lowMemoryEncoders = full > (limit - lists - capped) / 2
+            budget = Self.budgetOverride ?? (limit - lists - (lowMemoryEncoders ? capped : full))
+            guard budget >= Self.minimumBudget else {
+                throw DiffEngineError.unsupportedCombination(
+                    "a memory limit of \(limit >> 20) MiB is too small for this bundle: its \(old.count + new.count) entries "
+                    + "and the compressors take about \((limit - budget) >> 20) MiB, and diffing needs at least \(Self.minimumBudget >> 20) MiB more")
+            }
+        }
+
+        /// The least left for diffing: the low-memory mode's windows and a small anchor table.
+        static let minimumBudget = anchorWindows + (16 << 20)
+        /// One capped encoder (`CodecID.makeEncoder(lowMemory:)`): about 5 MiB.
+        static let lowMemoryEncoderBytes = 6 << 20
+
+        /// The four compressors at the level's settings. zstd: a context per worker and the job buffers
+        /// (4 MiB jobs with the window before them); measured at level 19 on one busy stream, 67 MB with
+        /// one thread, 100 with two, 165 with four, 237 with eight. xz holds every raw stream until the
+        /// end (up to 1.5x the data files' size with array growth).
+        static func compressorMemory(options: BundleOptions, level: Int, rawBytes: Int) -> Int {
+            let (encoder, holds) = options.codec.encoderMemory(level: level)
+            if holds { return rawBytes + rawBytes / 2 + encoder }
+            if options.codec == .zstd { return 4 * (options.threads + 1) * (36 << 20) }
+            return 4 * encoder
+        }
+
+        /// Peak memory of one file's in-memory diff (`diffOne`): both files; the index while it is built,
+        /// then searched with the tuples; then the tuples and the raw streams it returns (new's size, 1.5x
+        /// with array growth); 10% for the allocator.
+        static func entryMemory(oldSize o: Int, newSize n: Int, index: MatchIndexKind) -> Int {
+            let (building, searching) = DiffEngine.indexMemory(oldSize: o, chains: index.usesChains(oldCount: o))
+            let tuples = n / 4
+            return (o + n + max(building, searching + tuples, tuples + n + n / 2)) / 10 * 11
+        }
+
+        func route(_ job: DataJob, old: [TreeEntry], new: [TreeEntry], hasOld: Bool) -> Route {
+            let n = Int(new[job.newIndex].size)
+            guard hasOld, let s = job.oldSource else {
+                // Read, then copied into the extra stream (under 17 MiB: always within the least budget).
+                return n >= BundleMaker.streamWholeFrom ? .streamWhole : .inMemory(2 * n + (1 << 20))
+            }
+            let need = Self.entryMemory(oldSize: Int(old[s].size), newSize: n, index: index)
+            return need > budget ? .lowMemory : .inMemory(need)
         }
     }
 }

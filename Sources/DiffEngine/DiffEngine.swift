@@ -380,14 +380,20 @@ struct RawStreams {
 
     /// A file stored whole: one tuple that copies everything from the extra stream.
     static func whole(_ new: UnsafeBufferPointer<UInt8>) -> RawStreams {
+        RawStreams(control: wholeControl(count: UInt64(new.count)), runs: [], literals: [], extra: Array(new),
+                   tuples: new.isEmpty ? 0 : 1, diffBytes: 0, literalBytes: 0, extraBytes: UInt64(new.count))
+    }
+
+    /// The control stream of a file stored whole: no tuple for an empty file, else one that adds
+    /// nothing and copies `count` bytes from the extra stream.
+    static func wholeControl(count: UInt64) -> [UInt8] {
         var control = [UInt8]()
-        if !new.isEmpty {
+        if count > 0 {
             Varint.appendUnsigned(0, to: &control)
-            Varint.appendUnsigned(UInt64(new.count), to: &control)
+            Varint.appendUnsigned(count, to: &control)
             Varint.appendSigned(0, to: &control)
         }
-        return RawStreams(control: control, runs: [], literals: [], extra: Array(new), tuples: new.isEmpty ? 0 : 1,
-                          diffBytes: 0, literalBytes: 0, extraBytes: UInt64(new.count))
+        return control
     }
 }
 

@@ -47,10 +47,8 @@ extension DiffEngine {
     }
 
     private static func estimatedPeakMemory(oldSize: Int, newSize: Int, options: DiffOptions, chains: Bool) -> Int {
-        let index = chains ? ChainIndex.matchingBytes(count: oldSize) : OldIndex.matchingBytes(count: oldSize)
-        let overlaps = chains ? 0 : SuffixArrayParts.layout(count: oldSize).reduce(0) { $0 + $1.end - $1.start - $1.count }
-        let sorting = oldSize + 4 * (oldSize + overlaps)
-            + (chains ? 8 << ChainIndex.headBits(for: oldSize) : oldSize / 2)
+        let (building, index) = indexMemory(oldSize: oldSize, chains: chains)
+        let sorting = oldSize + building
         let matching = oldSize + newSize + index + newSize / 4
         let level = options.level ?? options.codec.defaultLevel
         let (encoder, holds) = options.codec.encoderMemory(level: level)
@@ -58,6 +56,15 @@ extension DiffEngine {
         let compressors = holds ? max(newSize + newSize / 2 + encoder, index) : streams * encoder
         let compressing = oldSize + newSize + compressors
         return (max(sorting, matching, compressing) + contextOrderCost + (32 << 20)) / 10 * 11
+    }
+
+    /// What the index of an old file of `oldSize` bytes takes besides old itself: while it is built
+    /// (libdivsufsort's arrays, 4 bytes a byte of old and of each part's overlap, and the gram filter; or
+    /// the chains' unpacked positions and bucket cursors) and while it is searched (packed).
+    static func indexMemory(oldSize: Int, chains: Bool) -> (building: Int, searching: Int) {
+        let overlaps = chains ? 0 : SuffixArrayParts.layout(count: oldSize).reduce(0) { $0 + $1.end - $1.start - $1.count }
+        let building = 4 * (oldSize + overlaps) + (chains ? 8 << ChainIndex.headBits(for: oldSize) : oldSize / 2)
+        return (building, chains ? ChainIndex.matchingBytes(count: oldSize) : OldIndex.matchingBytes(count: oldSize))
     }
 
     /// Makes a patch from the file `oldPath` to the file `newPath` and writes it atomically to `patchPath`.
@@ -145,40 +152,10 @@ extension DiffEngine {
         let index = AnchorIndex(rateBits: plan.rateBits, tableBits: plan.tableBits)
         progress?(0)
 
-        // Index old (hashing it on the way) while new is hashed on another core; both drop their pages.
-        let step = 4 << 20
-        let oldHasher = SHA256Hasher(), newHasher = SHA256Hasher()
+        let (oldSHA256, newSHA256) = anchorIndexAndHash(old: old, new: new, into: index, threads: options.threads) {
+            progress?(0.3 * $0)
+        }
         let oldBytes = old.bytes, newBytes = new.bytes
-        let total = Double(max(1, old.count + new.count))
-        /// Hashes `file` a step at a time, calling `body` on each range before its pages are dropped.
-        func walk(_ file: MappedFile, _ hasher: SHA256Hasher, _ body: (Range<Int>) -> Void) {
-            var at = 0
-            while at < file.count {
-                let end = min(file.count, at + step)
-                body(at..<end)
-                hasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: file.bytes[at..<end])))
-                file.release(0..<end)
-                at = end
-            }
-        }
-        let indexOld = {
-            walk(old, oldHasher) { range in
-                index.add(oldBytes, range)
-                progress?(0.3 * Double(range.upperBound) / total)
-            }
-        }
-        let hashNew = { walk(new, newHasher) { _ in } }
-        if options.threads > 1 {
-            nonisolated(unsafe) let hashNew = hashNew
-            let group = DispatchGroup()
-            DispatchQueue.global().async(group: group) { hashNew() }
-            indexOld()
-            group.wait()
-        } else {
-            indexOld()
-            hashNew()
-        }
-        old.releaseAll()
 
         // Match, spooling each compressed stream to a temporary file beside the patch.
         let level = options.level ?? options.codec.defaultLevel
@@ -226,7 +203,7 @@ extension DiffEngine {
         let flags = choices.keepSmaller(&chosen, context: choices.context ? spools[contextIndex] : nil,
                                         split: choices.split ? spools[splitIndex] : nil) { $0.bytesWritten }
         let header = header(options: options, level: level, oldSize: old.count, newSize: new.count,
-                            oldSHA256: oldHasher.finalize(), newSHA256: newHasher.finalize(), assembler: assembler,
+                            oldSHA256: oldSHA256, newSHA256: newSHA256, assembler: assembler,
                             lengths: chosen.map(\.bytesWritten), flags: flags)
         let writer = try AtomicFileWriter(destination: patchPath, mode: 0o644)
         try header.withUnsafeBytes { try writer.write($0) }
@@ -234,5 +211,46 @@ extension DiffEngine {
         try writer.commit()
         progress?(1)
         return PatchFileSummary(patchBytes: writer.bytesWritten, newBytes: UInt64(new.count), lowMemory: true, anchorSpacing: 1 << plan.rateBits)
+    }
+
+    /// Adds old's anchors to `index`, hashing old on the way, while new is hashed on another core (with
+    /// `threads` > 1); both files' pages are dropped behind the walk. Returns both SHA-256 digests;
+    /// `progress` gets the fraction of both files walked.
+    static func anchorIndexAndHash(old: MappedFile, new: MappedFile, into index: AnchorIndex, threads: Int,
+                                   progress: ((Double) -> Void)? = nil) -> (old: [UInt8], new: [UInt8]) {
+        let step = 4 << 20
+        let oldHasher = SHA256Hasher(), newHasher = SHA256Hasher()
+        let oldBytes = old.bytes
+        let total = Double(max(1, old.count + new.count))
+        /// Hashes `file` a step at a time, calling `body` on each range before its pages are dropped.
+        func walk(_ file: MappedFile, _ hasher: SHA256Hasher, _ body: (Range<Int>) -> Void) {
+            var at = 0
+            while at < file.count {
+                let end = min(file.count, at + step)
+                body(at..<end)
+                hasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: file.bytes[at..<end])))
+                file.release(0..<end)
+                at = end
+            }
+        }
+        let indexOld = {
+            walk(old, oldHasher) { range in
+                index.add(oldBytes, range)
+                progress?(Double(range.upperBound) / total)
+            }
+        }
+        let hashNew = { walk(new, newHasher) { _ in } }
+        if threads > 1 {
+            nonisolated(unsafe) let hashNew = hashNew
+            let group = DispatchGroup()
+            DispatchQueue.global().async(group: group) { hashNew() }
+            indexOld()
+            group.wait()
+        } else {
+            indexOld()
+            hashNew()
+        }
+        old.releaseAll()
+        return (oldHasher.finalize(), newHasher.finalize())
     }
 }

@@ -18,9 +18,11 @@ public final class MappedFile {
     private let length: Int
     private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
-    public init(path: String) throws {
+    /// Maps the file at `path`; with `followSymlinks` false a symlink there is an error (O_NOFOLLOW), as
+    /// for the files of a tree, which must be the files the scan saw.
+    public init(path: String, followSymlinks: Bool = true) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | (followSymlinks ? 0 : O_NOFOLLOW))
         guard fd >= 0 else { throw POSIX.error("cannot open", path) }
         defer { close(fd) }
         var st = stat()

@@ -181,6 +181,22 @@ public enum POSIX {
         return out
     }
 
+    /// Reads a file from start to end (O_NOFOLLOW), handing `body` each chunk of at most `size` bytes:
+    /// a file of any size in one buffer's memory.
+    public static func readChunks(_ path: String, size: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw error("cannot open", path) }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, size), alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(fd, buffer.baseAddress!, buffer.count)
+            if n < 0 { if errno == EINTR { continue }; throw error("cannot read", path) }
+            if n == 0 { return }
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+    }
+
     /// Writes bytes to a new file (O_EXCL, O_NOFOLLOW) with `mode`, fsynced.
     public static func writeNewFile(_ path: String, _ bytes: UnsafeRawBufferPointer, mode: mode_t) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)

@@ -69,18 +69,8 @@ public enum TreeScanner {
 
     /// SHA-256 of a file's contents, read in 1 MiB chunks (O_NOFOLLOW).
     public static func hashFile(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { throw POSIX.error("cannot open", path) }
-        defer { close(fd) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
         let hasher = SHA256Hasher()
-        while true {
-            let n = read(fd, buffer.baseAddress!, buffer.count)
-            if n < 0 { if errno == EINTR { continue }; throw POSIX.error("cannot read", path) }
-            if n == 0 { break }
-            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-        }
+        try POSIX.readChunks(path, size: 1 << 20) { hasher.update($0) }
         return hasher.finalize()
     }
 }

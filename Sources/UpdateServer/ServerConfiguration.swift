@@ -1,3 +1,4 @@
+import DiffEngine
 import Foundation
 import UpdateModels
 
@@ -28,6 +29,15 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var maxUploadBytes: UInt64 = 4 << 30
     /// Cores used to make deltas.
     public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// Most memory one bundle's making may use (a publish's full bundle, or a delta), in bytes
+    /// (`BundleOptions.memoryLimit`). nil: half of `make`'s default (a publish and a delta job may run
+    /// at once), three quarters of the memory the server may use, RAM or its control group's cap.
+    public var makeMemoryLimit: Int?
+
+    /// The memory limit each bundle is made under.
+    public var bundleMemoryLimit: Int? {
+        makeMemoryLimit ?? UsableMemory.defaultMakeLimit().map { max($0 / 2, DiffEngine.minimumMemoryLimit) }
+    }
     /// Phased rollout of each new release (percentages, ending at 100). A platform's first release is
     /// offered to everyone at once.
     public var rolloutStages: [Int] = Rollout.defaultStages
@@ -67,6 +77,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case dataDirectory = "data", host, port, keyPath = "key", rotationPaths = "rotations", adminToken = "admin_token", baseURL = "base_url"
         case deltaHistory = "delta_history", deltaThreshold = "delta_threshold"
         case manifestLifetimeSeconds = "manifest_lifetime_seconds", maxUploadBytes = "max_upload_bytes", threads
+        case makeMemoryLimit = "make_memory_limit"
         case rolloutStages = "rollout_stages", rolloutIntervalSeconds = "rollout_interval_seconds"
         case autoPauseThreshold = "auto_pause_threshold", autoPauseMinimumReports = "auto_pause_minimum_reports"
         case autoPauseWindowSeconds = "auto_pause_window_seconds", experiment
@@ -88,6 +99,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         manifestLifetimeSeconds = try c.decodeIfPresent(Int.self, forKey: .manifestLifetimeSeconds) ?? manifestLifetimeSeconds
         maxUploadBytes = try c.decodeIfPresent(UInt64.self, forKey: .maxUploadBytes) ?? maxUploadBytes
         threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? threads
+        makeMemoryLimit = try c.decodeIfPresent(Int.self, forKey: .makeMemoryLimit)
         rolloutStages = try c.decodeIfPresent([Int].self, forKey: .rolloutStages) ?? rolloutStages
         rolloutIntervalSeconds = try c.decodeIfPresent(Int.self, forKey: .rolloutIntervalSeconds) ?? rolloutIntervalSeconds
         autoPauseThreshold = try c.decodeIfPresent(Double.self, forKey: .autoPauseThreshold) ?? autoPauseThreshold
@@ -122,6 +134,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
 
     public func validate() throws {
         guard (1...65535).contains(port) || port == 0 else { throw ServerError.badConfiguration("port \(port) is out of range") }
+        if let m = makeMemoryLimit, m < DiffEngine.minimumMemoryLimit {
+            throw ServerError.badConfiguration("make_memory_limit must be at least \(DiffEngine.minimumMemoryLimit) bytes, got \(m)")
+        }
         guard deltaHistory >= 0 && deltaHistory <= 100 else { throw ServerError.badConfiguration("delta_history must be 0...100") }
         guard deltaThreshold > 0 && deltaThreshold <= 1 else { throw ServerError.badConfiguration("delta_threshold must be in (0, 1]") }
         guard manifestLifetimeSeconds >= 60 else { throw ServerError.badConfiguration("manifest_lifetime_seconds must be at least 60") }

@@ -32,7 +32,7 @@ struct MakeCommand: ParsableCommand {
     var diffOrder: String = "auto"
     @Option(help: "phx control stream layout: auto (default: make both, keep the smaller), interleaved, or split.")
     var control: String = "auto"
-    @Option(help: ArgumentHelp("Most memory the diff of two files may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size). At least \(DiffEngine.minimumMemoryLimit >> 20)M. Default: three quarters of the memory this process may use (the machine's RAM, or less where a control group caps it).", valueName: "bytes"))
+    @Option(help: ArgumentHelp("Most memory the diff may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size); in a bundle, files are diffed side by side only as many as fit, and a file too large alone takes that mode. At least \(DiffEngine.minimumMemoryLimit >> 20)M. Default: three quarters of the memory this process may use (the machine's RAM, or less where a control group caps it).", valueName: "bytes"))
     var memoryLimit: ByteCount?
     @Option(help: "How old is searched for matches (each changed file, in a bundle): auto (default: hash-chains for old files under 4 GiB, suffix-array from there), hash-chains (no suffix sort: 1.4-2.1x faster on the benchmark pairs, patches 3% smaller to 2% larger), suffix-array (the longest match everywhere; the smallest patches on most files) or best (files: make both, keep the smaller; about the time of both).")
     var index: MatchIndexKind = .auto
@@ -79,21 +79,26 @@ struct MakeCommand: ParsableCommand {
         let dirs = paths.dropLast().map { POSIX.isDirectory($0) }
         if full || dirs.allSatisfy({ $0 }) {
             if format == .bsdiff { throw ValidationError("directory bundles have their own format; --format bsdiff is for files") }
-            if memoryLimit != nil { throw ValidationError("--memory-limit applies to the diff of two files, not to directory bundles") }
             if index == .best { throw ValidationError("--index best applies to the diff of two files; for bundles use auto, hash-chains or suffix-array") }
             for p in paths.dropLast() where !POSIX.isDirectory(p) {
                 throw TreeIOError.io(operation: "not a directory:", path: p, errno: 20, message: "a bundle is made from directories")
             }
+            // Without a limit, one the machine can hold, as for two files.
+            let limit = memoryLimit.map { Int(clamping: $0.value) } ?? UsableMemory.defaultMakeLimit()
             let summary = try BundleMaker.make(oldRoot: full ? nil : paths[0], newRoot: paths[paths.count - 2], to: patch,
-                                               options: BundleOptions(codec: codec ?? .zstd, level: level, threads: threads, index: index)) {
+                                               options: BundleOptions(codec: codec ?? .zstd, level: level, threads: threads, index: index,
+                                                                      memoryLimit: limit)) {
                 bar.update($0)
             }
             bar.finish()
             if !output.quiet {
+                let why = memoryLimit == nil ? ", three quarters of the memory this process may use" : ""
+                let lowMemory = summary.lowMemory == 0 ? "" : "; \(summary.lowMemory) changed file\(summary.lowMemory == 1 ? "" : "s") "
+                    + "diffed in the low-memory mode (the usual engine's estimate is over what the limit of \(formatBytes(UInt64(limit ?? 0))) leaves\(why))"
                 print("\(patch): \(full ? "full " : "")bundle, \(formatBytes(summary.bundleBytes)) for a "
                       + "\(formatBytes(summary.newBytes)) tree of \(summary.newEntries) entries: \(summary.added) added, "
                       + "\(summary.changed) changed, \(summary.removed) removed, \(summary.copied) moved or copied, "
-                      + "\(summary.unchanged) unchanged, in \(fixed(Date().timeIntervalSince(started), 2)) s")
+                      + "\(summary.unchanged) unchanged\(lowMemory), in \(fixed(Date().timeIntervalSince(started), 2)) s")
             }
             return
         }

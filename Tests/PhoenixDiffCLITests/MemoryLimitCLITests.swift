@@ -156,10 +156,7 @@ import TestSupport
         let dir = try TemporaryDirectory()
         try Self.makePair(in: dir.path, megabytes: 96, insertAt: 40 << 20,
                           edits: stride(from: 1_000, to: 96 << 20, by: 3_000_017).map { $0 })
-        let group = try MemoryCgroup(limit: 448 << 20)
-        defer { group.remove() }
-        let make = try Run.process("/bin/sh", ["-c", "echo $$ > \(group.procs) && exec \"$0\" make old new p", CLI.binary],
-                                   cwd: dir.path)
+        let make = try MemoryCgroup.run(limit: 448 << 20, "make old new p", cwd: dir.path)
         #expect(make.status == 0, "status \(make.status): \(make.stderr)")
         #expect(make.stdout.contains("low-memory mode"), "\(make.stdout)")
         #expect(make.stdout.contains("estimate is over"), "\(make.stdout)")
@@ -167,6 +164,62 @@ import TestSupport
         let apply = try CLI.run("apply", dir.file("old"), dir.file("p"), dir.file("out"))
         #expect(apply.status == 0, "\(apply.stderr)")
         #expect(try Run.process("/usr/bin/cmp", [dir.file("new"), dir.file("out")]).status == 0)
+    }
+
+    /// Two trees: `old/lib.bin` and `new/lib.bin` the 96 MiB pair of `makePair`, a 12 MiB file added
+    /// in new (stored whole, streamed), a small unchanged file.
+    static func makeTrees(in dir: String) throws {
+        try makePair(in: dir, megabytes: 96, insertAt: 40 << 20, edits: stride(from: 1_000, to: 96 << 20, by: 3_000_017).map { $0 })
+        let script = """
+            set -e
+            mkdir old-tree new-tree
+            mv old old-tree/lib.bin
+            mv new new-tree/lib.bin
+            head -c 12M /dev/urandom > new-tree/added.bin
+            echo unchanged > old-tree/README
+            cp old-tree/README new-tree/README
+            """
+        let r = try Run.process("/bin/sh", ["-c", script], cwd: dir)
+        try #require(r.status == 0, "making the test trees: \(r.stderr)")
+    }
+
+    /// Applies bundle `p` to a copy of old-tree with the command line; the result must be new-tree.
+    static func expectBundleApplies(in dir: TemporaryDirectory, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try TreeSpec.copy(dir.file("old-tree"), dir.file("installed"))
+        let apply = try CLI.run("apply", dir.file("installed"), dir.file("p"))
+        #expect(apply.status == 0, "\(apply.stderr)", sourceLocation: sourceLocation)
+        let diff = try Run.process("/usr/bin/diff", ["-r", dir.file("new-tree"), dir.file("installed")])
+        #expect(diff.status == 0, "\(diff.stdout)", sourceLocation: sourceLocation)
+    }
+
+    /// A directory bundle under `--memory-limit`: the changed 96 MiB file is diffed in the low-memory
+    /// mode (in memory it would need ~1 GiB), the added 12 MiB one streamed, and the peak stays under.
+    @Test func aBundleStaysUnderTheLimit() throws {
+        let dir = try TemporaryDirectory()
+        try Self.makeTrees(in: dir.path)
+        let limit = 112 << 20
+        let (make, peak) = try Self.measured(["make", "--memory-limit", "112M", "old-tree", "new-tree", "p"], cwd: dir.path)
+        #expect(make.status == 0, "\(make.stderr)")
+        #expect(make.stdout.contains("1 changed file diffed in the low-memory mode"), "\(make.stdout)")
+        #expect(peak <= limit, "peak RSS \(peak >> 20) MiB over the \(limit >> 20) MiB limit")
+        let bundleSize = try FileManager.default.attributesOfItem(atPath: dir.file("p"))[.size] as? Int ?? 0
+        // The added file is random (12 MiB whole); the changed one costs its 4 KiB insert and edits.
+        #expect(bundleSize > 12 << 20 && bundleSize < (12 << 20) + 300_000, "bundle of \(bundleSize) bytes")
+        try Self.expectBundleApplies(in: dir)
+    }
+
+    /// Without `--memory-limit` a bundle, like a file patch, plans for three quarters of the memory the
+    /// process may use: in a 448 MiB group the 96 MiB file's diff (usual engine ~1 GiB) takes the
+    /// low-memory mode and the bundle is made, where it would be killed.
+    @Test(.enabled(if: MemoryCgroup.canCreate(), "needs a writable memory control group (cgroup v1 or v2)"))
+    func withoutALimitABundleFitsItsControlGroup() throws {
+        let dir = try TemporaryDirectory()
+        try Self.makeTrees(in: dir.path)
+        let make = try MemoryCgroup.run(limit: 448 << 20, "make old-tree new-tree p", cwd: dir.path)
+        #expect(make.status == 0, "status \(make.status): \(make.stderr)")
+        #expect(make.stdout.contains("1 changed file diffed in the low-memory mode"), "\(make.stdout)")
+        #expect(make.stdout.contains("three quarters of the memory this process may use"), "\(make.stdout)")
+        try Self.expectBundleApplies(in: dir)
     }
 }
 
@@ -217,4 +270,11 @@ struct MemoryCgroup {
     }
 
     func remove() { rmdir(path) }
+
+    /// Runs `phoenix-diff ARGUMENTS` (words split by the shell) inside a new group capped at `limit`.
+    static func run(limit: Int, _ arguments: String, cwd: String) throws -> ProcessResult {
+        let group = try MemoryCgroup(limit: limit)
+        defer { group.remove() }
+        return try Run.process("/bin/sh", ["-c", "echo $$ > \(group.procs) && exec \"$0\" \(arguments)", CLI.binary], cwd: cwd)
+    }
 }

@@ -141,7 +141,7 @@ public final class UpdateService: @unchecked Sendable {
         defer { try? POSIX.removeTree(work) }
         let bundle = work + "/full.bundle"
         _ = try BundleMaker.make(oldRoot: nil, newRoot: bundleDirectory, to: bundle,
-                                 options: BundleOptions(threads: configuration.threads))
+                                 options: BundleOptions(threads: configuration.threads, memoryLimit: configuration.bundleMemoryLimit))
         return try publish(request, fullBundle: bundle)
     }
 
@@ -287,7 +287,7 @@ public final class UpdateService: @unchecked Sendable {
         let work = try scratch()
         defer { try? POSIX.removeTree(work) }
         let bundle = work + "/delta.bundle"
-        _ = try BundleMaker.make(oldRoot: fromTree, newRoot: toTree, to: bundle, options: BundleOptions(threads: configuration.threads))
+        _ = try BundleMaker.make(oldRoot: fromTree, newRoot: toTree, to: bundle, options: BundleOptions(threads: configuration.threads, memoryLimit: configuration.bundleMemoryLimit))
         // Verify by applying it to a copy of the source tree.
         let copy = work + "/check"
         let cp = Process()

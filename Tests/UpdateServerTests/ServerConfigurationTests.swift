@@ -1,0 +1,29 @@
+import DiffEngine
+import Foundation
+import Testing
+import TestSupport
+import UpdateServer
+
+/// `make_memory_limit`: the memory each bundle the server makes may use (`BundleOptions.memoryLimit`).
+@Suite struct ServerConfigurationTests {
+    @Test func makeMemoryLimitIsReadCheckedAndDefaulted() throws {
+        let dir = try TemporaryDirectory()
+        let file = try dir.write("config.json", Array(#"{"data": "/srv/phoenix", "make_memory_limit": 268435456}"#.utf8))
+        let c = try ServerConfiguration.load(file: file)
+        #expect(c.makeMemoryLimit == 256 << 20)
+        #expect(c.bundleMemoryLimit == 256 << 20)
+        try c.validate()
+
+        var small = c
+        small.makeMemoryLimit = 64 << 20
+        #expect(performing: { try small.validate() }, throws: { "\($0)".contains("make_memory_limit must be at least") })
+
+        // Unset: half of `make`'s default (a publish and a delta job may run at once), never under the
+        // low-memory mode's minimum.
+        let unset = ServerConfiguration(dataDirectory: "/srv/phoenix")
+        #expect(unset.makeMemoryLimit == nil)
+        let expected = UsableMemory.defaultMakeLimit().map { max($0 / 2, DiffEngine.minimumMemoryLimit) }
+        #expect(expected != nil, "this machine's memory should be readable")
+        #expect(unset.bundleMemoryLimit == expected)
+    }
+}
