@@ -17,7 +17,26 @@ public struct BundleOptions: Sendable {
     /// diffed in the low-memory mode (`DiffOptions.memoryLimit`: its files mapped, an anchor index
     /// sized to what is left; a somewhat larger delta for that file). When even the compressors at the
     /// level's settings would not leave room, they use capped windows (`lowMemory`). nil: no limit.
+    /// What is made depends on the limit, never on `threads`.
     public var memoryLimit: Int?
+    /// Whether a limit too small for the trees' lists and the compressors is an error (a limit the
+    /// user set) or only a plan that does its best (a default limit: such a tree was made before limits).
+    public var strictMemoryLimit = true
+    /// How every data file's diff pattern is coded: nil (default) makes both orders and keeps the
+    /// smaller (bundle flag bit 1, per file as in `phx`: old-context order halves the diff-runs of
+    /// executables), or one of them.
+    public var diffOrder: DiffOrder?
+    /// The control layout of every data file: nil (default) makes both and keeps the smaller (bundle
+    /// flag bit 2), true the split layout, false the interleaved one.
+    public var splitControl: Bool?
+
+    /// Which alternative codings are made.
+    var streamChoices: DiffEngine.StreamChoices {
+        var o = DiffOptions(format: .phx)
+        o.diffOrder = diffOrder
+        o.splitControl = splitControl
+        return DiffEngine.StreamChoices(options: o)
+    }
 
     public init(codec: CodecID = .zstd, level: Int? = nil, threads: Int = 1, index: MatchIndexKind = .auto,
                 memoryLimit: Int? = nil) {
@@ -61,6 +80,8 @@ public enum BundleMaker {
     /// Files stored whole from this size are streamed into the compressor instead of read whole (a
     /// task-local so that tests can lower it).
     @TaskLocal static var streamWholeFrom = 8 << 20
+    /// Tests: called once the trees are scanned and the spill files exist (to change a file under `make`).
+    @TaskLocal static var afterPlanning: (@Sendable () -> Void)?
 
     public static func make(oldRoot: String?, newRoot: String, to output: String, options: BundleOptions = BundleOptions(),
                             progress: ((Double) -> Void)? = nil) throws -> BundleSummary {
@@ -73,13 +94,16 @@ public enum BundleMaker {
         // Diff the data files, a batch at a time, then feed their streams to the encoders in order.
         let level = options.level ?? options.codec.defaultLevel
         let memory = try MemoryPlan(options: options, level: level, old: old, new: new, jobs: plan.dataJobs)
-        let encoders = try (0..<4).map { _ in
-            try options.codec.makeEncoder(level: level, threads: options.threads, lowMemory: memory.lowMemoryEncoders)
+        let choices = options.streamChoices
+        // The four streams and the alternatives of two (`RawStreams` slots); the smaller of each pair is kept.
+        let encoders = try (0..<RawStreams.slotCount).map { _ in
+            try options.codec.makeEncoder(level: level, threads: memory.encoderThreads, lowMemory: memory.lowMemoryEncoders)
         }
         // Compressed streams go to temporary files beside the output as they are produced, so that a
         // large full bundle does not sit in memory.
-        let spills = try (0..<4).map { _ in try AtomicFileWriter(destination: output, mode: 0o600) }
+        let spills = try (0..<RawStreams.slotCount).map { _ in try AtomicFileWriter(destination: output, mode: 0o600) }
         defer { for s in spills { s.abort() } }
+        afterPlanning?()
         func spill() throws {
             for (e, f) in zip(encoders, spills) {
                 let bytes = e.takeOutput()
@@ -101,7 +125,7 @@ public enum BundleMaker {
             switch memory.route(job, old: old, new: new, hasOld: oldRoot != nil) {
             case .streamWhole:
                 let path = newRoot + "/" + new[job.newIndex].path
-                try streamWhole(path: path, expected: new[job.newIndex], control: encoders[0], extra: encoders[3], drain: spill)
+                try streamWhole(path: path, expected: new[job.newIndex], encoders: encoders, drain: spill)
                 let size = new[job.newIndex].size
                 record(job, source: nil, tuples: size == 0 ? 0 : 1, diffBytes: 0, literalBytes: 0, extraBytes: size)
                 try spill()
@@ -110,7 +134,8 @@ public enum BundleMaker {
                 let source = job.oldSource!
                 let counts = try anchorDiff(old: oldRoot! + "/" + old[source].path, expectedOld: old[source],
                                             new: newRoot + "/" + new[job.newIndex].path, expectedNew: new[job.newIndex],
-                                            budget: memory.budget, threads: options.threads, encoders: encoders, drain: spill)
+                                            budget: memory.budget, threads: options.threads, choices: choices, encoders: encoders,
+                                            drain: spill)
                 record(job, source: job.touchedSource, tuples: counts.tuples, diffBytes: counts.diffBytes,
                        literalBytes: counts.literalBytes, extraBytes: counts.extraBytes)
                 try spill()
@@ -131,14 +156,11 @@ public enum BundleMaker {
                     batch.append(done + batch.count)
                 }
                 let results = try diffBatch(batch.map { jobs[$0] }, old: old, new: new, oldRoot: oldRoot, newRoot: newRoot,
-                                            threads: options.threads, index: options.index)
+                                            threads: options.threads, index: options.index, choices: choices)
                 for (k, jobIndex) in batch.enumerated() {
                     let job = jobs[jobIndex]
                     let r = results[k]
-                    try encoders[0].write(r.streams.control)
-                    try encoders[1].write(r.streams.runs)
-                    try encoders[2].write(r.streams.literals)
-                    try encoders[3].write(r.streams.extra)
+                    for (e, bytes) in zip(encoders, r.streams.slots) { try e.write(bytes) }
                     record(job, source: r.usedSource ? job.touchedSource : nil, tuples: r.streams.tuples,
                            diffBytes: r.streams.diffBytes, literalBytes: r.streams.literalBytes, extraBytes: r.streams.extraBytes)
                 }
@@ -152,14 +174,19 @@ public enum BundleMaker {
             try tail.withUnsafeBytes { try f.write($0) }
             try f.flushToDisk()
         }
-        let streamLengths = spills.map { $0.bytesWritten }
+        // Of each pair of codings made, the smaller (or the only one).
+        var chosen = Array(spills.prefix(4))
+        let flags = choices.keepSmaller(&chosen, context: choices.context ? spills[4] : nil, split: choices.split ? spills[5] : nil) {
+            $0.bytesWritten
+        }
+        let streamLengths = chosen.map { $0.bytesWritten }
 
         let manifest = BundleManifest(touched: plan.touched, operations: operations)
         let rawManifest = manifest.encode()
         let manifestEncoder = try options.codec.makeEncoder(level: level, threads: 1)
         try manifestEncoder.write(rawManifest)
         let compressedManifest = try manifestEncoder.finish()
-        let header = BundleHeader(
+        var header = BundleHeader(
             isFull: oldRoot == nil, codec: options.codec, level: UInt8(clamping: level),
             oldDigest: TreeDigest.compute(old), newDigest: TreeDigest.compute(new),
             oldCount: UInt64(old.count), newCount: UInt64(new.count),
@@ -167,12 +194,14 @@ public enum BundleMaker {
             manifestLength: UInt64(compressedManifest.count), manifestRawLength: UInt64(rawManifest.count),
             controlLength: streamLengths[0], runsLength: streamLengths[1],
             literalsLength: streamLengths[2], extraLength: streamLengths[3])
+        header.diffOrder = flags & DiffOrder.contextFlag != 0 ? .oldContext : .natural
+        header.splitControl = flags & ControlLayout.splitFlag != 0
 
         let writer = try AtomicFileWriter(destination: output, mode: 0o644)
         for part in [header.encode(), compressedManifest] {
             try part.withUnsafeBytes { try writer.write($0) }
         }
-        for f in spills { try f.copyContents(to: writer) }
+        for f in chosen { try f.copyContents(to: writer) }
         try writer.commit()
         progress?(1)
         var summary = plan.summary
@@ -300,7 +329,7 @@ public enum BundleMaker {
     }
 
     static func diffBatch(_ jobs: [DataJob], old: [TreeEntry], new: [TreeEntry], oldRoot: String?, newRoot: String,
-                          threads: Int, index: MatchIndexKind) throws -> [JobResult] {
+                          threads: Int, index: MatchIndexKind, choices: DiffEngine.StreamChoices) throws -> [JobResult] {
         nonisolated(unsafe) var results = [Result<JobResult, Error>?](repeating: nil, count: jobs.count)
         let workers = max(1, min(threads, jobs.count))
         results.withUnsafeMutableBufferPointer { buffer in
@@ -308,7 +337,9 @@ public enum BundleMaker {
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 var i = w
                 while i < jobs.count {
-                    out[i] = Result { try diffOne(jobs[i], old: old, new: new, oldRoot: oldRoot, newRoot: newRoot, index: index) }
+                    out[i] = Result {
+                        try diffOne(jobs[i], old: old, new: new, oldRoot: oldRoot, newRoot: newRoot, index: index, choices: choices)
+                    }
                     i += workers
                 }
             }
@@ -317,7 +348,7 @@ public enum BundleMaker {
     }
 
     static func diffOne(_ job: DataJob, old: [TreeEntry], new: [TreeEntry], oldRoot: String?, newRoot: String,
-                        index: MatchIndexKind) throws -> JobResult {
+                        index: MatchIndexKind, choices: DiffEngine.StreamChoices) throws -> JobResult {
         let newBytes = try POSIX.readFile(newRoot + "/" + new[job.newIndex].path)
         guard SHA256Hasher.hash(newBytes) == new[job.newIndex].sha256 else {
             throw changed(newRoot + "/" + new[job.newIndex].path)
@@ -330,7 +361,7 @@ public enum BundleMaker {
             guard SHA256Hasher.hash(oldBytes) == old[source].sha256 else {
                 throw changed(oldRoot + "/" + old[source].path)
             }
-            let streams = try oldBytes.withUnsafeBufferPointer { o in try DiffEngine.rawPhxStreams(old: o, new: n, index: index) }
+            let streams = try oldBytes.withUnsafeBufferPointer { o in try DiffEngine.rawPhxStreams(old: o, new: n, index: index, choices: choices) }
             // When almost nothing matched, the file alone compresses at least as well: store it whole.
             if streams.diffBytes < UInt64(n.count) / 16 {
                 return JobResult(streams: .whole(n), usedSource: false)
@@ -346,11 +377,14 @@ public enum BundleMaker {
 
     // MARK: Files too large to hold
 
-    /// Stores a file whole, a chunk at a time: its one tuple in `control`, its bytes in `extra`
-    /// (the same bytes `RawStreams.whole` gives). Checks them against the scan as they pass.
-    static func streamWhole(path: String, expected: TreeEntry, control: any StreamEncoder, extra: any StreamEncoder,
-                            drain: () throws -> Void) throws {
-        try control.write(RawStreams.wholeControl(count: expected.size))
+    /// Stores a file whole, a chunk at a time, into the encoders of `RawStreams`' slots: its one tuple
+    /// in both control layouts, its bytes in the extra stream (the same bytes `RawStreams.whole` gives).
+    /// Checks them against the scan as they pass.
+    static func streamWhole(path: String, expected: TreeEntry, encoders: [any StreamEncoder], drain: () throws -> Void) throws {
+        let control = RawStreams.wholeControl(count: expected.size)
+        try encoders[0].write(control.interleaved)
+        try encoders[5].write(control.split)
+        let extra = encoders[3]
         let hasher = SHA256Hasher()
         var seen: UInt64 = 0
         try POSIX.readChunks(path, size: 4 << 20) { chunk in
@@ -371,14 +405,18 @@ public enum BundleMaker {
     }
 
     /// What the low-memory diff of one file holds besides its index: the pages of each file around the
-    /// matcher (`AnchorMatcher`: about twice its span) and the assembler's buffers.
+    /// matcher (`AnchorMatcher`: about twice its span), the assembler's buffers and its old-context
+    /// coder (2.3 MiB at most).
     static let anchorWindows = 24 << 20
 
     /// Diffs one file in the low-memory mode (`DiffEngine.makeLowMemory`), straight into the bundle's
-    /// encoders: both files mapped and checked against the scan (SHA-256) before anything is written,
-    /// old indexed by anchors in a table sized to `budget`.
+    /// encoders: both files mapped and checked against the scan (SHA-256) before matching and again for
+    /// what was matched (new as the matcher leaves it behind, old afterwards: only a change undone
+    /// before its check goes unseen), old indexed by anchors in a table sized to `budget`. Mapped files
+    /// must not be truncated meanwhile (SIGBUS), as in the file mode.
     static func anchorDiff(old oldPath: String, expectedOld: TreeEntry, new newPath: String, expectedNew: TreeEntry,
-                           budget: Int, threads: Int, encoders: [any StreamEncoder], drain: () throws -> Void) throws -> EntryCounts {
+                           budget: Int, threads: Int, choices: DiffEngine.StreamChoices, encoders: [any StreamEncoder],
+                           drain: () throws -> Void) throws -> EntryCounts {
         let old = try MappedFile(path: oldPath, followSymlinks: false)
         let new = try MappedFile(path: newPath, followSymlinks: false)
         guard old.count <= AnchorIndex.maxPosition else {
@@ -389,10 +427,22 @@ public enum BundleMaker {
         let digests = DiffEngine.anchorIndexAndHash(old: old, new: new, into: index, threads: threads)
         guard UInt64(old.count) == expectedOld.size, digests.old == expectedOld.sha256 else { throw changed(oldPath) }
         guard UInt64(new.count) == expectedNew.size, digests.new == expectedNew.sha256 else { throw changed(newPath) }
+        // New is hashed again as the matcher leaves it behind, old again once matching is done: the
+        // bytes diffed are the scan's (a file changed meanwhile fails here, not at the client's apply).
+        let newHasher = SHA256Hasher()
+        var hashed = 0
+        func hashNew(upTo end: Int) {
+            guard end > hashed else { return }
+            newHasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: new.bytes[hashed..<end])))
+            hashed = end
+        }
         var assembler = StreamAssembler(old: old.bytes, new: new.bytes, format: .phx, control: encoders[0], diff: encoders[1],
-                                        literals: encoders[2], extra: encoders[3])
+                                        literals: encoders[2], extra: encoders[3],
+                                        contextRuns: choices.context ? encoders[4] : nil, naturalRuns: choices.natural,
+                                        splitControl: choices.split ? encoders[5] : nil, interleavedControl: choices.interleaved)
         do {
             try AnchorMatcher(old: old.bytes, new: new.bytes, index: index).run(&assembler) { done in
+                hashNew(upTo: done)
                 new.release(0..<done)
                 old.releaseAll()
                 try drain()
@@ -401,8 +451,18 @@ public enum BundleMaker {
         } catch let e as PatchFormatError {
             throw DiffEngineError.format(e)
         }
-        old.releaseAll()
+        hashNew(upTo: new.count)
         new.releaseAll()
+        guard newHasher.finalize() == expectedNew.sha256 else { throw changed(newPath) }
+        let oldHasher = SHA256Hasher()
+        var at = 0
+        while at < old.count {
+            let end = min(old.count, at + (4 << 20))
+            oldHasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: old.bytes[at..<end])))
+            old.release(0..<end)
+            at = end
+        }
+        guard oldHasher.finalize() == expectedOld.sha256 else { throw changed(oldPath) }
         return EntryCounts(tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,
                            literalBytes: assembler.literalsRawLength, extraBytes: assembler.extraRawLength)
     }
@@ -426,54 +486,71 @@ public enum BundleMaker {
         /// Tests: with a limit, this budget instead of the one computed, so that small files take the
         /// low-memory mode.
         @TaskLocal static var budgetOverride: Int?
+        /// Capped compressors (`CodecID.makeEncoder(lowMemory:)`): the level's would not fit.
         let lowMemoryEncoders: Bool
+        /// Threads each compressor may use (zstd's workers; the bytes do not depend on it).
+        let encoderThreads: Int
         let index: MatchIndexKind
 
+        /// Everything here but `encoderThreads` depends on the limit, the codec, the level and the
+        /// trees only, never on `options.threads`: the bundle's bytes do not depend on the thread count.
         init(options: BundleOptions, level: Int, old: [TreeEntry], new: [TreeEntry], jobs: [DataJob]) throws {
             index = options.index
             guard let limit = options.memoryLimit else {
                 budget = Int.max
                 lowMemoryEncoders = false
+                encoderThreads = options.threads
                 return
             }
             // The process (16 MB measured for a small bundle), both trees' entries and the manifest (well
             // under 1 KiB an entry).
-            let lists = (24 << 20) + (old.count + new.count) * 1024
-            let full = Self.compressorMemory(options: options, level: level, rawBytes: jobs.reduce(0) { $0 + Int(new[$1.newIndex].size) })
-            let capped = 4 * Self.lowMemoryEncoderBytes
-            // The level's settings when they leave at least half of the rest for diffing.
-            lowMemoryEncoders = full > (limit - lists - capped) / 2
-            budget = Self.budgetOverride ?? (limit - lists - (lowMemoryEncoders ? capped : full))
-            guard budget >= Self.minimumBudget else {
+            let lists = (20 << 20) + (old.count + new.count) * 1024
+            let room = limit - lists
+            let capped = RawStreams.slotCount * Self.lowMemoryEncoderBytes
+            // The level's settings when they take at most half of the room: for zstd, with as many
+            // workers (up to 16) as fit there, the rest of the threads left idle; for xz, which holds
+            // every raw stream to the end, when those fit.
+            let (encoder, holds) = options.codec.encoderMemory(level: level)
+            var compressors = capped
+            var workers = 1
+            if holds {
+                let rawBytes = jobs.reduce(0) { $0 + Int(new[$1.newIndex].size) }
+                let full = rawBytes + rawBytes / 2 + encoder
+                if full <= room / 2 { compressors = full }
+            } else if options.codec == .zstd {
+                let perWorker = RawStreams.slotCount * CodecID.zstdWorkerMemory(level: level)
+                workers = min(16, room / 2 / perWorker - 1)
+                if workers >= 1 { compressors = (workers + 1) * perWorker }
+            } else if RawStreams.slotCount * encoder <= room / 2 {
+                compressors = RawStreams.slotCount * encoder
+            }
+            lowMemoryEncoders = compressors == capped
+            encoderThreads = lowMemoryEncoders ? 1 : min(options.threads, max(1, workers))
+            let planned = Self.budgetOverride ?? (room - compressors)
+            guard planned >= Self.minimumBudget || !options.strictMemoryLimit else {
                 throw DiffEngineError.unsupportedCombination(
                     "a memory limit of \(limit >> 20) MiB is too small for this bundle: its \(old.count + new.count) entries "
-                    + "and the compressors take about \((limit - budget) >> 20) MiB, and diffing needs at least \(Self.minimumBudget >> 20) MiB more")
+                    + "and the compressors take about \((limit - planned) >> 20) MiB, and diffing needs at least "
+                    + "\(Self.minimumBudget >> 20) MiB more (make --memory-limit, or the server's make_memory_limit)")
             }
+            // A default limit too small for the trees' lists: go on with the least budget, as before limits.
+            budget = max(planned, Self.minimumBudget)
         }
 
         /// The least left for diffing: the low-memory mode's windows and a small anchor table.
         static let minimumBudget = anchorWindows + (16 << 20)
         /// One capped encoder (`CodecID.makeEncoder(lowMemory:)`): about 5 MiB.
-        static let lowMemoryEncoderBytes = 6 << 20
-
-        /// The four compressors at the level's settings. zstd: a context per worker and the job buffers
-        /// (4 MiB jobs with the window before them); measured at level 19 on one busy stream, 67 MB with
-        /// one thread, 100 with two, 165 with four, 237 with eight. xz holds every raw stream until the
-        /// end (up to 1.5x the data files' size with array growth).
-        static func compressorMemory(options: BundleOptions, level: Int, rawBytes: Int) -> Int {
-            let (encoder, holds) = options.codec.encoderMemory(level: level)
-            if holds { return rawBytes + rawBytes / 2 + encoder }
-            if options.codec == .zstd { return 4 * (options.threads + 1) * (36 << 20) }
-            return 4 * encoder
-        }
+        static let lowMemoryEncoderBytes = 5 << 20
 
         /// Peak memory of one file's in-memory diff (`diffOne`): both files; the index while it is built,
-        /// then searched with the tuples; then the tuples and the raw streams it returns (new's size, 1.5x
-        /// with array growth); 10% for the allocator.
+        /// then searched with the tuples; then the tuples, the old-context coder's bits and the raw
+        /// streams it returns (new's size and the alternatives' part, twice new with array growth);
+        /// 10% for the allocator.
         static func entryMemory(oldSize o: Int, newSize n: Int, index: MatchIndexKind) -> Int {
             let (building, searching) = DiffEngine.indexMemory(oldSize: o, chains: index.usesChains(oldCount: o))
             let tuples = n / 4
-            return (o + n + max(building, searching + tuples, tuples + n + n / 2)) / 10 * 11
+            let coder = min(n, ContextOrder.blockSize) / 8 + (256 << 10)
+            return (o + n + max(building, searching + tuples, tuples + coder + 2 * n)) / 10 * 11
         }
 
         func route(_ job: DataJob, old: [TreeEntry], new: [TreeEntry], hasOld: Bool) -> Route {

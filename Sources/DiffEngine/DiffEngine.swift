@@ -345,18 +345,19 @@ public enum DiffEngine {
         return try recorded.map { try $0!.get() }
     }
 
-    /// The four uncompressed phx streams of a diff, for bundles (which compress all files' streams
-    /// together).
+    /// The uncompressed phx streams of a diff, for bundles (which compress all files' streams
+    /// together), with the alternative codings `choices` asks for.
     static func rawPhxStreams(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
-                              index: MatchIndexKind) throws -> RawStreams {
-        let e = try (0..<4).map { _ in try CodecID.uncompressed.makeEncoder() }
-        var assembler = StreamAssembler(old: old, new: new, format: .phx, control: e[0], diff: e[1], literals: e[2], extra: e[3])
+                              index: MatchIndexKind, choices: StreamChoices) throws -> RawStreams {
+        let e = try (0..<RawStreams.slotCount).map { _ in try CodecID.uncompressed.makeEncoder() }
+        var assembler = StreamAssembler(old: old, new: new, format: .phx, control: e[0], diff: e[1], literals: e[2], extra: e[3],
+                                        contextRuns: choices.context ? e[4] : nil, naturalRuns: choices.natural,
+                                        splitControl: choices.split ? e[5] : nil, interleavedControl: choices.interleaved)
         // One thread: bundle files are diffed in parallel already. (`best` indexes like `auto` here:
         // `MatchIndexKind.usesChains` answers the same for both.)
         try match(old: old, new: new, index: index, into: &assembler, progress: nil)
         try assembler.finish()
-        return RawStreams(control: try e[0].finish(), runs: try e[1].finish(), literals: try e[2].finish(),
-                          extra: try e[3].finish(), tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,
+        return RawStreams(slots: try e.map { try $0.finish() }, tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,
                           literalBytes: assembler.literalsRawLength, extraBytes: assembler.extraRawLength)
     }
 
@@ -367,12 +368,12 @@ public enum DiffEngine {
     }
 }
 
-/// Uncompressed phx streams of one file's diff.
+/// Uncompressed phx streams of one file's diff, in a bundle's slots: control, diff-runs, literals,
+/// extra, then the alternatives (diff-runs in old-context order, control in the split layout), empty
+/// where not made.
 struct RawStreams {
-    var control: [UInt8]
-    var runs: [UInt8]
-    var literals: [UInt8]
-    var extra: [UInt8]
+    static let slotCount = 6
+    var slots: [[UInt8]]
     var tuples: UInt64
     var diffBytes: UInt64
     var literalBytes: UInt64
@@ -380,20 +381,25 @@ struct RawStreams {
 
     /// A file stored whole: one tuple that copies everything from the extra stream.
     static func whole(_ new: UnsafeBufferPointer<UInt8>) -> RawStreams {
-        RawStreams(control: wholeControl(count: UInt64(new.count)), runs: [], literals: [], extra: Array(new),
-                   tuples: new.isEmpty ? 0 : 1, diffBytes: 0, literalBytes: 0, extraBytes: UInt64(new.count))
+        let control = wholeControl(count: UInt64(new.count))
+        return RawStreams(slots: [control.interleaved, [], [], Array(new), [], control.split], tuples: new.isEmpty ? 0 : 1,
+                          diffBytes: 0, literalBytes: 0, extraBytes: UInt64(new.count))
     }
 
-    /// The control stream of a file stored whole: no tuple for an empty file, else one that adds
-    /// nothing and copies `count` bytes from the extra stream.
-    static func wholeControl(count: UInt64) -> [UInt8] {
-        var control = [UInt8]()
+    /// The control stream of a file stored whole, in both layouts: no tuple for an empty file, else one
+    /// that adds nothing and copies `count` bytes from the extra stream (its end diagonal: old cursor 0
+    /// minus new position `count`).
+    static func wholeControl(count: UInt64) -> (interleaved: [UInt8], split: [UInt8]) {
+        var control = [UInt8](), split = [UInt8]()
         if count > 0 {
             Varint.appendUnsigned(0, to: &control)
             Varint.appendUnsigned(count, to: &control)
             Varint.appendSigned(0, to: &control)
+            var writer = SplitControlWriter()
+            _ = writer.append(add: 0, copy: count, endDiagonal: -Int64(count))
+            writer.flush(into: &split)
         }
-        return control
+        return (control, split)
     }
 }
 

@@ -49,7 +49,8 @@ struct StreamAssembler: MatchSink {
         precondition(naturalRuns || contextRuns != nil, "at least one diff order must be made")
         self.contextRuns = contextRuns
         self.naturalRuns = naturalRuns
-        self.contextCoder = contextRuns == nil ? nil : ContextRunCoder()
+        // Diff bytes never outnumber new's bytes.
+        self.contextCoder = contextRuns == nil ? nil : ContextRunCoder(maxBytes: new.count)
         self.old = old
         self.new = new
         self.format = format

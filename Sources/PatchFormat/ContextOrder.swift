@@ -50,12 +50,16 @@ public final class ContextRunCoder {
     private var old = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
     private var count = 0
     private let blockSize: Int
+    private let capacity: Int
 
-    public init(blockSize: Int = ContextOrder.blockSize) {
+    /// `maxBytes`: the most diff bytes that will be added (a bound such as the new file's size), when
+    /// smaller than a block: the bits are allocated for that many (a bundle makes one coder per file).
+    public init(blockSize: Int = ContextOrder.blockSize, maxBytes: Int? = nil) {
         precondition(blockSize > 0, "block size must be positive")
         self.blockSize = blockSize
-        bits = .allocate(capacity: (blockSize + 63) / 64)
-        bits.initialize(repeating: 0, count: (blockSize + 63) / 64)
+        capacity = max(1, min(blockSize, maxBytes ?? blockSize))
+        bits = .allocate(capacity: (capacity + 63) / 64)
+        bits.initialize(repeating: 0, count: (capacity + 63) / 64)
         start = .allocate(capacity: ContextOrder.keyCount)
     }
 
@@ -72,6 +76,7 @@ public final class ContextRunCoder {
         var i = 0
         while i < diff.count {
             let n = min(diff.count - i, blockSize - count)
+            precondition(count + n <= capacity, "more diff bytes than the coder was sized for")
             for t in 0..<n where d[i + t] != 0 {
                 let at = count + t
                 bits[at >> 6] |= 1 << UInt64(at & 63)
@@ -156,7 +161,7 @@ public final class ContextRunCoder {
             Varint.appendUnsigned(UInt64(l - z), to: &runs)
             i = l
         }
-        bits.update(repeating: 0, count: (blockSize + 63) / 64)
+        bits.update(repeating: 0, count: (capacity + 63) / 64)
         segments.removeAll(keepingCapacity: true)
         count = 0
     }

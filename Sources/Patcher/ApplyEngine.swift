@@ -21,7 +21,8 @@ final class MemorySink: OutputSink {
 final class TupleStreams {
     static let chunk = 1 << 18
     let control: DecompressingReader
-    let diff: any DiffSource
+    /// The diff bytes' source: one for a patch; for a bundle, a file's own in old-context order.
+    var diff: any DiffSource
     let extra: DecompressingReader
     let buffer: UnsafeMutableRawBufferPointer
 

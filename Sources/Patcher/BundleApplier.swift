@@ -284,8 +284,11 @@ public enum BundleApplier {
         func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
             try StreamReading.open(name, codec: header.codec, in: input, offset: offset, length: length)
         }
-        let diff = DiffRunReader(runs: try open("diff-runs", header.runsOffset, header.runsLength),
-                                 literals: try open("diff-literals", header.literalsOffset, header.literalsLength), total: 0)
+        let runs = try open("diff-runs", header.runsOffset, header.runsLength)
+        let literals = try open("diff-literals", header.literalsOffset, header.literalsLength)
+        let diff = DiffRunReader(runs: runs, literals: literals, total: 0)
+        // Old-context order: a second reader of the control stream looks ahead, file by file.
+        let lookahead = header.diffOrder == .oldContext ? try open("control", header.controlOffset, header.controlLength) : nil
         let streams = TupleStreams(control: try open("control", header.controlOffset, header.controlLength), diff: diff,
                                    extra: try open("extra", header.extraOffset, header.extraLength))
         let total = max(header.newTotalBytes, 1)
@@ -319,8 +322,8 @@ public enum BundleApplier {
                     }
                     files += 1
                     written += e.size
-                case .file(_, _, _, .data(let source, let tuples, let diffBytes, _, _)):
-                    try diff.beginFile(total: diffBytes)
+                case .file(_, _, _, .data(let source, let tuples, let diffBytes, let literalBytes, _)):
+                    try diff.beginFile(total: lookahead == nil ? diffBytes : 0)
                     // The installed source file: read (and hashed) on its own thread when large, as a
                     // file patch's old file is; checked against the manifest before the result is kept.
                     var old = OldInput(bytes: UnsafeRawBufferPointer(start: nil, count: 0))
@@ -340,8 +343,17 @@ public enum BundleApplier {
                         }
                     }
                     let writer = try AtomicFileWriter(destination: target, mode: mode_t(e.mode), behind: OldInput.beside(e.size))
+                    // This file's diff bytes: the shared natural-order reader, or its own old-context one
+                    // (the pattern is keyed by this file's source).
+                    let context = lookahead.map {
+                        ContextDiffSource(runs: runs, literals: literals,
+                                          lookahead: PhxControlReader(reader: $0, count: tuples, split: header.splitControl),
+                                          old: old, controlCount: tuples, diffBytes: diffBytes, literalBytes: literalBytes)
+                    }
+                    streams.diff = context ?? diff
                     do {
-                        try streams.applyPhx(count: tuples, newSize: e.size, old: old, to: writer)
+                        try streams.applyPhx(count: tuples, newSize: e.size, old: old, splitControl: header.splitControl, to: writer)
+                        try context?.endFile()
                         try diff.endFile()
                         let digest = try writer.digest()
                         try old.verify()
@@ -363,7 +375,9 @@ public enum BundleApplier {
                 CrashPoint.hit("staged-file")
             }
         }
+        streams.diff = diff
         try streams.finish()
+        try lookahead?.finish()
         // Directory modes last, deepest first, so that read-only directories can still be filled.
         for e in new.reversed() where e.kind == .directory {
             try POSIX.chmod(state.staging + "/" + e.path, mode_t(e.mode))

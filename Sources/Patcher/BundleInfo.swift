@@ -16,6 +16,10 @@ public struct BundleInfo: Sendable, Equatable, Codable {
     public var format: String
     public var full: Bool
     public var codec: String
+    /// Every data file's diff pattern: natural or context (old-context order).
+    public var diffOrder: String
+    /// Every data file's control tuples: interleaved or split.
+    public var controlLayout: String
     public var bundleSize: UInt64
     public var oldTreeDigest: String
     public var newTreeDigest: String
@@ -53,7 +57,8 @@ extension BundleApplier {
                 }
             }
             return BundleInfo(
-                format: "bundle", full: header.isFull, codec: header.codec.name, bundleSize: input.length,
+                format: "bundle", full: header.isFull, codec: header.codec.name, diffOrder: header.diffOrder.rawValue,
+                controlLayout: header.splitControl ? "split" : "interleaved", bundleSize: input.length,
                 oldTreeDigest: Hex.encode(header.oldDigest), newTreeDigest: Hex.encode(header.newDigest),
                 oldEntries: header.oldCount, newEntries: header.newCount, newBytes: header.newTotalBytes,
                 manifestSize: header.manifestLength,

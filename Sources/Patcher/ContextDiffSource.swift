@@ -45,8 +45,16 @@ final class ContextDiffSource: DiffSource {
     @exclusivity(unchecked) private var literalPos = 0
     @exclusivity(unchecked) private var literalEnd = 0
 
+    convenience init(runs: DecompressingReader, literals: DecompressingReader, lookahead: PhxControlReader, old oldInput: OldInput,
+                     header: PhxHeader, blockSize: Int = ContextOrder.blockSize) {
+        self.init(runs: runs, literals: literals, lookahead: lookahead, old: oldInput, controlCount: header.controlCount,
+                  diffBytes: header.diffRawLength, literalBytes: header.literalsRawLength, blockSize: blockSize)
+    }
+
+    /// The diff bytes of one patch, or of one file of a bundle (`controlCount` tuples adding `diffBytes`
+    /// bytes, `literalBytes` of them from the literals stream; the readers may go on to other files').
     init(runs: DecompressingReader, literals: DecompressingReader, lookahead: PhxControlReader, old oldInput: OldInput,
-         header: PhxHeader, blockSize: Int = ContextOrder.blockSize) {
+         controlCount: UInt64, diffBytes: UInt64, literalBytes: UInt64, blockSize: Int = ContextOrder.blockSize) {
         self.runs = runs
         self.literals = literals
         self.lookahead = lookahead
@@ -54,12 +62,13 @@ final class ContextDiffSource: DiffSource {
         let old = oldInput.bytes
         self.old = old.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
         self.oldCount = old.count
-        self.controlCount = header.controlCount
+        self.controlCount = controlCount
         self.blockSize = blockSize
-        self.remaining = header.diffRawLength
-        self.literalsLeft = header.literalsRawLength
+        self.remaining = diffBytes
+        self.literalsLeft = literalBytes
         cursor = .allocate(capacity: ContextOrder.keyCount)
-        bits = .allocate(capacity: (blockSize + 63) / 64)
+        // No block is larger than the diff bytes (a small file's block is small).
+        bits = .allocate(capacity: (Int(min(UInt64(blockSize), max(diffBytes, 1))) + 63) / 64)
         gap = .allocate(capacity: ContextOrder.keyCount)
         onePlace = .allocate(capacity: ContextOrder.keyCount)
         placesEnd = .allocate(capacity: ContextOrder.keyCount)
@@ -292,6 +301,22 @@ final class ContextDiffSource: DiffSource {
         blockLeft -= m
         remaining -= UInt64(m)
         return (m, any == 0)
+    }
+
+    /// Checks that this file's diff bytes and literals are used up exactly, and moves the look-ahead
+    /// reader past the file's remaining tuples (those that add nothing are never read ahead), so that
+    /// it is at the next file's first tuple; the shared streams go on.
+    func endFile() throws {
+        if remaining > 0 {
+            throw PatchFormatError.corruptStream(stream: "diff-runs", detail: "runs and control tuples disagree by \(remaining) bytes")
+        }
+        if literalPos != literalEnd || literalsLeft > 0 {
+            throw corrupt("\(UInt64(literalEnd - literalPos) + literalsLeft) literal bytes are left over")
+        }
+        while tuplesRead < controlCount {
+            _ = try lookahead.next()
+            tuplesRead += 1
+        }
     }
 
     func finish() throws {

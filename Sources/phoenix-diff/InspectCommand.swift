@@ -61,6 +61,8 @@ struct InspectCommand: ParsableCommand {
         let lines: [(String, String)] = [
             ("format", info.full ? "bundle (full: installs or replaces a whole tree)" : "bundle"),
             ("codec", info.codec),
+            ("diff order", info.diffOrder),
+            ("control", info.controlLayout),
             ("bundle size", "\(info.bundleSize)"),
             ("old tree", "\(info.oldTreeDigest) (\(info.oldEntries) entries)"),
             ("new tree", "\(info.newTreeDigest) (\(info.newEntries) entries, \(info.newBytes) bytes in files)"),

@@ -28,9 +28,9 @@ struct MakeCommand: ParsableCommand {
     @Option(help: "Patch format for files: phx or bsdiff.") var format: PatchKind = .phx
     @Option(help: "Codec: xz (default for file patches: smallest), zstd (default for bundles: fastest to apply), bzip2, zlib or none. bsdiff always uses bzip2.") var codec: CodecID?
     @Option(help: "Compression level (xz 0-9, default 6; zstd 1-22, default 19; bzip2 1-9; zlib 0-9).") var level: Int?
-    @Option(help: "phx diff order: auto (default: make both, keep the smaller), natural, or context (old-context order; smaller on most executables, a little slower to apply).")
+    @Option(help: "Diff order (phx files and bundles): auto (default: make both, keep the smaller), natural, or context (old-context order; smaller on most executables, a little slower to apply).")
     var diffOrder: String = "auto"
-    @Option(help: "phx control stream layout: auto (default: make both, keep the smaller), interleaved, or split.")
+    @Option(help: "Control stream layout (phx files and bundles): auto (default: make both, keep the smaller), interleaved, or split.")
     var control: String = "auto"
     @Option(help: ArgumentHelp("Most memory the diff may use, in bytes (suffixes K, M, G). When the usual engine would need more, a low-memory mode is used (anchor index; slightly larger patches; files of any size); in a bundle, files are diffed side by side only as many as fit, and a file too large alone takes that mode. At least \(DiffEngine.minimumMemoryLimit >> 20)M. Default: three quarters of the memory this process may use (the machine's RAM, or less where a control group caps it).", valueName: "bytes"))
     var memoryLimit: ByteCount?
@@ -85,9 +85,12 @@ struct MakeCommand: ParsableCommand {
             }
             // Without a limit, one the machine can hold, as for two files.
             let limit = memoryLimit.map { Int(clamping: $0.value) } ?? UsableMemory.defaultMakeLimit()
+            var bundleOptions = BundleOptions(codec: codec ?? .zstd, level: level, threads: threads, index: index, memoryLimit: limit)
+            bundleOptions.strictMemoryLimit = memoryLimit != nil
+            bundleOptions.diffOrder = DiffOrder(rawValue: diffOrder)
+            bundleOptions.splitControl = control == "auto" ? nil : control == "split"
             let summary = try BundleMaker.make(oldRoot: full ? nil : paths[0], newRoot: paths[paths.count - 2], to: patch,
-                                               options: BundleOptions(codec: codec ?? .zstd, level: level, threads: threads, index: index,
-                                                                      memoryLimit: limit)) {
+                                               options: bundleOptions) {
                 bar.update($0)
             }
             bar.finish()

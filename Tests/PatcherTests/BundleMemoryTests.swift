@@ -123,31 +123,60 @@ import TreeIO
         var longer = right
         longer.size += 1
         let sink = { try CodecID.uncompressed.makeEncoder() }
-        func isChanged(_ error: any Error) -> Bool {
-            "\(error)".contains("file changed while the bundle was being made") && "\(error)".contains(path)
+        func isChanged(_ file: String) -> (any Error) -> Bool {
+            { "\($0)".contains("file changed while the bundle was being made") && "\($0)".contains(file) }
         }
-        try BundleMaker.streamWhole(path: path, expected: right, control: try sink(), extra: try sink(), drain: {})
+        func sinks() throws -> [any StreamEncoder] { try (0..<RawStreams.slotCount).map { _ in try sink() } }
+        try BundleMaker.streamWhole(path: path, expected: right, encoders: try sinks(), drain: {})
         for expected in [wrongHash, shorter, longer] {
             #expect(performing: {
-                try BundleMaker.streamWhole(path: path, expected: expected, control: try sink(), extra: try sink(), drain: {})
-            }, throws: isChanged)
+                try BundleMaker.streamWhole(path: path, expected: expected, encoders: try sinks(), drain: {})
+            }, throws: isChanged(path))
         }
         let budget = BundleMaker.MemoryPlan.minimumBudget
-        let encoders = try (0..<4).map { _ in try sink() }
+        let both = BundleOptions().streamChoices
         _ = try BundleMaker.anchorDiff(old: path, expectedOld: right, new: path, expectedNew: right, budget: budget, threads: 1,
-                                       encoders: encoders, drain: {})
+                                       choices: both, encoders: try sinks(), drain: {})
         for (o, n) in [(wrongHash, right), (right, wrongHash), (longer, right)] {
             #expect(performing: {
                 try BundleMaker.anchorDiff(old: path, expectedOld: o, new: path, expectedNew: n, budget: budget, threads: 1,
-                                           encoders: try (0..<4).map { _ in try sink() }, drain: {})
-            }, throws: isChanged)
+                                           choices: both, encoders: try sinks(), drain: {})
+            }, throws: isChanged(path))
         }
+        // Changed while the low-memory diff reads it (at its first checkpoint, past what it has read):
+        // new, or old.
+        var rng2 = SeededGenerator(seed: 32)
+        let large = TestData.structured(5_000_000, rng: &rng2)
+        let oldPath = try dir.write("large-old", large), newPath = try dir.write("large-new", large)
+        let entry = TreeEntry(path: "l", kind: .file, mode: 0o644, size: UInt64(large.count), sha256: SHA256Hasher.hash(large))
+        for victim in [newPath, oldPath] {
+            for f in [oldPath, newPath] {
+                large.withUnsafeBytes { b in
+                    let fd = open(f, O_WRONLY)
+                    defer { close(fd) }
+                    _ = pwrite(fd, b.baseAddress!, b.count, 0)
+                }
+            }
+            var touched = false
+            #expect(performing: {
+                try BundleMaker.anchorDiff(old: oldPath, expectedOld: entry, new: newPath, expectedNew: entry, budget: budget, threads: 1,
+                                           choices: both, encoders: try sinks(), drain: {
+                    guard !touched else { return }
+                    touched = true
+                    let fd = open(victim, O_WRONLY)
+                    _ = pwrite(fd, [UInt8(0x77)], 1, off_t(large.count - 10))
+                    close(fd)
+                })
+            }, throws: isChanged(victim))
+            #expect(touched, "the diff should have reached a checkpoint")
+        }
+
         // A symlink where the scan saw a file is not followed.
         let link = dir.file("link")
         try POSIX.symlink(target: path, at: link)
         #expect(throws: TreeIOError.self) {
             try BundleMaker.anchorDiff(old: link, expectedOld: right, new: path, expectedNew: right, budget: budget, threads: 1,
-                                       encoders: encoders, drain: {})
+                                       choices: both, encoders: try sinks(), drain: {})
         }
     }
 
@@ -174,8 +203,40 @@ import TreeIO
                                          options: BundleOptions(memoryLimit: DiffEngine.minimumMemoryLimit))
             }
         }
-        #expect(!POSIX.exists(dir.file("b")))
         #expect(try dir.listing() == ["new", "old"])
+        // A default limit (not strict) plans with the least budget instead of refusing.
+        var lenient = BundleOptions(memoryLimit: DiffEngine.minimumMemoryLimit)
+        lenient.strictMemoryLimit = false
+        let plan = try BundleMaker.MemoryPlan(options: lenient, level: 19, old: entries, new: entries, jobs: [])
+        #expect(plan.budget == BundleMaker.MemoryPlan.minimumBudget && plan.lowMemoryEncoders)
+    }
+
+    /// A file that changes after the scan, while the bundle is being made, on each route: `make`
+    /// fails naming it, and leaves neither a bundle nor its spill files.
+    @Test(arguments: ["streamed", "lowMemory", "inMemory"])
+    func aFileChangedDuringMakeFailsItCleanly(route: String) throws {
+        let dir = try TemporaryDirectory()
+        let (old, new, big, _) = try Self.trees(dir)
+        let victim = new + (route == "streamed" ? "/data/added.bin" : "/lib/big.so")
+        let budget = route == "lowMemory" ? BundleMaker.MemoryPlan.entryMemory(oldSize: big.old, newSize: big.new, index: .auto) - 1 : nil
+        try FileManager.default.createDirectory(atPath: dir.file("out"), withIntermediateDirectories: true)
+        let change: @Sendable () -> Void = {
+            // Same size, one byte different.
+            let fd = open(victim, O_WRONLY)
+            _ = pwrite(fd, [UInt8(0x5A), 0xA5], 2, 1000)
+            close(fd)
+        }
+        #expect(performing: {
+            try BundleMaker.$afterPlanning.withValue(change) {
+                try BundleMaker.$streamWholeFrom.withValue(1 << 20) {
+                    try BundleMaker.MemoryPlan.$budgetOverride.withValue(budget) {
+                        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("out/b"),
+                                                 options: BundleOptions(threads: 2, memoryLimit: 1 << 30))
+                    }
+                }
+            }
+        }, throws: { "\($0)".contains("file changed while the bundle was being made") && "\($0)".contains(victim) })
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("out")).isEmpty)
     }
 
     /// The routes: a file whose diff fits the budget is diffed in memory, one that does not in the
@@ -200,5 +261,35 @@ import TreeIO
                            hasOld: true) == .inMemory(BundleMaker.MemoryPlan.entryMemory(oldSize: 1 << 20, newSize: 1 << 20, index: .auto)))
         #expect(plan.route(BundleMaker.DataJob(operationIndex: 0, newIndex: 4, oldSource: 4, touchedSource: 0), old: old, new: new,
                            hasOld: true) == .lowMemory)
+    }
+
+    /// What a limit decides (capped compressors, the diff budget) depends on the limit, never on the
+    /// thread count: the bundle's bytes do not either. Only the compressors' threads follow it.
+    @Test func thePlanDoesNotDependOnThreads() throws {
+        for limit in [96 << 20, 200 << 20, 700 << 20, 2 << 30, 8 << 30, 64 << 30] {
+            for level in [3, 19, 22] {
+                let plans = try [1, 2, 8, 64].map {
+                    try BundleMaker.MemoryPlan(options: BundleOptions(level: level, threads: $0, memoryLimit: limit), level: level,
+                                               old: [], new: [], jobs: [])
+                }
+                #expect(Set(plans.map(\.budget)).count == 1 && Set(plans.map(\.lowMemoryEncoders)).count == 1,
+                        "limit \(limit >> 20) MiB, level \(level)")
+                #expect(plans[0].encoderThreads == 1)
+                #expect(plans.allSatisfy { $0.encoderThreads <= 16 })
+            }
+        }
+        // Level 22's 128 MiB window costs more than level 19's: at 2 GiB, 19 has workers and 22 does not.
+        let at19 = try BundleMaker.MemoryPlan(options: BundleOptions(threads: 8, memoryLimit: 2 << 30), level: 19, old: [], new: [], jobs: [])
+        let at22 = try BundleMaker.MemoryPlan(options: BundleOptions(threads: 8, memoryLimit: 2 << 30), level: 22, old: [], new: [], jobs: [])
+        #expect(!at19.lowMemoryEncoders && at19.encoderThreads > 1)
+        #expect(at22.lowMemoryEncoders)
+        // Under a limit that leaves the level's compressors room, the bytes at 1 and 8 threads agree.
+        let dir = try TemporaryDirectory()
+        let (old, new, _, _) = try Self.trees(dir)
+        for threads in [1, 8] {
+            _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("t\(threads)"),
+                                     options: BundleOptions(threads: threads, memoryLimit: 3 << 30))
+        }
+        #expect(try POSIX.readFile(dir.file("t1")) == POSIX.readFile(dir.file("t8")))
     }
 }

@@ -26,4 +26,16 @@ import UpdateServer
         #expect(expected != nil, "this machine's memory should be readable")
         #expect(unset.bundleMemoryLimit == expected)
     }
+
+    /// The service makes its bundles under that limit: strict when configured, a plan when defaulted.
+    @Test func theServiceMakesBundlesUnderIt() throws {
+        let configured = try ServerFixture(publish: false) { $0.makeMemoryLimit = 256 << 20 }
+        #expect(configured.service.bundleOptions.memoryLimit == 256 << 20)
+        #expect(configured.service.bundleOptions.strictMemoryLimit)
+        #expect(configured.service.bundleOptions.threads == 2)
+        let defaulted = try ServerFixture(publish: false)
+        #expect(defaulted.service.bundleOptions.memoryLimit == defaulted.service.configuration.bundleMemoryLimit)
+        #expect(defaulted.service.bundleOptions.memoryLimit != nil)
+        #expect(!defaulted.service.bundleOptions.strictMemoryLimit)
+    }
 }

@@ -5,7 +5,7 @@
 /// |---|---|---|
 /// | 0 | 8 | magic `PHXBUNDL` |
 /// | 8 | 2 | version (1) |
-/// | 10 | 2 | flags: bit 0 = full bundle (made from the empty tree; applies over anything) |
+/// | 10 | 2 | flags: bit 0 = full bundle (made from the empty tree; applies over anything); bit 1 = each file's diff pattern in old-context order; bit 2 = each file's control tuples in the split layout |
 /// | 12 | 1 | codec id |
 /// | 13 | 1 | codec level (informational) |
 /// | 14 | 2 | reserved, 0 |
@@ -26,8 +26,17 @@ public struct BundleHeader: Equatable, Sendable {
     public static let currentVersion: UInt16 = 1
     public static let size = 156
     public static let fullFlag: UInt16 = 1
+    /// Each data file's diff-runs in old-context order (FORMAT.md, "Old-context order"), per file.
+    public static let contextFlag: UInt16 = 2
+    /// Each data file's control tuples in the split layout (FORMAT.md, "Split layout"), per file.
+    public static let splitFlag: UInt16 = 4
+    static let knownFlags = fullFlag | contextFlag | splitFlag
 
     public var isFull: Bool
+    /// How every data file's diff pattern is coded (flag bit 1).
+    public var diffOrder: DiffOrder = .natural
+    /// Whether every data file's control tuples are in the split layout (flag bit 2).
+    public var splitControl = false
     public var codec: CodecID
     public var level: UInt8
     public var oldDigest: [UInt8]
@@ -69,10 +78,15 @@ public struct BundleHeader: Equatable, Sendable {
     public var extraOffset: UInt64 { literalsOffset + literalsLength }
     public var totalLength: UInt64 { extraOffset + extraLength }
 
+    /// The flags field.
+    public var flags: UInt16 {
+        (isFull ? Self.fullFlag : 0) | (diffOrder == .oldContext ? Self.contextFlag : 0) | (splitControl ? Self.splitFlag : 0)
+    }
+
     public func encode() -> [UInt8] {
         var out = Self.magic
         LittleEndian.append(Self.currentVersion, to: &out)
-        LittleEndian.append(isFull ? Self.fullFlag : 0, to: &out)
+        LittleEndian.append(flags, to: &out)
         out.append(codec.rawValue)
         out.append(level)
         LittleEndian.append(UInt16(0), to: &out)
@@ -102,17 +116,19 @@ public struct BundleHeader: Equatable, Sendable {
             let computed = CRC32.checksum(UnsafeRawBufferPointer(rebasing: b[0..<152]))
             guard stored == computed else { throw PatchFormatError.headerChecksumMismatch(stored: stored, computed: computed) }
             let flags = LittleEndian.read(UInt16.self, from: b, at: 10)
-            guard flags & ~fullFlag == 0 else { throw PatchFormatError.unknownFlags(flags) }
+            guard flags & ~knownFlags == 0 else { throw PatchFormatError.unknownFlags(flags) }
             guard let codec = CodecID(rawValue: b[12]) else { throw PatchFormatError.unknownCodec(b[12]) }
             guard LittleEndian.read(UInt16.self, from: b, at: 14) == 0 else {
                 throw PatchFormatError.invalidField(field: "reserved (offset 14)", value: "nonzero", reason: "must be 0")
             }
             func u64(_ o: Int) -> UInt64 { LittleEndian.read(UInt64.self, from: b, at: o) }
-            let h = BundleHeader(
+            var h = BundleHeader(
                 isFull: flags & fullFlag != 0, codec: codec, level: b[13], oldDigest: Array(b[16..<48]),
                 newDigest: Array(b[48..<80]), oldCount: u64(80), newCount: u64(88), newTotalBytes: u64(96),
                 manifestLength: u64(104), manifestRawLength: u64(112), controlLength: u64(120), runsLength: u64(128),
                 literalsLength: u64(136), extraLength: u64(144))
+            h.diffOrder = flags & contextFlag != 0 ? .oldContext : .natural
+            h.splitControl = flags & splitFlag != 0
             try h.validate(fileLength: fileLength, limits: limits)
             return h
         }

@@ -14,6 +14,9 @@ final class ZstdEncoder: StreamEncoder {
     private var pending: [UInt8] = []
     private var streaming = false
     static let holdBack = 4 << 20
+
+    /// The window (log2 bytes) of `level` for an input of unknown size, as streaming uses.
+    static func windowLog(level: Int) -> Int { Int(ZSTD_getCParams(Int32(level), 0, 0).windowLog) }
     /// The level's parameters for an input of unknown size (the ones used when streaming).
     private var parameters: ZSTD_compressionParameters
     private let chainCap: UInt32

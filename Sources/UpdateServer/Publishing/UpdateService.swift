@@ -134,6 +134,14 @@ public final class UpdateService: @unchecked Sendable {
         }
     }
 
+    /// How the server makes its bundles (full and deltas): its threads, under `make_memory_limit` (a
+    /// limit of the server's own choosing is a plan, not an error, when a tree's lists outgrow it).
+    public var bundleOptions: BundleOptions {
+        var o = BundleOptions(threads: configuration.threads, memoryLimit: configuration.bundleMemoryLimit)
+        o.strictMemoryLimit = configuration.makeMemoryLimit != nil
+        return o
+    }
+
     /// Publishes the directory `bundleDirectory` as a release: makes its full bundle, then queues deltas.
     public func publish(_ request: PublishRequest, bundleDirectory: String) throws -> ReleaseRecord {
         _ = try validate(request)
@@ -141,7 +149,7 @@ public final class UpdateService: @unchecked Sendable {
         defer { try? POSIX.removeTree(work) }
         let bundle = work + "/full.bundle"
         _ = try BundleMaker.make(oldRoot: nil, newRoot: bundleDirectory, to: bundle,
-                                 options: BundleOptions(threads: configuration.threads, memoryLimit: configuration.bundleMemoryLimit))
+                                 options: bundleOptions)
         return try publish(request, fullBundle: bundle)
     }
 
@@ -287,7 +295,7 @@ public final class UpdateService: @unchecked Sendable {
         let work = try scratch()
         defer { try? POSIX.removeTree(work) }
         let bundle = work + "/delta.bundle"
-        _ = try BundleMaker.make(oldRoot: fromTree, newRoot: toTree, to: bundle, options: BundleOptions(threads: configuration.threads, memoryLimit: configuration.bundleMemoryLimit))
+        _ = try BundleMaker.make(oldRoot: fromTree, newRoot: toTree, to: bundle, options: bundleOptions)
         // Verify by applying it to a copy of the source tree.
         let copy = work + "/check"
         let cp = Process()
