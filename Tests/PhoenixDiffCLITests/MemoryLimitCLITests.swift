@@ -208,6 +208,33 @@ import TestSupport
         try Self.expectBundleApplies(in: dir)
     }
 
+    /// Files that fit the limit one at a time but not two at once are diffed one at a time: four changed
+    /// 12 MiB files (each ~90 MB by the estimate, ~95 MiB measured alone, ~180 MiB two side by side)
+    /// under 160M, none in the low-memory mode.
+    @Test func filesAreDiffedSideBySideOnlyAsManyAsFit() throws {
+        let dir = try TemporaryDirectory()
+        let script = """
+            set -e
+            mkdir old-tree new-tree
+            for i in 1 2 3 4; do
+              head -c 12M /dev/urandom > old-tree/f$i
+              head -c 5000000 old-tree/f$i > new-tree/f$i
+              head -c 2048 /dev/urandom >> new-tree/f$i
+              tail -c +5000001 old-tree/f$i >> new-tree/f$i
+            done
+            """
+        let r = try Run.process("/bin/sh", ["-c", script], cwd: dir.path)
+        try #require(r.status == 0, "making the test trees: \(r.stderr)")
+        let limit = 160 << 20
+        let (make, peak) = try Self.measured(["make", "--threads", "4", "--memory-limit", "160M", "old-tree", "new-tree", "p"], cwd: dir.path)
+        #expect(make.status == 0, "\(make.stderr)")
+        #expect(make.stdout.contains("4 changed") && !make.stdout.contains("low-memory"), "\(make.stdout)")
+        #expect(peak <= limit, "peak RSS \(peak >> 20) MiB over the 160 MiB limit")
+        let bundleSize = try FileManager.default.attributesOfItem(atPath: dir.file("p"))[.size] as? Int ?? 0
+        #expect(bundleSize > 4 * 2048 && bundleSize < 4 * 2048 + 20_000, "bundle of \(bundleSize) bytes")
+        try Self.expectBundleApplies(in: dir)
+    }
+
     /// Without `--memory-limit` a bundle, like a file patch, plans for three quarters of the memory the
     /// process may use: in a 448 MiB group the 96 MiB file's diff (usual engine ~1 GiB) takes the
     /// low-memory mode and the bundle is made, where it would be killed.
