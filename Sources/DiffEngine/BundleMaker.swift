@@ -117,7 +117,7 @@ public enum BundleMaker {
                 mode: e.mode, size: e.size, sha256: e.sha256,
                 action: .data(source: source, tuples: tuples, diffBytes: diffBytes, literalBytes: literalBytes, extraBytes: extraBytes))
         }
-        let jobs = plan.dataJobs
+        let jobs = plan.dataJobs.map { memory.sourceWorthIndexing($0, old: old, new: new) ? $0 : $0.withoutSource }
         var lowMemoryFiles = 0
         var done = 0
         while done < jobs.count {
@@ -222,6 +222,11 @@ public enum BundleMaker {
         var oldSource: Int?
         /// Index of that file in the touched list.
         var touchedSource: Int?
+
+        /// The same file, stored whole.
+        var withoutSource: DataJob {
+            DataJob(operationIndex: operationIndex, newIndex: newIndex, oldSource: nil, touchedSource: nil)
+        }
     }
 
     struct Plan {
@@ -551,6 +556,18 @@ public enum BundleMaker {
             let tuples = n / 4
             let coder = min(n, ContextOrder.blockSize) / 8 + (256 << 10)
             return (o + n + max(building, searching + tuples, tuples + coder + 2 * n)) / 10 * 11
+        }
+
+        /// Files under this size whose diff does not fit in memory are stored whole.
+        static let storeWholeBelow = 1 << 20
+
+        /// Whether a job's source is worth diffing against: not when the diff does not fit in memory
+        /// and the new file is small (a large old file rewritten as a small one: indexing gigabytes of
+        /// old in the low-memory mode would cost more than the at most 1 MiB it could save).
+        func sourceWorthIndexing(_ job: DataJob, old: [TreeEntry], new: [TreeEntry]) -> Bool {
+            guard let s = job.oldSource else { return true }
+            let n = Int(new[job.newIndex].size)
+            return n >= Self.storeWholeBelow || Self.entryMemory(oldSize: Int(old[s].size), newSize: n, index: index) <= budget
         }
 
         func route(_ job: DataJob, old: [TreeEntry], new: [TreeEntry], hasOld: Bool) -> Route {

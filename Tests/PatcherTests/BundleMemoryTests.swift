@@ -75,6 +75,28 @@ import TreeIO
         #expect(limited.bundleBytes * 2 < addedAlone)
     }
 
+    /// A large file rewritten as a small one, too large to diff in memory: stored whole rather than
+    /// indexed in the low-memory mode for at most its few bytes.
+    @Test func aSmallRewriteOfALargeFileIsStoredWhole() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new, _, _) = try Self.trees(dir)
+        var rng = SeededGenerator(seed: 99)
+        try TreeSpec.build(old, [.file("lib/big.so", TestData.structured(10_000_000, rng: &rng), mode: 0o755)])
+        try TreeSpec.build(new, [.file("lib/big.so", TestData.structured(50_000, rng: &rng), mode: 0o755)])
+        let budget = BundleMaker.MemoryPlan.entryMemory(oldSize: 10_000_000, newSize: 50_000, index: .auto) - 1
+        try #require(budget >= BundleMaker.MemoryPlan.minimumBudget)
+        let summary = try BundleMaker.MemoryPlan.$budgetOverride.withValue(budget) {
+            try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("b"), options: BundleOptions(memoryLimit: 1 << 30))
+        }
+        #expect(summary.lowMemory == 0)
+        let info = try BundleApplier.inspect(bundlePath: dir.file("b"))
+        #expect(info.operations.first { $0.path == "lib/big.so" }?.op == "add", "\(info.operations)")
+        let install = dir.file("install")
+        try TreeSpec.copy(old, install)
+        try BundleApplier.apply(directory: install, bundlePath: dir.file("b"))
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+    }
+
     @Test func theLimitDoesNotChangeABundleThatFits() throws {
         let dir = try TemporaryDirectory()
         let (old, new, _, _) = try Self.trees(dir)
@@ -261,6 +283,14 @@ import TreeIO
                            hasOld: true) == .inMemory(BundleMaker.MemoryPlan.entryMemory(oldSize: 1 << 20, newSize: 1 << 20, index: .auto)))
         #expect(plan.route(BundleMaker.DataJob(operationIndex: 0, newIndex: 4, oldSource: 4, touchedSource: 0), old: old, new: new,
                            hasOld: true) == .lowMemory)
+        // A small new file whose large old version does not fit: stored whole, not diffed. One that
+        // fits, or a large one, keeps its source.
+        let small = [TreeEntry(path: "n", kind: .file, mode: 0o644, size: 100_000, sha256: [])]
+        let rewritten = BundleMaker.DataJob(operationIndex: 0, newIndex: 0, oldSource: 4, touchedSource: 0)
+        #expect(!plan.sourceWorthIndexing(rewritten, old: old, new: small))
+        #expect(plan.sourceWorthIndexing(BundleMaker.DataJob(operationIndex: 0, newIndex: 0, oldSource: 0, touchedSource: 0), old: old, new: small))
+        #expect(plan.sourceWorthIndexing(BundleMaker.DataJob(operationIndex: 0, newIndex: 0, oldSource: 0, touchedSource: 0), old: old, new: new))
+        #expect(plan.sourceWorthIndexing(BundleMaker.DataJob(operationIndex: 0, newIndex: 4, oldSource: 4, touchedSource: 0), old: old, new: new))
     }
 
     /// What a limit decides (capped compressors, the diff budget) depends on the limit, never on the
