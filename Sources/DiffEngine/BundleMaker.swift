@@ -71,8 +71,8 @@ public struct BundleSummary: Sendable, Equatable, Codable {
 /// anywhere in the old tree is stored as a reference. All files' streams are compressed together, so
 /// that similar edits in many files cost little.
 ///
-/// Cost: a read and hash of both trees; one diff per changed file, `threads` at a time. Memory: the four
-/// compressors, plus the files being diffed side by side (about 6x each old/new pair's size; with a
+/// Cost: a read and hash of both trees; one diff per changed file, `threads` at a time. Memory: the six
+/// compressors (four streams, two alternatives), plus the files being diffed side by side (about 6x each old/new pair's size; with a
 /// `memoryLimit`, only as many as fit under it, and a file too large for it in the low-memory mode).
 /// A file stored whole from 8 MiB (an added file, or every file of a full bundle) is read a chunk at a
 /// time into the compressor, so a full bundle's memory does not grow with its largest file.
@@ -410,9 +410,9 @@ public enum BundleMaker {
     }
 
     /// What the low-memory diff of one file holds besides its index: the pages of each file around the
-    /// matcher (`AnchorMatcher`: about twice its span), the assembler's buffers and its old-context
-    /// coder (2.3 MiB at most).
-    static let anchorWindows = 24 << 20
+    /// matcher (`AnchorMatcher`: about twice its span), the assembler's buffers, its old-context coder
+    /// (the bits of a block and their sorted copy, 4.3 MiB at most) and the split layout's block (~2 MiB).
+    static let anchorWindows = 28 << 20
 
     /// Diffs one file in the low-memory mode (`DiffEngine.makeLowMemory`), straight into the bundle's
     /// encoders: both files mapped and checked against the scan (SHA-256) before matching and again for
@@ -548,13 +548,14 @@ public enum BundleMaker {
         static let lowMemoryEncoderBytes = 5 << 20
 
         /// Peak memory of one file's in-memory diff (`diffOne`): both files; the index while it is built,
-        /// then searched with the tuples; then the tuples, the old-context coder's bits and the raw
+        /// then searched with the tuples; then the tuples, the old-context coder's bits (and their sorted
+        /// copy) and the raw
         /// streams it returns (new's size and the alternatives' part, twice new with array growth);
         /// 10% for the allocator.
         static func entryMemory(oldSize o: Int, newSize n: Int, index: MatchIndexKind) -> Int {
             let (building, searching) = DiffEngine.indexMemory(oldSize: o, chains: index.usesChains(oldCount: o))
             let tuples = n / 4
-            let coder = min(n, ContextOrder.blockSize) / 8 + (256 << 10)
+            let coder = min(n, ContextOrder.blockSize) / 4 + (256 << 10)
             return (o + n + max(building, searching + tuples, tuples + coder + 2 * n)) / 10 * 11
         }
 

@@ -351,6 +351,8 @@ public enum BundleApplier {
                                           old: old, controlCount: tuples, diffBytes: diffBytes, literalBytes: literalBytes)
                     }
                     streams.diff = context ?? diff
+                    // Drop this file's reader (and the source bytes it holds) before the next file's source is read.
+                    defer { streams.diff = diff }
                     do {
                         try streams.applyPhx(count: tuples, newSize: e.size, old: old, splitControl: header.splitControl, to: writer)
                         try context?.endFile()
@@ -375,7 +377,6 @@ public enum BundleApplier {
                 CrashPoint.hit("staged-file")
             }
         }
-        streams.diff = diff
         try streams.finish()
         try lookahead?.finish()
         // Directory modes last, deepest first, so that read-only directories can still be filled.

@@ -34,6 +34,12 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     /// at once), three quarters of the memory the server may use, RAM or its control group's cap.
     public var makeMemoryLimit: Int?
 
+    /// Bundles every client can read, including those from before bundle flag bits 1 and 2
+    /// (2026-11-30): every file in natural order with interleaved control (larger deltas of
+    /// executables). Default false: the smaller coding of each stream. For a migration: a client that
+    /// cannot read a delta falls back to the full package.
+    public var compatibleDeltas = false
+
     /// The memory limit each bundle is made under.
     public var bundleMemoryLimit: Int? {
         makeMemoryLimit ?? UsableMemory.defaultMakeLimit().map { max($0 / 2, DiffEngine.minimumMemoryLimit) }
@@ -77,7 +83,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case dataDirectory = "data", host, port, keyPath = "key", rotationPaths = "rotations", adminToken = "admin_token", baseURL = "base_url"
         case deltaHistory = "delta_history", deltaThreshold = "delta_threshold"
         case manifestLifetimeSeconds = "manifest_lifetime_seconds", maxUploadBytes = "max_upload_bytes", threads
-        case makeMemoryLimit = "make_memory_limit"
+        case makeMemoryLimit = "make_memory_limit", compatibleDeltas = "compatible_deltas"
         case rolloutStages = "rollout_stages", rolloutIntervalSeconds = "rollout_interval_seconds"
         case autoPauseThreshold = "auto_pause_threshold", autoPauseMinimumReports = "auto_pause_minimum_reports"
         case autoPauseWindowSeconds = "auto_pause_window_seconds", experiment
@@ -100,6 +106,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         maxUploadBytes = try c.decodeIfPresent(UInt64.self, forKey: .maxUploadBytes) ?? maxUploadBytes
         threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? threads
         makeMemoryLimit = try c.decodeIfPresent(Int.self, forKey: .makeMemoryLimit)
+        compatibleDeltas = try c.decodeIfPresent(Bool.self, forKey: .compatibleDeltas) ?? compatibleDeltas
         rolloutStages = try c.decodeIfPresent([Int].self, forKey: .rolloutStages) ?? rolloutStages
         rolloutIntervalSeconds = try c.decodeIfPresent(Int.self, forKey: .rolloutIntervalSeconds) ?? rolloutIntervalSeconds
         autoPauseThreshold = try c.decodeIfPresent(Double.self, forKey: .autoPauseThreshold) ?? autoPauseThreshold

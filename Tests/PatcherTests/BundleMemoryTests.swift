@@ -16,7 +16,7 @@ import TreeIO
     /// file, the unchanged one.
     static func trees(_ dir: TemporaryDirectory) throws -> (old: String, new: String, big: (old: Int, new: Int), small: (old: Int, new: Int)) {
         var rng = SeededGenerator(seed: 8086)
-        let big = TestData.structured(6_000_000, rng: &rng)
+        let big = TestData.structured(8_000_000, rng: &rng)
         let bigV2 = TestData.mutate(big, edits: 30, rng: &rng)
         let small = TestData.structured(60_000, rng: &rng)
         let smallV2 = TestData.mutate(small, edits: 5, rng: &rng)
@@ -66,8 +66,8 @@ import TreeIO
         #expect(limited.changed == 2 && limited.added == 2 && limited.unchanged == 2)
         try Self.expectApplies(dir.file("limited"), old: old, new: new, in: dir)
         try Self.expectApplies(dir.file("unlimited"), old: old, new: new, in: dir)
-        // The low-memory diff found the library's matches: thirty edits of a 6 MB file cost kilobytes
-        // (stored whole, the file alone would compress to about 2 MB), the new 2 MB file costs its
+        // The low-memory diff found the library's matches: thirty edits of an 8 MB file cost kilobytes
+        // (stored whole, the file alone would compress to about 2.7 MB), the new 2 MB file costs its
         // compressed size in both.
         let addedAlone = try BundleMaker.make(oldRoot: nil, newRoot: new, to: dir.file("full")).bundleBytes
         #expect(limited.bundleBytes < unlimited.bundleBytes + 200_000,
@@ -95,6 +95,32 @@ import TreeIO
         try TreeSpec.copy(old, install)
         try BundleApplier.apply(directory: install, bundlePath: dir.file("b"))
         #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+    }
+
+    /// Each forced layout (diff order, control layout) through the low-memory and streamed routes: the
+    /// alternatives those routes write are the ones applied.
+    @Test func everyLayoutOnTheLargeRoutes() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new, big, _) = try Self.trees(dir)
+        let budget = BundleMaker.MemoryPlan.entryMemory(oldSize: big.old, newSize: big.new, index: .auto) - 1
+        try #require(budget >= BundleMaker.MemoryPlan.minimumBudget)
+        for order in [DiffOrder.natural, .oldContext] {
+            for split in [false, true] {
+                var options = BundleOptions(threads: 2, memoryLimit: 1 << 30)
+                options.diffOrder = order
+                options.splitControl = split
+                let bundle = dir.file("\(order.rawValue)-\(split)")
+                let summary = try BundleMaker.$streamWholeFrom.withValue(1 << 20) {
+                    try BundleMaker.MemoryPlan.$budgetOverride.withValue(budget) {
+                        try BundleMaker.make(oldRoot: old, newRoot: new, to: bundle, options: options)
+                    }
+                }
+                #expect(summary.lowMemory == 1)
+                let info = try BundleApplier.inspect(bundlePath: bundle)
+                #expect(info.diffOrder == order.rawValue && info.controlLayout == (split ? "split" : "interleaved"))
+                try Self.expectApplies(bundle, old: old, new: new, in: dir)
+            }
+        }
     }
 
     @Test func theLimitDoesNotChangeABundleThatFits() throws {

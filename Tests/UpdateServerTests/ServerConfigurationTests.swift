@@ -1,7 +1,9 @@
 import DiffEngine
 import Foundation
+import Patcher
 import Testing
 import TestSupport
+import TreeIO
 import UpdateServer
 
 /// `make_memory_limit`: the memory each bundle the server makes may use (`BundleOptions.memoryLimit`).
@@ -37,5 +39,24 @@ import UpdateServer
         #expect(defaulted.service.bundleOptions.memoryLimit == defaulted.service.configuration.bundleMemoryLimit)
         #expect(defaulted.service.bundleOptions.memoryLimit != nil)
         #expect(!defaulted.service.bundleOptions.strictMemoryLimit)
+        #expect(defaulted.service.bundleOptions.diffOrder == nil && defaulted.service.bundleOptions.splitControl == nil)
+    }
+
+    /// `compatible_deltas`: every bundle the server makes is in the layouts older clients read.
+    @Test func compatibleDeltasKeepTheFirstLayout() throws {
+        let dir = try TemporaryDirectory()
+        let file = try dir.write("config.json", Array(#"{"data": "/srv/phoenix", "compatible_deltas": true}"#.utf8))
+        #expect(try ServerConfiguration.load(file: file).compatibleDeltas)
+        let f = try ServerFixture(publish: true) { $0.compatibleDeltas = true }
+        f.service.runPendingJobs()
+        let data = f.service.configuration.dataDirectory
+        let infos = try FileManager.default.subpathsOfDirectory(atPath: data)
+            .map { data + "/" + $0 }
+            .filter { POSIX.isRegularFile($0) && BundleApplier.isBundle(path: $0) }
+            .map { try BundleApplier.inspect(bundlePath: $0) }
+        #expect(infos.contains { !$0.full }, "the fixture's releases should have deltas")
+        for info in infos {
+            #expect(info.diffOrder == "natural" && info.controlLayout == "interleaved", "\(info.newTreeDigest)")
+        }
     }
 }

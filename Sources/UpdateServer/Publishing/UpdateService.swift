@@ -135,10 +135,15 @@ public final class UpdateService: @unchecked Sendable {
     }
 
     /// How the server makes its bundles (full and deltas): its threads, under `make_memory_limit` (a
-    /// limit of the server's own choosing is a plan, not an error, when a tree's lists outgrow it).
+    /// limit of the server's own choosing is a plan, not an error, when a tree's lists outgrow it), in
+    /// the layouts every client reads when `compatible_deltas`.
     public var bundleOptions: BundleOptions {
         var o = BundleOptions(threads: configuration.threads, memoryLimit: configuration.bundleMemoryLimit)
         o.strictMemoryLimit = configuration.makeMemoryLimit != nil
+        if configuration.compatibleDeltas {
+            o.diffOrder = .natural
+            o.splitControl = false
+        }
         return o
     }
 
