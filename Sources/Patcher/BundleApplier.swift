@@ -289,6 +289,7 @@ public enum BundleApplier {
         let diff = DiffRunReader(runs: runs, literals: literals, total: 0)
         // Old-context order: a second reader of the control stream looks ahead, file by file.
         let lookahead = header.diffOrder == .oldContext ? try open("control", header.controlOffset, header.controlLength) : nil
+        let tables = lookahead.map { _ in ContextTables(blockSize: 1 << 16) }
         let streams = TupleStreams(control: try open("control", header.controlOffset, header.controlLength), diff: diff,
                                    extra: try open("extra", header.extraOffset, header.extraLength))
         let total = max(header.newTotalBytes, 1)
@@ -348,7 +349,8 @@ public enum BundleApplier {
                     let context = lookahead.map {
                         ContextDiffSource(runs: runs, literals: literals,
                                           lookahead: PhxControlReader(reader: $0, count: tuples, split: header.splitControl),
-                                          old: old, controlCount: tuples, diffBytes: diffBytes, literalBytes: literalBytes)
+                                          old: old, controlCount: tuples, diffBytes: diffBytes, literalBytes: literalBytes,
+                                          tables: tables!)
                     }
                     streams.diff = context ?? diff
                     // Drop this file's reader (and the source bytes it holds) before the next file's source is read.

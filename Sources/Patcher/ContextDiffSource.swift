@@ -32,29 +32,32 @@ final class ContextDiffSource: DiffSource {
     @exclusivity(unchecked) private var segmentOffset = 0
     @exclusivity(unchecked) private var blockLeft = 0
     @exclusivity(unchecked) private var blockIndex: UInt64 = 0
+    private let tables: ContextTables
     private let cursor: UnsafeMutablePointer<UInt32>
     private let bits: UnsafeMutablePointer<UInt64>
-    /// Per key: how many more of its bytes until the next one whose place is set (0xFFFFFFFF: none
-    /// left), that place, and the end of the key's places. `read` counts a key's bytes down instead of
-    /// looking each one's place up in `bits`: the pattern is sparse, and those lookups, scattered over
-    /// 2 MiB, were most of the apply's time on numpy.
     private let gap: UnsafeMutablePointer<UInt32>
     private let onePlace: UnsafeMutablePointer<UInt32>
     private let placesEnd: UnsafeMutablePointer<UInt32>
     private let literalBuffer: UnsafeMutableRawBufferPointer
+    /// Blocks of fewer diff bytes than this visit only the keys they use (a bundle's small files);
+    /// larger ones sweep all 65,536.
+    static let sparseBelow = 1 << 14
     @exclusivity(unchecked) private var literalPos = 0
     @exclusivity(unchecked) private var literalEnd = 0
 
     convenience init(runs: DecompressingReader, literals: DecompressingReader, lookahead: PhxControlReader, old oldInput: OldInput,
                      header: PhxHeader, blockSize: Int = ContextOrder.blockSize) {
         self.init(runs: runs, literals: literals, lookahead: lookahead, old: oldInput, controlCount: header.controlCount,
-                  diffBytes: header.diffRawLength, literalBytes: header.literalsRawLength, blockSize: blockSize)
+                  diffBytes: header.diffRawLength, literalBytes: header.literalsRawLength, blockSize: blockSize,
+                  tables: ContextTables(blockSize: Int(min(UInt64(blockSize), max(header.diffRawLength, 1)))))
     }
 
     /// The diff bytes of one patch, or of one file of a bundle (`controlCount` tuples adding `diffBytes`
     /// bytes, `literalBytes` of them from the literals stream; the readers may go on to other files').
+    /// `tables` may be shared by sources used one after the other (a bundle's files).
     init(runs: DecompressingReader, literals: DecompressingReader, lookahead: PhxControlReader, old oldInput: OldInput,
-         controlCount: UInt64, diffBytes: UInt64, literalBytes: UInt64, blockSize: Int = ContextOrder.blockSize) {
+         controlCount: UInt64, diffBytes: UInt64, literalBytes: UInt64, blockSize: Int = ContextOrder.blockSize,
+         tables: ContextTables) {
         self.runs = runs
         self.literals = literals
         self.lookahead = lookahead
@@ -66,22 +69,11 @@ final class ContextDiffSource: DiffSource {
         self.blockSize = blockSize
         self.remaining = diffBytes
         self.literalsLeft = literalBytes
-        cursor = .allocate(capacity: ContextOrder.keyCount)
         // No block is larger than the diff bytes (a small file's block is small).
-        bits = .allocate(capacity: (Int(min(UInt64(blockSize), max(diffBytes, 1))) + 63) / 64)
-        gap = .allocate(capacity: ContextOrder.keyCount)
-        onePlace = .allocate(capacity: ContextOrder.keyCount)
-        placesEnd = .allocate(capacity: ContextOrder.keyCount)
-        literalBuffer = .allocate(byteCount: 1 << 16, alignment: 16)
-    }
-
-    deinit {
-        cursor.deallocate()
-        bits.deallocate()
-        gap.deallocate()
-        onePlace.deallocate()
-        placesEnd.deallocate()
-        literalBuffer.deallocate()
+        tables.reserveBits(Int(min(UInt64(blockSize), max(diffBytes, 1))))
+        self.tables = tables
+        (cursor, bits, gap, onePlace, placesEnd, literalBuffer) =
+            (tables.cursor, tables.bits, tables.gap, tables.onePlace, tables.placesEnd, tables.literalBuffer)
     }
 
     private func corrupt(_ detail: String) -> PatchFormatError {
@@ -136,7 +128,20 @@ final class ContextDiffSource: DiffSource {
         }
         try oldInput.need(end)
         // Each key's first place in the sorted pattern.
-        cursor.initialize(repeating: 0, count: ContextOrder.keyCount)
+        // A small block visits only its keys (`touched`, sorted), from a cursor table left all zero;
+        // a large one clears and sweeps them all.
+        let sparse = n < Self.sparseBelow
+        var touched = tables.touched
+        touched.removeAll(keepingCapacity: true)
+        if !sparse || !tables.cursorClean {
+            cursor.initialize(repeating: 0, count: ContextOrder.keyCount)
+        }
+        tables.cursorClean = false
+        let marks = tables.keyMarks
+        @inline(__always) func count(_ k: Int) {
+            if sparse && cursor[k] == 0 { marks[k >> 6] |= 1 << UInt64(k & 63) }
+            cursor[k] &+= 1
+        }
         for s in segments {
             // Hostile look-ahead positions can be anywhere in Int64: compare without overflowing.
             if s.start >= 2 && s.start <= Int64(oldCount) - Int64(s.count) {
@@ -144,18 +149,34 @@ final class ContextDiffSource: DiffSource {
                 let o = old + Int(s.start)
                 var k = Int(o[-2]) << 8 | Int(o[-1])
                 for t in 0..<s.count {
-                    cursor[k] &+= 1
+                    count(k)
                     k = (k << 8 | Int(o[t])) & 0xFFFF
                 }
             } else {
-                for t in 0..<s.count { cursor[key(s.start &+ Int64(t))] &+= 1 }
+                for t in 0..<s.count { count(key(s.start &+ Int64(t))) }
+            }
+        }
+        if sparse {
+            // The keys used, in order, from their marks (which are cleared on the way).
+            for w in 0..<(ContextOrder.keyCount / 64) where marks[w] != 0 {
+                var word = marks[w]
+                marks[w] = 0
+                while word != 0 {
+                    touched.append(w << 6 | word.trailingZeroBitCount)
+                    word &= word &- 1
+                }
             }
         }
         var sum: UInt32 = 0
-        for k in 0..<ContextOrder.keyCount {
+        func prefixSum(_ k: Int) {
             let c = cursor[k]
             cursor[k] = sum
             sum &+= c
+        }
+        if sparse {
+            for k in touched { prefixSum(k) }
+        } else {
+            for k in 0..<ContextOrder.keyCount { prefixSum(k) }
         }
         // The block's sorted pattern, one bit per diff byte.
         let words = (n + 63) / 64
@@ -183,10 +204,9 @@ final class ContextDiffSource: DiffSource {
         if ones > available {
             throw corrupt("the pattern sets \(ones) bytes but only \(available) literal bytes remain")
         }
-        // Each key's first set place, if any.
-        for k in 0..<ContextOrder.keyCount {
+        // Each key's first set place, if any (a key's places end where the next key's begin).
+        func firstPlace(_ k: Int, end hi: Int) {
             let lo = Int(cursor[k])
-            let hi = k + 1 < ContextOrder.keyCount ? Int(cursor[k + 1]) : n
             placesEnd[k] = UInt32(truncatingIfNeeded: hi)
             let q = firstSetPlace(from: lo, below: hi)
             if q < 0 {
@@ -196,6 +216,19 @@ final class ContextDiffSource: DiffSource {
                 onePlace[k] = UInt32(truncatingIfNeeded: q)
             }
         }
+        if sparse {
+            for (i, k) in touched.enumerated() {
+                firstPlace(k, end: i + 1 < touched.count ? Int(cursor[touched[i + 1]]) : n)
+            }
+            // Back to all zero for the next small block.
+            for k in touched { cursor[k] = 0 }
+            tables.cursorClean = true
+        } else {
+            for k in 0..<ContextOrder.keyCount {
+                firstPlace(k, end: k + 1 < ContextOrder.keyCount ? Int(cursor[k + 1]) : n)
+            }
+        }
+        tables.touched = touched
         blockLeft = n
         blockIndex += 1
     }
@@ -328,5 +361,60 @@ final class ContextDiffSource: DiffSource {
         }
         try runs.finish()
         try literals.finish()
+    }
+}
+
+/// The working tables of `ContextDiffSource`, allocated once and shared by the sources of a bundle's
+/// files (each would otherwise allocate and clear about 1 MiB). Memory: 1 MiB of per-key tables, the
+/// bits of the largest block used (2 MiB at most) and a 64 KiB literal buffer.
+final class ContextTables {
+    /// Per key: its count in the block, then its first place in the sorted pattern.
+    let cursor: UnsafeMutablePointer<UInt32>
+    /// Per key: how many more of its bytes until the next one whose place is set (0xFFFFFFFF: none
+    /// left), that place, and the end of the key's places. `read` counts a key's bytes down instead of
+    /// looking each one's place up in `bits`: the pattern is sparse, and those lookups, scattered over
+    /// 2 MiB, were most of the apply's time on numpy.
+    let gap: UnsafeMutablePointer<UInt32>
+    let onePlace: UnsafeMutablePointer<UInt32>
+    let placesEnd: UnsafeMutablePointer<UInt32>
+    let literalBuffer: UnsafeMutableRawBufferPointer
+    /// One bit per diff byte of the block, in sorted order.
+    private(set) var bits: UnsafeMutablePointer<UInt64>
+    private var bitCapacity: Int
+    /// A small block's keys: a bit per key (all zero between blocks), then the list of them.
+    let keyMarks: UnsafeMutablePointer<UInt64>
+    var touched: [Int] = []
+    /// Whether `cursor` is all zero.
+    var cursorClean = false
+
+    /// `blockSize`: the largest block expected (more is allocated by `reserveBits` when needed).
+    init(blockSize: Int = ContextOrder.blockSize) {
+        cursor = .allocate(capacity: ContextOrder.keyCount)
+        gap = .allocate(capacity: ContextOrder.keyCount)
+        onePlace = .allocate(capacity: ContextOrder.keyCount)
+        placesEnd = .allocate(capacity: ContextOrder.keyCount)
+        literalBuffer = .allocate(byteCount: 1 << 16, alignment: 16)
+        keyMarks = .allocate(capacity: ContextOrder.keyCount / 64)
+        keyMarks.initialize(repeating: 0, count: ContextOrder.keyCount / 64)
+        bitCapacity = max(1, blockSize)
+        bits = .allocate(capacity: (bitCapacity + 63) / 64)
+    }
+
+    /// Makes room for blocks of `count` bits.
+    func reserveBits(_ count: Int) {
+        guard count > bitCapacity else { return }
+        bits.deallocate()
+        bitCapacity = count
+        bits = .allocate(capacity: (count + 63) / 64)
+    }
+
+    deinit {
+        cursor.deallocate()
+        gap.deallocate()
+        onePlace.deallocate()
+        placesEnd.deallocate()
+        literalBuffer.deallocate()
+        keyMarks.deallocate()
+        bits.deallocate()
     }
 }

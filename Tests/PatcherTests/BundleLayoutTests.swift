@@ -71,6 +71,37 @@ import TreeIO
         #expect(auto.bundleBytes * 10 < natural * 9, "auto \(auto.bundleBytes) vs natural order \(natural)")
     }
 
+    /// Many small changed files in old-context order, one after another: each file's blocks are small
+    /// (the reader visits only their keys, on tables shared by all the files) and must not see the
+    /// counts of the file before.
+    @Test func manySmallFilesInOldContextOrder() throws {
+        let dir = try TemporaryDirectory()
+        var rng = SeededGenerator(seed: 515)
+        var oldFiles: [TreeSpec] = [], newFiles: [TreeSpec] = []
+        for i in 0..<40 {
+            let exe = Self.executable(rng: &rng, count: 3_000 + i * 500)
+            oldFiles.append(.file("lib/m\(i).so", exe.old))
+            newFiles.append(.file("lib/m\(i).so", exe.new))
+        }
+        // One large file among them: a block that sweeps every key, between small ones.
+        let large = Self.executable(rng: &rng, count: 300_000)
+        oldFiles.append(.file("lib/m20-large.so", large.old))
+        newFiles.append(.file("lib/m20-large.so", large.new))
+        let old = dir.file("old"), new = dir.file("new")
+        try TreeSpec.build(old, oldFiles)
+        try TreeSpec.build(new, newFiles)
+        var options = BundleOptions(threads: 2)
+        options.diffOrder = .oldContext
+        let summary = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("b"), options: options)
+        #expect(summary.changed == 41)
+        let info = try BundleApplier.inspect(bundlePath: dir.file("b"))
+        #expect(info.operations.filter { $0.op == "patch" }.count == 41, "every file diffed, none stored whole")
+        let install = dir.file("install")
+        try TreeSpec.copy(old, install)
+        try BundleApplier.apply(directory: install, bundlePath: dir.file("b"))
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+    }
+
     /// The same through the command line: `--diff-order` and `--control` apply to bundles, and
     /// `inspect` shows what was chosen.
     @Test func theCommandLineChoosesAndShowsTheLayout() throws {
