@@ -7,8 +7,9 @@ import PatchFormat
 /// pattern (a histogram and its prefix sums); the block's runs are decoded into one bit per diff byte
 /// in that sorted order; then the bytes are produced in natural order, each taking the next bit of
 /// its key, and the next literal where the bit is set (a count per key down to its next set bit, not
-/// a lookup per byte). Memory: 2 MiB of bits, 1 MiB of per-key counters, one literal buffer, and the
-/// look-ahead reader's state.
+/// a lookup per byte). Memory: its `ContextTables` (the bits of a block, 2 MiB at most, 1 MiB of
+/// per-key tables, one literal buffer; shared by a bundle's files, which keep the bits of their
+/// largest block), the block's segments, and the look-ahead reader's state.
 final class ContextDiffSource: DiffSource {
     private let runs: DecompressingReader
     private let literals: DecompressingReader
@@ -54,7 +55,8 @@ final class ContextDiffSource: DiffSource {
 
     /// The diff bytes of one patch, or of one file of a bundle (`controlCount` tuples adding `diffBytes`
     /// bytes, `literalBytes` of them from the literals stream; the readers may go on to other files').
-    /// `tables` may be shared by sources used one after the other (a bundle's files).
+    /// `tables` may be shared by sources used one after the other (a bundle's files): a source must be
+    /// done before the next is made, which may reallocate the tables' bits (`reserveBits`).
     init(runs: DecompressingReader, literals: DecompressingReader, lookahead: PhxControlReader, old oldInput: OldInput,
          controlCount: UInt64, diffBytes: UInt64, literalBytes: UInt64, blockSize: Int = ContextOrder.blockSize,
          tables: ContextTables) {
@@ -131,7 +133,9 @@ final class ContextDiffSource: DiffSource {
         // A small block visits only its keys (`touched`, sorted), from a cursor table left all zero;
         // a large one clears and sweeps them all.
         let sparse = n < Self.sparseBelow
+        // Taken out of the tables while in use, so that emptying it keeps its buffer.
         var touched = tables.touched
+        tables.touched = []
         touched.removeAll(keepingCapacity: true)
         if !sparse || !tables.cursorClean {
             cursor.initialize(repeating: 0, count: ContextOrder.keyCount)
@@ -365,7 +369,7 @@ final class ContextDiffSource: DiffSource {
 }
 
 /// The working tables of `ContextDiffSource`, allocated once and shared by the sources of a bundle's
-/// files (each would otherwise allocate and clear about 1 MiB). Memory: 1 MiB of per-key tables, the
+/// files (each would otherwise allocate about 1 MiB and clear its cursor table a block). Memory: 1 MiB of per-key tables, the
 /// bits of the largest block used (2 MiB at most) and a 64 KiB literal buffer.
 final class ContextTables {
     /// Per key: its count in the block, then its first place in the sorted pattern.

@@ -37,7 +37,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     /// Bundles every client can read, including those from before bundle flag bits 1 and 2
     /// (2026-11-30): every file in natural order with interleaved control (larger deltas of
     /// executables). Default false: the smaller coding of each stream. For a migration: a client that
-    /// cannot read a delta falls back to the full package.
+    /// cannot read a delta falls back to the full package. It applies to bundles made from then on;
+    /// deltas already made are not remade.
     public var compatibleDeltas = false
 
     /// The memory limit each bundle is made under.
