@@ -460,13 +460,7 @@ public enum BundleMaker {
         new.releaseAll()
         guard newHasher.finalize() == expectedNew.sha256 else { throw changed(newPath) }
         let oldHasher = SHA256Hasher()
-        var at = 0
-        while at < old.count {
-            let end = min(old.count, at + (4 << 20))
-            oldHasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: old.bytes[at..<end])))
-            old.release(0..<end)
-            at = end
-        }
+        DiffEngine.walk(old, hashing: oldHasher)
         guard oldHasher.finalize() == expectedOld.sha256 else { throw changed(oldPath) }
         return EntryCounts(tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,
                            literalBytes: assembler.literalsRawLength, extraBytes: assembler.extraRawLength)

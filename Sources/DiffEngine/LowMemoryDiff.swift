@@ -218,28 +218,16 @@ extension DiffEngine {
     /// `progress` gets the fraction of both files walked.
     static func anchorIndexAndHash(old: MappedFile, new: MappedFile, into index: AnchorIndex, threads: Int,
                                    progress: ((Double) -> Void)? = nil) -> (old: [UInt8], new: [UInt8]) {
-        let step = 4 << 20
         let oldHasher = SHA256Hasher(), newHasher = SHA256Hasher()
         let oldBytes = old.bytes
         let total = Double(max(1, old.count + new.count))
-        /// Hashes `file` a step at a time, calling `body` on each range before its pages are dropped.
-        func walk(_ file: MappedFile, _ hasher: SHA256Hasher, _ body: (Range<Int>) -> Void) {
-            var at = 0
-            while at < file.count {
-                let end = min(file.count, at + step)
-                body(at..<end)
-                hasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: file.bytes[at..<end])))
-                file.release(0..<end)
-                at = end
-            }
-        }
         let indexOld = {
-            walk(old, oldHasher) { range in
+            walk(old, hashing: oldHasher) { range in
                 index.add(oldBytes, range)
                 progress?(Double(range.upperBound) / total)
             }
         }
-        let hashNew = { walk(new, newHasher) { _ in } }
+        let hashNew = { walk(new, hashing: newHasher) }
         if threads > 1 {
             nonisolated(unsafe) let hashNew = hashNew
             let group = DispatchGroup()
@@ -252,5 +240,17 @@ extension DiffEngine {
         }
         old.releaseAll()
         return (oldHasher.finalize(), newHasher.finalize())
+    }
+
+    /// Hashes a mapped file 4 MiB at a time, calling `body` on each range before its pages are dropped.
+    static func walk(_ file: MappedFile, hashing hasher: SHA256Hasher, _ body: (Range<Int>) -> Void = { _ in }) {
+        var at = 0
+        while at < file.count {
+            let end = min(file.count, at + (4 << 20))
+            body(at..<end)
+            hasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: file.bytes[at..<end])))
+            file.release(0..<end)
+            at = end
+        }
     }
 }

@@ -45,7 +45,6 @@ import TreeIO
     @Test func everyLayoutRoundTripsAndAutoKeepsTheSmallerOfEach() throws {
         let dir = try TemporaryDirectory()
         let (old, new) = try Self.trees(dir)
-        let newDigest = try TreeSpec.digest(new)
         var sizes: [String: UInt64] = [:]
         for (order, split) in Self.layouts {
             var options = BundleOptions(threads: 2)
@@ -56,10 +55,7 @@ import TreeIO
             sizes[name] = try BundleMaker.make(oldRoot: old, newRoot: new, to: bundle, options: options).bundleBytes
             let info = try BundleApplier.inspect(bundlePath: bundle)
             #expect(info.diffOrder == order.rawValue && info.controlLayout == (split ? "split" : "interleaved"), "\(name)")
-            let install = dir.file("install-" + name)
-            try TreeSpec.copy(old, install)
-            try BundleApplier.apply(directory: install, bundlePath: bundle)
-            #expect(try TreeSpec.digest(install) == newDigest, "\(name)")
+            try expectBundleApplies(bundle, old: old, new: new, in: dir, "\(name)")
         }
         // Auto: the smaller control and the smaller diff-runs, so exactly the smallest of the four.
         let auto = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("auto.bundle"), options: BundleOptions(threads: 2))
@@ -96,10 +92,7 @@ import TreeIO
         #expect(summary.changed == 41)
         let info = try BundleApplier.inspect(bundlePath: dir.file("b"))
         #expect(info.operations.filter { $0.op == "patch" }.count == 41, "every file diffed, none stored whole")
-        let install = dir.file("install")
-        try TreeSpec.copy(old, install)
-        try BundleApplier.apply(directory: install, bundlePath: dir.file("b"))
-        #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+        try expectBundleApplies(dir.file("b"), old: old, new: new, in: dir)
     }
 
     /// The same through the command line: `--diff-order` and `--control` apply to bundles, and

@@ -39,10 +39,7 @@ import TreeIO
     /// Applies `bundle` to a copy of `old` and checks the result is `new`, entry for entry.
     static func expectApplies(_ bundle: String, old: String, new: String, in dir: TemporaryDirectory,
                               sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let install = dir.file("install-\(UInt32.random(in: 0...UInt32.max))")
-        try TreeSpec.copy(old, install)
-        try BundleApplier.apply(directory: install, bundlePath: bundle)
-        #expect(try TreeSpec.digest(install) == TreeSpec.digest(new), sourceLocation: sourceLocation)
+        let install = try expectBundleApplies(bundle, old: old, new: new, in: dir, sourceLocation: sourceLocation)
         #expect(try POSIX.readFile(install + "/lib/big.so") == POSIX.readFile(new + "/lib/big.so"), sourceLocation: sourceLocation)
     }
 
@@ -91,10 +88,7 @@ import TreeIO
         #expect(summary.lowMemory == 0)
         let info = try BundleApplier.inspect(bundlePath: dir.file("b"))
         #expect(info.operations.first { $0.path == "lib/big.so" }?.op == "add", "\(info.operations)")
-        let install = dir.file("install")
-        try TreeSpec.copy(old, install)
-        try BundleApplier.apply(directory: install, bundlePath: dir.file("b"))
-        #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+        try expectBundleApplies(dir.file("b"), old: old, new: new, in: dir)
     }
 
     /// Each forced layout (diff order, control layout) through the low-memory and streamed routes: the
@@ -348,4 +342,16 @@ import TreeIO
         }
         #expect(try POSIX.readFile(dir.file("t1")) == POSIX.readFile(dir.file("t8")))
     }
+}
+
+/// Applies `bundle` to a copy of the tree `old` (in a new directory under `dir`) and checks that the
+/// result is the tree `new`; returns where it was installed.
+@discardableResult
+func expectBundleApplies(_ bundle: String, old: String, new: String, in dir: TemporaryDirectory, _ comment: Comment? = nil,
+                         sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+    let install = dir.file("install-\(UInt32.random(in: 0...UInt32.max))")
+    try TreeSpec.copy(old, install)
+    try BundleApplier.apply(directory: install, bundlePath: bundle)
+    #expect(try TreeSpec.digest(install) == TreeSpec.digest(new), comment, sourceLocation: sourceLocation)
+    return install
 }
