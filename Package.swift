@@ -52,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "phoenix-diff",
             dependencies: [
-                "PatchFormat", "DiffEngine", "Patcher", "TreeIO",
+                "PatchFormat", "DiffEngine", "Patcher", "TreeIO", "CPhoenixSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

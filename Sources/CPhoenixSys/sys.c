@@ -1,6 +1,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -44,4 +49,85 @@ int phx_start_writeback(int fd, int64_t offset, int64_t length) {
     (void)fd; (void)offset; (void)length;
     return 0;
 #endif
+}
+
+/* Temporary files to remove on a signal: a fixed table of path copies, each slot claimed and emptied
+   with atomic operations, so that the handler (which may interrupt any thread, even one inside
+   register or forget) only ever takes a path out of its slot and unlinks it: it never frees, and a
+   path is freed only by whoever took it out. */
+#define PHX_TEMP_SLOTS 1024
+static char *_Atomic phx_temp_slots[PHX_TEMP_SLOTS];
+static _Atomic int phx_temp_used; /* one past the highest slot ever claimed */
+
+int phx_temp_register(const char *path) {
+    char *copy = strdup(path);
+    if (copy == NULL) return -1;
+    for (int i = 0; i < PHX_TEMP_SLOTS; i++) {
+        char *empty = NULL;
+        if (atomic_load_explicit(&phx_temp_slots[i], memory_order_relaxed) == NULL
+            && atomic_compare_exchange_strong(&phx_temp_slots[i], &empty, copy)) {
+            int used = atomic_load(&phx_temp_used);
+            while (used < i + 1 && !atomic_compare_exchange_weak(&phx_temp_used, &used, i + 1)) {}
+            return i;
+        }
+    }
+    free(copy);
+    return -1;
+}
+
+void phx_temp_forget(int slot) {
+    if (slot < 0 || slot >= PHX_TEMP_SLOTS) return;
+    free(atomic_exchange(&phx_temp_slots[slot], NULL));
+}
+
+/* Async-signal-safe: atomic exchanges and unlink. */
+static void phx_temp_remove_all(void) {
+    int used = atomic_load(&phx_temp_used);
+    for (int i = 0; i < used; i++) {
+        char *path = atomic_exchange(&phx_temp_slots[i], NULL);
+        if (path != NULL) unlink(path);
+    }
+}
+
+static const char *phx_bus_message = "";
+static size_t phx_bus_message_length = 0;
+static int phx_bus_status = 1;
+
+static void phx_on_signal(int sig) {
+    phx_temp_remove_all();
+    if (sig == SIGBUS) {
+        /* Returning would fault again: say why and stop. */
+        ssize_t ignored = write(STDERR_FILENO, phx_bus_message, phx_bus_message_length);
+        (void)ignored;
+        _exit(phx_bus_status);
+    }
+    /* SA_RESETHAND restored the default action: raise it again, so the exit status names the signal. */
+    raise(sig);
+}
+
+int phx_install_cleanup_handlers(const char *bus_message, int bus_status) {
+    char *copy = strdup(bus_message);
+    if (copy == NULL) return -1;
+    phx_bus_message = copy;
+    phx_bus_message_length = strlen(copy);
+    phx_bus_status = bus_status;
+    const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGBUS};
+    sigset_t handled;
+    sigemptyset(&handled);
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        struct sigaction previous;
+        if (sigaction(signals[i], NULL, &previous) != 0) return -1;
+        /* A signal ignored when we started (nohup, a background job) stays ignored. */
+        if (signals[i] != SIGBUS && previous.sa_handler == SIG_IGN) continue;
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = phx_on_signal;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = signals[i] == SIGBUS ? 0 : SA_RESETHAND;
+        if (sigaction(signals[i], &action, NULL) != 0) return -1;
+        sigaddset(&handled, signals[i]);
+    }
+    /* A parent may have started us with them blocked (Foundation's Process from a pool thread does):
+       unblocked here, in the calling thread and the threads it starts later. */
+    return pthread_sigmask(SIG_UNBLOCK, &handled, NULL) == 0 ? 0 : -1;
 }

@@ -3,11 +3,14 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CPhoenixSys
 import PatchFormat
 
 /// Writes a file beside its destination and moves it into place only on `commit()`: buffered writes,
 /// SHA-256 of everything written, `fsync`, permissions, atomic `rename`, then `fsync` of the directory.
-/// Until `commit()` the destination is untouched; `abort()` (or deinit) removes the temporary file.
+/// Until `commit()` the destination is untouched; `abort()` (or deinit) removes the temporary file, and
+/// so does a signal that stops a program which installed `phx_install_cleanup_handlers` (the command
+/// line does), which removes every writer's temporary file first.
 /// With `behind`, hashing and writing run on a thread of its own (`WriteBehind`), a buffer behind
 /// the caller. Memory: one 1 MiB buffer, two with `behind`.
 public final class AtomicFileWriter {
@@ -22,6 +25,8 @@ public final class AtomicFileWriter {
     @exclusivity(unchecked) private var buffer: UnsafeMutableRawBufferPointer
     @exclusivity(unchecked) private var buffered = 0
     @exclusivity(unchecked) private var finished = false
+    /// The temporary file's slot among those removed on a signal (-1: not tracked).
+    private let signalSlot: Int32
 
     /// - Parameters:
     ///   - mode: permission bits for the result (for example the old file's).
@@ -36,6 +41,7 @@ public final class AtomicFileWriter {
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         self.fd = fd
         self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        self.signalSlot = phx_temp_register(temporaryPath)
         self.buffer = .allocate(byteCount: 1 << 20, alignment: 16)
         self.writeBehind = behind ? WriteBehind.start(fd: fd, path: temporaryPath) : nil
         self.spare = writeBehind == nil ? nil : .allocate(byteCount: 1 << 20, alignment: 16)
@@ -135,6 +141,7 @@ public final class AtomicFileWriter {
             guard close(fd) == 0 else { fd = -1; throw POSIX.error("cannot close", temporaryPath) }
             fd = -1
             guard rename(temporaryPath, destination) == 0 else { throw POSIX.error("cannot rename into", destination) }
+            phx_temp_forget(signalSlot)
         } catch {
             abort()
             throw error
@@ -151,6 +158,7 @@ public final class AtomicFileWriter {
         writeBehind?.close()
         if fd >= 0 { close(fd); fd = -1 }
         unlink(temporaryPath)
+        phx_temp_forget(signalSlot)
     }
 
     /// Copies the owner and group of `path` onto the temporary file (best effort: only root may).

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CPhoenixSys
 import DiffEngine
 import PatchFormat
 import Patcher
@@ -32,6 +33,13 @@ struct PhoenixDiff: ParsableCommand {
     )
 
     static func main() {
+        // Ctrl-C, a kill or a truncated mapped input must not leave temporary files beside the output.
+        _ = phx_install_cleanup_handlers("""
+            phoenix-diff: I/O error: a file being read was truncated or could not be read (SIGBUS); \
+            the temporary files were removed and nothing was replaced (an interrupted directory \
+            update is finished or undone by `phoenix-diff recover DIR`)
+
+            """, ExitStatus.ioError.rawValue)
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -21,4 +21,18 @@ void phx_atomic_or_batch(uint64_t *bitmap, const int64_t *index, const uint64_t 
 /// (Linux sync_file_range with SYNC_FILE_RANGE_WRITE), so that a later fsync has less left to wait
 /// for. Only a hint: returns 0 or -1 with errno, and is a no-op returning 0 elsewhere.
 int phx_start_writeback(int fd, int64_t offset, int64_t length);
+/// Temporary files to remove if the process is stopped by a signal (see
+/// `phx_install_cleanup_handlers`). Records a copy of `path`; returns its slot, or -1 when all slots
+/// are taken (the file is then not removed on a signal). Safe to call from any thread.
+int phx_temp_register(const char *path);
+/// Stops tracking the file of `slot` (from `phx_temp_register`; -1 is ignored). Call after the file
+/// was renamed into place or removed.
+void phx_temp_forget(int slot);
+/// Installs handlers, for a command-line program only: on SIGINT, SIGTERM, SIGHUP or SIGQUIT the
+/// tracked temporary files are removed and the signal is raised again with its default action (so the
+/// exit status still says which signal); on SIGBUS (a mapped file truncated while being read) they
+/// are removed, `bus_message` is written to standard error and the process exits with `bus_status`.
+/// Signals ignored at start (nohup, a background job) stay ignored; those handled are unblocked in the
+/// calling thread (call it first, from the main thread). Returns 0, or -1 if one could not be installed.
+int phx_install_cleanup_handlers(const char *bus_message, int bus_status);
 #endif
