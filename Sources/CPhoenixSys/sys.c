@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,4 +131,25 @@ int phx_install_cleanup_handlers(const char *bus_message, int bus_status) {
     /* A parent may have started us with them blocked (Foundation's Process from a pool thread does):
        unblocked here, in the calling thread and the threads it starts later. */
     return pthread_sigmask(SIG_UNBLOCK, &handled, NULL) == 0 ? 0 : -1;
+}
+
+extern char **environ;
+
+int phx_spawn(const char *path, char *const argv[], int *pid) {
+    posix_spawnattr_t attributes;
+    int error = posix_spawnattr_init(&attributes);
+    if (error != 0) return error;
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGXFSZ);
+    error = posix_spawnattr_setsigmask(&attributes, &none);
+    if (error == 0) error = posix_spawnattr_setsigdefault(&attributes, &defaults);
+    if (error == 0) error = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t child = 0;
+    if (error == 0) error = posix_spawn(&child, path, NULL, &attributes, argv, environ);
+    posix_spawnattr_destroy(&attributes);
+    if (error == 0) *pid = (int)child;
+    return error;
 }

@@ -109,6 +109,26 @@ public enum POSIX {
         guard Glibc.unlink(path) == 0 || errno == ENOENT else { throw error("cannot remove", path) }
     }
 
+    /// Runs the program at `path` with `arguments` (its standard input and output are ours) and waits
+    /// for it: its exit status, or 128 + the number of the signal that ended it (as a shell reports).
+    /// The program starts with no signal blocked (`phx_spawn`), from whatever thread this is called.
+    public static func runProcess(_ path: String, _ arguments: [String]) throws -> Int32 {
+        let argv = ([path] + arguments).map { strdup($0) }
+        defer { for a in argv { free(a) } }
+        var pid: Int32 = 0
+        let started = (argv + [nil]).withUnsafeBufferPointer { phx_spawn(path, $0.baseAddress!, &pid) }
+        guard started == 0 else {
+            errno = started
+            throw error("cannot run", path)
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw error("cannot wait for", path) }
+        }
+        // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift does not import.
+        return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    }
+
     public static func fsyncPath(_ path: String, directory: Bool) {
         let fd = open(path, O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0) | O_NOFOLLOW)
         if fd >= 0 {

@@ -370,13 +370,11 @@ public final class Updater: @unchecked Sendable {
         }
     }
 
+    /// Runs a settings command (`restart_command`, `health_command`) with `/bin/sh -c`. Not with
+    /// Foundation's Process: from this thread of the concurrency pool, the restarted app would inherit
+    /// a mask blocking nearly every signal, and could not be stopped by SIGTERM or Ctrl-C.
     func run(_ command: String) throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", command]
-        try p.run()
-        p.waitUntilExit()
-        return p.terminationStatus
+        try POSIX.runProcess("/bin/sh", ["-c", command])
     }
 
     // MARK: Confirm, rollback, status

@@ -206,6 +206,34 @@ import UpdateServer
         }
     }
 
+    /// The restarted app (and the health command) starts with no signal blocked and SIGPIPE at its
+    /// default action. Started with Foundation's Process it inherited SIGPIPE ignored (SwiftNIO ignores
+    /// it in the client), so an app or restart script writing to a closed pipe got errors instead of
+    /// stopping, and from a thread of the concurrency pool a mask blocking nearly every signal (SIGTERM
+    /// and Ctrl-C then did nothing). The real command line, as a desktop runs it.
+    @Test func theRestartedAppStartsWithDefaultSignals() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            let dir = try TemporaryDirectory()
+            try u.settings.set("restart_command", "grep -E 'SigBlk|SigIgn' /proc/self/status > '\(dir.file("restart"))'")
+            try u.settings.set("health_command", "grep -E 'SigBlk|SigIgn' /proc/self/status > '\(dir.file("health"))'")
+            try u.settings.set("telemetry", "off")
+            try u.paths.save(u.settings)
+            let r = try await Run.processOffPool(ClientCrashTests.binary, ["install", "--yes", "--config", u.paths.config])
+            #expect(r.status == 0, "\(r.stderr)")
+            for name in ["restart", "health"] {
+                let text = try String(contentsOfFile: dir.file(name), encoding: .utf8)
+                func mask(_ field: String) throws -> UInt64 {
+                    let line = try #require(text.split(separator: "\n").first { $0.hasPrefix(field + ":") }, "\(text)")
+                    return try #require(UInt64(line.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces), radix: 16))
+                }
+                #expect(try mask("SigBlk") == 0, "\(name) command: \(text)")
+                let pipe: UInt64 = 1 << (UInt64(SIGPIPE) - 1), term: UInt64 = 1 << (UInt64(SIGTERM) - 1)
+                #expect(try mask("SigIgn") & (pipe | term) == 0, "\(name) command: \(text)")
+            }
+        }
+    }
+
     @Test func settingsAreValidatedAndPlainHTTPIsRefusedOffLoopback() throws {
         var s = ClientSettings()
         #expect(throws: ClientError.self) { try s.set("server_url", "ftp://x") }

@@ -35,4 +35,10 @@ void phx_temp_forget(int slot);
 /// Signals ignored at start (nohup, a background job) stay ignored; those handled are unblocked in the
 /// calling thread (call it first, from the main thread). Returns 0, or -1 if one could not be installed.
 int phx_install_cleanup_handlers(const char *bus_message, int bus_status);
+/// Starts the program at `path` with `argv` (NULL-terminated) and this process's environment and
+/// open files, with no signal blocked and SIGPIPE and SIGXFSZ at their default action, whatever the
+/// calling thread blocks or the process ignores. (A thread of Swift's concurrency pool or of Dispatch
+/// blocks nearly every signal, and a child started from it with Foundation's Process inherits that: an
+/// app restarted so would ignore SIGTERM and Ctrl-C.) Returns 0 and sets `*pid`, or an errno value.
+int phx_spawn(const char *path, char *const argv[], int *pid);
 #endif

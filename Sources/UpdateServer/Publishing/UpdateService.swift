@@ -303,12 +303,7 @@ public final class UpdateService: @unchecked Sendable {
         _ = try BundleMaker.make(oldRoot: fromTree, newRoot: toTree, to: bundle, options: bundleOptions)
         // Verify by applying it to a copy of the source tree.
         let copy = work + "/check"
-        let cp = Process()
-        cp.executableURL = URL(fileURLWithPath: "/bin/cp")
-        cp.arguments = ["-a", fromTree, copy]
-        try cp.run()
-        cp.waitUntilExit()
-        guard cp.terminationStatus == 0 else { throw ServerError.publishFailed("cannot copy \(fromTree) to verify the delta") }
+        guard try POSIX.runProcess("/bin/cp", ["-a", fromTree, copy]) == 0 else { throw ServerError.publishFailed("cannot copy \(fromTree) to verify the delta") }
         let result = try BundleApplier.apply(directory: copy, bundlePath: bundle, options: BundleApplyOptions(threads: configuration.threads))
         guard result.newDigest == target.treeDigest else {
             throw ServerError.publishFailed("the delta \(job.fromVersion) -> \(job.toVersion) does not rebuild the release")
