@@ -14,7 +14,8 @@ enum FileIO {
     }
 
     static func openRead(_ path: String) throws -> Int32 {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO is refused by `fileSize`, not waited on here (regular files ignore it).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw error("cannot open", path) }
         return fd
     }

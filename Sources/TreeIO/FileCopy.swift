@@ -8,8 +8,7 @@ extension POSIX {
     /// 1 MiB at a time, fsynced. Returns the SHA-256 of what was copied.
     @discardableResult
     public static func copyFile(from source: String, to destination: String, mode: mode_t) throws -> [UInt8] {
-        let src = open(source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard src >= 0 else { throw error("cannot open", source) }
+        let (src, _) = try openRegularFile(source)
         defer { close(src) }
         let dst = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard dst >= 0 else { throw error("cannot create", destination) }

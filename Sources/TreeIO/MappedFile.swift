@@ -9,8 +9,9 @@ import Musl
 /// them again costs a minor fault, not a disk read); that is how the low-memory diff keeps its peak
 /// resident size under a limit while addressing files of any size.
 ///
-/// The file must not be truncated while mapped (reading a page past the new end raises SIGBUS); the
-/// diff engine maps files it is only reading and hashes them, so a change is caught by the checksums.
+/// The file must not be truncated while mapped: reading a page past the new end raises SIGBUS (which
+/// `phoenix-diff` reports as an I/O error, after removing its temporary files). The diff engine maps
+/// files it is only reading and hashes them, so a change that is not a truncation is caught by the checksums.
 public final class MappedFile {
     public let path: String
     public let bytes: UnsafeBufferPointer<UInt8>
@@ -22,14 +23,8 @@ public final class MappedFile {
     /// for the files of a tree, which must be the files the scan saw.
     public init(path: String, followSymlinks: Bool = true) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC | (followSymlinks ? 0 : O_NOFOLLOW))
-        guard fd >= 0 else { throw POSIX.error("cannot open", path) }
+        let (fd, st) = try POSIX.openRegularFile(path, followSymlinks: followSymlinks)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw POSIX.error("cannot stat", path) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw TreeIOError.io(operation: "not a regular file:", path: path, errno: EINVAL, message: "only regular files can be diffed")
-        }
         length = Int(st.st_size)
         if length == 0 {
             base = nil

@@ -179,33 +179,58 @@ public enum POSIX {
         }
     }
 
-    /// Reads a whole file (nil-safe for empty files). For files that must not be followed through a
-    /// symlink, the open uses O_NOFOLLOW unless `followSymlinks`.
-    public static func readFile(_ path: String, followSymlinks: Bool = false) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | (followSymlinks ? 0 : O_NOFOLLOW))
+    /// Opens `path` for reading only if it is a regular file, or the null device (an empty input: a
+    /// patch from nothing, as with bsdiff); returns the descriptor and its stat. O_NONBLOCK: a FIFO put
+    /// where a file was expected (or named on purpose) is refused here, not waited on forever at open;
+    /// a pipe (`<(...)`) is refused too, instead of read as empty by its size. Regular files ignore the
+    /// flag. The final component is not followed unless `followSymlinks`.
+    public static func openRegularFile(_ path: String, followSymlinks: Bool = false) throws -> (fd: Int32, stat: stat) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followSymlinks ? 0 : O_NOFOLLOW))
         guard fd >= 0 else { throw error("cannot open", path) }
-        defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw error("cannot stat", path) }
-        var out = [UInt8](repeating: 0, count: Int(st.st_size))
-        var done = 0
-        try out.withUnsafeMutableBytes { buf in
-            while done < buf.count {
-                let n = read(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 { if errno == EINTR { continue }; throw error("cannot read", path) }
-                if n == 0 { break }
-                done += n
-            }
+        guard fstat(fd, &st) == 0 else {
+            let e = error("cannot stat", path)
+            close(fd)
+            throw e
         }
-        if done < out.count { out.removeLast(out.count - done) }
+        let isNull = (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == nullDevice
+        guard (st.st_mode & S_IFMT) == S_IFREG || isNull else {
+            close(fd)
+            throw TreeIOError.io(operation: "not a regular file:", path: path, errno: EINVAL,
+                                 message: "expected a regular file (a pipe, FIFO or device cannot be read here)")
+        }
+        return (fd, st)
+    }
+
+    /// The device number of /dev/null, if it is one.
+    private static let nullDevice: dev_t? = {
+        var st = stat()
+        return stat("/dev/null", &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR ? st.st_rdev : nil
+    }()
+
+    /// Reads a whole regular file, to its end (more than its size at open if it grew meanwhile). For
+    /// files that must not be followed through a symlink, the open uses O_NOFOLLOW unless `followSymlinks`.
+    public static func readFile(_ path: String, followSymlinks: Bool = false) throws -> [UInt8] {
+        let (fd, st) = try openRegularFile(path, followSymlinks: followSymlinks)
+        defer { close(fd) }
+        // One byte more than the size, so that the end is seen without another pass when it did not grow.
+        var out = [UInt8](repeating: 0, count: Int(st.st_size) + 1)
+        var done = 0
+        while true {
+            if done == out.count { out.append(contentsOf: repeatElement(0, count: max(out.count, 1 << 16))) }
+            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 { if errno == EINTR { continue }; throw error("cannot read", path) }
+            if n == 0 { break }
+            done += n
+        }
+        out.removeLast(out.count - done)
         return out
     }
 
-    /// Reads a file from start to end (O_NOFOLLOW), handing `body` each chunk of at most `size` bytes:
-    /// a file of any size in one buffer's memory.
+    /// Reads a regular file from start to end (O_NOFOLLOW), handing `body` each chunk of at most `size`
+    /// bytes: a file of any size in one buffer's memory.
     public static func readChunks(_ path: String, size: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { throw error("cannot open", path) }
+        let (fd, _) = try openRegularFile(path)
         defer { close(fd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, size), alignment: 16)
         defer { buffer.deallocate() }

@@ -50,6 +50,25 @@ enum CLI {
         #expect(same, "\(format): best \(made["best"]!.count), chains \(chains.count), suffix array \(sorted.count)")
     }
 
+    /// A pipe or FIFO as an input is refused with an error that says so. A pipe (`<(...)`) was read as
+    /// an empty file (its size): `make old <(cat new) p` wrote a patch to an empty file, and exit 0. A
+    /// FIFO without a writer hung at open (`timeout` turns that into a failure here, not a hung test).
+    @Test func pipesAndFIFOsAreRefusedNotReadAsEmpty() throws {
+        let b = CLI.binary
+        let r = try Run.process("/bin/bash", ["-c", """
+            '\(b)' make --quiet old <(cat new) p1; echo "pipe-new $?"
+            '\(b)' make --quiet <(cat old) new p2; echo "pipe-old $?"
+            '\(b)' make --quiet --memory-limit 96M old <(cat new) p3; echo "pipe-low-memory $?"
+            mkfifo fifo
+            timeout 30 '\(b)' make --quiet old fifo p4; echo "fifo-new $?"
+            '\(b)' make --quiet old new p5 && timeout 30 '\(b)' apply --quiet fifo p5 out; echo "fifo-apply $?"
+            """], cwd: dir.path)
+        let statuses = r.stdout.split(whereSeparator: \.isNewline).map(String.init)
+        #expect(statuses == ["pipe-new 4", "pipe-old 4", "pipe-low-memory 4", "fifo-new 4", "fifo-apply 4"], "\(r.stderr)")
+        #expect(r.stderr.components(separatedBy: "not a regular file").count == 6, "\(r.stderr)")
+        #expect(try dir.listing().filter { ["p1", "p2", "p3", "p4", "out"].contains($0) || $0.contains("phx-tmp") } == [])
+    }
+
     /// A patch from nothing: /dev/null as old (as with bsdiff) is read, not mapped (the default
     /// memory limit must not turn it away), and the patch applies to an empty file.
     @Test func makeFromDevNull() throws {
