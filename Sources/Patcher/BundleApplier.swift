@@ -356,7 +356,10 @@ public enum BundleApplier {
                     // Drop this file's reader (and the source bytes it holds) before the next file's source is read.
                     defer { streams.diff = diff }
                     do {
-                        try streams.applyPhx(count: tuples, newSize: e.size, old: old, splitControl: header.splitControl, to: writer)
+                        // Progress inside the file too (every 4 MiB): one large file is most of many updates.
+                        let before = done
+                        try streams.applyPhx(count: tuples, newSize: e.size, old: old, splitControl: header.splitControl, to: writer,
+                                             progress: progress.map { report in { report("stage", Double(before + $0) / Double(total)) } })
                         try context?.endFile()
                         try diff.endFile()
                         let digest = try writer.digest()

@@ -222,6 +222,29 @@ import Foundation
     }
 }
 
+/// A bundle's apply reports progress inside a large file (every 4 MiB written), not only when a file
+/// is done: an update is often one large file, whose progress bar otherwise stood still to the end.
+@Suite struct BundleProgressTests {
+    @Test func progressMovesInsideALargeFile() throws {
+        let dir = try TemporaryDirectory()
+        var rng = SeededGenerator(seed: 77)
+        let big = rng.bytes(13 << 20)
+        try TreeSpec.build(dir.file("old"), [.file("big.bin", big)])
+        try TreeSpec.build(dir.file("new"), [.file("big.bin", TestData.mutate(big, edits: 50, rng: &rng))])
+        _ = try BundleMaker.make(oldRoot: dir.file("old"), newRoot: dir.file("new"), to: dir.file("b"))
+        try TreeSpec.copy(dir.file("old"), dir.file("app"))
+        let seen = LockedBox<[Double]>([])
+        let options = BundleApplyOptions(progress: { phase, f in
+            if phase == "stage" { seen.mutate { $0.append(f) } }
+        })
+        _ = try BundleApplier.apply(directory: dir.file("app"), bundlePath: dir.file("b"), options: options)
+        #expect(try TreeSpec.digest(dir.file("app")) == TreeSpec.digest(dir.file("new")))
+        let values = seen.value
+        #expect(values.filter { $0 > 0 && $0 < 1 }.count >= 3, "stage progress: \(values)")
+        #expect(values == values.sorted() && values.last == 1, "stage progress: \(values)")
+    }
+}
+
 /// `AtomicFileWriter(behind: true)` hashes and writes on another thread: the same file and digest.
 @Suite struct WriteBehindTests {
     @Test func writingBehindGivesTheSameFileAndDigest() throws {
