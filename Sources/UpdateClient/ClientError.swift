@@ -14,8 +14,6 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     case checksum(String)
     case install(category: String, detail: String)
     case nothingToDo(String)
-    /// Another run of the client holds its lock (an install or a check in progress).
-    case busy(String)
 
     /// The telemetry category of the failure.
     public var category: String {
@@ -29,7 +27,6 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case .checksum: "checksum"
         case .install(let c, _): c
         case .nothingToDo: "none"
-        case .busy: "busy"
         }
     }
 
@@ -45,7 +42,6 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case .checksum(let detail): "checksum mismatch: \(detail); nothing was installed"
         case .install(let category, let detail): "install failed (\(category)): \(detail)"
         case .nothingToDo(let why): why
-        case .busy(let why): "busy: \(why)"
         }
     }
 }

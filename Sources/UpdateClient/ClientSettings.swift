@@ -215,20 +215,6 @@ public struct ClientPaths: Sendable {
         }
     }
 
-    /// The lock that serializes runs of the client on these settings: `phoenix-update` holds it for
-    /// its whole run, since each run loads the settings and state, works, and saves them (two at once
-    /// lost one's changes: a setting set during an install, the pending update an install recorded,
-    /// the highest manifest version seen). An app that embeds `Updater` and also lets the command run
-    /// should hold it around its own operations. Waits up to `patience` seconds, then `.busy`.
-    public func lock(patience: Double = 5) throws -> FileLock {
-        let dir = POSIX.directory(of: config)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        guard let lock = try FileLock(path: dir + "/.lock", patience: patience) else {
-            throw ClientError.busy("another phoenix-update is working on \(config) (an install or a check); try again when it ends")
-        }
-        return lock
-    }
-
     public func loadSettings() throws -> ClientSettings {
         guard POSIX.exists(config) else { return ClientSettings() }
         do {

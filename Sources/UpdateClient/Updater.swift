@@ -21,12 +21,6 @@ public final class Updater: @unchecked Sendable {
     public var now: @Sendable () -> Date
     /// The version an install is attempting (reported with its outcome).
     var attemptedVersion: String?
-    /// The client's lock (`ClientPaths.lock`), when whoever runs this Updater holds it (the command
-    /// line does, for its whole run). `install` lets go of it while `restart_command` and
-    /// `health_command` run, since they may start the new version, which runs `phoenix-update confirm`
-    /// or `launched` (a systemd unit's ExecStartPost would wait on it, and the restart on the unit: a
-    /// deadlock); it takes it back after and reloads the settings and state they may have changed.
-    public var heldLock: FileLock?
 
     public init(paths: ClientPaths, allowInsecure: Bool = false, now: @escaping @Sendable () -> Date = { Date() }) throws {
         self.paths = paths
@@ -323,23 +317,11 @@ public final class Updater: @unchecked Sendable {
         try paths.save(settings)
         try paths.save(state)
         var confirmed = false
-        let relock = heldLock != nil && (settings.restartCommand != nil || settings.healthCommand != nil)
-        if relock {
-            heldLock?.release()
-            heldLock = nil
-        }
-        let restart = settings.restartCommand, health = settings.healthCommand
-        if let restart {
+        if let restart = settings.restartCommand {
             _ = try? run(restart)
         }
-        let healthy = try health.map { try run($0) == 0 }
-        if relock {
-            heldLock = try paths.lock(patience: 120)
-            settings = try paths.loadSettings()
-            state = try paths.loadState()
-        }
-        if let healthy {
-            if healthy {
+        if let health = settings.healthCommand {
+            if try run(health) == 0 {
                 try confirm()
                 confirmed = true
             } else {

@@ -11,7 +11,7 @@ struct PhoenixUpdate: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 ok (or up to date), 1 usage or configuration, 2 verification failed (signature, \
             expiry, replay, checksum): nothing installed, 3 install failed (rolled back or untouched), \
-            4 network or server error, 5 busy (another phoenix-update is running on the same settings).
+            4 network or server error.
             """,
         version: "0.1.0",
         subcommands: [Check.self, Install.self, Rollback.self, Status.self, Confirm.self, Launched.self, Settings.self]
@@ -23,26 +23,10 @@ struct Common: ParsableArguments {
     @Flag(help: "Print JSON (progress events too, one per line).") var json = false
     @Flag(help: "Allow plain http:// to hosts other than loopback.") var allowInsecure = false
 
-    /// Takes the client's lock for the rest of this process (`ClientPaths.lock`), then loads.
-    /// `patience`: how long to wait for another run to end.
-    /// The Updater holds the lock (and lets go of it while an install runs its restart and health
-    /// commands, which may run phoenix-update themselves).
-    func updater(patience: Double = 5) throws -> Updater {
-        let paths = ClientPaths(config: config)
-        let lock = try paths.lock(patience: patience)
-        let u = try Updater(paths: paths, allowInsecure: allowInsecure)
-        u.heldLock = lock
-        return u
-    }
-
-    /// Takes the client's lock until the process exits (`settings`, which needs no Updater).
-    func lock() throws {
-        heldLock = try ClientPaths(config: config).lock()
+    func updater() throws -> Updater {
+        try Updater(paths: ClientPaths(config: config), allowInsecure: allowInsecure)
     }
 }
-
-/// The client's lock, held until the process exits.
-nonisolated(unsafe) var heldLock: AnyObject?
 
 func emit<T: Encodable>(_ value: T) {
     let e = JSONEncoder()
@@ -59,7 +43,6 @@ func exitCode(for error: Error) -> Int32 {
     case .install: return 3
     case .network, .server: return 4
     case .nothingToDo: return 0
-    case .busy: return 5
     }
 }
 
@@ -182,9 +165,7 @@ struct Confirm: AsyncParsableCommand {
     @OptionGroup var common: Common
     func run() async throws {
         try await guarded(common.json) {
-            // The new version calls this as it starts, maybe while the install that started it still
-            // runs its health command: worth waiting for, since a lost confirmation is a rollback.
-            let u = try common.updater(patience: 120)
+            let u = try common.updater()
             try u.confirm()
             if common.json { emit(["status": "confirmed", "version": u.settings.currentVersion]) } else {
                 print("confirmed \(u.settings.currentVersion)")
@@ -199,7 +180,7 @@ struct Launched: AsyncParsableCommand {
     @OptionGroup var common: Common
     func run() async throws {
         try await guarded(common.json) {
-            let u = try common.updater(patience: 120)
+            let u = try common.updater()
             let rolledBack = try u.launched()
             await u.flushReports()
             if common.json { emit(["rolled_back": rolledBack ? "true" : "false", "version": u.settings.currentVersion]) } else {
@@ -218,7 +199,6 @@ struct Settings: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded(common.json) {
-            try common.lock()
             let paths = ClientPaths(config: common.config)
             var s = try paths.loadSettings()
             switch words.first ?? "show" {

@@ -234,53 +234,6 @@ import UpdateServer
         }
     }
 
-    /// Runs of `phoenix-update` on the same settings take turns: each loads the settings and state,
-    /// works and saves them, so two at once lost one's changes (a setting set during an install, the
-    /// pending update it recorded). While another holds the lock, a run waits; if it is not freed in
-    /// time the run gives up with exit code 5 and changes nothing, and if it is, the run goes ahead.
-    @Test func runsOnTheSameSettingsTakeTurns() async throws {
-        let dir = try TemporaryDirectory()
-        let paths = ClientPaths(config: dir.file("client/config.json"))
-        var s = ClientSettings()
-        try s.set("channel", "stable")
-        try paths.save(s)
-        let held = try paths.lock()
-        for args in [["settings", "set", "channel", "beta"], ["status"]] {
-            let r = try await Run.processOffPool(ClientCrashTests.binary, args + ["--config", paths.config])
-            #expect(r.status == 5 && r.stderr.contains("busy"), "\(args): \(r.status) \(r.stderr)")
-        }
-        #expect(try paths.loadSettings().channel == "stable")
-        // Freed while a run waits: it goes ahead.
-        async let waiting = Run.processOffPool(ClientCrashTests.binary, ["settings", "set", "channel", "beta", "--config", paths.config])
-        try await Task.sleep(for: .seconds(1))
-        held.release()
-        let r = try await waiting
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(try paths.loadSettings().channel == "beta")
-    }
-
-    /// The restart command may itself run `phoenix-update` and wait for it (a systemd unit restarted
-    /// by `systemctl restart`, whose ExecStartPost reports `launched`): the install lets go of the lock
-    /// while its commands run, so that run goes ahead at once instead of waiting out the install, and
-    /// the install then sees what it recorded.
-    @Test func theRestartCommandCanRunPhoenixUpdateItself() async throws {
-        try await Self.withServer { f, url in
-            let u = try Self.client(f, url, installed: "1.0.0")
-            let dir = try TemporaryDirectory()
-            let started = Date()
-            try u.settings.set("restart_command",
-                               "'\(ClientCrashTests.binary)' launched --config '\(u.paths.config)'; echo $? > '\(dir.file("launched"))'")
-            try u.settings.set("telemetry", "off")
-            try u.paths.save(u.settings)
-            let r = try await Run.processOffPool(ClientCrashTests.binary, ["install", "--yes", "--config", u.paths.config])
-            #expect(r.status == 0, "\(r.stderr)")
-            #expect(try String(contentsOfFile: dir.file("launched"), encoding: .utf8) == "0\n")
-            #expect(Date().timeIntervalSince(started) < 60, "the launched report waited for the install's lock")
-            let after = try Updater(paths: u.paths)
-            #expect(after.settings.currentVersion == "1.1.0" && after.state.pending?.launches == 1)
-        }
-    }
-
     @Test func settingsAreValidatedAndPlainHTTPIsRefusedOffLoopback() throws {
         var s = ClientSettings()
         #expect(throws: ClientError.self) { try s.set("server_url", "ftp://x") }
