@@ -161,7 +161,8 @@ public final class ContextRunCoder {
             Varint.appendUnsigned(UInt64(l - z), to: &runs)
             i = l
         }
-        bits.update(repeating: 0, count: (capacity + 63) / 64)
+        // Only the words this block used (the last block of a file is usually short).
+        bits.update(repeating: 0, count: words)
         segments.removeAll(keepingCapacity: true)
         count = 0
     }

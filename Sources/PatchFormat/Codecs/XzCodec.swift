@@ -42,6 +42,9 @@ final class XzEncoder: StreamEncoder {
     private var out: [UInt8] = []
     private var stream = lzma_stream()
     private var started = false
+    /// lzma_code's output, kept: the low-memory mode calls `run` for every small write, and a fresh
+    /// 64 KiB array each time (zero-filled) was a tenth of that mode's time.
+    private var chunk = [UInt8](repeating: 0, count: 1 << 16)
 
     init(level: Int, lowMemory: Bool) throws {
         preset = UInt32(level)
@@ -105,7 +108,6 @@ final class XzEncoder: StreamEncoder {
     }
 
     private func run(_ input: UnsafeRawBufferPointer, action: lzma_action) throws {
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         stream.next_in = input.baseAddress?.assumingMemoryBound(to: UInt8.self)
         stream.avail_in = input.count
         while true {
