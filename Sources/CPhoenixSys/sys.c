@@ -58,7 +58,6 @@ int phx_start_writeback(int fd, int64_t offset, int64_t length) {
    path is freed only by whoever took it out. */
 #define PHX_TEMP_SLOTS 1024
 static char *_Atomic phx_temp_slots[PHX_TEMP_SLOTS];
-static _Atomic int phx_temp_used; /* one past the highest slot ever claimed */
 
 int phx_temp_register(const char *path) {
     char *copy = strdup(path);
@@ -67,8 +66,6 @@ int phx_temp_register(const char *path) {
         char *empty = NULL;
         if (atomic_load_explicit(&phx_temp_slots[i], memory_order_relaxed) == NULL
             && atomic_compare_exchange_strong(&phx_temp_slots[i], &empty, copy)) {
-            int used = atomic_load(&phx_temp_used);
-            while (used < i + 1 && !atomic_compare_exchange_weak(&phx_temp_used, &used, i + 1)) {}
             return i;
         }
     }
@@ -81,10 +78,10 @@ void phx_temp_forget(int slot) {
     free(atomic_exchange(&phx_temp_slots[slot], NULL));
 }
 
-/* Async-signal-safe: atomic exchanges and unlink. */
+/* Async-signal-safe: atomic exchanges and unlink. Every slot is looked at (no high-water mark that a
+   signal could find not yet raised for a slot just claimed). */
 static void phx_temp_remove_all(void) {
-    int used = atomic_load(&phx_temp_used);
-    for (int i = 0; i < used; i++) {
+    for (int i = 0; i < PHX_TEMP_SLOTS; i++) {
         char *path = atomic_exchange(&phx_temp_slots[i], NULL);
         if (path != NULL) unlink(path);
     }
@@ -94,15 +91,25 @@ static const char *phx_bus_message = "";
 static size_t phx_bus_message_length = 0;
 static int phx_bus_status = 1;
 
-static void phx_on_signal(int sig) {
+/* Runs with all the handled signals blocked (sa_mask), so a second one (a SIGTERM after Ctrl-C)
+   cannot cut the clean-up short. */
+static void phx_on_signal(int sig, siginfo_t *info, void *context) {
+    (void)context;
     phx_temp_remove_all();
     if (sig == SIGBUS) {
-        /* Returning would fault again: say why and stop. */
-        ssize_t ignored = write(STDERR_FILENO, phx_bus_message, phx_bus_message_length);
-        (void)ignored;
-        _exit(phx_bus_status);
+        if (info != NULL && info->si_code == BUS_ADRERR) {
+            /* A mapped page that no longer exists (the file was truncated): returning would fault
+               again. Say why and stop. */
+            ssize_t ignored = write(STDERR_FILENO, phx_bus_message, phx_bus_message_length);
+            (void)ignored;
+            _exit(phx_bus_status);
+        }
+        /* Any other SIGBUS (sent by kill, a hardware error, misalignment) is not ours to explain:
+           its default action, once the handler returns. */
+        signal(SIGBUS, SIG_DFL);
     }
-    /* SA_RESETHAND restored the default action: raise it again, so the exit status names the signal. */
+    /* The default action is back (SA_RESETHAND, or just above): raise the signal again, delivered when
+       the handler returns, so that the exit status names it. */
     raise(sig);
 }
 
@@ -113,18 +120,22 @@ int phx_install_cleanup_handlers(const char *bus_message, int bus_status) {
     phx_bus_message_length = strlen(copy);
     phx_bus_status = bus_status;
     const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGBUS};
+    const size_t count = sizeof signals / sizeof signals[0];
+    sigset_t all;
+    sigemptyset(&all);
+    for (size_t i = 0; i < count; i++) sigaddset(&all, signals[i]);
     sigset_t handled;
     sigemptyset(&handled);
-    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+    for (size_t i = 0; i < count; i++) {
         struct sigaction previous;
         if (sigaction(signals[i], NULL, &previous) != 0) return -1;
         /* A signal ignored when we started (nohup, a background job) stays ignored. */
         if (signals[i] != SIGBUS && previous.sa_handler == SIG_IGN) continue;
         struct sigaction action;
         memset(&action, 0, sizeof action);
-        action.sa_handler = phx_on_signal;
-        sigemptyset(&action.sa_mask);
-        action.sa_flags = signals[i] == SIGBUS ? 0 : SA_RESETHAND;
+        action.sa_sigaction = phx_on_signal;
+        action.sa_mask = all;
+        action.sa_flags = SA_SIGINFO | (signals[i] == SIGBUS ? 0 : SA_RESETHAND);
         if (sigaction(signals[i], &action, NULL) != 0) return -1;
         sigaddset(&handled, signals[i]);
     }

@@ -185,6 +185,18 @@ public enum POSIX {
     /// a pipe (`<(...)`) is refused too, instead of read as empty by its size. Regular files ignore the
     /// flag. The final component is not followed unless `followSymlinks`.
     public static func openRegularFile(_ path: String, followSymlinks: Bool = false) throws -> (fd: Int32, stat: stat) {
+        func acceptable(_ st: stat) -> Bool {
+            (st.st_mode & S_IFMT) == S_IFREG || ((st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == nullDevice)
+        }
+        let refused = TreeIOError.io(operation: "not a regular file:", path: path, errno: EINVAL,
+                                     message: "expected a regular file (a pipe, FIFO or device cannot be read here)")
+        // Looked at before opening: opening a device or FIFO is not free of effects (a writer blocked on
+        // a FIFO is let go; some devices act on open). Checked again on the descriptor after.
+        var before = stat()
+        if fstatat(AT_FDCWD, path, &before, followSymlinks ? 0 : AT_SYMLINK_NOFOLLOW) == 0 && (before.st_mode & S_IFMT) != S_IFLNK
+            && !acceptable(before) {
+            throw refused
+        }
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followSymlinks ? 0 : O_NOFOLLOW))
         guard fd >= 0 else { throw error("cannot open", path) }
         var st = stat()
@@ -193,11 +205,9 @@ public enum POSIX {
             close(fd)
             throw e
         }
-        let isNull = (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == nullDevice
-        guard (st.st_mode & S_IFMT) == S_IFREG || isNull else {
+        guard acceptable(st) else {
             close(fd)
-            throw TreeIOError.io(operation: "not a regular file:", path: path, errno: EINVAL,
-                                 message: "expected a regular file (a pipe, FIFO or device cannot be read here)")
+            throw refused
         }
         return (fd, st)
     }

@@ -30,8 +30,9 @@ int phx_temp_register(const char *path);
 void phx_temp_forget(int slot);
 /// Installs handlers, for a command-line program only: on SIGINT, SIGTERM, SIGHUP or SIGQUIT the
 /// tracked temporary files are removed and the signal is raised again with its default action (so the
-/// exit status still says which signal); on SIGBUS (a mapped file truncated while being read) they
-/// are removed, `bus_message` is written to standard error and the process exits with `bus_status`.
+/// exit status still says which signal); on a SIGBUS for a mapped page that no longer exists (a
+/// mapped file truncated while being read) they are removed, `bus_message` is written to standard
+/// error and the process exits with `bus_status` (any other SIGBUS takes its default action).
 /// Signals ignored at start (nohup, a background job) stay ignored; those handled are unblocked in the
 /// calling thread (call it first, from the main thread). Returns 0, or -1 if one could not be installed.
 int phx_install_cleanup_handlers(const char *bus_message, int bus_status);
