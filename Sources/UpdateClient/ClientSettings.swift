@@ -228,6 +228,65 @@ public struct ClientPaths: Sendable {
         try write(settings, to: config)
     }
 
+    /// Saves the settings this run changed since it loaded `base`, over what is on disk now: another
+    /// run (a timer's check during a user's install, `settings set` meanwhile) may have saved since,
+    /// and a whole-file save lost its changes. Field by field, this run's changed fields win; the rest
+    /// are the file's. Under a lock beside the file, held for the read and the write only. Returns
+    /// what was written.
+    public func save(_ mine: ClientSettings, since base: ClientSettings) throws -> ClientSettings {
+        try whileLocked {
+            let disk = POSIX.exists(config) ? try loadSettings() : base
+            let merged = try Self.merge(base: base, mine: mine, disk: disk)
+            try write(merged, to: config)
+            return merged
+        }
+    }
+
+    /// `save(_:since:)` for the state. Besides the field rule: the highest manifest version seen is
+    /// the larger of the two (a replay floor never goes down), and failed deltas are the union.
+    public func save(_ mine: ClientState, since base: ClientState) throws -> ClientState {
+        try whileLocked {
+            let disk = POSIX.exists(state) ? try loadState() : base
+            var merged = try Self.merge(base: base, mine: mine, disk: disk)
+            merged.highestManifestVersion = disk.highestManifestVersion.merging(mine.highestManifestVersion, uniquingKeysWith: max)
+            merged.failedDeltas = disk.failedDeltas.merging(mine.failedDeltas) { _, ours in ours }
+            try write(merged, to: state)
+            return merged
+        }
+    }
+
+    /// `disk` with each top-level field in which `mine` differs from `base` taken from `mine`.
+    static func merge<T: Codable>(base: T, mine: T, disk: T) throws -> T {
+        func fields(_ value: T) throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: try encoder().encode(value)) as? [String: Any] ?? [:]
+        }
+        func same(_ a: Any?, _ b: Any?) throws -> Bool {
+            guard let a, let b else { return a == nil && b == nil }
+            let options: JSONSerialization.WritingOptions = [.sortedKeys, .fragmentsAllowed]
+            return try JSONSerialization.data(withJSONObject: a, options: options) == JSONSerialization.data(withJSONObject: b, options: options)
+        }
+        let b = try fields(base), m = try fields(mine)
+        var out = try fields(disk)
+        for key in Set(b.keys).union(m.keys) where try !same(b[key], m[key]) {
+            out[key] = m[key]
+        }
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return try d.decode(T.self, from: JSONSerialization.data(withJSONObject: out))
+    }
+
+    /// Runs `body` holding the lock file beside the settings (flock; waits up to 10 s for another run's
+    /// read and write).
+    func whileLocked<R>(_ body: () throws -> R) throws -> R {
+        let dir = POSIX.directory(of: config)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        guard let lock = try FileLock(path: dir + "/.lock", patience: 10) else {
+            throw ClientError.install(category: "io", detail: "\(dir)/.lock is held by another run for over 10 s")
+        }
+        defer { lock.release() }
+        return try body()
+    }
+
     public func loadState() throws -> ClientState {
         guard POSIX.exists(state) else { return ClientState() }
         let d = JSONDecoder()
@@ -239,12 +298,16 @@ public struct ClientPaths: Sendable {
         try write(s, to: state)
     }
 
-    func write<T: Encodable>(_ value: T, to path: String) throws {
-        try FileManager.default.createDirectory(atPath: POSIX.directory(of: path), withIntermediateDirectories: true)
+    static func encoder() -> JSONEncoder {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         e.dateEncodingStrategy = .iso8601
-        let data = try e.encode(value)
+        return e
+    }
+
+    func write<T: Encodable>(_ value: T, to path: String) throws {
+        try FileManager.default.createDirectory(atPath: POSIX.directory(of: path), withIntermediateDirectories: true)
+        let data = try Self.encoder().encode(value)
         let w = try AtomicFileWriter(destination: path, mode: 0o600)
         try data.withUnsafeBytes { try w.write($0) }
         try w.commit()

@@ -21,11 +21,16 @@ public final class Updater: @unchecked Sendable {
     public var now: @Sendable () -> Date
     /// The version an install is attempting (reported with its outcome).
     var attemptedVersion: String?
+    /// The settings and state as this Updater last loaded or saved them: a save writes only what
+    /// changed since, over what another run may have saved meanwhile (`ClientPaths.save(_:since:)`).
+    private var savedSettings: ClientSettings
+    private var savedState: ClientState
 
     public init(paths: ClientPaths, allowInsecure: Bool = false, now: @escaping @Sendable () -> Date = { Date() }) throws {
         self.paths = paths
         self.settings = try paths.loadSettings()
         self.state = try paths.loadState()
+        (savedSettings, savedState) = (settings, state)
         self.allowInsecure = allowInsecure
         self.now = now
         try recoverInterrupted()
@@ -44,8 +49,21 @@ public final class Updater: @unchecked Sendable {
             finishInstallBookkeeping(version: i.version, previous: i.previousVersion)
         }
         state.installing = nil
-        try paths.save(settings)
-        try paths.save(state)
+        try saveSettings()
+        try saveState()
+    }
+
+    /// Saves this run's changes to the state (and takes in what other runs saved meanwhile). An app
+    /// that changes `settings` or `state` itself saves with these, not with `paths.save`.
+    public func saveState() throws {
+        state = try paths.save(state, since: savedState)
+        savedState = state
+    }
+
+    /// Saves this run's changes to the settings (and takes in what other runs saved meanwhile).
+    public func saveSettings() throws {
+        settings = try paths.save(settings, since: savedSettings)
+        savedSettings = settings
     }
 
     func finishInstallBookkeeping(version: String, previous: String) {
@@ -63,7 +81,7 @@ public final class Updater: @unchecked Sendable {
         guard var p = state.pending else { return false }
         p.launches += 1
         state.pending = p
-        try paths.save(state)
+        try saveState()
         if p.launches > settings.maxLaunches {
             try rollbackLocked(reason: "\(p.version) started \(p.launches) times without confirming", category: "crash_loop")
             return true
@@ -158,7 +176,7 @@ public final class Updater: @unchecked Sendable {
         let (status, headers, body) = try await get(url, limit: 4 << 20)
         if status == 429 || status == 503, let ra = headers["retry-after"].flatMap(Double.init) {
             state.retryAfter = t.addingTimeInterval(min(ra, 24 * 3600))
-            try paths.save(state)
+            try saveState()
         }
         guard status == 200 else {
             let message = (try? WireJSON.decoder().decode(ErrorBody.self, from: Data(body)))?.error.message ?? "HTTP \(status)"
@@ -177,13 +195,13 @@ public final class Updater: @unchecked Sendable {
         if signer != key {
             // The publisher rotated its key and the old key signed the rotation: pin the new key.
             settings.publicKey = signer.base64
-            try paths.save(settings)
+            try saveSettings()
         }
         state.highestManifestVersion[stateKey] = max(state.highestManifestVersion[stateKey] ?? 0, manifestVersion)
         state.variant = response.variant
         state.lastCheck = t
         state.retryAfter = nil
-        try paths.save(state)
+        try saveState()
         return offer.map { .available($0) } ?? .upToDate(manifestVersion: manifestVersion)
     }
 
@@ -247,7 +265,7 @@ public final class Updater: @unchecked Sendable {
         var left: [TelemetryEvent] = []
         for e in queue where !(await post(e)) { left.append(e) }
         state.unsentReports = left.isEmpty ? nil : left
-        try? paths.save(state)
+        try? saveState()
     }
 
     /// Posts an outcome to the server's telemetry endpoint when telemetry is on; never fails the caller.
@@ -304,7 +322,7 @@ public final class Updater: @unchecked Sendable {
                     state.failedDeltas[offer.package.sha256] = "\(error)"
                 }
             }
-            try paths.save(state)
+            try saveState()
         }
         if !done {
             let file = try await download(offer.full, kind: "full", to: offer.version, progress: progress)
@@ -314,8 +332,8 @@ public final class Updater: @unchecked Sendable {
         }
         let previous = settings.currentVersion
         finishInstallBookkeeping(version: offer.version, previous: previous)
-        try paths.save(settings)
-        try paths.save(state)
+        try saveSettings()
+        try saveState()
         var confirmed = false
         if let restart = settings.restartCommand {
             _ = try? run(restart)
@@ -343,12 +361,12 @@ public final class Updater: @unchecked Sendable {
         // Recorded before the tree changes, cleared with the version bookkeeping (settings saved first), so
         // that a kill at any point is reconciled by `recoverInterrupted`.
         state.installing = ClientState.Installing(version: version, previousVersion: settings.currentVersion, treeDigest: expectedDigest)
-        try paths.save(state)
+        try saveState()
         do {
             try applyChecked(bundle, expectedDigest: expectedDigest)
         } catch {
             state.installing = nil
-            try? paths.save(state)
+            try? saveState()
             throw error
         }
     }
@@ -382,7 +400,7 @@ public final class Updater: @unchecked Sendable {
     /// The new version says it works: the update is final and is never rolled back automatically.
     public func confirm() throws {
         state.pending = nil
-        try paths.save(state)
+        try saveState()
     }
 
     /// Rolls back an unconfirmed update whose deadline has passed.
@@ -412,8 +430,8 @@ public final class Updater: @unchecked Sendable {
             settings.currentVersion = back
         }
         state.pending = nil
-        try paths.save(settings)
-        try paths.save(state)
+        try saveSettings()
+        try saveState()
     }
 
     public struct Status: Sendable, Codable {

@@ -200,14 +200,15 @@ struct Settings: AsyncParsableCommand {
     func run() async throws {
         try await guarded(common.json) {
             let paths = ClientPaths(config: common.config)
-            var s = try paths.loadSettings()
+            let loaded = try paths.loadSettings()
+            var s = loaded
             switch words.first ?? "show" {
             case "show":
                 guard words.count <= 1 else { throw ValidationError("settings show takes no arguments") }
             case "set":
                 guard words.count == 3 else { throw ValidationError("usage: settings set KEY VALUE") }
                 try s.set(words[1], words[2])
-                try paths.save(s)
+                s = try paths.save(s, since: loaded)
             default:
                 throw ValidationError("usage: settings [show | set KEY VALUE]")
             }

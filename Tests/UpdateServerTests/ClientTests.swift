@@ -234,6 +234,36 @@ import UpdateServer
         }
     }
 
+    /// Two runs of the client at once (a timer's check while the new version confirms, a user's
+    /// `settings set` while a check runs): each saved the whole settings and state it loaded, so the
+    /// later save undid the other's changes; a lost confirmation meant a working update rolled back
+    /// at its deadline. Saves now write only the fields a run changed, over the file as it is.
+    @Test func concurrentRunsKeepEachOthersChanges() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            _ = try await u.install()
+            #expect(u.state.pending?.version == "1.1.0")
+            let timer = try Updater(paths: u.paths)       // a check started before the confirmation...
+            try Updater(paths: u.paths).confirm()          // ...the new version confirms...
+            var s = try u.paths.loadSettings()            // ...and the user changes a setting
+            let before = s
+            try s.set("frequency", "weekly")
+            _ = try u.paths.save(s, since: before)
+            _ = try await timer.check(force: true)        // the check saves its state after
+            let floor = try #require(timer.state.highestManifestVersion["desktop/stable"])
+            timer.state.highestManifestVersion["desktop/stable"] = 0   // a lower replay floor never wins
+            try timer.saveState()
+            timer.settings.telemetry = false                // and the run's own change of another setting
+            try timer.saveSettings()
+            let after = try Updater(paths: u.paths)
+            #expect(after.state.pending == nil, "the confirmation was undone by the check's save")
+            #expect(after.state.lastCheck != nil)
+            #expect(after.settings.frequency == .weekly, "the setting was undone by the other run's save")
+            #expect(!after.settings.telemetry)
+            #expect(floor > 0 && after.state.highestManifestVersion["desktop/stable"] == floor)
+        }
+    }
+
     @Test func settingsAreValidatedAndPlainHTTPIsRefusedOffLoopback() throws {
         var s = ClientSettings()
         #expect(throws: ClientError.self) { try s.set("server_url", "ftp://x") }
