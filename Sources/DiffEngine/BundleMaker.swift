@@ -446,7 +446,10 @@ public enum BundleMaker {
                                         contextRuns: choices.context ? encoders[4] : nil, naturalRuns: choices.natural,
                                         splitControl: choices.split ? encoders[5] : nil, interleavedControl: choices.interleaved)
         do {
-            try AnchorMatcher(old: old.bytes, new: new.bytes, index: index).run(&assembler) { done in
+            var matcher = AnchorMatcher(old: old.bytes, new: new.bytes, index: index)
+            matcher.onProbes = { DiffEngine.releaseOldIfOver(old) }
+            assembler.onOldPages = { DiffEngine.releaseOldIfOver(old) }
+            try matcher.run(&assembler) { done in
                 hashNew(upTo: done)
                 new.release(0..<done)
                 old.releaseAll()

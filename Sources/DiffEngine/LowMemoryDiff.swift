@@ -180,7 +180,9 @@ extension DiffEngine {
                                         contextRuns: choices.context ? encoders[contextIndex] : nil, naturalRuns: choices.natural,
                                         splitControl: choices.split ? encoders[splitIndex] : nil,
                                         interleavedControl: choices.interleaved)
-        let matcher = AnchorMatcher(old: oldBytes, new: newBytes, index: index)
+        var matcher = AnchorMatcher(old: oldBytes, new: newBytes, index: index)
+        matcher.onProbes = { releaseOldIfOver(old) }
+        assembler.onOldPages = { releaseOldIfOver(old) }
         do {
             try matcher.run(&assembler) { done in
                 new.release(0..<done)
@@ -211,6 +213,16 @@ extension DiffEngine {
         try writer.commit()
         progress?(1)
         return PatchFileSummary(patchBytes: writer.bytesWritten, newBytes: UInt64(new.count), lowMemory: true, anchorSpacing: 1 << plan.rateBits)
+    }
+
+    /// What the low-memory routes let mapped files keep resident (new's window behind the scan, the
+    /// pages of old that lookups and extensions read) before old's are released: within the overhead
+    /// they reserve beside the index (`lowMemoryOverhead`, the bundle's anchor windows).
+    static let mappedResidency = 32 << 20
+
+    /// Releases all of old's pages when the process's mapped files are over `mappedResidency`.
+    static func releaseOldIfOver(_ old: MappedFile) {
+        if MappedFile.residentFileBytes() > mappedResidency { old.releaseAll() }
     }
 
     /// Adds old's anchors to `index`, hashing old on the way, while new is hashed on another core (with

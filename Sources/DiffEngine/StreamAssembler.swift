@@ -18,6 +18,11 @@ struct StreamAssembler: MatchSink {
     let contextRuns: (any StreamEncoder)?
     let naturalRuns: Bool
     private let contextCoder: ContextRunCoder?
+    /// While the old-context coder reads old (`ContextRunCoder.onOldPages`).
+    var onOldPages: (() -> Void)? {
+        get { contextCoder?.onOldPages }
+        nonmutating set { contextCoder?.onOldPages = newValue }
+    }
     private var splitter = DiffRunSplitter()
 
     private(set) var tupleCount: UInt64 = 0

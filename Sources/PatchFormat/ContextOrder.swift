@@ -51,6 +51,10 @@ public final class ContextRunCoder {
     private var count = 0
     private let blockSize: Int
     private let capacity: Int
+    /// Called every 8 segments a block's two passes read from old: scattered segments can make many
+    /// pages of a mapped old resident at once (64 KiB each, with the kernel's fault-around), which a
+    /// low-memory caller releases (see `AnchorMatcher.onProbes`).
+    public var onOldPages: (() -> Void)?
 
     /// `maxBytes`: the most diff bytes that will be added (a bound such as the new file's size), when
     /// smaller than a block: the bits are allocated for that many (a bundle makes one coder per file).
@@ -105,7 +109,8 @@ public final class ContextRunCoder {
         let o = old.baseAddress ?? UnsafePointer(bitPattern: 1)!
         let oldCount = old.count
         var i = 0
-        for (start, n) in segments {
+        for (index, (start, n)) in segments.enumerated() {
+            if index & 7 == 7 { onOldPages?() }
             if start >= 2 && start <= oldCount - n {
                 // Inside old: the key rolls along without bounds checks.
                 var k = Int(o[start - 2]) << 8 | Int(o[start - 1])

@@ -34,6 +34,10 @@ public final class MappedFile {
         guard let p = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
             throw POSIX.error("cannot map", path)
         }
+        // No huge-page mappings of the file: where the page cache holds the file in large folios, one
+        // read anywhere would map 2 MiB of it (a lookup into old at random made 90 MB resident between
+        // two releases), and the resident set is what a memory limit counts.
+        _ = madvise(p, length, MADV_NOHUGEPAGE)
         base = p
         bytes = UnsafeBufferPointer(start: p.assumingMemoryBound(to: UInt8.self), count: length)
     }
@@ -54,4 +58,21 @@ public final class MappedFile {
 
     /// Drops every resident page of the file.
     public func releaseAll() { release(0..<(length + Self.pageSize)) }
+
+    /// The process's resident file-backed memory (Linux: the shared pages of /proc/self/statm, which
+    /// are mostly mapped files), or 0 where that cannot be read. Reading old at random (the low-memory
+    /// matcher's lookups) maps up to 64 KiB around each page it touches (the kernel's fault-around), so
+    /// only a measurement says when to `releaseAll`.
+    public static func residentFileBytes() -> Int {
+        let fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 128)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        guard n > 0 else { return 0 }
+        // "size resident shared text lib data dt", in pages.
+        let fields = buffer[0..<n].split(separator: UInt8(ascii: " "))
+        guard fields.count >= 3, let pages = Int(String(decoding: fields[2], as: UTF8.self)) else { return 0 }
+        return pages * pageSize
+    }
 }

@@ -51,6 +51,35 @@ import TestSupport
         #expect(try Run.process("/usr/bin/cmp", [dir.file("new"), dir.file("out")]).status == 0)
     }
 
+    /// New made of old's 8 KiB pieces in a shuffled order: every piece is found by a lookup into old
+    /// at random. Each such read maps a whole large folio of old's page cache (~640 KiB measured), and
+    /// the pages stayed until the next checkpoint: 153 MB resident under a 112 MiB limit. Now the
+    /// resident mapped pages are measured every few lookups and old's released when over their share.
+    @Test func scatteredLookupsIntoOldStayUnderTheLimit() throws {
+        let dir = try TemporaryDirectory()
+        let script = """
+            import os, random
+            random.seed(5)
+            old = os.urandom(96 << 20)
+            open("old", "wb").write(old)
+            pieces = [old[i:i + 8192] for i in range(0, len(old), 8192)]
+            random.shuffle(pieces)
+            new = bytearray(b"".join(pieces))
+            for k in range(0, len(new), 100003): new[k] ^= 0x55
+            open("new", "wb").write(new)
+            """
+        let made = try Run.process("/usr/bin/env", ["python3", "-c", script], cwd: dir.path)
+        try #require(made.status == 0, "making the test files: \(made.stderr)")
+        let limit = DiffEngine.minimumMemoryLimit
+        let (make, peak) = try Self.measured(["make", "--memory-limit", "\(limit)", "old", "new", "p"], cwd: dir.path)
+        #expect(make.status == 0, "\(make.stderr)")
+        #expect(make.stdout.contains("low-memory mode"), "\(make.stdout)")
+        #expect(peak <= limit, "peak RSS \(peak >> 20) MiB over the \(limit >> 20) MiB limit")
+        let apply = try CLI.run("apply", dir.file("old"), dir.file("p"), dir.file("out"))
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(try Run.process("/usr/bin/cmp", [dir.file("new"), dir.file("out")]).status == 0)
+    }
+
     /// A limit at the in-memory engine's estimate keeps that engine (the better patches), and its
     /// measured peak stays under the limit: the estimate is an upper bound, not a guess (for each index
     /// of old, and for `best`, which runs both).
