@@ -58,6 +58,8 @@ int phx_start_writeback(int fd, int64_t offset, int64_t length) {
    path is freed only by whoever took it out. */
 #define PHX_TEMP_SLOTS 1024
 static char *_Atomic phx_temp_slots[PHX_TEMP_SLOTS];
+/* 0: no clean-up yet, 1: under way, 2: done. */
+static _Atomic int phx_cleaning = 0;
 
 int phx_temp_register(const char *path) {
     char *copy = strdup(path);
@@ -66,6 +68,18 @@ int phx_temp_register(const char *path) {
         char *empty = NULL;
         if (atomic_load_explicit(&phx_temp_slots[i], memory_order_relaxed) == NULL
             && atomic_compare_exchange_strong(&phx_temp_slots[i], &empty, copy)) {
+            /* A clean-up that began before the slot was claimed (on another thread, while this one
+               goes on until the signal ends the process) may have missed it: remove the file here.
+               Claim, then look (both sequentially consistent): either the clean-up's scan sees the
+               slot, or this sees the clean-up. */
+            if (atomic_load(&phx_cleaning) != 0) {
+                char *mine = atomic_exchange(&phx_temp_slots[i], NULL);
+                if (mine != NULL) {
+                    unlink(mine);
+                    free(mine);
+                }
+                return -1;
+            }
             return i;
         }
     }
@@ -91,11 +105,18 @@ static const char *phx_bus_message = "";
 static size_t phx_bus_message_length = 0;
 static int phx_bus_status = 1;
 
-/* Runs with all the handled signals blocked (sa_mask), so a second one (a SIGTERM after Ctrl-C)
-   cannot cut the clean-up short. */
+/* Runs with all the handled signals blocked in its thread (sa_mask); a second signal delivered to
+   another thread meanwhile (a SIGTERM after Ctrl-C) waits here for the first clean-up to finish
+   before it ends the process, instead of ending it with paths taken out but not yet unlinked. */
 static void phx_on_signal(int sig, siginfo_t *info, void *context) {
     (void)context;
-    phx_temp_remove_all();
+    int idle = 0;
+    if (atomic_compare_exchange_strong(&phx_cleaning, &idle, 1)) {
+        phx_temp_remove_all();
+        atomic_store(&phx_cleaning, 2);
+    } else {
+        while (atomic_load(&phx_cleaning) != 2) {}
+    }
     if (sig == SIGBUS) {
         if (info != NULL && info->si_code == BUS_ADRERR) {
             /* A mapped page that no longer exists (the file was truncated): returning would fault
