@@ -235,24 +235,46 @@ public struct ClientPaths: Sendable {
     /// what was written.
     public func save(_ mine: ClientSettings, since base: ClientSettings) throws -> ClientSettings {
         try whileLocked {
-            let disk = POSIX.exists(config) ? try loadSettings() : base
-            let merged = try Self.merge(base: base, mine: mine, disk: disk)
+            let merged = try merged(mine, since: base)
             try write(merged, to: config)
             return merged
         }
     }
 
     /// `save(_:since:)` for the state. Besides the field rule: the highest manifest version seen is
-    /// the larger of the two (a replay floor never goes down), and failed deltas are the union.
+    /// the larger of the two (a replay floor never goes down), failed deltas are the union, and the
+    /// unsent reports are the file's, less those this run sent, plus those it queued.
     public func save(_ mine: ClientState, since base: ClientState) throws -> ClientState {
         try whileLocked {
-            let disk = POSIX.exists(state) ? try loadState() : base
-            var merged = try Self.merge(base: base, mine: mine, disk: disk)
-            merged.highestManifestVersion = disk.highestManifestVersion.merging(mine.highestManifestVersion, uniquingKeysWith: max)
-            merged.failedDeltas = disk.failedDeltas.merging(mine.failedDeltas) { _, ours in ours }
+            let merged = try merged(mine, since: base)
             try write(merged, to: state)
             return merged
         }
+    }
+
+    /// The settings on disk now with this run's changes since `base` (hold the lock: `whileLocked`).
+    func merged(_ mine: ClientSettings, since base: ClientSettings) throws -> ClientSettings {
+        let disk = POSIX.exists(config) ? try loadSettings() : base
+        var merged = try Self.merge(base: base, mine: mine, disk: disk)
+        // A file without a client id reads with a new random one each time: keep this run's.
+        if !POSIX.exists(config) || (try? JSONSerialization.jsonObject(with: Data(POSIX.readFile(config))) as? [String: Any])?[
+            ClientSettings.CodingKeys.clientID.rawValue] == nil {
+            merged.clientID = mine.clientID
+        }
+        return merged
+    }
+
+    /// The state on disk now with this run's changes since `base` (hold the lock: `whileLocked`).
+    func merged(_ mine: ClientState, since base: ClientState) throws -> ClientState {
+        let disk = POSIX.exists(state) ? try loadState() : base
+        var merged = try Self.merge(base: base, mine: mine, disk: disk)
+        merged.highestManifestVersion = disk.highestManifestVersion.merging(mine.highestManifestVersion, uniquingKeysWith: max)
+        merged.failedDeltas = disk.failedDeltas.merging(mine.failedDeltas) { _, ours in ours }
+        let loaded = base.unsentReports ?? [], kept = mine.unsentReports ?? []
+        let sent = loaded.filter { !kept.contains($0) }, queued = kept.filter { !loaded.contains($0) }
+        let reports = (disk.unsentReports ?? []).filter { !sent.contains($0) } + queued
+        merged.unsentReports = reports.isEmpty ? nil : Array(reports.suffix(100))
+        return merged
     }
 
     /// `disk` with each top-level field in which `mine` differs from `base` taken from `mine`.

@@ -25,6 +25,8 @@ public final class Updater: @unchecked Sendable {
     /// changed since, over what another run may have saved meanwhile (`ClientPaths.save(_:since:)`).
     private var savedSettings: ClientSettings
     private var savedState: ClientState
+    /// Inside `withFreshState`: the lock is held and the files were just read.
+    private var inFreshState = false
 
     public init(paths: ClientPaths, allowInsecure: Bool = false, now: @escaping @Sendable () -> Date = { Date() }) throws {
         self.paths = paths
@@ -56,14 +58,42 @@ public final class Updater: @unchecked Sendable {
     /// Saves this run's changes to the state (and takes in what other runs saved meanwhile). An app
     /// that changes `settings` or `state` itself saves with these, not with `paths.save`.
     public func saveState() throws {
-        state = try paths.save(state, since: savedState)
+        if inFreshState {
+            try paths.save(state)
+        } else {
+            state = try paths.save(state, since: savedState)
+        }
         savedState = state
     }
 
     /// Saves this run's changes to the settings (and takes in what other runs saved meanwhile).
     public func saveSettings() throws {
-        settings = try paths.save(settings, since: savedSettings)
+        if inFreshState {
+            try paths.save(settings)
+        } else {
+            settings = try paths.save(settings, since: savedSettings)
+        }
         savedSettings = settings
+    }
+
+    /// Runs `body` on the settings and state as they are on disk now (with this run's own changes
+    /// since it loaded them), holding the lock beside them until it is done (its saves write whole
+    /// files). For what acts on the pending update (confirm, launched, rollback, the deadline): a
+    /// merge after the fact cannot order those, and acting on a pending update another run has
+    /// meanwhile confirmed or rolled back undid that (a launch count bringing back a confirmed update,
+    /// a second rollback swapping the old tree back in).
+    func withFreshState<R>(_ body: () throws -> R) throws -> R {
+        if inFreshState { return try body() }
+        return try paths.whileLocked {
+            let (mergedSettings, mergedState) = (try paths.merged(settings, since: savedSettings), try paths.merged(state, since: savedState))
+            // The base is what the files hold: this run's unsaved changes stay changes for a later save.
+            if POSIX.exists(paths.config) { savedSettings = try paths.loadSettings() }
+            if POSIX.exists(paths.state) { savedState = try paths.loadState() }
+            (settings, state) = (mergedSettings, mergedState)
+            inFreshState = true
+            defer { inFreshState = false }
+            return try body()
+        }
     }
 
     func finishInstallBookkeeping(version: String, previous: String) {
@@ -77,16 +107,18 @@ public final class Updater: @unchecked Sendable {
     /// The new version reports a start. After `max_launches` starts without a confirmation it is rolled
     /// back. Returns whether it was rolled back.
     public func launched() throws -> Bool {
-        try enforcePendingDeadline()
-        guard var p = state.pending else { return false }
-        p.launches += 1
-        state.pending = p
-        try saveState()
-        if p.launches > settings.maxLaunches {
-            try rollbackLocked(reason: "\(p.version) started \(p.launches) times without confirming", category: "crash_loop")
-            return true
+        try withFreshState {
+            try enforcePendingDeadline()
+            guard var p = state.pending else { return false }
+            p.launches += 1
+            state.pending = p
+            try saveState()
+            if p.launches > settings.maxLaunches {
+                try rollbackLocked(reason: "\(p.version) started \(p.launches) times without confirming", category: "crash_loop")
+                return true
+            }
+            return false
         }
-        return false
     }
 
     func requireConfigured() throws {
@@ -344,7 +376,7 @@ public final class Updater: @unchecked Sendable {
                 confirmed = true
             } else {
                 let reason = "the health command failed after installing \(offer.version)"
-                try rollbackLocked(reason: reason, category: "health")
+                try withFreshState { try rollbackLocked(reason: reason, category: "health") }
                 throw ClientError.install(category: "health", detail: reason + "; rolled back to \(previous)")
             }
         }
@@ -399,20 +431,24 @@ public final class Updater: @unchecked Sendable {
 
     /// The new version says it works: the update is final and is never rolled back automatically.
     public func confirm() throws {
-        state.pending = nil
-        try saveState()
+        try withFreshState {
+            state.pending = nil
+            try saveState()
+        }
     }
 
     /// Rolls back an unconfirmed update whose deadline has passed.
     public func enforcePendingDeadline() throws {
-        guard let p = state.pending, now() > p.deadline else { return }
-        try rollbackLocked(reason: "\(p.version) was not confirmed by \(p.deadline)", category: "not_confirmed")
+        try withFreshState {
+            guard let p = state.pending, now() > p.deadline else { return }
+            try rollbackLocked(reason: "\(p.version) was not confirmed by \(p.deadline)", category: "not_confirmed")
+        }
     }
 
     /// Restores the previous version from the backup (verified by its digest).
     public func rollback() throws -> String {
         try requireConfigured()
-        try rollbackLocked(reason: "requested", category: "requested")
+        try withFreshState { try rollbackLocked(reason: "requested", category: "requested") }
         return settings.currentVersion
     }
 

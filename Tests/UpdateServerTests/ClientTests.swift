@@ -264,6 +264,63 @@ import UpdateServer
         }
     }
 
+    /// What acts on the pending update works on it as it is on disk at that moment: a run that loaded
+    /// it earlier does not count a launch of an update another run has confirmed (that brought the
+    /// pending update back, to be rolled back at its deadline), nor roll back a second time an update
+    /// another run has already rolled back for its deadline (that swapped the new tree back in under
+    /// the old version's name).
+    @Test func pendingUpdateActionsSeeOtherRunsChanges() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            _ = try await u.install()
+            let early = try Updater(paths: u.paths)
+            try Updater(paths: u.paths).confirm()
+            #expect(try !early.launched())
+            #expect(try Updater(paths: u.paths).state.pending == nil, "a launch count brought back a confirmed update")
+
+            let v = try Self.client(f, url, installed: "1.0.0")
+            _ = try await v.install()
+            let late: @Sendable () -> Date = { Date().addingTimeInterval(3600) }
+            let first = try Updater(paths: v.paths, now: late), second = try Updater(paths: v.paths, now: late)
+            try first.enforcePendingDeadline()
+            try second.enforcePendingDeadline()
+            let after = try Updater(paths: v.paths)
+            #expect(after.settings.currentVersion == "1.0.0")
+            #expect(try TreeSpec.digest(v.settings.installDir) == f.digest("1.0.0"), "rolled back twice")
+        }
+    }
+
+    /// Saves merge the queued reports: one run sending its queue while another queues a report (a
+    /// rollback, which the server's auto-pause counts) keeps the new one and drops only what was sent;
+    /// and a settings file without a client id keeps this run's, not a new random one.
+    @Test func mergedSavesKeepQueuedReportsAndTheClientID() throws {
+        let dir = try TemporaryDirectory()
+        let paths = ClientPaths(config: dir.file("config.json"))
+        func report(_ outcome: String) -> TelemetryEvent {
+            TelemetryEvent(clientID: "c", platform: "desktop", channel: "stable", stage: .rollback, outcome: outcome,
+                           fromVersion: "1.1.0", toVersion: "1.0.0", kind: nil, durationMs: 1, bytes: nil)
+        }
+        var loaded = ClientState()
+        loaded.unsentReports = [report("sent")]
+        try paths.save(loaded)
+        var other = loaded
+        other.unsentReports = [report("sent"), report("queued meanwhile")]
+        _ = try paths.save(other, since: loaded)       // another run queues one
+        var mine = loaded
+        mine.unsentReports = nil                       // this run sent what it had loaded
+        let saved = try paths.save(mine, since: loaded)
+        #expect(saved.unsentReports == [report("queued meanwhile")])
+
+        // A settings file written by hand, without a client id: each load makes up a new one.
+        try Array(#"{"channel": "stable"}"#.utf8).withUnsafeBytes { try POSIX.writeNewFile(paths.config, $0, mode: 0o600) }
+        let fresh = try paths.loadSettings()
+        var s = fresh
+        try s.set("channel", "beta")
+        let written = try paths.save(s, since: fresh)
+        let reloaded = try paths.loadSettings()
+        #expect(written.clientID == fresh.clientID && reloaded.clientID == fresh.clientID)
+    }
+
     @Test func settingsAreValidatedAndPlainHTTPIsRefusedOffLoopback() throws {
         var s = ClientSettings()
         #expect(throws: ClientError.self) { try s.set("server_url", "ftp://x") }
