@@ -87,6 +87,27 @@ int phx_temp_register(const char *path) {
     return -1;
 }
 
+int phx_temp_create(char *path_template, int *slot) {
+    /* The stopping signals are held back from this thread between the file's creation and its
+       registration: a signal handled here in between would end the process with the file unknown to
+       the clean-up. (One handled on another thread meanwhile is caught by the registration.) */
+    sigset_t stopping, previous;
+    sigemptyset(&stopping);
+    sigaddset(&stopping, SIGINT);
+    sigaddset(&stopping, SIGTERM);
+    sigaddset(&stopping, SIGHUP);
+    sigaddset(&stopping, SIGQUIT);
+    /* A SIGBUS sent by kill too (nothing here reads a mapping, so no fault can be held back). */
+    sigaddset(&stopping, SIGBUS);
+    pthread_sigmask(SIG_BLOCK, &stopping, &previous);
+    int fd = mkstemp(path_template);
+    int saved = errno;
+    *slot = fd >= 0 ? phx_temp_register(path_template) : -1;
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    errno = saved;
+    return fd;
+}
+
 void phx_temp_forget(int slot) {
     if (slot < 0 || slot >= PHX_TEMP_SLOTS) return;
     free(atomic_exchange(&phx_temp_slots[slot], NULL));

@@ -36,12 +36,14 @@ public final class AtomicFileWriter {
         self.destination = destination
         let dir = POSIX.directory(of: destination)
         var template = Array("\(dir)/.\(POSIX.fileName(of: destination)).phx-tmp-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        // Created and registered for removal on a signal in one step (`phx_temp_create`).
+        var slot: Int32 = -1
+        let fd = template.withUnsafeMutableBufferPointer { phx_temp_create($0.baseAddress!, &slot) }
         guard fd >= 0 else { throw POSIX.error("cannot create a temporary file in", dir) }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         self.fd = fd
         self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        self.signalSlot = phx_temp_register(temporaryPath)
+        self.signalSlot = slot
         self.buffer = .allocate(byteCount: 1 << 20, alignment: 16)
         self.writeBehind = behind ? WriteBehind.start(fd: fd, path: temporaryPath) : nil
         self.spare = writeBehind == nil ? nil : .allocate(byteCount: 1 << 20, alignment: 16)

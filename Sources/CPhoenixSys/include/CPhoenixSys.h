@@ -25,6 +25,9 @@ int phx_start_writeback(int fd, int64_t offset, int64_t length);
 /// `phx_install_cleanup_handlers`). Records a copy of `path`; returns its slot, or -1 when all slots
 /// are taken (the file is then not removed on a signal). Safe to call from any thread.
 int phx_temp_register(const char *path);
+/// mkstemp(`path_template`) and `phx_temp_register` of the file made, with the handled signals held
+/// back from this thread in between. Returns the descriptor (or -1 with errno) and sets `*slot`.
+int phx_temp_create(char *path_template, int *slot);
 /// Stops tracking the file of `slot` (from `phx_temp_register`; -1 is ignored). Call after the file
 /// was renamed into place or removed.
 void phx_temp_forget(int slot);
