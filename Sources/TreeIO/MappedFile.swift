@@ -61,8 +61,8 @@ public final class MappedFile {
 
     /// The process's resident file-backed memory (Linux: the shared pages of /proc/self/statm, which
     /// are mostly mapped files), or 0 where that cannot be read. Reading old at random (the low-memory
-    /// matcher's lookups) maps up to 64 KiB around each page it touches (the kernel's fault-around), so
-    /// only a measurement says when to `releaseAll`.
+    /// matcher's lookups) maps more than the page read: the kernel's fault-around, or a whole large
+    /// folio of the page cache (~640 KiB measured), so only a measurement says when to `releaseAll`.
     public static func residentFileBytes() -> Int {
         let fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return 0 }

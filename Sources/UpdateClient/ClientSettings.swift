@@ -297,13 +297,13 @@ public struct ClientPaths: Sendable {
         return try d.decode(T.self, from: JSONSerialization.data(withJSONObject: out))
     }
 
-    /// Runs `body` holding the lock file beside the settings (flock; waits up to 10 s for another run's
-    /// read and write).
+    /// Runs `body` holding the lock file beside the settings (flock). Held for a read and write, or
+    /// for a rollback of the installed tree (which hashes it): waited on for up to 2 minutes.
     func whileLocked<R>(_ body: () throws -> R) throws -> R {
         let dir = POSIX.directory(of: config)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        guard let lock = try FileLock(path: dir + "/.lock", patience: 10) else {
-            throw ClientError.install(category: "io", detail: "\(dir)/.lock is held by another run for over 10 s")
+        guard let lock = try FileLock(path: dir + "/.lock", patience: 120) else {
+            throw ClientError.install(category: "io", detail: "\(dir)/.lock is held by another run for over 2 minutes")
         }
         defer { lock.release() }
         return try body()

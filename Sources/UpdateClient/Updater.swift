@@ -87,9 +87,10 @@ public final class Updater: @unchecked Sendable {
         return try paths.whileLocked {
             let (mergedSettings, mergedState) = (try paths.merged(settings, since: savedSettings), try paths.merged(state, since: savedState))
             // The base is what the files hold: this run's unsaved changes stay changes for a later save.
-            if POSIX.exists(paths.config) { savedSettings = try paths.loadSettings() }
-            if POSIX.exists(paths.state) { savedState = try paths.loadState() }
-            (settings, state) = (mergedSettings, mergedState)
+            // (All four assigned only once everything is read.)
+            let diskSettings = POSIX.exists(paths.config) ? try paths.loadSettings() : savedSettings
+            let diskState = POSIX.exists(paths.state) ? try paths.loadState() : savedState
+            (savedSettings, savedState, settings, state) = (diskSettings, diskState, mergedSettings, mergedState)
             inFreshState = true
             defer { inFreshState = false }
             return try body()
@@ -376,7 +377,11 @@ public final class Updater: @unchecked Sendable {
                 confirmed = true
             } else {
                 let reason = "the health command failed after installing \(offer.version)"
-                try withFreshState { try rollbackLocked(reason: reason, category: "health") }
+                // Unless another run (the restarted app's launches, a deadline) has rolled it back already.
+                try withFreshState {
+                    guard state.pending?.version == offer.version else { return }
+                    try rollbackLocked(reason: reason, category: "health")
+                }
                 throw ClientError.install(category: "health", detail: reason + "; rolled back to \(previous)")
             }
         }
@@ -439,6 +444,9 @@ public final class Updater: @unchecked Sendable {
 
     /// Rolls back an unconfirmed update whose deadline has passed.
     public func enforcePendingDeadline() throws {
+        // Looked at first as loaded (no lock, no write: `status` stays read-only), then again on the
+        // files as they are now.
+        guard let loaded = state.pending, now() > loaded.deadline else { return }
         try withFreshState {
             guard let p = state.pending, now() > p.deadline else { return }
             try rollbackLocked(reason: "\(p.version) was not confirmed by \(p.deadline)", category: "not_confirmed")

@@ -53,7 +53,7 @@ import TestSupport
 
     /// New made of old's 8 KiB pieces in a shuffled order: every piece is found by a lookup into old
     /// at random. Each such read maps a whole large folio of old's page cache (~640 KiB measured), and
-    /// the pages stayed until the next checkpoint: 153 MB resident under a 112 MiB limit. Now the
+    /// the pages stayed until the next checkpoint: 144 MB resident under the smallest limit, 96 MiB. Now the
     /// resident mapped pages are measured every few lookups and old's released when over their share.
     @Test func scatteredLookupsIntoOldStayUnderTheLimit() throws {
         let dir = try TemporaryDirectory()

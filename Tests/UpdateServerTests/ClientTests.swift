@@ -290,6 +290,24 @@ import UpdateServer
         }
     }
 
+    /// The restarted app crash-loops (its starts report `launched` past `max_launches`, which rolls
+    /// back) and then the health command fails: the install does not roll back a second time, which
+    /// would swap the new tree back in (a rollback exchanges the tree with its backup).
+    @Test func aHealthFailureAfterACrashLoopRollbackDoesNotRollForward() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            let launched = "'\(ClientCrashTests.binary)' launched --config '\(u.paths.config)'"
+            try u.settings.set("restart_command", "for i in 1 2 3 4; do \(launched) > /dev/null; done")
+            try u.settings.set("health_command", "exit 3")
+            try u.settings.set("telemetry", "off")
+            try u.paths.save(u.settings)
+            await #expect { _ = try await u.install() } throws: { ($0 as? ClientError)?.category == "health" }
+            let after = try Updater(paths: u.paths)
+            #expect(after.settings.currentVersion == "1.0.0" && after.state.pending == nil)
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.0.0"), "rolled back twice: the new tree is back")
+        }
+    }
+
     /// Saves merge the queued reports: one run sending its queue while another queues a report (a
     /// rollback, which the server's auto-pause counts) keeps the new one and drops only what was sent;
     /// and a settings file without a client id keeps this run's, not a new random one.
