@@ -51,9 +51,9 @@ public final class ContextRunCoder {
     private var count = 0
     private let blockSize: Int
     private let capacity: Int
-    /// Called every 8 segments a block's two passes read from old: scattered segments can make many
-    /// pages of a mapped old resident at once (64 KiB each, with the kernel's fault-around), which a
-    /// low-memory caller releases (see `AnchorMatcher.onProbes`).
+    /// Called every 8 segments a block's two passes read from old: scattered segments can make much of
+    /// a mapped old resident at once (a read maps a whole large folio of the page cache, ~640 KiB
+    /// measured), which a low-memory caller releases (see `AnchorMatcher.onProbes`).
     public var onOldPages: (() -> Void)?
 
     /// `maxBytes`: the most diff bytes that will be added (a bound such as the new file's size), when

@@ -34,9 +34,10 @@ public final class MappedFile {
         guard let p = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
             throw POSIX.error("cannot map", path)
         }
-        // No huge-page mappings of the file: where the page cache holds the file in large folios, one
-        // read anywhere would map 2 MiB of it (a lookup into old at random made 90 MB resident between
-        // two releases), and the resident set is what a memory limit counts.
+        // No huge-page (PMD) mappings of the file: where the page cache holds it in 2 MiB folios, one
+        // read anywhere could map all 2 MiB, and the resident set is what a memory limit counts. (None
+        // were seen here; the smaller large folios that were, ~640 KiB a read, are bounded by the
+        // low-memory mode's measured release, `DiffEngine.releaseOldIfOver`.)
         _ = madvise(p, length, MADV_NOHUGEPAGE)
         base = p
         bytes = UnsafeBufferPointer(start: p.assumingMemoryBound(to: UInt8.self), count: length)
