@@ -217,8 +217,12 @@ public struct ClientPaths: Sendable {
 
     public func loadSettings() throws -> ClientSettings {
         guard POSIX.exists(config) else { return ClientSettings() }
+        return try decodeSettings(try POSIX.readFile(config))
+    }
+
+    func decodeSettings(_ bytes: [UInt8]) throws -> ClientSettings {
         do {
-            return try JSONDecoder().decode(ClientSettings.self, from: Data(try POSIX.readFile(config)))
+            return try JSONDecoder().decode(ClientSettings.self, from: Data(bytes))
         } catch {
             throw ClientError.badSetting("config", "\(config) is not a valid settings file: \(error)")
         }
@@ -235,7 +239,7 @@ public struct ClientPaths: Sendable {
     /// what was written.
     public func save(_ mine: ClientSettings, since base: ClientSettings) throws -> ClientSettings {
         try whileLocked {
-            let merged = try merged(mine, since: base)
+            let merged = try merged(mine, since: base).merged
             try write(merged, to: config)
             return merged
         }
@@ -246,26 +250,29 @@ public struct ClientPaths: Sendable {
     /// unsent reports are the file's, less those this run sent, plus those it queued.
     public func save(_ mine: ClientState, since base: ClientState) throws -> ClientState {
         try whileLocked {
-            let merged = try merged(mine, since: base)
+            let merged = try merged(mine, since: base).merged
             try write(merged, to: state)
             return merged
         }
     }
 
-    /// The settings on disk now with this run's changes since `base` (hold the lock: `whileLocked`).
-    func merged(_ mine: ClientSettings, since base: ClientSettings) throws -> ClientSettings {
-        let disk = POSIX.exists(config) ? try loadSettings() : base
+    /// The settings on disk now with this run's changes since `base`, and the settings on disk (`base`
+    /// when there is no file): hold the lock (`whileLocked`). The file is read once.
+    func merged(_ mine: ClientSettings, since base: ClientSettings) throws -> (merged: ClientSettings, disk: ClientSettings) {
+        guard POSIX.exists(config) else { return (mine, base) }
+        let bytes = try POSIX.readFile(config)
+        let disk = try decodeSettings(bytes)
         var merged = try Self.merge(base: base, mine: mine, disk: disk)
         // A file without a client id reads with a new random one each time: keep this run's.
-        if !POSIX.exists(config) || (try? JSONSerialization.jsonObject(with: Data(POSIX.readFile(config))) as? [String: Any])?[
-            ClientSettings.CodingKeys.clientID.rawValue] == nil {
+        if (try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])?[ClientSettings.CodingKeys.clientID.rawValue] == nil {
             merged.clientID = mine.clientID
         }
-        return merged
+        return (merged, disk)
     }
 
-    /// The state on disk now with this run's changes since `base` (hold the lock: `whileLocked`).
-    func merged(_ mine: ClientState, since base: ClientState) throws -> ClientState {
+    /// The state on disk now with this run's changes since `base`, and the state on disk (`base` when
+    /// there is no file): hold the lock (`whileLocked`).
+    func merged(_ mine: ClientState, since base: ClientState) throws -> (merged: ClientState, disk: ClientState) {
         let disk = POSIX.exists(state) ? try loadState() : base
         var merged = try Self.merge(base: base, mine: mine, disk: disk)
         merged.highestManifestVersion = disk.highestManifestVersion.merging(mine.highestManifestVersion, uniquingKeysWith: max)
@@ -274,7 +281,7 @@ public struct ClientPaths: Sendable {
         let sent = loaded.filter { !kept.contains($0) }, queued = kept.filter { !loaded.contains($0) }
         let reports = (disk.unsentReports ?? []).filter { !sent.contains($0) } + queued
         merged.unsentReports = reports.isEmpty ? nil : Array(reports.suffix(100))
-        return merged
+        return (merged, disk)
     }
 
     /// `disk` with each top-level field in which `mine` differs from `base` taken from `mine`.

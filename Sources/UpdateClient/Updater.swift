@@ -85,12 +85,10 @@ public final class Updater: @unchecked Sendable {
     func withFreshState<R>(_ body: () throws -> R) throws -> R {
         if inFreshState { return try body() }
         return try paths.whileLocked {
-            let (mergedSettings, mergedState) = (try paths.merged(settings, since: savedSettings), try paths.merged(state, since: savedState))
+            let freshSettings = try paths.merged(settings, since: savedSettings), freshState = try paths.merged(state, since: savedState)
             // The base is what the files hold: this run's unsaved changes stay changes for a later save.
             // (All four assigned only once everything is read.)
-            let diskSettings = POSIX.exists(paths.config) ? try paths.loadSettings() : savedSettings
-            let diskState = POSIX.exists(paths.state) ? try paths.loadState() : savedState
-            (savedSettings, savedState, settings, state) = (diskSettings, diskState, mergedSettings, mergedState)
+            (savedSettings, savedState, settings, state) = (freshSettings.disk, freshState.disk, freshSettings.merged, freshState.merged)
             inFreshState = true
             defer { inFreshState = false }
             return try body()
