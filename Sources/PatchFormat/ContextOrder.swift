@@ -112,12 +112,10 @@ public final class ContextRunCoder {
         for (index, (start, n)) in segments.enumerated() {
             if index & 7 == 7 { onOldPages?() }
             if start >= 2 && start <= oldCount - n {
-                // Inside old: the key rolls along without bounds checks.
-                var k = Int(o[start - 2]) << 8 | Int(o[start - 1])
-                for t in 0..<n {
-                    body(i + t, k)
-                    k = (k << 8 | Int(o[start + t])) & 0xFFFF
-                }
+                // Inside old: no bounds checks; each key is read afresh from its two bytes (a key
+                // rolled along from the previous one chains every byte's work to the last's).
+                let p = o + start
+                for t in 0..<n { body(i + t, Int(p[t - 2]) << 8 | Int(p[t - 1])) }
             } else {
                 for t in 0..<n { body(i + t, ContextOrder.key(o, count: oldCount, at: start + t)) }
             }

@@ -149,13 +149,11 @@ final class ContextDiffSource: DiffSource {
         for s in segments {
             // Hostile look-ahead positions can be anywhere in Int64: compare without overflowing.
             if s.start >= 2 && s.start <= Int64(oldCount) - Int64(s.count) {
-                // Inside the old file: the key rolls along without bounds checks.
+                // Inside the old file: no bounds checks. Each key is read afresh from its two bytes
+                // (one 16-bit load): a key rolled along from the last, k = (k << 8 | byte) & 0xFFFF,
+                // made a chain of dependent steps through every byte (pyarrow's apply 13% slower).
                 let o = old + Int(s.start)
-                var k = Int(o[-2]) << 8 | Int(o[-1])
-                for t in 0..<s.count {
-                    count(k)
-                    k = (k << 8 | Int(o[t])) & 0xFFFF
-                }
+                for t in 0..<s.count { count(Int(o[t - 2]) << 8 | Int(o[t - 1])) }
             } else {
                 for t in 0..<s.count { count(key(s.start &+ Int64(t))) }
             }
@@ -301,10 +299,10 @@ final class ContextDiffSource: DiffSource {
             let n = min(m - i, s.count - segmentOffset)
             let j0 = s.start &+ Int64(segmentOffset)
             if j0 >= 2 && j0 <= Int64(oldCount) - Int64(n) {
-                // Inside the old file: the key rolls along without bounds checks.
+                // Inside the old file: no bounds checks; each key is read afresh, as in `startBlock`.
                 let o = old + Int(j0)
-                var k = Int(o[-2]) << 8 | Int(o[-1])
                 for t in 0..<n {
+                    let k = Int(o[t - 2]) << 8 | Int(o[t - 1])
                     let g = gap[k] &- 1
                     gap[k] = g
                     if g == 0 {
@@ -312,7 +310,6 @@ final class ContextDiffSource: DiffSource {
                         out[i + t] = b
                         any |= b | 1
                     }
-                    k = (k << 8 | Int(o[t])) & 0xFFFF
                 }
             } else {
                 var j = j0
