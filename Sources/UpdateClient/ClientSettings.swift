@@ -224,7 +224,8 @@ public struct ClientPaths: Sendable {
         do {
             return try JSONDecoder().decode(ClientSettings.self, from: Data(bytes))
         } catch {
-            throw ClientError.badSetting("config", "\(config) is not a valid settings file: \(error)")
+            throw ClientError.badSetting("config", "\(config) is not a valid settings file: "
+                + ((error as? DecodingError).map { Self.describe($0, in: bytes) } ?? "\(error)"))
         }
     }
 
@@ -316,11 +317,42 @@ public struct ClientPaths: Sendable {
         return try body()
     }
 
+    /// The state, or a new one when there is no file. A file that does not decode is refused, not
+    /// read as new: it holds the replay floor (a new state would accept any older signed manifest
+    /// again) and the pending update's deadline and rollback target. Saves are atomic, so only
+    /// something outside the client (an edit, a disk fault) makes such a file.
     public func loadState() throws -> ClientState {
         guard POSIX.exists(state) else { return ClientState() }
         let d = JSONDecoder()
         d.dateDecodingStrategy = .iso8601
-        return (try? d.decode(ClientState.self, from: Data(try POSIX.readFile(state)))) ?? ClientState()
+        let bytes = try POSIX.readFile(state)
+        do {
+            return try d.decode(ClientState.self, from: Data(bytes))
+        } catch let error as DecodingError {
+            throw ClientError.badSetting("state", "\(state) is not a valid state file (\(Self.describe(error, in: bytes))); "
+                + "it holds the replay floor and any pending update, so it is not reset silently: "
+                + "move it aside to start over with a new state")
+        }
+    }
+
+    /// Where a decoding error of `bytes` is and what it is, in one line. JSONDecoder says only that the
+    /// text is not JSON; JSONSerialization says where.
+    static func describe(_ error: DecodingError, in bytes: [UInt8]) -> String {
+        func at(_ context: DecodingError.Context) -> String {
+            if context.codingPath.isEmpty, case .dataCorrupted = error {
+                do {
+                    _ = try JSONSerialization.jsonObject(with: Data(bytes), options: .fragmentsAllowed)
+                } catch {
+                    return "not JSON: " + ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)")
+                }
+            }
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined()
+            return (path.isEmpty ? "" : "at \(path.hasPrefix(".") ? String(path.dropFirst()) : path): ") + context.debugDescription
+        }
+        switch error {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c): return at(c)
+        @unknown default: return "\(error)"
+        }
     }
 
     public func save(_ s: ClientState) throws {

@@ -339,6 +339,33 @@ import UpdateServer
         #expect(written.clientID == fresh.clientID && reloaded.clientID == fresh.clientID)
     }
 
+    /// A state file that does not decode is refused with its path and the place of the fault, never
+    /// read as a new state (that would drop the replay floor and the pending update); `phoenix-update`
+    /// exits 1 and leaves the file as it was.
+    @Test func aCorruptStateFileIsRefusedNotReset() async throws {
+        let dir = try TemporaryDirectory()
+        let paths = ClientPaths(config: dir.file("config.json"))
+        var floor = ClientState()
+        floor.highestManifestVersion["desktop/stable"] = 42
+        try paths.save(floor)
+        #expect(try paths.loadState() == floor)
+        for bad in [#"{"highest_manifest_version": {"desktop/stable": "42"}}"#, #"{"highest_manifest_version": {"#, ""] {
+            try? POSIX.unlink(paths.state)
+            try Array(bad.utf8).withUnsafeBytes { try POSIX.writeNewFile(paths.state, $0, mode: 0o600) }
+            #expect {
+                _ = try paths.loadState()
+            } throws: { error in
+                guard let e = error as? ClientError, e.category == "config" else { return false }
+                return e.description.contains(paths.state) && e.description.contains("not a valid state file")
+                    && e.description.contains(bad.contains("\"42\"") ? "at highest_manifest_version.desktop/stable" : "not JSON")
+            }
+            #expect(throws: ClientError.self) { _ = try Updater(paths: paths) }
+            let r = try await Run.processOffPool(ClientCrashTests.binary, ["status", "--config", paths.config])
+            #expect(r.status == 1 && r.stderr.contains("not a valid state file"), "status: \(r.status) \(r.stderr)")
+            #expect(try POSIX.readFile(paths.state) == Array(bad.utf8))
+        }
+    }
+
     @Test func settingsAreValidatedAndPlainHTTPIsRefusedOffLoopback() throws {
         var s = ClientSettings()
         #expect(throws: ClientError.self) { try s.set("server_url", "ftp://x") }
