@@ -88,29 +88,50 @@ public final class DiffRunReader {
         pairIndex += 1
     }
 
-    /// Fills `buffer` with the next diff bytes. Returns whether the bytes are all zero (so that the
-    /// caller can copy old bytes instead of adding). Never returns more than fits; may return fewer.
+    /// A zero run at least this long is returned on its own, as all zero, so that the caller writes
+    /// those old bytes straight from the old file; shorter runs are filled in among the literals.
+    public static let longZeroRun = 1 << 12
+
+    /// Fills `buffer` with the next diff bytes, and returns how many and whether they are all zero (so
+    /// that the caller can copy old bytes instead of adding). A long zero run (`longZeroRun`) comes
+    /// alone; otherwise runs are filled in until the buffer is full, a long zero run is next, or the
+    /// declared diff bytes end. One call per run cost the natural order a call, a write and a
+    /// reference count each (pyarrow's changed bytes are 1.4 million runs).
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> (count: Int, allZero: Bool) {
         precondition(!buffer.isEmpty, "read into an empty buffer")
-        if zerosLeft == 0 && literalsLeft == 0 {
-            guard remaining > 0 else {
-                throw PatchFormatError.truncatedStream(stream: "diff", producedBytes: 0, neededMore: UInt64(buffer.count))
+        var filled = 0
+        while filled < buffer.count {
+            if zerosLeft == 0 && literalsLeft == 0 {
+                if remaining == 0 {
+                    if filled > 0 { break }
+                    throw PatchFormatError.truncatedStream(stream: "diff", producedBytes: 0, neededMore: UInt64(buffer.count))
+                }
+                do { try nextPair() } catch let PatchFormatError.invalidControl(_, reason) {
+                    throw PatchFormatError.corruptStream(stream: "diff-runs", detail: "pair \(pairIndex) " + reason)
+                }
             }
-            do { try nextPair() } catch let PatchFormatError.invalidControl(_, reason) {
-                throw PatchFormatError.corruptStream(stream: "diff-runs", detail: "pair \(pairIndex) " + reason)
+            if zerosLeft > 0 {
+                let n = Int(min(UInt64(buffer.count - filled), zerosLeft))
+                let long = zerosLeft >= UInt64(Self.longZeroRun)
+                if filled == 0 && (long || n == buffer.count) {
+                    zerosLeft -= UInt64(n)
+                    remaining -= UInt64(n)
+                    return (n, true)
+                }
+                if long { break }
+                (buffer.baseAddress! + filled).initializeMemory(as: UInt8.self, repeating: 0, count: n)
+                zerosLeft -= UInt64(n)
+                remaining -= UInt64(n)
+                filled += n
+                continue
             }
-        }
-        if zerosLeft > 0 {
-            let n = Int(min(UInt64(buffer.count), zerosLeft))
-            zerosLeft -= UInt64(n)
+            let n = Int(min(UInt64(buffer.count - filled), literalsLeft))
+            try literals.readExactly(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + n)]))
+            literalsLeft -= UInt64(n)
             remaining -= UInt64(n)
-            return (n, true)
+            filled += n
         }
-        let n = Int(min(UInt64(buffer.count), literalsLeft))
-        try literals.readExactly(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))
-        literalsLeft -= UInt64(n)
-        remaining -= UInt64(n)
-        return (n, false)
+        return (filled, false)
     }
 
     /// Starts the diff bytes of the next file of a bundle (whose runs end where the file ends).

@@ -174,6 +174,32 @@ import TestSupport
         try reader.finish()
     }
 
+    /// Short runs come back together, filled in, and a long zero run on its own as all zero (which the
+    /// apply writes straight from old): 100 runs are 3 reads, not 100.
+    @Test func readerFillsShortRunsTogetherAndLeavesLongZeroRunsAlone() throws {
+        let long = DiffRunReader.longZeroRun
+        var data: [UInt8] = []
+        for i in 0..<50 { data += [UInt8](repeating: 0, count: (i + 3) % 7) + [UInt8(i + 1), 0xFF] }
+        let mixed = data.count
+        data += [UInt8](repeating: 0, count: long) + [9, 9, 0, 0, 9]
+        let (runs, lits) = split([data])
+        let reader = DiffRunReader(
+            runs: try DecompressingReader(streamName: "diff-runs", codec: .uncompressed, source: MemorySource(runs)),
+            literals: try DecompressingReader(streamName: "diff-literals", codec: .uncompressed, source: MemorySource(lits)),
+            total: UInt64(data.count))
+        var buf = [UInt8](repeating: 0xAA, count: 1 << 16)
+        var pieces: [(count: Int, allZero: Bool)] = []
+        var out = [UInt8]()
+        while out.count < data.count {
+            let piece = try buf.withUnsafeMutableBytes { try reader.read(into: $0) }
+            pieces.append(piece)
+            out += piece.allZero ? [UInt8](repeating: 0, count: piece.count) : Array(buf[0..<piece.count])
+        }
+        #expect(out == data)
+        #expect(pieces.map(\.count) == [mixed, long, 5] && pieces.map(\.allZero) == [false, true, false])
+        try reader.finish()
+    }
+
     @Test func runsCoveringMoreThanTheDiffBytesAreRejected() throws {
         let reader = DiffRunReader(
             runs: try DecompressingReader(streamName: "diff-runs", codec: .uncompressed, source: MemorySource([10, 0])),
