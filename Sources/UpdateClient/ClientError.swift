@@ -2,6 +2,8 @@
 public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     case notConfigured(String)
     case badSetting(String, String)
+    /// The settings or state file cannot be read or does not decode: the path and what is wrong.
+    case badFile(path: String, detail: String)
     case insecureURL(String)
     case network(String)
     /// The server's TLS certificate was refused (expired, wrong host, unknown issuer, pin): never
@@ -18,7 +20,7 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The telemetry category of the failure.
     public var category: String {
         switch self {
-        case .notConfigured, .badSetting: "config"
+        case .notConfigured, .badSetting, .badFile: "config"
         case .insecureURL: "insecure"
         case .network: "network"
         case .tls(let c, _): c
@@ -34,6 +36,7 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .notConfigured(let what): "not configured: \(what) (phoenix-update settings set ...)"
         case .badSetting(let key, let why): "invalid setting \(key): \(why)"
+        case .badFile(let path, let detail): "\(path): \(detail)"
         case .insecureURL(let url): "refusing plain HTTP to \(url): use https, or --allow-insecure (loopback is allowed)"
         case .network(let why): "network error: \(why)"
         case .tls(_, let detail): "TLS certificate refused: \(detail); nothing was downloaded"

@@ -196,6 +196,21 @@ public struct ClientState: Codable, Sendable, Equatable {
         case failedDeltas = "failed_deltas", pending, previousVersion = "previous_version", installing, variant
         case unsentReports = "unsent_reports"
     }
+
+    /// A missing field reads as empty (files of other versions of the client); a field of the wrong
+    /// type is an error.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        highestManifestVersion = try c.decodeIfPresent([String: UInt64].self, forKey: .highestManifestVersion) ?? [:]
+        lastCheck = try c.decodeIfPresent(Date.self, forKey: .lastCheck)
+        retryAfter = try c.decodeIfPresent(Date.self, forKey: .retryAfter)
+        failedDeltas = try c.decodeIfPresent([String: String].self, forKey: .failedDeltas) ?? [:]
+        pending = try c.decodeIfPresent(Pending.self, forKey: .pending)
+        previousVersion = try c.decodeIfPresent(String.self, forKey: .previousVersion)
+        installing = try c.decodeIfPresent(Installing.self, forKey: .installing)
+        variant = try c.decodeIfPresent(AssignedVariant.self, forKey: .variant)
+        unsentReports = try c.decodeIfPresent([TelemetryEvent].self, forKey: .unsentReports)
+    }
 }
 
 /// Where the settings and state live: `--config FILE`, else `$XDG_CONFIG_HOME/phoenix-update/config.json`
@@ -217,16 +232,21 @@ public struct ClientPaths: Sendable {
 
     public func loadSettings() throws -> ClientSettings {
         guard POSIX.exists(config) else { return ClientSettings() }
-        return try decodeSettings(try POSIX.readFile(config))
+        return try decodeSettings(try Self.read(config))
     }
 
     func decodeSettings(_ bytes: [UInt8]) throws -> ClientSettings {
         do {
             return try JSONDecoder().decode(ClientSettings.self, from: Data(bytes))
         } catch {
-            throw ClientError.badSetting("config", "\(config) is not a valid settings file: "
-                + ((error as? DecodingError).map { Self.describe($0, in: bytes) } ?? "\(error)"))
+            throw ClientError.badFile(path: config, detail: "not a valid settings file ("
+                + ((error as? DecodingError).map { Self.describe($0, in: bytes) } ?? "\(error)") + ")")
         }
+    }
+
+    /// A settings or state file's bytes; a file that cannot be read is a configuration error.
+    static func read(_ path: String) throws -> [UInt8] {
+        do { return try POSIX.readFile(path) } catch { throw ClientError.badFile(path: path, detail: "cannot be read: \(error)") }
     }
 
     public func save(_ settings: ClientSettings) throws {
@@ -261,7 +281,7 @@ public struct ClientPaths: Sendable {
     /// when there is no file): hold the lock (`whileLocked`). The file is read once.
     func merged(_ mine: ClientSettings, since base: ClientSettings) throws -> (merged: ClientSettings, disk: ClientSettings) {
         guard POSIX.exists(config) else { return (mine, base) }
-        let bytes = try POSIX.readFile(config)
+        let bytes = try Self.read(config)
         let disk = try decodeSettings(bytes)
         var merged = try Self.merge(base: base, mine: mine, disk: disk)
         // A file without a client id reads with a new random one each time: keep this run's.
@@ -325,11 +345,11 @@ public struct ClientPaths: Sendable {
         guard POSIX.exists(state) else { return ClientState() }
         let d = JSONDecoder()
         d.dateDecodingStrategy = .iso8601
-        let bytes = try POSIX.readFile(state)
+        let bytes = try Self.read(state)
         do {
             return try d.decode(ClientState.self, from: Data(bytes))
         } catch let error as DecodingError {
-            throw ClientError.badSetting("state", "\(state) is not a valid state file (\(Self.describe(error, in: bytes))); "
+            throw ClientError.badFile(path: state, detail: "not a valid state file (\(Self.describe(error, in: bytes))); "
                 + "it holds the replay floor and any pending update, so it is not reset silently: "
                 + "move it aside to start over with a new state")
         }

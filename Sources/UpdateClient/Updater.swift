@@ -30,21 +30,37 @@ public final class Updater: @unchecked Sendable {
 
     public init(paths: ClientPaths, allowInsecure: Bool = false, now: @escaping @Sendable () -> Date = { Date() }) throws {
         self.paths = paths
-        self.settings = try paths.loadSettings()
+        let settings = try paths.loadSettings()
+        // The Patcher's journal needs only the settings: the tree is made whole before the state is
+        // read, so that a state file refused below cannot leave an interrupted swap unfinished.
+        try Self.recoverTree(settings.installDir)
+        self.settings = settings
         self.state = try paths.loadState()
         (savedSettings, savedState) = (settings, state)
         self.allowInsecure = allowInsecure
         self.now = now
-        try recoverInterrupted()
+        try finishInterruptedInstall()
     }
 
     /// Finishes or undoes whatever a killed run left: first the Patcher's journal (the tree is then old
     /// or new), then this client's own bookkeeping of the install.
     public func recoverInterrupted() throws {
         guard !settings.installDir.isEmpty, POSIX.exists(settings.installDir) || state.installing != nil else { return }
-        do { _ = try BundleApplier.recover(directory: settings.installDir) } catch {
+        try Self.recoverTree(settings.installDir)
+        try finishInterruptedInstall()
+    }
+
+    /// Finishes or undoes an update of `directory` that a killed run left under way (the Patcher's
+    /// journal); nothing when there is none.
+    static func recoverTree(_ directory: String) throws {
+        guard !directory.isEmpty else { return }
+        do { _ = try BundleApplier.recover(directory: directory) } catch {
             throw ClientError.install(category: "io", detail: "recovering the interrupted update failed: \(error)")
         }
+    }
+
+    /// This client's bookkeeping of an install a killed run left (the tree is old or new by now).
+    private func finishInterruptedInstall() throws {
         guard let i = state.installing else { return }
         let digest = (try? Hex.encode(TreeDigest.compute(TreeScanner.scan(settings.installDir)))) ?? ""
         if digest == i.treeDigest {

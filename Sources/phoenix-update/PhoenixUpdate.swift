@@ -38,7 +38,7 @@ func emit<T: Encodable>(_ value: T) {
 func exitCode(for error: Error) -> Int32 {
     guard let e = error as? ClientError else { return 1 }
     switch e {
-    case .notConfigured, .badSetting, .insecureURL: return 1
+    case .notConfigured, .badSetting, .badFile, .insecureURL: return 1
     case .verification, .checksum, .tls: return 2
     case .install: return 3
     case .network, .server: return 4

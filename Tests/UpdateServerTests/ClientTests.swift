@@ -341,7 +341,8 @@ import UpdateServer
 
     /// A state file that does not decode is refused with its path and the place of the fault, never
     /// read as a new state (that would drop the replay floor and the pending update); `phoenix-update`
-    /// exits 1 and leaves the file as it was.
+    /// exits 1 (a JSON error with `--json`) and leaves the file as it was. One that cannot be read is
+    /// refused the same way; missing fields read as empty.
     @Test func aCorruptStateFileIsRefusedNotReset() async throws {
         let dir = try TemporaryDirectory()
         let paths = ClientPaths(config: dir.file("config.json"))
@@ -349,21 +350,39 @@ import UpdateServer
         floor.highestManifestVersion["desktop/stable"] = 42
         try paths.save(floor)
         #expect(try paths.loadState() == floor)
-        for bad in [#"{"highest_manifest_version": {"desktop/stable": "42"}}"#, #"{"highest_manifest_version": {"#, ""] {
+        let cases = [(#"{"highest_manifest_version": {"desktop/stable": "42"}}"#, "at highest_manifest_version.desktop/stable"),
+                     (#"{"highest_manifest_version": {"#, "not JSON"), ("", "not JSON")]
+        for (bad, fault) in cases {
             try? POSIX.unlink(paths.state)
             try Array(bad.utf8).withUnsafeBytes { try POSIX.writeNewFile(paths.state, $0, mode: 0o600) }
-            #expect {
-                _ = try paths.loadState()
-            } throws: { error in
-                guard let e = error as? ClientError, e.category == "config" else { return false }
-                return e.description.contains(paths.state) && e.description.contains("not a valid state file")
-                    && e.description.contains(bad.contains("\"42\"") ? "at highest_manifest_version.desktop/stable" : "not JSON")
+            for attempt in [{ _ = try paths.loadState() }, { _ = try Updater(paths: paths) }] {
+                // The path, the fault, and the way out.
+                #expect { try attempt() } throws: { error in
+                    guard case ClientError.badFile(let path, let detail) = error else { return false }
+                    return path == paths.state && detail.contains("not a valid state file") && detail.contains(fault)
+                        && detail.contains("move it aside")
+                }
             }
-            #expect(throws: ClientError.self) { _ = try Updater(paths: paths) }
             let r = try await Run.processOffPool(ClientCrashTests.binary, ["status", "--config", paths.config])
-            #expect(r.status == 1 && r.stderr.contains("not a valid state file"), "status: \(r.status) \(r.stderr)")
+            #expect(r.status == 1 && r.stderr.contains("\(paths.state): not a valid state file"), "status: \(r.status) \(r.stderr)")
+            let j = try await Run.processOffPool(ClientCrashTests.binary, ["status", "--json", "--config", paths.config])
+            let object = try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [String: [String: String]]
+            #expect(j.status == 1 && object?["error"]?["category"] == "config", "status --json: \(j.status) \(j.stdout) \(j.stderr)")
             #expect(try POSIX.readFile(paths.state) == Array(bad.utf8))
         }
+        // A directory where the file should be: cannot be read, and said so.
+        try POSIX.unlink(paths.state)
+        try POSIX.mkdir(paths.state)
+        #expect { _ = try paths.loadState() } throws: { error in
+            guard case ClientError.badFile(let path, let detail) = error else { return false }
+            return path == paths.state && detail.hasPrefix("cannot be read")
+        }
+        try POSIX.removeTree(paths.state)
+        // Fields a file lacks read as empty (a file of another version of the client).
+        try Array(#"{"previous_version": "1.0.0"}"#.utf8).withUnsafeBytes { try POSIX.writeNewFile(paths.state, $0, mode: 0o600) }
+        var expected = ClientState()
+        expected.previousVersion = "1.0.0"
+        #expect(try paths.loadState() == expected)
     }
 
     @Test func settingsAreValidatedAndPlainHTTPIsRefusedOffLoopback() throws {
@@ -438,6 +457,32 @@ final class LockedList: @unchecked Sendable {
 /// is the old or the new release, and the recorded version matches the tree.
 @Suite struct ClientCrashTests {
     static let binary = Run.product("phoenix-update")
+
+    /// A state file that is refused does not stop the Patcher's journal from finishing an update a
+    /// kill left half done: the tree is whole (here the new release, the swap having been staged), and
+    /// only then is the state refused.
+    @Test func anInterruptedSwapIsFinishedEvenWhenTheStateIsRefused() async throws {
+        try await ClientTests.withServer { f, url in
+            let new = try f.digest("1.1.0")
+            for point in 1...40 {
+                let u = try ClientTests.client(f, url, installed: "1.0.0")
+                try u.settings.set("telemetry", "off")
+                try u.paths.save(u.settings)
+                let log = u.paths.config + ".crash-log"
+                let r = try await Run.processOffPool(Self.binary, ["install", "--yes", "--config", u.paths.config],
+                                                     environment: ["PHOENIX_CRASH_AT": "\(point)", "PHOENIX_CRASH_LOG": log])
+                try #require(r.signaled, "no crash point named journal-staged among the first \(point)")
+                guard try String(decoding: POSIX.readFile(log), as: UTF8.self).hasSuffix("journal-staged\n") else { continue }
+                #expect(try TreeSpec.digest(u.settings.installDir) != new)
+                try Array("{".utf8).withUnsafeBytes { try POSIX.writeNewFile(u.paths.state + ".bad", $0, mode: 0o600) }
+                try POSIX.rename(u.paths.state + ".bad", u.paths.state)
+                let status = try await Run.processOffPool(Self.binary, ["status", "--config", u.paths.config])
+                #expect(status.status == 1 && status.stderr.contains("not a valid state file"), "\(status.status) \(status.stderr)")
+                #expect(try TreeSpec.digest(u.settings.installDir) == new)
+                return
+            }
+        }
+    }
 
     @Test func killedDuringInstallRecoversToOldOrNew() async throws {
         try await ClientTests.withServer { f, url in
