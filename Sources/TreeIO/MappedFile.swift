@@ -70,9 +70,12 @@ public final class MappedFile {
     private static let statm = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
 
     public static func residentFileBytes() -> Int {
-        guard statm >= 0 else { return 0 }
+        // If the first open failed (out of descriptors, say), each call tries its own.
+        let fd = statm >= 0 ? statm : open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { if fd != statm { close(fd) } }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { buffer in
-            let n = pread(statm, buffer.baseAddress!, buffer.count, 0)
+            let n = pread(fd, buffer.baseAddress!, buffer.count, 0)
             // "size resident shared text lib data dt", in pages: the third field.
             var field = 0, pages = 0, i = 0
             while i < n && field <= 2 {
@@ -80,7 +83,7 @@ public final class MappedFile {
                 if c == UInt8(ascii: " ") {
                     field += 1
                 } else if field == 2 {
-                    guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return 0 }
+                    guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"), pages < Int.max / 100 else { return 0 }
                     pages = pages * 10 + Int(c - UInt8(ascii: "0"))
                 }
                 i += 1

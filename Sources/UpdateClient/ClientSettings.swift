@@ -197,11 +197,12 @@ public struct ClientState: Codable, Sendable, Equatable {
         case unsentReports = "unsent_reports"
     }
 
-    /// A missing field reads as empty (files of other versions of the client); a field of the wrong
-    /// type is an error.
+    /// A missing field reads as empty (files of other versions of the client), but for the replay
+    /// floor, which every version writes: a file without it (or with null) is refused, not read as
+    /// a floor of zero. A field of the wrong type is an error.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        highestManifestVersion = try c.decodeIfPresent([String: UInt64].self, forKey: .highestManifestVersion) ?? [:]
+        highestManifestVersion = try c.decode([String: UInt64].self, forKey: .highestManifestVersion)
         lastCheck = try c.decodeIfPresent(Date.self, forKey: .lastCheck)
         retryAfter = try c.decodeIfPresent(Date.self, forKey: .retryAfter)
         failedDeltas = try c.decodeIfPresent([String: String].self, forKey: .failedDeltas) ?? [:]
@@ -370,7 +371,10 @@ public struct ClientPaths: Sendable {
             return (path.isEmpty ? "" : "at \(path.hasPrefix(".") ? String(path.dropFirst()) : path): ") + context.debugDescription
         }
         switch error {
-        case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c): return at(c)
+        case .keyNotFound(let key, let c):
+            let inside = c.codingPath.map(\.stringValue).joined(separator: ".")
+            return "the field \(inside.isEmpty ? "" : inside + ".")\(key.stringValue) is missing"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): return at(c)
         @unknown default: return "\(error)"
         }
     }

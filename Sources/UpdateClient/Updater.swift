@@ -45,7 +45,6 @@ public final class Updater: @unchecked Sendable {
     /// Finishes or undoes whatever a killed run left: first the Patcher's journal (the tree is then old
     /// or new), then this client's own bookkeeping of the install.
     public func recoverInterrupted() throws {
-        guard !settings.installDir.isEmpty, POSIX.exists(settings.installDir) || state.installing != nil else { return }
         try Self.recoverTree(settings.installDir)
         try finishInterruptedInstall()
     }

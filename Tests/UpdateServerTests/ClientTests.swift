@@ -378,11 +378,20 @@ import UpdateServer
             return path == paths.state && detail.hasPrefix("cannot be read")
         }
         try POSIX.removeTree(paths.state)
-        // Fields a file lacks read as empty (a file of another version of the client).
-        try Array(#"{"previous_version": "1.0.0"}"#.utf8).withUnsafeBytes { try POSIX.writeNewFile(paths.state, $0, mode: 0o600) }
-        var expected = ClientState()
-        expected.previousVersion = "1.0.0"
-        #expect(try paths.loadState() == expected)
+        // Fields a file lacks read as empty (a file of another version of the client), but for the
+        // replay floor, which every version writes: without it (or null) the file is refused.
+        try Array(#"{"highest_manifest_version": {"desktop/stable": 42}}"#.utf8).withUnsafeBytes {
+            try POSIX.writeNewFile(paths.state, $0, mode: 0o600)
+        }
+        #expect(try paths.loadState() == floor)
+        for bad in ["{}", #"{"highest_manifest_version": null, "previous_version": "1.0.0"}"#] {
+            try POSIX.unlink(paths.state)
+            try Array(bad.utf8).withUnsafeBytes { try POSIX.writeNewFile(paths.state, $0, mode: 0o600) }
+            #expect { _ = try paths.loadState() } throws: { error in
+                guard case ClientError.badFile(let path, let detail) = error else { return false }
+                return path == paths.state && detail.contains("highest_manifest_version")
+            }
+        }
     }
 
     @Test func settingsAreValidatedAndPlainHTTPIsRefusedOffLoopback() throws {
@@ -481,6 +490,7 @@ final class LockedList: @unchecked Sendable {
                 #expect(try TreeSpec.digest(u.settings.installDir) == new)
                 return
             }
+            Issue.record("no crash point named journal-staged among the first 40")
         }
     }
 
