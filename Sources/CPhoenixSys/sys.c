@@ -37,6 +37,7 @@ void phx_map_large_allocations(size_t threshold) { (void)threshold; }
 
 void phx_atomic_or_batch(uint64_t *bitmap, const int64_t *index, const uint64_t *mask, size_t count) {
     for (size_t i = 0; i < count; i++) {
+        if (i + 16 < count) __builtin_prefetch(&bitmap[index[i + 16]], 1);
         uint64_t *word = &bitmap[index[i]];
         if ((__atomic_load_n(word, __ATOMIC_RELAXED) & mask[i]) != mask[i])
             __atomic_fetch_or(word, mask[i], __ATOMIC_RELAXED);

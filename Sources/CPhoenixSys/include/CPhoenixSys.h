@@ -15,7 +15,8 @@ void phx_map_large_allocations(size_t threshold);
 /// bitmap filled by several threads at once ends the same whatever the interleaving. A batch per call
 /// keeps the call's cost off each bit. Bits already set (a repeated gram) are only read: bits are never
 /// cleared, so skipping their OR changes nothing, and a plain load costs far less than a locked one
-/// (the Django tar's make spent a fifth of its time in these ORs).
+/// (the Django tar's make spent a fifth of its time in these ORs). Each word is asked for 16 probes
+/// ahead, so that the misses on a bitmap larger than the caches overlap (numpy's make 8% faster).
 void phx_atomic_or_batch(uint64_t *bitmap, const int64_t *index, const uint64_t *mask, size_t count);
 /// Starts writing `length` bytes of `fd` from `offset` back to the disk without waiting for them
 /// (Linux sync_file_range with SYNC_FILE_RANGE_WRITE), so that a later fsync has less left to wait
