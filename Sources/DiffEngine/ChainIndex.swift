@@ -255,6 +255,9 @@ struct ChainIndex: MatchIndex, ~Copyable {
         func mayMatch(_ p: UnsafePointer<UInt8>) -> Bool { filter.mayContain(p) }
 
         @inline(__always)
+        func willAsk(_ p: UnsafePointer<UInt8>) { filter.prefetch(p) }
+
+        @inline(__always)
         func longestMatch(_ p: UnsafePointer<UInt8>, length: Int) -> (pos: Int, len: Int) {
             let count = old.count
             guard length >= ChainIndex.gram, count >= ChainIndex.gram, let o = old.baseAddress else { return (0, 0) }

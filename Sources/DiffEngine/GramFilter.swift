@@ -150,5 +150,11 @@ struct GramFilter: ~Copyable {
             let (word, mask) = GramFilter.probe(p, words, gram: gram)
             return bits[word] & mask == mask
         }
+
+        /// Asks for the word `mayContain(p)` will read (a hint; `p` must have `gram` readable bytes).
+        @inline(__always)
+        func prefetch(_ p: UnsafePointer<UInt8>) {
+            phx_prefetch(bits + GramFilter.probe(p, words, gram: gram).word)
+        }
     }
 }
