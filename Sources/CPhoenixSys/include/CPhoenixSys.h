@@ -21,6 +21,7 @@ void phx_atomic_or_batch(uint64_t *bitmap, const int64_t *index, const uint64_t 
 
 /// Asks for the cache line at `p` ahead of a read (a hint: never faults, may be ignored).
 static inline void phx_prefetch(const void *p) { __builtin_prefetch(p, 0); }
+
 /// Starts writing `length` bytes of `fd` from `offset` back to the disk without waiting for them
 /// (Linux sync_file_range with SYNC_FILE_RANGE_WRITE), so that a later fsync has less left to wait
 /// for. Only a hint: returns 0 or -1 with errno, and is a no-op returning 0 elsewhere.
