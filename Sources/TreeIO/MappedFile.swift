@@ -60,15 +60,15 @@ public final class MappedFile {
     /// Drops every resident page of the file.
     public func releaseAll() { release(0..<(length + Self.pageSize)) }
 
+    /// /proc/self/statm, opened once and read again from its start each time (the file is made afresh
+    /// at offset 0): the low-memory mode reads it every 8 lookups into old, and opening it each time
+    /// took a fifth of that mode's time on the Django tar.
+    private static let statm = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+
     /// The process's resident file-backed memory (Linux: the shared pages of /proc/self/statm, which
     /// are mostly mapped files), or 0 where that cannot be read. Reading old at random (the low-memory
     /// matcher's lookups) maps more than the page read: the kernel's fault-around, or a whole large
     /// folio of the page cache (~640 KiB measured), so only a measurement says when to `releaseAll`.
-    /// Opened once and read again from its start each time (the file is made afresh at offset 0):
-    /// the low-memory mode reads it every 8 lookups into old, and opening it each time took a fifth of
-    /// that mode's time on the Django tar.
-    private static let statm = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
-
     public static func residentFileBytes() -> Int {
         // If the first open failed (out of descriptors, say), each call tries its own.
         let fd = statm >= 0 ? statm : open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
