@@ -58,6 +58,15 @@ int phx_start_writeback(int fd, int64_t offset, int64_t length) {
    register or forget) only ever takes a path out of its slot and unlinks it: it never frees, and a
    path is freed only by whoever took it out. */
 #define PHX_TEMP_SLOTS 1024
+/* The signals whose handler removes the temporary files (`phx_install_cleanup_handlers`), which
+   `phx_temp_create` also holds back while it creates and registers a file. */
+static const int phx_handled_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGBUS};
+#define PHX_HANDLED_COUNT (sizeof phx_handled_signals / sizeof phx_handled_signals[0])
+
+static void phx_handled_set(sigset_t *set) {
+    sigemptyset(set);
+    for (size_t i = 0; i < PHX_HANDLED_COUNT; i++) sigaddset(set, phx_handled_signals[i]);
+}
 static char *_Atomic phx_temp_slots[PHX_TEMP_SLOTS];
 /* 0: no clean-up yet, 1: under way, 2: done. */
 static _Atomic int phx_cleaning = 0;
@@ -92,14 +101,9 @@ int phx_temp_create(char *path_template, int *slot) {
     /* The stopping signals are held back from this thread between the file's creation and its
        registration: a signal handled here in between would end the process with the file unknown to
        the clean-up. (One handled on another thread meanwhile is caught by the registration.) */
+    /* SIGBUS among them: one sent by kill (nothing here reads a mapping, so no fault can be held back). */
     sigset_t stopping, previous;
-    sigemptyset(&stopping);
-    sigaddset(&stopping, SIGINT);
-    sigaddset(&stopping, SIGTERM);
-    sigaddset(&stopping, SIGHUP);
-    sigaddset(&stopping, SIGQUIT);
-    /* A SIGBUS sent by kill too (nothing here reads a mapping, so no fault can be held back). */
-    sigaddset(&stopping, SIGBUS);
+    phx_handled_set(&stopping);
     pthread_sigmask(SIG_BLOCK, &stopping, &previous);
     int fd = mkstemp(path_template);
     int saved = errno;
@@ -162,14 +166,12 @@ int phx_install_cleanup_handlers(const char *bus_message, int bus_status) {
     phx_bus_message = copy;
     phx_bus_message_length = strlen(copy);
     phx_bus_status = bus_status;
-    const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGBUS};
-    const size_t count = sizeof signals / sizeof signals[0];
+    const int *signals = phx_handled_signals;
     sigset_t all;
-    sigemptyset(&all);
-    for (size_t i = 0; i < count; i++) sigaddset(&all, signals[i]);
+    phx_handled_set(&all);
     sigset_t handled;
     sigemptyset(&handled);
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = 0; i < PHX_HANDLED_COUNT; i++) {
         struct sigaction previous;
         if (sigaction(signals[i], NULL, &previous) != 0) return -1;
         /* A signal ignored when we started (nohup, a background job) stays ignored. */

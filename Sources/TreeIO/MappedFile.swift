@@ -63,7 +63,8 @@ public final class MappedFile {
     /// /proc/self/statm, opened once and read again from its start each time (the file is made afresh
     /// at offset 0): the low-memory mode reads it every 8 lookups into old, and opening it each time
     /// took a fifth of that mode's time on the Django tar.
-    private static let statm = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+    private static let statm = openStatm()
+    private static func openStatm() -> Int32 { open("/proc/self/statm", O_RDONLY | O_CLOEXEC) }
 
     /// The process's resident file-backed memory (Linux: the shared pages of /proc/self/statm, which
     /// are mostly mapped files), or 0 where that cannot be read. Reading old at random (the low-memory
@@ -71,7 +72,7 @@ public final class MappedFile {
     /// folio of the page cache (~640 KiB measured), so only a measurement says when to `releaseAll`.
     public static func residentFileBytes() -> Int {
         // If the first open failed (out of descriptors, say), each call tries its own.
-        let fd = statm >= 0 ? statm : open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        let fd = statm >= 0 ? statm : openStatm()
         guard fd >= 0 else { return 0 }
         defer { if fd != statm { close(fd) } }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { buffer in

@@ -321,9 +321,7 @@ public struct ClientPaths: Sendable {
         for key in Set(b.keys).union(m.keys) where try !same(b[key], m[key]) {
             out[key] = m[key]
         }
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
-        return try d.decode(T.self, from: JSONSerialization.data(withJSONObject: out))
+        return try decoder().decode(T.self, from: JSONSerialization.data(withJSONObject: out))
     }
 
     /// Runs `body` holding the lock file beside the settings (flock). Held for a read and write, or
@@ -344,11 +342,9 @@ public struct ClientPaths: Sendable {
     /// something outside the client (an edit, a disk fault) makes such a file.
     public func loadState() throws -> ClientState {
         guard POSIX.exists(state) else { return ClientState() }
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
         let bytes = try Self.read(state)
         do {
-            return try d.decode(ClientState.self, from: Data(bytes))
+            return try Self.decoder().decode(ClientState.self, from: Data(bytes))
         } catch let error as DecodingError {
             throw ClientError.badFile(path: state, detail: "not a valid state file (\(Self.describe(error, in: bytes))); "
                 + "it holds the replay floor and any pending update, so it is not reset silently: "
@@ -381,6 +377,13 @@ public struct ClientPaths: Sendable {
 
     public func save(_ s: ClientState) throws {
         try write(s, to: state)
+    }
+
+    /// Reads what `encoder()` writes.
+    static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return d
     }
 
     static func encoder() -> JSONEncoder {
