@@ -15,6 +15,8 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The download is not the signed size or hash.
     case checksum(String)
     case install(category: String, detail: String)
+    /// Another run holds the client's lock past the wait: nothing was done, try again later.
+    case busy(String)
     case nothingToDo(String)
 
     /// The telemetry category of the failure.
@@ -28,6 +30,7 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case .verification(let c, _): c
         case .checksum: "checksum"
         case .install(let c, _): c
+        case .busy: "busy"
         case .nothingToDo: "none"
         }
     }
@@ -44,6 +47,7 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case .verification(let category, let detail): "verification failed (\(category)): \(detail); nothing was installed"
         case .checksum(let detail): "checksum mismatch: \(detail); nothing was installed"
         case .install(let category, let detail): "install failed (\(category)): \(detail)"
+        case .busy(let why): "\(why); nothing was done, try again later"
         case .nothingToDo(let why): why
         }
     }

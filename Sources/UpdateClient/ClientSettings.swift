@@ -220,6 +220,8 @@ public struct ClientPaths: Sendable {
     public let config: String
     public var state: String { POSIX.directory(of: config) + "/state.json" }
     public var downloads: String { POSIX.directory(of: config) + "/downloads" }
+    /// How long a run waits for another run's lock before giving up (`whileLocked`).
+    public var lockPatience: Double = 120
 
     public init(config: String? = nil) {
         if let config {
@@ -325,12 +327,13 @@ public struct ClientPaths: Sendable {
     }
 
     /// Runs `body` holding the lock file beside the settings (flock). Held for a read and write, or
-    /// for a rollback of the installed tree (which hashes it): waited on for up to 2 minutes.
+    /// for a rollback of the installed tree (which hashes it): waited on for up to `lockPatience`
+    /// seconds (2 minutes unless a test shortens it), then `ClientError.busy`.
     func whileLocked<R>(_ body: () throws -> R) throws -> R {
         let dir = POSIX.directory(of: config)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        guard let lock = try FileLock(path: dir + "/.lock", patience: 120) else {
-            throw ClientError.install(category: "io", detail: "\(dir)/.lock is held by another run for over 2 minutes")
+        guard let lock = try FileLock(path: dir + "/.lock", patience: lockPatience) else {
+            throw ClientError.busy("\(dir)/.lock is held by another run of phoenix-update for over \(Int(lockPatience)) s")
         }
         defer { lock.release() }
         return try body()

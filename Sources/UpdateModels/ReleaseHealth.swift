@@ -1,7 +1,8 @@
 import Foundation
 
 /// The health of one release from its clients' reports: installs attempted, succeeded, and failures
-/// by category (failed installs, and rollbacks away from it after it was installed).
+/// by category (failed installs, and rollbacks away from it after it was installed). Installs the
+/// client's environment stopped (`isEnvironmental`) are neither attempts nor failures.
 public struct ReleaseHealth: Codable, Sendable, Equatable {
     public var attempts: Int
     public var successes: Int
@@ -22,10 +23,31 @@ public struct ReleaseHealth: Codable, Sendable, Equatable {
         return denominator == 0 ? 0 : Double(failureCount) / Double(denominator)
     }
 
+    /// Install outcomes that say nothing about the release: the client's network, its TLS trust of
+    /// the server, its own configuration, or another run holding its lock. A week of flaky Wi-Fi or
+    /// an expired server certificate must not pause a good release (pausing would not help either).
+    /// The dashboard still lists them by category.
+    public static func isEnvironmental(_ outcome: String) -> Bool {
+        ["network", "busy", "config", "insecure", "tls"].contains(outcome) || outcome.hasPrefix("tls_")
+    }
+
+    /// Whether a report is a failure of the release it names: a failed install (not one stopped by
+    /// the client's environment, `isEnvironmental`) or an automatic rollback away from it (a
+    /// rollback the user asked for is not the release's fault).
+    public static func isFailure(stage: TelemetryEvent.Stage, outcome: String) -> Bool {
+        switch stage {
+        case .install: outcome != "success" && !isEnvironmental(outcome)
+        case .rollback: outcome != "requested"
+        default: false
+        }
+    }
+
     /// Adds `count` reports of one kind if they concern `version`: installs to it, or automatic
-    /// rollbacks from it (a rollback the user asked for is not the release's fault).
+    /// rollbacks from it (`isFailure`).
     public mutating func add(stage: TelemetryEvent.Stage, outcome: String, from: String?, to: String?, version: String, count: Int = 1) {
         switch stage {
+        case .install where to == version && Self.isEnvironmental(outcome):
+            break
         case .install where to == version:
             attempts += count
             if outcome == "success" { successes += count } else { failures[outcome, default: 0] += count }

@@ -11,7 +11,7 @@ struct PhoenixUpdate: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 ok (or up to date), 1 usage or configuration, 2 verification failed (signature, \
             expiry, replay, checksum): nothing installed, 3 install failed (rolled back or untouched), \
-            4 network or server error.
+            4 network or server error, 5 another run holds the lock (nothing done).
             """,
         version: "0.1.0",
         subcommands: [Check.self, Install.self, Rollback.self, Status.self, Confirm.self, Launched.self, Settings.self]
@@ -42,6 +42,7 @@ func exitCode(for error: Error) -> Int32 {
     case .verification, .checksum, .tls: return 2
     case .install: return 3
     case .network, .server: return 4
+    case .busy: return 5
     case .nothingToDo: return 0
     }
 }

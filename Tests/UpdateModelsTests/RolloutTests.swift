@@ -161,6 +161,19 @@ func clientIDs(_ n: Int, seed: UInt64) -> [String] {
         #expect(h.attempts == 3 && h.successes == 3 && h.failures == ["rollback_health": 1])
         #expect(abs(h.failureRate - 1.0 / 3) < 1e-9)
     }
+
+    @Test func installsStoppedByTheClientsSurroundingsDoNotCount() {
+        var h = health(installs: 20, failures: 0)
+        for outcome in ["network", "tls_expired", "tls", "config", "insecure", "busy"] {
+            h.add(stage: .install, outcome: outcome, from: "1.0.0", to: "1.1.0", version: "1.1.0", count: 100)
+        }
+        #expect(h == health(installs: 20, failures: 0))
+        #expect(AutoPausePolicy().pauseReason(h) == nil)
+        h.add(stage: .install, outcome: "server", from: "1.0.0", to: "1.1.0", version: "1.1.0", count: 2)
+        #expect(h.attempts == 22 && h.failures == ["server": 2] && AutoPausePolicy().pauseReason(h) != nil)
+        #expect(!ReleaseHealth.isFailure(stage: .install, outcome: "network") && ReleaseHealth.isFailure(stage: .install, outcome: "checksum"))
+        #expect(ReleaseHealth.isFailure(stage: .rollback, outcome: "health") && !ReleaseHealth.isFailure(stage: .rollback, outcome: "requested"))
+    }
 }
 
 @Suite struct ExperimentTests {

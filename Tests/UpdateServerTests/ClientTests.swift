@@ -339,6 +339,27 @@ import UpdateServer
         #expect(written.clientID == fresh.clientID && reloaded.clientID == fresh.clientID)
     }
 
+    /// A run that cannot get the lock (another run holds it past the wait) stops with `busy` (exit 5,
+    /// telemetry `busy`: not counted against the release) and writes nothing.
+    @Test func aHeldLockIsBusyNotAnInstallFailure() throws {
+        let dir = try TemporaryDirectory()
+        var paths = ClientPaths(config: dir.file("config.json"))
+        paths.lockPatience = 0.1
+        let base = ClientSettings()
+        try paths.save(base)
+        var mine = base
+        try mine.set("channel", "beta")
+        let other = try #require(try FileLock(path: dir.file(".lock"), patience: 0))
+        #expect { _ = try paths.save(mine, since: base) } throws: { error in
+            guard case ClientError.busy(let why) = error else { return false }
+            return why.contains(dir.file(".lock")) && (error as? ClientError)?.category == "busy"
+        }
+        #expect(try paths.loadSettings().channel == "stable")
+        other.release()
+        _ = try paths.save(mine, since: base)
+        #expect(try paths.loadSettings().channel == "beta")
+    }
+
     /// A state file that does not decode is refused with its path and the place of the fault, never
     /// read as a new state (that would drop the replay floor and the pending update); `phoenix-update`
     /// exits 1 (a JSON error with `--json`) and leaves the file as it was. One that cannot be read is

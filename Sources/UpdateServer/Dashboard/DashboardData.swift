@@ -20,7 +20,8 @@ public struct DashboardData: Sendable {
     public struct PlatformView: Sendable {
         public var platform: String
         public var releases: [RolloutStatus]
-        /// Install successes and failures (failed installs and automatic rollbacks) per time bucket.
+        /// Install successes and failures (`ReleaseHealth.isFailure`: failed installs but those the
+        /// client's environment stopped, and automatic rollbacks) per time bucket.
         public var series: [Point]
         public var bucketSeconds: Int
         /// Failures in the window by stage and category (`install: disk_full`), most frequent first.
@@ -68,7 +69,7 @@ extension UpdateService {
             for row in rows {
                 let index = (Int(row.bucket.timeIntervalSince1970) - first) / bucket
                 let isInstall = row.stage == .install
-                let isFailure = (isInstall && row.outcome != "success") || (row.stage == .rollback && row.outcome != "requested")
+                let isFailure = ReleaseHealth.isFailure(stage: row.stage, outcome: row.outcome)
                 if points.indices.contains(index) {
                     if isInstall && row.outcome == "success" { points[index].successes += row.count }
                     if isFailure { points[index].failures += row.count }
