@@ -27,6 +27,42 @@ import UpdateServer
         #expect(try POSIX.readFile(path) == garbage, "the damaged catalog must not be overwritten")
     }
 
+    /// Publishes of one version at the same time (a CI retry after a timeout, the CLI beside the
+    /// server): one wins, the others are refused as conflicts, and the winner's tree (kept to make
+    /// later deltas) is whole. Before, each removed the tree it found, the winner's included.
+    @Test func concurrentPublishesOfAVersionKeepTheWinnersTree() throws {
+        let f = try ServerFixture(publish: false)
+        let p = ServerFixture.platform
+        _ = try f.service.publish(.init(platform: p, version: "1.0.0"), bundleDirectory: f.trees["1.0.0"]!)
+        let outcomes = LockedList()
+        DispatchQueue.concurrentPerform(iterations: 4) { i in
+            do {
+                _ = try f.service.publish(.init(platform: p, version: "1.0.1"), bundleDirectory: f.trees["1.0.1"]!)
+                outcomes.append(0)
+            } catch ServerError.conflict(_) {
+                outcomes.append(1)
+            } catch {
+                outcomes.append(2)
+            }
+        }
+        #expect(outcomes.values.sorted() == [0, 1, 1, 1], "0 published, 1 conflict, 2 other error: \(outcomes.values)")
+        let tree = f.service.treesDirectory + "/" + p + "/1.0.1"
+        #expect(try TreeSpec.digest(tree) == f.digest("1.0.1"))
+        f.service.runPendingJobs()
+        #expect(try f.service.catalog.deltas(platform: p).contains { $0.toVersion == "1.0.1" && $0.state == .ready })
+
+        // A publish that holds the version's lock: another is refused and touches nothing.
+        let held = try #require(try FileLock(path: f.service.treesDirectory + "/" + p + "/.1.1.0.lock", patience: 0))
+        try TreeSpec.build(f.service.treesDirectory + "/" + p + "/1.1.0", [.text("VERSION", "being built")])
+        #expect(throws: ServerError.self) {
+            _ = try f.service.publish(.init(platform: p, version: "1.1.0"), bundleDirectory: f.trees["1.1.0"]!)
+        }
+        #expect(try POSIX.readFile(f.service.treesDirectory + "/" + p + "/1.1.0/VERSION") == Array("being built".utf8))
+        held.release()
+        _ = try f.service.publish(.init(platform: p, version: "1.1.0"), bundleDirectory: f.trees["1.1.0"]!)
+        #expect(try TreeSpec.digest(f.service.treesDirectory + "/" + p + "/1.1.0") == f.digest("1.1.0"))
+    }
+
     @Test func aLockedCatalogStillAnswersChecksAndWritesGet503WithRetryAfter() async throws {
         let f = try ServerFixture { $0.catalogBusyTimeoutSeconds = 0.3 }
         let path = f.service.configuration.dataDirectory + "/catalog.sqlite"

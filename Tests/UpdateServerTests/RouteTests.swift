@@ -216,12 +216,15 @@ import UpdateServer
         #expect(throws: ServerError.self) { try f.service.publish(.init(platform: "p", version: "1.0"), bundleDirectory: tree) }
         #expect(throws: ServerError.self) { try f.service.publish(.init(platform: "p", version: "2.0.0-rc.1"), bundleDirectory: tree) }
         #expect(throws: ServerError.self) { try f.service.publish(.init(platform: "a/b", version: "1.0.0"), bundleDirectory: tree) }
-        for notes in ["<script>alert(1)</script>", "[x](javascript:alert(1))", "<img src=x onerror=alert(1)>", "see file:///etc/passwd"] {
+        for notes in ["<script>alert(1)</script>", "[x](javascript:alert(1))", "<img src=x onerror=alert(1)>", "see file:///etc/passwd",
+                      "<svg/onload=alert(1)>", "<img/src=x/onerror=alert(1)>", "[x](javascript&colon;alert(1))",
+                      "[x](&#106;avascript:alert(1))", "<JavaScript:alert(1)>", "![x](data:image/svg+xml;base64,PHN2Zz4=)", "<!-- x -->"] {
             #expect(throws: ServerError.self, "\(notes)") {
                 try f.service.publish(.init(platform: "p", version: "1.0.0", changelog: notes), bundleDirectory: tree)
             }
         }
-        _ = try f.service.publish(.init(platform: "p", version: "1.0.0", changelog: "## 1.0.0\n- **Faster** sync, see <https://example.org/notes>"),
+        _ = try f.service.publish(.init(platform: "p", version: "1.0.0", changelog: "## 1.0.0\n- **Faster** sync, see <https://example.org/notes>\n"
+                                  + "- a < b for AT&T users; the config file: x.toml; user data: kept"),
                                   bundleDirectory: tree)
         #expect {
             try f.service.publish(.init(platform: "p", version: "1.0.0+build.2"), bundleDirectory: tree)

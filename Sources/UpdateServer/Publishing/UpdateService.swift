@@ -89,13 +89,23 @@ public final class UpdateService: @unchecked Sendable {
         }
     }
 
-    /// Markup that a renderer could execute (Sparkle's 2016 incident: script in release notes).
+    /// Markup that a renderer could execute (Sparkle's 2016 incident: script in release notes). The
+    /// notes are plain text or Markdown, and Markdown passes HTML through, so no tag is accepted but
+    /// an autolink to http(s) or mailto; no character reference (`&#106;avascript:`, `&colon;` hide a
+    /// scheme from a plain search); no script scheme; no data: or file: URL. Prose stays free: "a < b",
+    /// "AT&T", "config file: x" and "user data: y" pass.
     static func activeContent(in text: String) -> String? {
         let lower = text.lowercased()
-        for needle in ["<script", "<iframe", "<object", "<embed", "<style", "<link", "<meta", "javascript:", "vbscript:", "data:text/html", "file:"] {
-            if lower.contains(needle) { return "\"\(needle)\"" }
+        let withoutAutolinks = lower.replacingOccurrences(of: #"<(https?|mailto):[^\s<>"'`]*>"#, with: "", options: .regularExpression)
+        if let r = withoutAutolinks.range(of: #"<[a-z!/?]"#, options: .regularExpression) {
+            return "an HTML tag \"\(withoutAutolinks[r.lowerBound...].prefix(24))\""
         }
-        if lower.range(of: #"<[a-z][^>]*\son[a-z]+\s*="#, options: .regularExpression) != nil { return "an HTML event handler" }
+        if let r = lower.range(of: #"&(#|[a-z][a-z0-9]*;)"#, options: .regularExpression) {
+            return "an HTML character reference \"\(lower[r.lowerBound...].prefix(12))\""
+        }
+        for needle in ["javascript:", "vbscript:"] where lower.contains(needle) { return "\"\(needle)\"" }
+        if lower.range(of: #"\bdata:\s*[a-z]+/"#, options: .regularExpression) != nil { return "a data: URL" }
+        if lower.range(of: #"\bfile:/"#, options: .regularExpression) != nil { return "a file: URL" }
         return nil
     }
 
@@ -168,6 +178,17 @@ public final class UpdateService: @unchecked Sendable {
         let platformDir = treesDirectory + "/" + request.platform
         try FileManager.default.createDirectory(atPath: platformDir, withIntermediateDirectories: true)
         let tree = platformDir + "/" + version.description
+        // One publish of a version at a time, across threads and processes (a CI retry after a timeout,
+        // the CLI beside the server): another's tree is never removed, only one left by a publish that
+        // died. Under the lock the version is looked up again: a publish that finished between
+        // `validate` and here owns the tree now.
+        guard let lock = try FileLock(path: platformDir + "/." + version.description + ".lock", patience: 0) else {
+            throw ServerError.conflict("\(request.platform) \(version) is being published by another request")
+        }
+        defer { lock.release() }
+        if try catalog.releases(platform: request.platform).contains(where: { $0.semanticVersion == version }) {
+            throw ServerError.conflict("\(request.platform) \(version) is already published")
+        }
         // A tree without a catalog row is left over from a publish that died: start again.
         try POSIX.removeTree(tree)
         try POSIX.removeTree(platformDir + "/." + version.description + ".phoenix")
