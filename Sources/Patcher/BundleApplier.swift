@@ -89,6 +89,13 @@ public enum BundleApplier {
             if !d.hasPrefix("/") {
                 d = FileManager.default.currentDirectoryPath + "/" + d
             }
+            // An installation reached through a symbolic link (`/opt/app -> /opt/app-1.2`) is updated
+            // where the link points, and the link stays. Taken as it was, the link itself would be
+            // swapped for a directory, and given the link's own mode (0777: a world-writable root).
+            if (try? POSIX.lstat(d)).map({ $0.st_mode & S_IFMT == S_IFLNK }) == true, let real = realpath(d, nil) {
+                d = String(cString: real)
+                free(real)
+            }
             directory = d
             root = POSIX.directory(of: d) + "/." + POSIX.fileName(of: d) + ".phoenix"
         }

@@ -77,6 +77,28 @@ import TreeIO
         #expect(try BundleApplier.recover(directory: install) == .clean)
     }
 
+    /// An installation reached through a symbolic link (`app -> app-1.0`, a common layout) is updated
+    /// where the link points: the link stays a link, the directory keeps its own mode. Before, the link
+    /// was swapped for the new tree, which took the link's mode: a world-writable 0777 root.
+    @Test func aSymlinkedInstallationIsUpdatedWhereItPoints() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        let bundle = dir.file("update.bundle")
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: bundle, options: BundleOptions(threads: 2))
+        let real = dir.file("app-1.0"), link = dir.file("app")
+        try TreeSpec.copy(old, real)
+        try POSIX.chmod(real, 0o750)
+        try POSIX.symlink(target: "app-1.0", at: link)
+        _ = try BundleApplier.apply(directory: link, bundlePath: bundle)
+        #expect(try POSIX.lstat(link).st_mode & S_IFMT == S_IFLNK && POSIX.readlink(link) == "app-1.0")
+        #expect(try TreeSpec.digest(real) == TreeSpec.digest(new))
+        #expect(try POSIX.lstat(real).st_mode & 0o7777 == 0o750)
+        try BundleApplier.rollback(directory: link)
+        #expect(try TreeSpec.digest(real) == TreeSpec.digest(old))
+        #expect(try POSIX.lstat(real).st_mode & 0o7777 == 0o750 && POSIX.lstat(link).st_mode & S_IFMT == S_IFLNK)
+        #expect(try BundleApplier.recover(directory: link) == .clean)
+    }
+
     @Test func bundleBytesDoNotDependOnThreads() throws {
         let dir = try TemporaryDirectory()
         let (old, new) = try Self.trees(dir)
