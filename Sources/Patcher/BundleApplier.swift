@@ -447,6 +447,7 @@ public enum BundleApplier {
             try POSIX.removeTree(state.backup)
             CrashPoint.hit("backup-removed")
             try POSIX.rename(state.staging, state.backup)
+            CrashPoint.hit("backup-moved")
             if POSIX.exists(state.backupInfoNext) {
                 try POSIX.rename(state.backupInfoNext, state.backupInfo)
             } else {
@@ -455,7 +456,14 @@ public enum BundleApplier {
             CrashPoint.hit("backup-kept")
         } else {
             try POSIX.removeTree(state.staging)
-            try? POSIX.unlink(state.backupInfoNext)
+            if hadOld && POSIX.exists(state.backupInfoNext) {
+                // Stopped between moving the old tree to the backup and recording its digest: the
+                // backup is that tree, so its record is the prepared one (without it, rollback would
+                // refuse the backup as modified, or find none).
+                try POSIX.rename(state.backupInfoNext, state.backupInfo)
+            } else {
+                try? POSIX.unlink(state.backupInfoNext)
+            }
         }
         if POSIX.exists(state.installedNext) {
             try POSIX.rename(state.installedNext, state.installed)
@@ -559,7 +567,10 @@ public enum BundleApplier {
     }
 
     static func switchRollback(_ state: State) throws {
-        if try POSIX.exchange(state.directory, state.backup) {
+        // Resumed after a stop between the fallback's renames, the installation may be aside: only
+        // the renames can finish that (an exchange with a missing path fails before the file system
+        // is asked whether it could exchange).
+        if POSIX.exists(state.directory) && POSIX.exists(state.backup), try POSIX.exchange(state.directory, state.backup) {
             CrashPoint.hit("rollback-exchanged")
             return
         }
