@@ -176,8 +176,15 @@ public enum BundleApplier {
     static func readManifest(_ input: FilePatchInput, header: BundleHeader, limits: BundleLimits) throws -> BundleManifest {
         let reader = try DecompressingReader(streamName: "manifest", codec: header.codec,
                                              source: input.source(offset: header.manifestOffset, length: header.manifestLength))
-        var raw = [UInt8](repeating: 0, count: Int(header.manifestRawLength))
-        try raw.withUnsafeMutableBytes { try reader.readExactly(into: $0) }
+        // Grown as the stream delivers, not allocated at the declared size: a bundle that declares a
+        // 512 MiB manifest and holds a few bytes fails at its end, having taken only what it gave.
+        var raw = [UInt8]()
+        let total = Int(header.manifestRawLength)
+        while raw.count < total {
+            let start = raw.count
+            raw.append(contentsOf: repeatElement(0, count: min(1 << 20, total - start)))
+            try raw.withUnsafeMutableBytes { try reader.readExactly(into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+        }
         try reader.finish()
         return try BundleManifest.decode(raw, limits: limits)
     }

@@ -137,3 +137,24 @@ import Testing
         #expect(throws: PatchFormatError.truncated(part: "magic", needed: 8, available: 3)) { try PatchKind.detect([1, 2, 3]) }
     }
 }
+
+@Suite struct BundleManifestLimitTests {
+    /// Front-coded paths: each shares up to 4 KiB with the one before for a few bytes of manifest.
+    /// Decoded path bytes are capped (`BundleLimits.maxPathBytes`), so a small hostile manifest
+    /// cannot decode to gigabytes of strings.
+    @Test func decodedPathBytesAreCapped() throws {
+        let base = Array(repeating: String(repeating: "a", count: 255), count: 15).joined(separator: "/")
+        let ops = (0..<2000).map { BundleOperation(path: base + "/" + String(repeating: "0", count: 4 - String($0).count) + String($0),
+                                                   op: .directory(mode: 0o755)) }
+        let raw = BundleManifest(touched: [], operations: ops).encode()
+        let decoded = UInt64(ops.reduce(0) { $0 + $1.path.utf8.count })
+        #expect(raw.count < 32 << 10 && decoded > 7 << 20, "\(raw.count) bytes of manifest for \(decoded) bytes of paths")
+        #expect(try BundleManifest.decode(raw, limits: BundleLimits()).operations == ops)
+        #expect {
+            _ = try BundleManifest.decode(raw, limits: BundleLimits(maxPathBytes: 4 << 20))
+        } throws: { error in
+            guard case PatchFormatError.limitExceeded(let field, let value, let limit) = error else { return false }
+            return field.hasPrefix("total path bytes") && value > limit && limit == 4 << 20
+        }
+    }
+}

@@ -176,12 +176,19 @@ public struct BundleLimits: Sendable, Equatable {
     public var maxTotalBytes: UInt64
     /// Largest single file.
     public var maxFileBytes: UInt64
+    /// Largest total length of the manifest's paths once decoded. Paths are front-coded (each shares
+    /// a prefix with the one before), so a few bytes of manifest can stand for a 4 KiB path: without
+    /// this, 18 MB of manifest could decode to 12 GiB of paths. A million entries with 256-byte paths,
+    /// each listed as touched and as an operation, stay under the default.
+    public var maxPathBytes: UInt64
 
     public init(maxEntries: UInt64 = 1_000_000, maxManifestBytes: UInt64 = 512 << 20,
-                maxTotalBytes: UInt64 = 256 << 30, maxFileBytes: UInt64 = PatchLimits.defaultMaxOutputSize) {
+                maxTotalBytes: UInt64 = 256 << 30, maxFileBytes: UInt64 = PatchLimits.defaultMaxOutputSize,
+                maxPathBytes: UInt64 = 512 << 20) {
         self.maxEntries = maxEntries
         self.maxManifestBytes = maxManifestBytes
         self.maxTotalBytes = maxTotalBytes
         self.maxFileBytes = maxFileBytes
+        self.maxPathBytes = maxPathBytes
     }
 }

@@ -132,6 +132,7 @@ public struct BundleManifest: Equatable, Sendable {
     /// the right content. `newTree(from:)` checks the rest against the actual old tree.
     public static func decode(_ bytes: [UInt8], limits: BundleLimits) throws -> BundleManifest {
         var r = ManifestReader(bytes: bytes)
+        r.maxPathBytes = limits.maxPathBytes
         let touchedCount = try r.varint("touched entry count")
         guard touchedCount <= limits.maxEntries else {
             throw PatchFormatError.limitExceeded(field: "touched entry count", value: touchedCount, limit: limits.maxEntries)
@@ -349,6 +350,9 @@ public struct BundleManifest: Equatable, Sendable {
 struct ManifestReader {
     let bytes: [UInt8]
     var offset = 0
+    /// Decoded path bytes so far, and their limit (`BundleLimits.maxPathBytes`).
+    var pathBytes: UInt64 = 0
+    var maxPathBytes: UInt64 = .max
 
     var atEnd: Bool { offset == bytes.count }
 
@@ -406,6 +410,10 @@ struct ManifestReader {
         guard shared <= UInt64(previous.count), rest <= UInt64(BundlePath.maxLength) else {
             throw PatchFormatError.invalidField(field: field, value: "\(shared)+\(rest) bytes",
                                                 reason: "shares more than the previous path has, or is too long")
+        }
+        pathBytes += shared + rest
+        guard pathBytes <= maxPathBytes else {
+            throw PatchFormatError.limitExceeded(field: "total path bytes (at \(field))", value: pathBytes, limit: maxPathBytes)
         }
         let bytes = Array(previous[0..<Int(shared)]) + Array(try take(rest, field))
         guard let s = String(validating: bytes, as: UTF8.self) else {
