@@ -63,6 +63,26 @@ import UpdateServer
         #expect(try TreeSpec.digest(f.service.treesDirectory + "/" + p + "/1.1.0") == f.digest("1.1.0"))
     }
 
+    /// The static manifests (for a CDN) are re-signed by the ticker before they expire, not only when
+    /// a release or a delta is added: a quiet week would otherwise leave every static client refused.
+    @Test func staticManifestsAreReSignedBeforeTheyExpire() throws {
+        let f = try ServerFixture(publish: false)
+        let p = ServerFixture.platform
+        _ = try f.service.publish(.init(platform: p, version: "1.0.0"), bundleDirectory: f.trees["1.0.0"]!)
+        let file = f.service.staticDirectory + "/manifest/\(p)/stable.json"
+        func expires() throws -> Date {
+            let envelope = try WireJSON.decoder().decode(SignedEnvelope.self, from: Data(try POSIX.readFile(file)))
+            return try Manifest.decode(try envelope.verifiedPayload(trusting: [f.publicKey])).expires
+        }
+        let lifetime = TimeInterval(f.service.configuration.manifestLifetimeSeconds)
+        let first = try expires()
+        f.service.refreshStaticManifests(now: Date().addingTimeInterval(lifetime / 4))
+        #expect(try expires() == first, "more than half its lifetime left: kept")
+        let later = Date().addingTimeInterval(lifetime * 0.6)
+        f.service.refreshStaticManifests(now: later)
+        #expect(try expires() >= later.addingTimeInterval(lifetime - 1), "re-signed with a full lifetime from then")
+    }
+
     @Test func aLockedCatalogStillAnswersChecksAndWritesGet503WithRetryAfter() async throws {
         let f = try ServerFixture { $0.catalogBusyTimeoutSeconds = 0.3 }
         let path = f.service.configuration.dataDirectory + "/catalog.sqlite"

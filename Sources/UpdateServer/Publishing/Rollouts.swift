@@ -208,12 +208,14 @@ extension UpdateService {
         }
     }
 
-    /// Every `interval` seconds on a background thread, until the service is gone: `tickRollouts`, and
-    /// the delta jobs that another process queued (`phoenix-server publish --background`).
+    /// Every `interval` seconds on a background thread, until the service is gone: `tickRollouts`, the
+    /// static manifests' re-signing (`refreshStaticManifests`), and the delta jobs that another
+    /// process queued (`phoenix-server publish --background`).
     func startRolloutTicker(interval: TimeInterval = 10) {
         Thread.detachNewThread { [weak self] in
             while let self {
                 self.tickRollouts()
+                self.refreshStaticManifests()
                 if let jobs = try? self.catalog.unfinishedDeltas(), jobs.contains(where: { $0.state == .pending }) {
                     self.startJobsInBackground()
                 }

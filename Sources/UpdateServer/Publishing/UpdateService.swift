@@ -22,6 +22,8 @@ public final class UpdateService: @unchecked Sendable {
     /// Dashboard login sessions and single-use login links (in memory: a restart logs everyone out).
     let sessions = SessionStore()
     private var revisionSeen: (value: UInt64, at: Date)?
+    /// When the earliest static manifest of each platform expires, as this process last exported it.
+    private var staticExpiry: [String: Date] = [:]
     private var jobsRunning = false
     private var jobsRequested = false
 
@@ -391,22 +393,23 @@ public final class UpdateService: @unchecked Sendable {
                         expires: now.addingTimeInterval(TimeInterval(configuration.manifestLifetimeSeconds)), releases: entries)
     }
 
-    /// The signed manifest, cached until the catalog changes or half its lifetime has passed.
-    public func signedManifest(platform: String, channel: DeliveryPolicy.Channel) throws -> SignedEnvelope {
+    /// The signed manifest, cached until the catalog changes or half its lifetime has passed (`now`:
+    /// tests move the clock).
+    public func signedManifest(platform: String, channel: DeliveryPolicy.Channel, now: Date = Date()) throws -> SignedEnvelope {
         guard let key = signingKey else { throw ServerError.noSigningKey }
         let key2 = platform + "\u{0}" + channel.rawValue
         let revision = try currentRevision()
         lock.lock()
         if let cached = manifestCache[key2], cached.revision == revision,
-           Date().timeIntervalSince(cached.built) < Double(configuration.manifestLifetimeSeconds) / 2 {
+           now.timeIntervalSince(cached.built) < Double(configuration.manifestLifetimeSeconds) / 2 {
             lock.unlock()
             return cached.envelope
         }
         lock.unlock()
-        var envelope = try SignedEnvelope.sign(try manifest(platform: platform, channel: channel).encoded(), with: [key])
+        var envelope = try SignedEnvelope.sign(try manifest(platform: platform, channel: channel, now: now).encoded(), with: [key])
         if !rotations.isEmpty { envelope.rotations = rotations }
         lock.lock()
-        manifestCache[key2] = (revision, Date(), envelope)
+        manifestCache[key2] = (revision, now, envelope)
         lock.unlock()
         return envelope
     }
@@ -443,7 +446,10 @@ public final class UpdateService: @unchecked Sendable {
         let variant = assignedVariant(client)
         let key = [platform, channel.rawValue, current.description, gate.key, variant?.name ?? ""].joined(separator: "\u{0}")
         lock.lock()
-        if let hit = checkCache[key], hit.revision == revision, Date().timeIntervalSince(hit.built) < 60 {
+        // A minute at most, and a quarter of the manifest's lifetime: the manifest inside was signed up
+        // to half its lifetime before, so what is served always has a quarter of its lifetime left.
+        if let hit = checkCache[key], hit.revision == revision,
+           Date().timeIntervalSince(hit.built) < min(60, Double(configuration.manifestLifetimeSeconds) / 4) {
             lock.unlock()
             return hit.bytes
         }
@@ -528,16 +534,43 @@ public final class UpdateService: @unchecked Sendable {
 
     // MARK: Static export
 
+    /// Re-exports the static manifests of every platform whose files expire within half the manifest
+    /// lifetime (or that this process has not exported yet): nothing else re-signs them, and a CDN
+    /// serving an expired manifest stops every client that reads it. The ticker calls this.
+    public func refreshStaticManifests(now: Date = Date()) {
+        guard signingKey != nil else { return }
+        do {
+            for platform in try catalog.platforms() {
+                lock.lock()
+                let expires = staticExpiry[platform]
+                lock.unlock()
+                if let expires, expires.timeIntervalSince(now) > Double(configuration.manifestLifetimeSeconds) / 2 { continue }
+                try exportStatic(platform: platform, now: now)
+            }
+        } catch {
+            logger.error("static manifest export failed", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Writes the signed manifests of `platform` and links its packages under `static/`, so that a CDN
     /// or object store can serve the same files (`static/manifest/P/CHANNEL.json`, `static/packages/SHA`).
-    public func exportStatic(platform: String) throws {
+    public func exportStatic(platform: String, now: Date = Date()) throws {
         guard signingKey != nil else { return }
+        var earliest = Date.distantFuture
+        defer {
+            lock.lock()
+            staticExpiry[platform] = earliest
+            lock.unlock()
+        }
         let manifestDir = staticDirectory + "/manifest/" + platform
         let packageDir = staticDirectory + "/packages"
         try FileManager.default.createDirectory(atPath: manifestDir, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: packageDir, withIntermediateDirectories: true)
         for channel in DeliveryPolicy.Channel.allCases {
-            let envelope = try signedManifest(platform: platform, channel: channel)
+            let envelope = try signedManifest(platform: platform, channel: channel, now: now)
+            if let payload = Data(base64Encoded: envelope.payload), let m = try? Manifest.decode(Array(payload)) {
+                earliest = min(earliest, m.expires)
+            }
             let bytes = try WireJSON.encoder(pretty: true).encode(envelope)
             let w = try AtomicFileWriter(destination: manifestDir + "/" + channel.rawValue + ".json", mode: 0o644)
             try bytes.withUnsafeBytes { try w.write($0) }
