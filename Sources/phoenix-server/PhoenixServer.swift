@@ -69,6 +69,11 @@ struct Serve: AsyncParsableCommand {
         logger.logLevel = .info
         if c.keyPath == nil { logger.warning("no signing key (--key): manifests and checks will answer 500 until one is configured") }
         let service = try UpdateService(configuration: c, logger: logger)
+        // Manifest versions above any that this data directory issued before a restore (or a new
+        // catalog); a catalog another process holds locked keeps its value until the next change.
+        do { try service.catalog.raiseRevisionToClock() } catch {
+            logger.warning("the catalog revision was not raised to the clock", metadata: ["error": "\(error)"])
+        }
         var tls: CertificateReloader?
         var reload: DispatchSourceSignal?
         if let cert = c.tlsCertificatePath, let key = c.tlsKeyPath {

@@ -83,6 +83,25 @@ import UpdateServer
         #expect(try expires() >= later.addingTimeInterval(lifetime - 1), "re-signed with a full lifetime from then")
     }
 
+    /// The revision is the manifest version, a replay floor in every client: it never falls below the
+    /// clock's seconds, so a catalog moved aside (the corrupt-catalog error's advice) or restored from
+    /// a backup still issues versions above those of before. It started at 1 and counted changes.
+    @Test func manifestVersionsStayAboveTheClock() throws {
+        let f = try ServerFixture(publish: false)
+        #expect(try f.service.catalog.revision() == 1, "a new catalog")
+        let start = UInt64(Date().timeIntervalSince1970)
+        try f.service.catalog.raiseRevisionToClock()
+        let raised = try f.service.catalog.revision()
+        #expect(raised >= start && raised <= start + 5)
+        try f.service.catalog.raiseRevisionToClock()
+        #expect(try f.service.catalog.revision() >= raised, "never lowered")
+        _ = try f.service.publish(.init(platform: ServerFixture.platform, version: "1.0.0"), bundleDirectory: f.trees["1.0.0"]!)
+        _ = try f.service.publish(.init(platform: ServerFixture.platform, version: "1.0.1"), bundleDirectory: f.trees["1.0.1"]!)
+        #expect(try f.service.catalog.revision() >= raised + 2, "one more with every change")
+        let manifest = try f.service.manifest(platform: ServerFixture.platform, channel: .stable)
+        #expect(manifest.manifestVersion == (try f.service.catalog.revision()))
+    }
+
     @Test func aLockedCatalogStillAnswersChecksAndWritesGet503WithRetryAfter() async throws {
         let f = try ServerFixture { $0.catalogBusyTimeoutSeconds = 0.3 }
         let path = f.service.configuration.dataDirectory + "/catalog.sqlite"

@@ -119,7 +119,7 @@ import UpdateServer
             await #expect { _ = try await late.check(force: true) } throws: { ($0 as? ClientError)?.category == "expired" }
             // Replayed: the client has seen a newer manifest than the one served.
             let replay = try Self.client(f, url, installed: "1.0.0")
-            replay.state.highestManifestVersion["desktop/stable"] = 1_000_000
+            replay.state.highestManifestVersion["desktop/stable"] = try f.service.catalog.revision() + 1
             await #expect { _ = try await replay.install() } throws: { ($0 as? ClientError)?.category == "rollback" }
             #expect(try TreeSpec.digest(replay.settings.installDir) == f.digest("1.0.0"))
         }

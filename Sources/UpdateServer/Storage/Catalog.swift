@@ -78,6 +78,9 @@ public protocol Catalog: Sendable {
     func unfinishedDeltas() throws -> [DeltaRecord]
     /// A number that grows every time the catalog changes (the manifest version).
     func revision() throws -> UInt64
+    /// Raises the revision to the clock's seconds if it is below (a catalog restored from a backup, or
+    /// a new one): the server calls it when it starts serving.
+    func raiseRevisionToClock() throws
     /// Stores a validated telemetry event.
     func insertTelemetry(_ event: TelemetryEvent, received: Date) throws
     /// Telemetry events of a platform since a time, oldest first.

@@ -200,8 +200,18 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    /// The revision is the manifest version, which clients keep as a replay floor: it grows by one
+    /// and is never below the clock's seconds, so a catalog moved aside (as a corrupt one's error
+    /// says) or restored from a backup still issues versions above every one issued before.
     static func bump(_ db: Database) throws {
-        try db.execute(sql: "UPDATE revision SET value = value + 1 WHERE id = 1")
+        try db.execute(sql: "UPDATE revision SET value = MAX(value + 1, CAST(strftime('%s', 'now') AS INTEGER)) WHERE id = 1")
+    }
+
+    public func raiseRevisionToClock() throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE revision SET value = CAST(strftime('%s', 'now') AS INTEGER) "
+                + "WHERE id = 1 AND value < CAST(strftime('%s', 'now') AS INTEGER)")
+        }
     }
 
     public func insertRelease(_ release: ReleaseRecord, pendingDeltas: [DeltaRecord], rollout: Rollout) throws {
