@@ -35,7 +35,7 @@ public final class AtomicFileWriter {
     public init(destination: String, mode: mode_t = 0o644, behind: Bool = false) throws {
         self.destination = destination
         let dir = POSIX.directory(of: destination)
-        var template = Array("\(dir)/.\(POSIX.fileName(of: destination)).phx-tmp-XXXXXX".utf8CString)
+        var template = Array("\(dir)/.\(Self.shortened(POSIX.fileName(of: destination))).phx-tmp-XXXXXX".utf8CString)
         // Created and registered for removal on a signal in one step (`phx_temp_create`).
         var slot: Int32 = -1
         let fd = template.withUnsafeMutableBufferPointer { phx_temp_create($0.baseAddress!, &slot) }
@@ -52,6 +52,20 @@ public final class AtomicFileWriter {
             abort()
             throw e
         }
+    }
+
+    /// `name`, cut (at a character) so that `.NAME.phx-tmp-XXXXXX` fits in a file name's 255 bytes:
+    /// a file may have a name of 255 bytes itself.
+    static func shortened(_ name: String) -> String {
+        let room = 255 - ".".utf8.count - ".phx-tmp-XXXXXX".utf8.count
+        guard name.utf8.count > room else { return name }
+        var out = "", used = 0
+        for c in name {
+            used += c.utf8.count
+            if used > room { break }
+            out.append(c)
+        }
+        return out
     }
 
     deinit {

@@ -99,6 +99,22 @@ import TreeIO
         #expect(try BundleApplier.recover(directory: link) == .clean)
     }
 
+    /// File names of the full 255 bytes (ASCII, and two-byte characters): the temporary file beside
+    /// each (`.NAME.phx-tmp-XXXXXX`) must still fit in a name.
+    @Test func longestFileNamesApply() throws {
+        let dir = try TemporaryDirectory()
+        let long = String(repeating: "n", count: 255), wide = String(repeating: "é", count: 127)
+        let old = dir.file("old"), new = dir.file("new")
+        try TreeSpec.build(old, [.text(long, "one"), .text("d/" + wide, "two")])
+        try TreeSpec.build(new, [.text(long, "one, changed"), .text("d/" + wide, "two, changed"), .text("e/" + long, "three")])
+        let bundle = dir.file("update.bundle")
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: bundle, options: BundleOptions(threads: 2))
+        let install = dir.file("app")
+        try TreeSpec.copy(old, install)
+        _ = try BundleApplier.apply(directory: install, bundlePath: bundle)
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+    }
+
     @Test func bundleBytesDoNotDependOnThreads() throws {
         let dir = try TemporaryDirectory()
         let (old, new) = try Self.trees(dir)
