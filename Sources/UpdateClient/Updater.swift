@@ -193,7 +193,10 @@ public final class Updater: @unchecked Sendable {
     /// else the frequency setting; nil = only on demand.
     public var checkInterval: TimeInterval? {
         guard let base = settings.frequency.interval else { return nil }
-        return state.variant?.checkIntervalSeconds.map(TimeInterval.init) ?? base
+        // The variant's interval comes unsigned in the check response: held to the range a server
+        // accepts, so that one bad response cannot stop automatic checks for good.
+        let range = Experiment.checkIntervals
+        return state.variant?.checkIntervalSeconds.map { TimeInterval(min(max($0, range.lowerBound), range.upperBound)) } ?? base
     }
 
     func checkUnreported(force: Bool, manual: Bool = false) async throws -> CheckResult {
@@ -361,8 +364,8 @@ public final class Updater: @unchecked Sendable {
                     try? POSIX.unlink(file)
                     kind = "delta"
                     done = true
-                } catch let e as ClientError where e.category == "network" || e.category == "server" || e.category == "insecure" {
-                    throw e  // not the delta's fault: report, and retry later
+                } catch let e as ClientError where !Self.isTheDeltasFault(e) {
+                    throw e  // the network, the disk, the lock: not the delta's fault; report, and retry later
                 } catch {
                     fallback = "the delta failed: \(error); using the full package"
                     state.failedDeltas[offer.package.sha256] = "\(error)"
@@ -421,7 +424,24 @@ public final class Updater: @unchecked Sendable {
         }
     }
 
+    /// Whether a failed delta install is the delta's own fault (it does not apply, or is not what was
+    /// signed), so that it is remembered and the full package used from now on. Anything else (the
+    /// network, TLS, the disk, another run's lock) would stop the full package as well, and a later
+    /// try may find the delta fine.
+    public static func isTheDeltasFault(_ e: ClientError) -> Bool {
+        ["delta_failed", "checksum", "malformed"].contains(e.category)
+    }
+
     func applyChecked(_ bundle: String, expectedDigest: String) throws {
+        // The bundle must build the signed release: checked before anything is written (after the
+        // apply, a mismatch would leave that other tree installed).
+        let declared: String
+        do { declared = try BundleApplier.inspect(bundlePath: bundle).newTreeDigest } catch let e as PatcherError {
+            throw ClientError.install(category: "delta_failed", detail: e.description)
+        }
+        guard declared == expectedDigest else {
+            throw ClientError.install(category: "checksum", detail: "the package builds tree \(declared.prefix(16))..., not the signed release's \(expectedDigest.prefix(16))...; nothing was installed")
+        }
         do {
             let result = try BundleApplier.apply(directory: settings.installDir, bundlePath: bundle)
             guard result.newDigest == expectedDigest else {

@@ -40,6 +40,10 @@ public struct Experiment: Codable, Sendable, Equatable {
         self.variants = variants
     }
 
+    /// The check intervals a variant may set (a minute to 30 days); the client holds an assigned
+    /// interval to them too (it comes unsigned, in the check response).
+    public static let checkIntervals = 60...30 * 24 * 3600
+
     public func validate() throws {
         func bad(_ m: String) -> Error { DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "experiment: " + m)) }
         let token: (String) -> Bool = { s in
@@ -51,17 +55,18 @@ public struct Experiment: Codable, Sendable, Equatable {
         for v in variants {
             guard token(v.name) else { throw bad("variant name \"\(v.name.prefix(40))\" must be 1-32 characters of [A-Za-z0-9-_.]") }
             guard (1...1000).contains(v.weight) else { throw bad("variant \(v.name): weight must be 1...1000") }
-            if let i = v.checkIntervalSeconds, !(60...30 * 24 * 3600).contains(i) {
+            if let i = v.checkIntervalSeconds, !Self.checkIntervals.contains(i) {
                 throw bad("variant \(v.name): check_interval_seconds must be 60...2592000")
             }
             if let s = v.notificationStyle, !token(s) { throw bad("variant \(v.name): notification_style must be a short token") }
         }
     }
 
-    /// The variant of a client.
+    /// The variant of a client: 64 bits of hash modulo the total weight (a bucket of 0..<10000 taken
+    /// modulo the total favoured the first variants, and never reached those past 10000).
     public func assign(clientID: String) -> Variant {
         let total = variants.reduce(0) { $0 + $1.weight }
-        var point = RolloutBucket.hash(Array("experiment\u{0}\(name)\u{0}\(clientID)".utf8)) % max(total, 1)
+        var point = Int(RolloutBucket.hash64(Array("experiment\u{0}\(name)\u{0}\(clientID)".utf8)) % UInt64(max(total, 1)))
         for v in variants {
             if point < v.weight { return v }
             point -= v.weight

@@ -12,10 +12,15 @@ public enum RolloutBucket {
 
     /// A uniform value in 0..<count from SHA-256 of `bytes`.
     static func hash(_ bytes: [UInt8]) -> Int {
+        Int(hash64(bytes) % UInt64(count))
+    }
+
+    /// The first 64 bits of SHA-256 of `bytes`.
+    static func hash64(_ bytes: [UInt8]) -> UInt64 {
         let digest = SHA256Hasher.hash(bytes)
         var v: UInt64 = 0
         for b in digest.prefix(8) { v = v << 8 | UInt64(b) }
-        return Int(v % UInt64(count))
+        return v
     }
 
     /// Bucket b is inside p% when b < p x count / 100.

@@ -177,6 +177,21 @@ func clientIDs(_ n: Int, seed: UInt64) -> [String] {
 }
 
 @Suite struct ExperimentTests {
+    /// Weights whose total does not divide 10,000, or exceeds it: each variant still gets its share
+    /// (a 0..<10000 bucket modulo 1500 gave 70/30 for 1000:500, and never reached variants past 10000).
+    @Test func anyWeightsGetTheirShare() throws {
+        let ids = clientIDs(20_000, seed: 12)
+        let e = Experiment(name: "skew", variants: [.init(name: "a", weight: 1000), .init(name: "b", weight: 500)])
+        try e.validate()
+        let a = ids.filter { e.assign(clientID: $0).name == "a" }.count
+        #expect(abs(Double(a) / Double(ids.count) - 2.0 / 3) < 0.015, "\(a) of 20000 in the weight-1000 variant")
+        let sixteen = Experiment(name: "many", variants: (0..<16).map { .init(name: "v\($0)", weight: 1000) })
+        try sixteen.validate()
+        var counts = [String: Int]()
+        for id in ids { counts[sixteen.assign(clientID: id).name, default: 0] += 1 }
+        #expect(counts.count == 16 && counts.values.allSatisfy { abs($0 - 1250) < 200 }, "\(counts.sorted { $0.key < $1.key })")
+    }
+
     @Test func variantsFollowTheirWeightsAndStayPut() throws {
         let e = Experiment(name: "check-cadence", variants: [
             .init(name: "hourly", weight: 1, checkIntervalSeconds: 3600, notificationStyle: "banner"),

@@ -435,7 +435,27 @@ import UpdateServer
             if case .upToDate = try await u.check() {} else { Issue.record("first check should reach the server") }
             if case .notDue = try await u.check() {} else { Issue.record("a second daily check right away is not due") }
             if case .upToDate = try await u.check(force: true) {} else { Issue.record("--force checks anyway") }
+            // An A/B variant's interval (unsigned, from the check response) is held to 60 s...30 days.
+            u.state.variant = AssignedVariant(experiment: "e", variant: .init(name: "v", checkIntervalSeconds: Int.max))
+            #expect(u.checkInterval == TimeInterval(30 * 24 * 3600))
+            u.state.variant = AssignedVariant(experiment: "e", variant: .init(name: "v", checkIntervalSeconds: 0))
+            #expect(u.checkInterval == 60)
+            u.state.variant = AssignedVariant(experiment: "e", variant: .init(name: "v", checkIntervalSeconds: 3600))
+            #expect(u.checkInterval == 3600)
         }
+    }
+
+    /// Which failures of a delta make the client remember it and use the full package from then on:
+    /// only the delta's own (it does not apply, or is not what was signed). A network, TLS, disk or
+    /// lock failure would stop the full package too, and a later try may find the delta fine.
+    @Test func onlyTheDeltasOwnFailuresRetireIt() {
+        for c in ["delta_failed", "checksum", "malformed"] {
+            #expect(Updater.isTheDeltasFault(.install(category: c, detail: "")), "\(c)")
+        }
+        let transient: [ClientError] = [.network("reset"), .server(status: 503, message: ""), .tls(category: "tls_expired", detail: ""),
+                                         .install(category: "disk_full", detail: ""), .install(category: "io", detail: ""), .busy("held"),
+                                         .insecureURL("http://x")]
+        for e in transient { #expect(!Updater.isTheDeltasFault(e), "\(e)") }
     }
 }
 
