@@ -25,7 +25,7 @@ struct RolloutCommand: ParsableCommand {
                 try service.changeRollout(platform: platform, version: version, a)
             }
             let v = try SemanticVersion(parsing: version)
-            guard let s = try service.rolloutStatus(platform: platform).first(where: { $0.version == v.description }) else {
+            guard let s = try service.rolloutStatus(platform: platform).first(where: { (try? SemanticVersion(parsing: $0.version)) == v }) else {
                 throw ServerError.notFound("\(platform) has no release \(version)")
             }
             if json {

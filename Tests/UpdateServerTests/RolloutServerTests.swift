@@ -196,6 +196,13 @@ import UpdateServer
                 #expect(list.first { $0.version == "1.1.0" }?.rollout.state == .active)
                 #expect(list.map(\.version).first == "2.1.0-beta.1", "newest first")
             }
+            // A release stored with build metadata is addressed by its version: the change and its answer.
+            _ = try f.service.publish(.init(platform: Self.p, version: "3.0.0+build.5"), bundleDirectory: f.trees["2.0.0"]!)
+            try await client.execute(uri: "/api/admin/rollouts/\(Self.p)/3.0.0/pause", method: .post, headers: auth) { r in
+                #expect(r.status == .ok, "\(String(buffer: r.body))")
+                let s = try? WireJSON.decoder().decode(RolloutStatus.self, from: Data(r.body.readableBytesView))
+                #expect(s?.version == "3.0.0+build.5" && s?.rollout.state == .paused)
+            }
         }
         let actions = try f.service.catalog.rolloutLog(platform: Self.p, limit: 10).filter { $0.version == "1.1.0" }.map(\.action)
         #expect(actions.prefix(4) == ["resume", "pause", "set", "advance"])

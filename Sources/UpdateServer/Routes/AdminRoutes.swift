@@ -22,7 +22,8 @@ enum AdminRoutes {
                 let platform = context.parameters.get("platform") ?? ""
                 let version = try Routes.parseVersion(context.parameters.get("version") ?? "", field: "version")
                 try service.changeRollout(platform: platform, version: version.description, action)
-                guard let status = try service.rolloutStatus(platform: platform).first(where: { $0.version == version.description }) else {
+                // By precedence, as the change found it: a release stored as 1.0.0+b5 is 1.0.0.
+                guard let status = try service.rolloutStatus(platform: platform).first(where: { (try? SemanticVersion(parsing: $0.version)) == version }) else {
                     throw ServerError.notFound("\(platform) has no release \(version)")
                 }
                 return try Routes.json(status)
