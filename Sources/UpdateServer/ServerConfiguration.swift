@@ -56,6 +56,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var autoPauseMinimumReports: Int = 20
     /// ...within this sliding window.
     public var autoPauseWindowSeconds: Int = 24 * 3600
+    /// Telemetry older than this is removed (hourly), and so leaves the dashboard's charts.
+    public var telemetryRetentionDays: Int = 90
     /// An A/B experiment over check interval and notification style, or none.
     public var experiment: Experiment?
     /// PEM certificate chain (leaf first) and private key: with both, the server speaks HTTPS
@@ -88,6 +90,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case rolloutStages = "rollout_stages", rolloutIntervalSeconds = "rollout_interval_seconds"
         case autoPauseThreshold = "auto_pause_threshold", autoPauseMinimumReports = "auto_pause_minimum_reports"
         case autoPauseWindowSeconds = "auto_pause_window_seconds", experiment
+        case telemetryRetentionDays = "telemetry_retention_days"
         case tlsCertificatePath = "tls_cert", tlsKeyPath = "tls_key", idleTimeoutSeconds = "idle_timeout_seconds"
         case catalogBusyTimeoutSeconds = "catalog_busy_timeout_seconds"
     }
@@ -113,6 +116,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         autoPauseThreshold = try c.decodeIfPresent(Double.self, forKey: .autoPauseThreshold) ?? autoPauseThreshold
         autoPauseMinimumReports = try c.decodeIfPresent(Int.self, forKey: .autoPauseMinimumReports) ?? autoPauseMinimumReports
         autoPauseWindowSeconds = try c.decodeIfPresent(Int.self, forKey: .autoPauseWindowSeconds) ?? autoPauseWindowSeconds
+        telemetryRetentionDays = try c.decodeIfPresent(Int.self, forKey: .telemetryRetentionDays) ?? telemetryRetentionDays
         experiment = try c.decodeIfPresent(Experiment.self, forKey: .experiment)
         tlsCertificatePath = try c.decodeIfPresent(String.self, forKey: .tlsCertificatePath)
         tlsKeyPath = try c.decodeIfPresent(String.self, forKey: .tlsKeyPath)
@@ -156,6 +160,10 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         guard autoPauseThreshold > 0 && autoPauseThreshold < 1 else { throw ServerError.badConfiguration("auto_pause_threshold must be in (0, 1)") }
         guard autoPauseMinimumReports >= 1 else { throw ServerError.badConfiguration("auto_pause_minimum_reports must be at least 1") }
         guard autoPauseWindowSeconds >= 60 else { throw ServerError.badConfiguration("auto_pause_window_seconds must be at least 60") }
+        guard telemetryRetentionDays >= 1 && telemetryRetentionDays <= 36500,
+              telemetryRetentionDays * 86400 >= autoPauseWindowSeconds else {
+            throw ServerError.badConfiguration("telemetry_retention_days must be 1...36500 and cover auto_pause_window_seconds")
+        }
         guard catalogBusyTimeoutSeconds >= 0 && catalogBusyTimeoutSeconds <= 600 else {
             throw ServerError.badConfiguration("catalog_busy_timeout_seconds must be 0...600")
         }

@@ -98,8 +98,10 @@ import UpdateServer
         #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .complete)
     }
 
-    static func report(_ f: ServerFixture, to version: String, outcome: String, n: Int, at: Date, stage: TelemetryEvent.Stage = .install) throws {
-        for i in 0..<n {
+    /// `n` reports from clients c`first`... c`first + n - 1`.
+    static func report(_ f: ServerFixture, to version: String, outcome: String, n: Int, at: Date, stage: TelemetryEvent.Stage = .install,
+                       first: Int = 0) throws {
+        for i in first..<(first + n) {
             let e = TelemetryEvent(clientID: "c\(i)", platform: p, channel: "stable", stage: stage, outcome: outcome,
                                    fromVersion: stage == .rollback ? version : "1.0.0", toVersion: stage == .rollback ? "1.0.0" : version,
                                    kind: stage == .rollback ? nil : "delta", durationMs: 10)
@@ -140,9 +142,44 @@ import UpdateServer
         try Self.report(f, to: "2.0.0", outcome: "disk_full", n: 1, at: resumed.addingTimeInterval(2))
         f.service.tickRollouts(now: resumed.addingTimeInterval(3))
         #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .active, "1 of 20 is exactly 5%: not above")
-        try Self.report(f, to: "2.0.0", outcome: "disk_full", n: 1, at: resumed.addingTimeInterval(4))
+        try Self.report(f, to: "2.0.0", outcome: "disk_full", n: 1, at: resumed.addingTimeInterval(4), first: 1)
         f.service.tickRollouts(now: resumed.addingTimeInterval(5))
         #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .paused)
+    }
+
+    /// Auto-pause counts clients, not reports: one client sending the same failure again and again
+    /// (a retried send, or a script) counts once.
+    @Test func eachClientCountsOnce() throws {
+        let f = try ServerFixture(stages: [10, 100]) { $0.rolloutIntervalSeconds = 0 }
+        let now = Date()
+        try Self.report(f, to: "2.0.0", outcome: "success", n: 20, at: now.addingTimeInterval(-60))
+        for _ in 0..<30 { try Self.report(f, to: "2.0.0", outcome: "checksum", n: 1, at: now.addingTimeInterval(-50), first: 100) }
+        f.service.tickRollouts(now: now)
+        #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .active)
+        let health = try f.service.rolloutStatus(platform: Self.p, now: now).first { $0.version == "2.0.0" }?.health
+        #expect(health?.attempts == 21 && health?.failures == ["checksum": 1])
+        try Self.report(f, to: "2.0.0", outcome: "checksum", n: 2, at: now.addingTimeInterval(-40), first: 101)
+        f.service.tickRollouts(now: now)
+        #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .paused, "3 clients of 23 failed")
+    }
+
+    /// Telemetry older than the retention is removed, at most once an hour.
+    @Test func oldTelemetryIsPruned() throws {
+        let f = try ServerFixture(publish: false) { $0.telemetryRetentionDays = 30 }
+        let now = Date()
+        func count() throws -> Int { try f.service.catalog.telemetry(platform: Self.p, since: .distantPast).count }
+        try Self.report(f, to: "2.0.0", outcome: "success", n: 1, at: now.addingTimeInterval(-31 * 86400))
+        try Self.report(f, to: "2.0.0", outcome: "success", n: 1, at: now.addingTimeInterval(-86400))
+        f.service.pruneTelemetry(now: now)
+        #expect(try count() == 1)
+        try Self.report(f, to: "2.0.0", outcome: "success", n: 1, at: now.addingTimeInterval(-40 * 86400))
+        f.service.pruneTelemetry(now: now.addingTimeInterval(60))
+        #expect(try count() == 2, "not again within the hour")
+        f.service.pruneTelemetry(now: now.addingTimeInterval(3601))
+        #expect(try count() == 1)
+        var c = f.service.configuration
+        c.telemetryRetentionDays = 0
+        #expect(throws: ServerError.self) { try c.validate() }
     }
 
     @Test func telemetryPostsTriggerTheAutoPause() async throws {

@@ -147,7 +147,9 @@ extension UpdateService {
         }
         var out: [String: ReleaseHealth] = [:]
         for (start, versions) in byStart {
-            let rows = try catalog.telemetrySummary(platform: platform, since: start, bucketSeconds: Int.max / 4)
+            // Clients, not reports: one that reports a failure again (a retried send, or on purpose)
+            // counts once.
+            let rows = try catalog.telemetrySummary(platform: platform, since: start, bucketSeconds: Int.max / 4, distinctClients: true)
             for version in versions {
                 var h = ReleaseHealth()
                 for row in rows {
@@ -208,6 +210,22 @@ extension UpdateService {
         }
     }
 
+    /// Removes telemetry older than `telemetry_retention_days`, at most once an hour: without it the
+    /// table grows with every report for as long as the server runs.
+    public func pruneTelemetry(now: Date = Date()) {
+        lock.lock()
+        let due = lastPrune.map { now.timeIntervalSince($0) >= 3600 } ?? true
+        if due { lastPrune = now }
+        lock.unlock()
+        guard due else { return }
+        do {
+            let removed = try catalog.deleteTelemetry(before: now.addingTimeInterval(-TimeInterval(configuration.telemetryRetentionDays) * 86400))
+            if removed > 0 { logger.info("pruned telemetry", metadata: ["events": "\(removed)", "older than days": "\(configuration.telemetryRetentionDays)"]) }
+        } catch {
+            logger.error("telemetry pruning failed", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Every `interval` seconds on a background thread, until the service is gone: `tickRollouts`, the
     /// static manifests' re-signing (`refreshStaticManifests`), and the delta jobs that another
     /// process queued (`phoenix-server publish --background`).
@@ -216,6 +234,7 @@ extension UpdateService {
             while let self {
                 self.tickRollouts()
                 self.refreshStaticManifests()
+                self.pruneTelemetry()
                 if let jobs = try? self.catalog.unfinishedDeltas(), jobs.contains(where: { $0.state == .pending }) {
                     self.startJobsInBackground()
                 }

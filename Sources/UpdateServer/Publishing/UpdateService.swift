@@ -24,6 +24,8 @@ public final class UpdateService: @unchecked Sendable {
     private var revisionSeen: (value: UInt64, at: Date)?
     /// When the earliest static manifest of each platform expires, as this process last exported it.
     private var staticExpiry: [String: Date] = [:]
+    /// When `pruneTelemetry` last ran.
+    var lastPrune: Date?
     private var jobsRunning = false
     private var jobsRequested = false
 

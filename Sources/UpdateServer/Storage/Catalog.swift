@@ -86,8 +86,11 @@ public protocol Catalog: Sendable {
     /// Telemetry events of a platform since a time, oldest first.
     func telemetry(platform: String, since: Date) throws -> [TelemetryEvent]
     /// Telemetry of a platform since a time, counted per time bucket (`bucketSeconds` wide, aligned to
-    /// the epoch) and per stage, outcome, versions, kind and variant.
-    func telemetrySummary(platform: String, since: Date, bucketSeconds: Int) throws -> [TelemetrySummaryRow]
+    /// the epoch) and per stage, outcome, versions, kind and variant; with `distinctClients`, each
+    /// client id counts once per group (a report sent again, or one client's many reports).
+    func telemetrySummary(platform: String, since: Date, bucketSeconds: Int, distinctClients: Bool) throws -> [TelemetrySummaryRow]
+    /// Removes telemetry received before `date`; returns how many events.
+    func deleteTelemetry(before date: Date) throws -> Int
 
     /// The rollouts of a platform's releases, by version string.
     func rollouts(platform: String) throws -> [String: Rollout]

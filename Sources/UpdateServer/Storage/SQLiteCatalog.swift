@@ -93,6 +93,11 @@ public final class SQLiteCatalog: Catalog {
             try db.execute(sql: "UPDATE telemetry SET bytes = json_extract(event, '$.bytes')")
             try db.create(index: "telemetry_platform_received", on: "telemetry", columns: ["platform", "received"])
         }
+        migrator.registerMigration("v4-telemetry-client") { db in
+            // Auto-pause counts clients, not reports: the client id as a column.
+            try db.alter(table: "telemetry") { t in t.add(column: "client_id", .text) }
+            try db.execute(sql: "UPDATE telemetry SET client_id = json_extract(event, '$.client_id')")
+        }
         try migrator.migrate(pool)
     }
 
@@ -115,20 +120,21 @@ public final class SQLiteCatalog: Catalog {
         let json = String(decoding: try JSONEncoder().encode(event), as: UTF8.self)
         try pool.write { db in
             try db.execute(sql: """
-                INSERT INTO telemetry (received, platform, event, stage, outcome, from_version, to_version, kind, variant, bytes)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO telemetry (received, platform, event, stage, outcome, from_version, to_version, kind, variant, bytes, client_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 arguments: [received, event.platform, json, event.stage.rawValue, event.outcome, event.fromVersion, event.toVersion,
-                            event.kind, event.variant, event.bytes.map { Int64(clamping: $0) }])
+                            event.kind, event.variant, event.bytes.map { Int64(clamping: $0) }, event.clientID])
         }
     }
 
-    public func telemetrySummary(platform: String, since: Date, bucketSeconds: Int) throws -> [TelemetrySummaryRow] {
+    public func telemetrySummary(platform: String, since: Date, bucketSeconds: Int, distinctClients: Bool) throws -> [TelemetrySummaryRow] {
         let width = max(1, bucketSeconds)
+        let count = distinctClients ? "COUNT(DISTINCT COALESCE(client_id, 'row ' || id))" : "COUNT(*)"
         return try pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT (CAST(strftime('%s', received) AS INTEGER) / ?) * ? AS bucket, stage, outcome, from_version, to_version,
-                       kind, variant, COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS total
+                       kind, variant, \(count) AS n, COALESCE(SUM(bytes), 0) AS total
                 FROM telemetry WHERE platform = ? AND received >= ?
                 GROUP BY bucket, stage, outcome, from_version, to_version, kind, variant
                 ORDER BY bucket
@@ -140,6 +146,13 @@ public final class SQLiteCatalog: Catalog {
                                            outcome: row["outcome"] ?? "", fromVersion: row["from_version"], toVersion: row["to_version"],
                                            kind: row["kind"], variant: row["variant"], count: row["n"], bytes: UInt64(max(0, total)))
             }
+        }
+    }
+
+    public func deleteTelemetry(before date: Date) throws -> Int {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM telemetry WHERE received < ?", arguments: [date])
+            return db.changesCount
         }
     }
 
