@@ -211,6 +211,14 @@ public enum BundleApplier {
         if !header.isFull && oldDigest != header.oldDigest {
             throw PatcherError.installationMismatch(directory: state.directory, detail: describeMismatch(state, old: old, manifest: manifest))
         }
+        // The touched entries are the paths the apply opens in the installation (sources to copy, link
+        // or patch from): each must be the entry the scan found, which never follows a link. A bundle
+        // whose list disagrees with the tree its digest names would have the apply open `lib/x` through
+        // an installed symlink `lib`, reaching (and hard-linking) a file outside the installation.
+        if !header.isFull, let d = manifest.firstTouchedDifference(in: old) {
+            throw PatchFormatError.invalidField(field: "touched entries", value: d,
+                                                reason: "do not match the tree the bundle names as its old tree")
+        }
         let base = header.isFull ? [] : old
         let new = try manifest.newTree(from: base, expectedDigest: header.newDigest)
         guard UInt64(new.count) == header.newCount else {

@@ -298,6 +298,39 @@ import TreeIO
                                 newTotalBytes: 1, full: true, control: [0, 1, 0], extra: Array("x".utf8))
     }
 
+    /// A delta bundle for the right installation (its old-tree digest matches) whose touched list says
+    /// `lib/x` is a file, where the installation has `lib` as a symlink to a directory outside (which
+    /// the bundle removes, so the new tree has no bad link to refuse): copying from `lib/x` would
+    /// hard-link that outside file into the new tree. Refused before staging.
+    @Test func touchedEntriesMustBeTheInstalledOnes() throws {
+        let dir = try TemporaryDirectory()
+        let secret = Array("secret".utf8)
+        try TreeSpec.build(dir.file("outside"), [.file("x", secret, mode: 0o644)])
+        let install = dir.file("app")
+        try TreeSpec.build(install, [.text("keep.txt", "untouched")])
+        try POSIX.symlink(target: dir.file("outside"), at: install + "/lib")
+        let old = try TreeScanner.scan(install)
+        let link = try #require(old.first { $0.path == "lib" })
+        let touched = TreeEntry(path: "lib/x", kind: .file, mode: 0o644, size: UInt64(secret.count), sha256: SHA256Hasher.hash(secret))
+        let copied = TreeEntry(path: "stolen", kind: .file, mode: 0o644, size: UInt64(secret.count), sha256: SHA256Hasher.hash(secret))
+        let new = (old.filter { $0.path != "lib" } + [copied]).sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+        let manifest = BundleManifest(touched: [link, touched], operations: [
+            BundleOperation(path: "lib", op: .remove),
+            BundleOperation(path: "stolen", op: .file(mode: 0o644, size: UInt64(secret.count), sha256: SHA256Hasher.hash(secret),
+                                                      action: .copy(source: 1)))])
+        try dir.write("b", try HandMadeBundle.make(manifest: manifest, oldDigest: TreeDigest.compute(old), newDigest: TreeDigest.compute(new),
+                                                   oldCount: UInt64(old.count), newCount: UInt64(new.count),
+                                                   newTotalBytes: UInt64(secret.count)))
+        let before = try TreeSpec.digest(install)
+        #expect {
+            try BundleApplier.apply(directory: install, bundlePath: dir.file("b"))
+        } throws: { error in
+            "\(error)".contains("touched entries") && "\(error)".contains("lib/x")
+        }
+        #expect(try TreeSpec.digest(install) == before)
+        #expect(!POSIX.exists(install + "/stolen"))
+    }
+
     @Test func absolutePath() throws {
         try expectRefused(try bundle([fileOp("/tmp/escaped")]), containing: "is absolute")
     }
