@@ -87,6 +87,9 @@ enum Routes {
                 let publish = UpdateService.PublishRequest(
                     platform: try q.platform(), version: try q.required("version"), channel: q["channel"] ?? "stable",
                     changelog: changelog, critical: q["critical"] == "true")
+                // Refused before the upload is read (up to max_upload_bytes) when the version, channel,
+                // changelog or rollout are wrong or the version is published already; checked again after.
+                _ = try service.validate(publish)
                 let work = try service.scratch()
                 defer { try? POSIX.removeTree(work) }
                 let upload = work + "/upload.bundle"
@@ -101,7 +104,9 @@ enum Routes {
                     try buffer.withUnsafeReadableBytes { try writer.write($0) }
                 }
                 try writer.commit()
-                let record = try service.publish(publish, fullBundle: upload)
+                // Installing and hashing the bundle takes seconds on all cores: on a thread of its own,
+                // not one of the pool's few threads that serve every other request.
+                let record = try await offPool { try service.publish(publish, fullBundle: upload) }
                 service.startJobsInBackground()
                 var response = try json(record)
                 response.status = .created
@@ -111,6 +116,13 @@ enum Routes {
     }
 
     // MARK: Helpers
+
+    /// Runs blocking work on a thread of its own and waits for it without holding a pool thread.
+    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+        }
+    }
 
     struct Query {
         let request: Request
