@@ -102,6 +102,26 @@ import UpdateServer
         #expect(manifest.manifestVersion == (try f.service.catalog.revision()))
     }
 
+    /// Delta jobs are claimed in one transaction: a server and a `phoenix-server publish` on the same
+    /// data directory never make the same delta, and a job left running by a process that died is
+    /// taken over.
+    @Test func deltaJobsAreClaimedOnce() throws {
+        let f = try ServerFixture(publish: false)
+        for v in ["1.0.0", "1.0.1", "1.1.0"] {
+            _ = try f.service.publish(.init(platform: ServerFixture.platform, version: v), bundleDirectory: f.trees[v]!)
+        }
+        let catalog = f.service.catalog
+        let pending = try catalog.unfinishedDeltas().count
+        #expect(pending >= 2)
+        var claimed: [String] = []
+        while let j = try catalog.claimDelta(owner: 1, isAlive: { _ in true }) { claimed.append(j.fromVersion + ">" + j.toVersion) }
+        #expect(claimed.count == pending && Set(claimed).count == pending, "\(claimed)")
+        #expect(try catalog.unfinishedDeltas().allSatisfy { $0.state == .running })
+        #expect(try catalog.claimDelta(owner: 2, isAlive: { _ in true }) == nil, "all taken by a live process")
+        let orphan = try #require(try catalog.claimDelta(owner: 3, isAlive: { $0 != 1 }))
+        #expect(orphan.fromVersion + ">" + orphan.toVersion == claimed[0], "the first job of a process that is gone")
+    }
+
     @Test func aLockedCatalogStillAnswersChecksAndWritesGet503WithRetryAfter() async throws {
         let f = try ServerFixture { $0.catalogBusyTimeoutSeconds = 0.3 }
         let path = f.service.configuration.dataDirectory + "/catalog.sqlite"

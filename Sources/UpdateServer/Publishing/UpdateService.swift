@@ -56,7 +56,7 @@ public final class UpdateService: @unchecked Sendable {
         // gone are garbage; those of a live process (a running server while `phoenix-server publish`
         // or `status` opens the same data directory) are its work in progress and stay.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: scratchDirectory)) ?? [] {
-            if let pid = Self.owner(ofScratch: name), kill(pid, 0) == 0 || errno == EPERM { continue }
+            if let pid = Self.owner(ofScratch: name), Self.isAlive(pid) { continue }
             try? POSIX.removeTree(scratchDirectory + "/" + name)
         }
     }
@@ -228,6 +228,9 @@ public final class UpdateService: @unchecked Sendable {
         return record
     }
 
+    /// Whether process `pid` exists (EPERM: it does, as another user's).
+    static func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+
     /// The process id a scratch directory's name starts with (`PID-UUID`), or nil for other names.
     static func owner(ofScratch name: String) -> pid_t? {
         guard let dash = name.firstIndex(of: "-"), let pid = Int32(name[..<dash]), pid > 0 else { return nil }
@@ -247,15 +250,14 @@ public final class UpdateService: @unchecked Sendable {
     /// dropped when it is not smaller than the policy threshold.
     public func runPendingJobs() {
         while true {
+            // Claimed, so that a server and a `phoenix-server publish` on the same data directory do not
+            // both make it (each takes hundreds of MB); one left by a process that died is taken over.
             let next: DeltaRecord?
-            do { next = try catalog.unfinishedDeltas().first } catch {
+            do { next = try catalog.claimDelta(owner: getpid(), isAlive: Self.isAlive) } catch {
                 logger.error("cannot read the job list", metadata: ["error": "\(error)"])
                 return
             }
             guard var job = next else { return }
-            job.state = .running
-            job.updated = Date()
-            try? catalog.updateDelta(job)
             do {
                 job = try makeDelta(job)
             } catch {

@@ -98,6 +98,10 @@ public final class SQLiteCatalog: Catalog {
             try db.alter(table: "telemetry") { t in t.add(column: "client_id", .text) }
             try db.execute(sql: "UPDATE telemetry SET client_id = json_extract(event, '$.client_id')")
         }
+        migrator.registerMigration("v5-delta-claims") { db in
+            // The process making a delta job: another process sharing the data directory leaves it.
+            try db.alter(table: "delta") { t in t.add(column: "claimed_by", .integer) }
+        }
         try migrator.migrate(pool)
     }
 
@@ -260,6 +264,22 @@ public final class SQLiteCatalog: Catalog {
         try pool.write { db in
             try DeltaRow(delta).save(db)
             try Self.bump(db)
+        }
+    }
+
+    public func claimDelta(owner: Int32, isAlive: (Int32) -> Bool) throws -> DeltaRecord? {
+        try pool.write { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT rowid AS rid, state, claimed_by FROM delta WHERE state IN ('pending', 'running') ORDER BY rowid")
+            for row in rows {
+                let state: String = row["state"]
+                let by: Int64? = row["claimed_by"]
+                if state == "running", let by, isAlive(Int32(truncatingIfNeeded: by)) { continue }
+                let rid: Int64 = row["rid"]
+                try db.execute(sql: "UPDATE delta SET state = 'running', claimed_by = ?, updated = ? WHERE rowid = ?",
+                               arguments: [owner, Date(), rid])
+                return try DeltaRow.fetchOne(db, sql: "SELECT * FROM delta WHERE rowid = ?", arguments: [rid])?.record
+            }
+            return nil
         }
     }
 
