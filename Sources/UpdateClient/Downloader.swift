@@ -91,8 +91,11 @@ public struct Downloader: Sendable {
             var offset = have
             switch response.status {
             case 206:
-                guard let range = response.headers["content-range"], range.hasPrefix("bytes \(have)-") else {
-                    throw ClientError.network("the server answered a resume with an unexpected range")
+                // Exactly the rest of the signed package: a range of another length or total is another
+                // file (the partial is named by the package's SHA-256, so the total is known).
+                guard let range = response.headers["content-range"], range == "bytes \(have)-\(size - 1)/\(size)" else {
+                    throw ClientError.network("the server answered a resume of bytes \(have)- with the range "
+                        + "\"\(response.headers["content-range"]?.prefix(60) ?? "")\", not bytes \(have)-\(size - 1)/\(size)")
                 }
             case 200:
                 offset = 0
