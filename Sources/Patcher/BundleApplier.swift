@@ -84,22 +84,51 @@ public enum BundleApplier {
         }
 
         init(directory raw: String) {
-            var d = raw
-            while d.count > 1 && d.hasSuffix("/") { d.removeLast() }
-            if !d.hasPrefix("/") {
-                d = FileManager.default.currentDirectoryPath + "/" + d
-            }
-            // An installation reached through a symbolic link (`/opt/app -> /opt/app-1.2`) is updated
-            // where the link points, and the link stays. Taken as it was, the link itself would be
-            // swapped for a directory, and given the link's own mode (0777: a world-writable root).
-            if (try? POSIX.lstat(d)).map({ $0.st_mode & S_IFMT == S_IFLNK }) == true, let real = realpath(d, nil) {
-                d = String(cString: real)
-                free(real)
-            }
-            directory = d
-            root = POSIX.directory(of: d) + "/." + POSIX.fileName(of: d) + ".phoenix"
+            directory = BundleApplier.installationPath(raw)
+            root = POSIX.directory(of: directory) + "/." + POSIX.fileName(of: directory) + ".phoenix"
         }
     }
+
+    /// The installation `raw` names: absolute, without `.`, `..` or symbolic links, so that its state
+    /// (`.NAME.phoenix`) is beside the directory, never inside it (`apply .`, `DIR/.`), and the same
+    /// whatever the spelling. An installation reached through a symbolic link (`/opt/app ->
+    /// /opt/app-1.2`) is updated where the link points, and the link stays: taken as it was, the link
+    /// itself would be swapped for a directory, and given the link's own mode (0777: a world-writable
+    /// root). The link's target need not exist: after a stop between the renames that replace an
+    /// exchange, it is missing until recovery, which must still find the journal beside it.
+    public static func installationPath(_ raw: String) -> String {
+        func real(_ p: String) -> String? {
+            guard let r = realpath(p, nil) else { return nil }
+            defer { free(r) }
+            return String(cString: r)
+        }
+        var d = raw.isEmpty ? "." : raw
+        if !d.hasPrefix("/") { d = FileManager.default.currentDirectoryPath + "/" + d }
+        for _ in 0..<40 {
+            while d.count > 1 && d.hasSuffix("/") { d.removeLast() }
+            let name = POSIX.fileName(of: d)
+            if name == "." || name == ".." { return real(d) ?? d }
+            let parent = POSIX.directory(of: d)
+            let realParent = real(parent) ?? parent
+            let path = (realParent == "/" ? "" : realParent) + "/" + name
+            guard (try? POSIX.lstat(path)).map({ $0.st_mode & S_IFMT == S_IFLNK }) == true,
+                  let target = try? POSIX.readlink(path), !target.isEmpty else { return path }
+            d = target.hasPrefix("/") ? target : (realParent == "/" ? "" : realParent) + "/" + target
+        }
+        return d  // a loop of links: left as it is, to fail where it is used
+    }
+
+    /// Recovery and rollback act on an installation, or on the state an interrupted update left beside
+    /// where it was (the renames that replace an exchange move it aside for a moment): with neither,
+    /// the path names nothing, and nothing is created for it.
+    static func requireInstallationOrState(_ state: State) throws {
+        if !POSIX.exists(state.directory) && !POSIX.exists(state.root) {
+            throw PatcherError.io(operation: "no installation at", path: state.directory, errno: ENOENT, message: "no such directory")
+        }
+    }
+
+    /// Where the backup of the installation `directory` is kept (`.NAME.phoenix/backup` beside it).
+    public static func backupPath(for directory: String) -> String { State(directory: directory).backup }
 
     struct Journal: Codable {
         enum Operation: String, Codable { case apply, rollback }
@@ -500,6 +529,7 @@ public enum BundleApplier {
     @discardableResult
     public static func recover(directory: String) throws -> RecoveryOutcome {
         let state = State(directory: directory)
+        try requireInstallationOrState(state)
         guard POSIX.exists(state.root) else { return .clean }
         return try mapErrors { try withLock(state) { try recoverLocked(state) } }
     }
@@ -555,6 +585,7 @@ public enum BundleApplier {
     @discardableResult
     public static func rollback(directory: String, options: BundleApplyOptions = BundleApplyOptions()) throws -> BundleApplyResult {
         let state = State(directory: directory)
+        try requireInstallationOrState(state)
         return try mapErrors {
             try withLock(state) {
                 _ = try recoverLocked(state)

@@ -16,6 +16,8 @@ import PatchFormat
 public final class AtomicFileWriter {
     public let destination: String
     public let temporaryPath: String
+    /// The permission bits the result gets.
+    private let mode: mode_t
     @exclusivity(unchecked) public private(set) var bytesWritten: UInt64 = 0
     @exclusivity(unchecked) private var fd: Int32
     private let hasher = SHA256Hasher()
@@ -34,6 +36,7 @@ public final class AtomicFileWriter {
     ///     digest, the same errors (from a later call).
     public init(destination: String, mode: mode_t = 0o644, behind: Bool = false) throws {
         self.destination = destination
+        self.mode = mode
         let dir = POSIX.directory(of: destination)
         var template = Array("\(dir)/.\(Self.shortened(POSIX.fileName(of: destination))).phx-tmp-XXXXXX".utf8CString)
         // Created and registered for removal on a signal in one step (`phx_temp_create`).
@@ -156,6 +159,7 @@ public final class AtomicFileWriter {
             guard fsync(fd) == 0 else { throw POSIX.error("cannot fsync", temporaryPath) }
             guard close(fd) == 0 else { fd = -1; throw POSIX.error("cannot close", temporaryPath) }
             fd = -1
+            try POSIX.checkReplaceable(destination)
             guard rename(temporaryPath, destination) == 0 else { throw POSIX.error("cannot rename into", destination) }
             phx_temp_forget(signalSlot)
         } catch {
@@ -179,6 +183,9 @@ public final class AtomicFileWriter {
 
     /// Copies the owner and group of `path` onto the temporary file (best effort: only root may).
     public func copyOwnership(from st: stat) {
-        if fd >= 0 { _ = fchown(fd, st.st_uid, st.st_gid) }
+        guard fd >= 0 else { return }
+        _ = fchown(fd, st.st_uid, st.st_gid)
+        // fchown clears the set-user-ID and set-group-ID bits: the mode again, after it.
+        _ = fchmod(fd, mode & 0o7777)
     }
 }

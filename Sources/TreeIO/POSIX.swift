@@ -11,6 +11,41 @@ public enum POSIX {
         .io(operation: operation, path: path, errno: code, message: String(cString: strerror(code)))
     }
 
+    /// Throws unless `path` may be replaced by a new file: absent, a regular file, or a symbolic link
+    /// (which the new file replaces). A device, FIFO, socket or directory is never replaced (as root,
+    /// `apply old patch /dev/null` turned the device into a file).
+    public static func checkReplaceable(_ path: String) throws {
+        var st = stat()
+        guard Glibc.lstat(path, &st) == 0 else { return }
+        let kind: String
+        switch st.st_mode & S_IFMT {
+        case S_IFREG, S_IFLNK: return
+        case S_IFDIR: kind = "a directory"
+        case S_IFCHR, S_IFBLK: kind = "a device"
+        case S_IFIFO: kind = "a FIFO"
+        case S_IFSOCK: kind = "a socket"
+        default: kind = "not a regular file"
+        }
+        throw TreeIOError.io(operation: "will not replace", path: path, errno: EEXIST, message: "it is \(kind), not a regular file")
+    }
+
+    /// Throws unless a new file can be written at `path`: its directory exists and is writable, and
+    /// `path` may be replaced (`checkReplaceable`). Checked before long work, so that a wrong output
+    /// path fails at once rather than after the diff.
+    public static func checkOutput(_ path: String) throws {
+        let dir = directory(of: path)
+        guard isDirectory(dir) else { throw error("no such directory for the output", dir, ENOENT) }
+        guard access(dir, W_OK | X_OK) == 0 else { throw error("cannot write in", dir) }
+        try checkReplaceable(path)
+    }
+
+    /// Whether `a` and `b` are the same file (device and inode, links followed); false when either is missing.
+    public static func sameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        guard fstatat(AT_FDCWD, a, &sa, 0) == 0, fstatat(AT_FDCWD, b, &sb, 0) == 0 else { return false }
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
+
     public static func directory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         let dir = String(path[..<slash])

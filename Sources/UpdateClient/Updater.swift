@@ -527,7 +527,7 @@ public final class Updater: @unchecked Sendable {
     public func status() throws -> Status {
         try enforcePendingDeadline()
         let d = settings.installDir
-        let backup = POSIX.directory(of: d) + "/." + POSIX.fileName(of: d) + ".phoenix/backup"
+        let backup = BundleApplier.backupPath(for: d)
         return Status(currentVersion: settings.currentVersion, platform: settings.platform, channel: settings.channel,
                       serverURL: settings.serverURL, installDir: d, lastCheck: state.lastCheck, pending: state.pending,
                       previousVersion: state.previousVersion, rollbackAvailable: !d.isEmpty && POSIX.isDirectory(backup),

@@ -34,6 +34,8 @@ struct ApplyCommand: ParsableCommand {
 
     func validate() throws {
         if inPlace && new != nil { throw ValidationError("--in-place takes FILE PATCH, not a third path") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if old.isEmpty || patch.isEmpty || new?.isEmpty == true { throw ValidationError("a path is empty") }
     }
 
     func run() throws {
@@ -48,7 +50,10 @@ struct ApplyCommand: ParsableCommand {
             try applyBundle(started: started)
             return
         }
-        let destination = inPlace ? old : new!
+        // In place through a symbolic link: the file it points to is updated and the link stays (as a
+        // bundle's installation reached through a link is); replaced, the link became a copy.
+        let destination = inPlace ? BundleApplier.installationPath(old) : new!
+        try POSIX.checkOutput(destination)
         let bar = ProgressBar(label: "apply", quiet: output.quiet)
         let options = ApplyOptions(limits: PatchLimits(maxOutputSize: maxOutput.value)) { written, total in
             bar.update(total == 0 ? 1 : Double(written) / Double(total), detail: formatBytes(written))
@@ -57,7 +62,7 @@ struct ApplyCommand: ParsableCommand {
         bar.finish()
         if !output.quiet {
             let verified = result.verified ? " (verified)" : " (bsdiff: no checksum to verify)"
-            print("\(destination): \(formatBytes(result.newSize)), sha256 \(result.newSHA256)\(verified), "
+            print("\(inPlace ? old : destination): \(formatBytes(result.newSize)), sha256 \(result.newSHA256)\(verified), "
                   + "in \(fixed(Date().timeIntervalSince(started), 2)) s")
         }
     }
@@ -86,6 +91,10 @@ struct RecoverCommand: ParsableCommand {
         abstract: "Finish or undo an update of DIR that was interrupted (crash, kill, power cut).")
 
     @Argument(help: "The installation directory.") var directory: String
+
+    func validate() throws {
+        if directory.isEmpty { throw ValidationError("the installation directory is an empty path") }
+    }
     @Flag(help: "Print the result as JSON.") var json = false
     @OptionGroup var output: OutputOptions
 
@@ -110,6 +119,11 @@ struct RollbackCommand: ParsableCommand {
         abstract: "Restore the version DIR had before its last update (verified by its digest).")
 
     @Argument(help: "The installation directory.") var directory: String
+
+    func validate() throws {
+        if directory.isEmpty { throw ValidationError("the installation directory is an empty path") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
     @Option(help: "Threads for hashing trees (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "Print the result as JSON.") var json = false
     @OptionGroup var output: OutputOptions

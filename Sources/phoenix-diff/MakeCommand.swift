@@ -76,6 +76,12 @@ struct MakeCommand: ParsableCommand {
         let started = Date()
         let bar = ProgressBar(label: "make", quiet: output.quiet)
         let patch = paths.last!
+        // The patch must not replace an input (`make old new old` destroyed old, which the patch then
+        // needs), nor a device or FIFO; and a wrong output directory fails now, not after the diff.
+        for input in paths.dropLast() where POSIX.sameFile(input, patch) {
+            throw ValidationError("PATCH \(patch) is the input \(input): writing it would destroy that input")
+        }
+        try POSIX.checkOutput(patch)
         let dirs = paths.dropLast().map { POSIX.isDirectory($0) }
         if full || dirs.allSatisfy({ $0 }) {
             if format == .bsdiff { throw ValidationError("directory bundles have their own format; --format bsdiff is for files") }

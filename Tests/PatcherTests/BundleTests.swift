@@ -115,6 +115,24 @@ import TreeIO
         #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
     }
 
+    /// `DIR/.`, `DIR/` and a path through `..` name the same installation: its state is kept beside
+    /// it, never inside it (where it would change the tree and fail every later update).
+    @Test func anyPathToTheInstallationKeepsItsStateBeside() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        let bundle = dir.file("update.bundle")
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: bundle, options: BundleOptions(threads: 2))
+        let install = dir.file("app")
+        try TreeSpec.copy(old, install)
+        _ = try BundleApplier.apply(directory: install + "/.", bundlePath: bundle)
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+        #expect(POSIX.isDirectory(dir.file(".app.phoenix/backup")))
+        try BundleApplier.rollback(directory: install + "/lib/../")
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(old))
+        #expect(try BundleApplier.recover(directory: install + "/./") == .clean)
+        #expect(BundleApplier.installationPath(install + "/.") == BundleApplier.installationPath(install))
+    }
+
     @Test func bundleBytesDoNotDependOnThreads() throws {
         let dir = try TemporaryDirectory()
         let (old, new) = try Self.trees(dir)

@@ -66,7 +66,7 @@ import TreeIO
         #expect(try TreeSpec.digest(fresh) == TreeSpec.digest(new))
         #expect(try CLI.run("make", "--full", new).status == 1)
         #expect(try CLI.run("make", old, dir.file("v2/res/strings.txt"), dir.file("x")).status == 1)
-        #expect(try CLI.run("rollback", dir.file("nothing-here")).status == 3)
+        #expect(try CLI.run("rollback", dir.file("nothing-here")).status == 4, "no such directory")
         let best = try CLI.run("make", "--index", "best", old, new, dir.file("best"))
         #expect(best.status == 1)
         #expect(best.stderr.contains("--index best applies to the diff of two files"), "\(best.stderr)")
@@ -86,10 +86,13 @@ import TreeIO
     /// Kills `phoenix-diff apply` (and `rollback`) at each of its crash points in turn, runs `recover`,
     /// and checks that the installation is exactly the old or the new tree, then that a later apply
     /// or rollback still works. With `fallback`, as on a file system without RENAME_EXCHANGE (NFS,
-    /// vfat): the switch is two journaled renames, and recovery finishes them with renames too.
-    @Test(arguments: [false, true])
-    func killedAtEveryStepTheTreeIsOldOrNew(fallback: Bool) throws {
-        let env = fallback ? ["PHOENIX_NO_EXCHANGE": "1"] : [:]
+    /// vfat): the switch is two journaled renames, and recovery finishes them with renames too. With
+    /// `linked`, DIR is a symbolic link to the installation: between the renames its target is
+    /// missing, and recovery must still find the journal beside the target.
+    @Test(arguments: [(false, false), (true, false), (true, true)])
+    func killedAtEveryStepTheTreeIsOldOrNew(fallback: Bool, linked: Bool) throws {
+        let log = dir.file("crash-points-\(fallback)-\(linked)")
+        let env = (fallback ? ["PHOENIX_NO_EXCHANGE": "1"] : [:]).merging(["PHOENIX_CRASH_LOG": log]) { a, _ in a }
         func cli(_ args: String...) throws -> ProcessResult { try Run.process(CLI.binary, args, environment: env) }
         let bundle = dir.file("b")
         #expect(try CLI.run("make", old, new, bundle).status == 0)
@@ -97,35 +100,43 @@ import TreeIO
         var crashes = 0, sawOld = 0, sawNew = 0
         var point = 1
         while point < 200 {
-            let install = dir.file("crash\(point)")
-            try TreeSpec.copy(old, install)
+            // The tree is checked where it is (`real`); the commands are given `install`.
+            let real = dir.file("crash\(fallback)\(linked)-\(point)")
+            let install = linked ? real + "-link" : real
+            try TreeSpec.copy(old, real)
+            if linked { try POSIX.symlink(target: POSIX.fileName(of: real), at: install) }
             let r = try Run.process(CLI.binary, ["apply", "--quiet", install, bundle], environment: env.merging(["PHOENIX_CRASH_AT": "\(point)"]) { a, _ in a })
             if !r.signaled {
                 #expect(r.status == 0, "apply without a crash failed: \(r.stderr)")
-                #expect(try TreeSpec.digest(install) == newDigest)
+                #expect(try TreeSpec.digest(real) == newDigest)
                 break
             }
             crashes += 1
             let rec = try cli("recover", install)
             #expect(rec.status == 0, "recover after a crash at point \(point) failed: \(rec.stderr)")
-            let digest = try TreeSpec.digest(install)
+            let digest = try TreeSpec.digest(real)
             #expect(digest == oldDigest || digest == newDigest, "crash at point \(point) left a mixed tree")
+            if linked { #expect(try POSIX.lstat(install).st_mode & S_IFMT == S_IFLNK, "the link stays a link") }
             if digest == oldDigest {
                 sawOld += 1
                 let redo = try cli("apply", "--quiet", install, bundle)
                 #expect(redo.status == 0, "apply after recovering point \(point): \(redo.stderr)")
-                #expect(try TreeSpec.digest(install) == newDigest)
+                #expect(try TreeSpec.digest(real) == newDigest)
             } else {
                 sawNew += 1
                 // The backup must be the old tree, so that rollback works after a recovered crash.
                 let back = try cli("rollback", "--quiet", install)
                 #expect(back.status == 0, "rollback after recovering point \(point): \(back.stderr)")
-                #expect(try TreeSpec.digest(install) == oldDigest)
+                #expect(try TreeSpec.digest(real) == oldDigest)
             }
             point += 1
         }
         #expect(crashes >= 8, "only \(crashes) crash points were exercised")
         #expect(sawOld > 0 && sawNew > 0)
+        // The switch the run took: the exchange, or the renames that replace it.
+        let points = Set(String(decoding: try POSIX.readFile(log), as: UTF8.self).split(separator: "\n").map(String.init))
+        #expect(points.contains(fallback ? "moved-aside" : "exchanged"), "\(points.sorted())")
+        #expect(!points.contains(fallback ? "exchanged" : "moved-aside"), "\(points.sorted())")
     }
 
     /// The disk fills up (another program takes every free byte) at each step of `apply` in turn: the
@@ -171,7 +182,8 @@ import TreeIO
 
     @Test(arguments: [false, true])
     func killedDuringRollbackTheTreeIsOneOfTheTwo(fallback: Bool) throws {
-        let env = fallback ? ["PHOENIX_NO_EXCHANGE": "1"] : [:]
+        let log = dir.file("rollback-points-\(fallback)")
+        let env = (fallback ? ["PHOENIX_NO_EXCHANGE": "1"] : [:]).merging(["PHOENIX_CRASH_LOG": log]) { a, _ in a }
         let bundle = dir.file("b")
         #expect(try CLI.run("make", old, new, bundle).status == 0)
         let oldDigest = try TreeSpec.digest(old), newDigest = try TreeSpec.digest(new)
@@ -198,6 +210,8 @@ import TreeIO
             point += 1
         }
         #expect(point > 2)
+        let points = Set(String(decoding: try POSIX.readFile(log), as: UTF8.self).split(separator: "\n").map(String.init))
+        #expect(points.contains(fallback ? "rollback-moved-aside" : "rollback-exchanged"), "\(points.sorted())")
     }
 
     /// Opt-in (PHOENIX_CORPUS): the real Django 5.2.18 -> 5.2.19 trees from ../shared/corpus.

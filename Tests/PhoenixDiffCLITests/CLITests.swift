@@ -3,6 +3,7 @@ import Foundation
 import PatchFormat
 import Testing
 import TestSupport
+import TreeIO
 
 /// End-to-end tests that run the built `phoenix-diff` binary (built alongside the tests; this target
 /// depends on it). PHOENIX_DIFF_BIN overrides the path.
@@ -67,6 +68,46 @@ enum CLI {
         #expect(statuses == ["pipe-new 4", "pipe-old 4", "pipe-low-memory 4", "fifo-new 4", "fifo-apply 4"], "\(r.stderr)")
         #expect(r.stderr.components(separatedBy: "not a regular file").count == 6, "\(r.stderr)")
         #expect(try dir.listing().filter { ["p1", "p2", "p3", "p4", "out"].contains($0) || $0.contains("phx-tmp") } == [])
+    }
+
+    /// Outputs that must not be replaced, and inputs that must not be lost: the patch written over an
+    /// input (`make old new old` destroyed old, which the patch needs), a FIFO (as root, a device) at
+    /// the output path, a directory that does not exist (refused before the diff runs). In place
+    /// through a symbolic link, the file it points to is updated and the link stays; a set-user-ID
+    /// file keeps its mode.
+    @Test func outputsAreCheckedAndInputsKept() throws {
+        for args in [["old", "new", "old"], ["old", "new", "new"], ["--memory-limit", "96M", "old", "new", "old"]] {
+            let r = try Run.process(CLI.binary, ["make", "--quiet"] + args, cwd: dir.path)
+            #expect(r.status == 1 && r.stderr.contains("would destroy that input"), "\(args): \(r.status) \(r.stderr)")
+        }
+        #expect(try dir.read("old") == old && dir.read("new") == new)
+        #expect(mkfifo(dir.file("fifo"), 0o600) == 0)
+        #expect(try CLI.run("make", "--quiet", dir.file("old"), dir.file("new"), dir.file("p")).status == 0)
+        for args in [["make", "--quiet", "old", "new", "fifo"], ["apply", "--quiet", "old", "p", "fifo"],
+                     ["make", "--quiet", "old", "new", "no-such-dir/p"]] {
+            let r = try Run.process(CLI.binary, args, cwd: dir.path)
+            #expect(r.status == 4, "\(args): \(r.status) \(r.stderr)")
+        }
+        #expect(try POSIX.lstat(dir.file("fifo")).st_mode & S_IFMT == S_IFIFO, "the FIFO is still a FIFO")
+
+        try dir.write("target", old)
+        try POSIX.chmod(dir.file("target"), 0o4755)
+        try POSIX.symlink(target: "target", at: dir.file("link"))
+        let r = try CLI.run("apply", "--quiet", "--in-place", dir.file("link"), dir.file("p"))
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try POSIX.lstat(dir.file("link")).st_mode & S_IFMT == S_IFLNK && dir.read("target") == new)
+        #expect(try POSIX.lstat(dir.file("target")).st_mode & 0o7777 == 0o4755)
+    }
+
+    /// `rollback` and `recover` of a path that names nothing: exit 4, and nothing is created for it.
+    @Test func rollbackAndRecoverOfNothing() throws {
+        for command in ["rollback", "recover"] {
+            let r = try CLI.run(command, dir.file("no-such-app"))
+            #expect(r.status == 4 && r.stderr.contains("no such directory"), "\(command): \(r.status) \(r.stderr)")
+        }
+        #expect(!POSIX.exists(dir.file(".no-such-app.phoenix")))
+        #expect(try CLI.run("rollback", "").status == 1)
+        #expect(try CLI.run("apply", "--threads", "0", dir.file("old"), dir.file("p"), dir.file("x")).status == 1)
     }
 
     /// A patch from nothing: /dev/null as old (as with bsdiff) is read, not mapped (the default
