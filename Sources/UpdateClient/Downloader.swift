@@ -94,6 +94,7 @@ public struct Downloader: Sendable {
                 // Exactly the rest of the signed package: a range of another length or total is another
                 // file (the partial is named by the package's SHA-256, so the total is known).
                 guard let range = response.headers["content-range"], range == "bytes \(have)-\(size - 1)/\(size)" else {
+                    try? POSIX.unlink(part)  // the next try starts from the beginning, not from the same refusal
                     throw ClientError.network("the server answered a resume of bytes \(have)- with the range "
                         + "\"\(response.headers["content-range"]?.prefix(60) ?? "")\", not bytes \(have)-\(size - 1)/\(size)")
                 }

@@ -364,8 +364,12 @@ public final class Updater: @unchecked Sendable {
                     try? POSIX.unlink(file)
                     kind = "delta"
                     done = true
+                } catch let e as ClientError where e.category == "io" {
+                    // An I/O error the delta met may be its own (reading an installed file the full
+                    // package does not read): the full package now, and the delta stays for a later try.
+                    fallback = "the delta failed: \(e); using the full package"
                 } catch let e as ClientError where !Self.isTheDeltasFault(e) {
-                    throw e  // the network, the disk, the lock: not the delta's fault; report, and retry later
+                    throw e  // the network, TLS, a full disk, the lock: not the delta's fault; report, and retry later
                 } catch {
                     fallback = "the delta failed: \(error); using the full package"
                     state.failedDeltas[offer.package.sha256] = "\(error)"

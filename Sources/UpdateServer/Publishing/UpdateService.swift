@@ -561,11 +561,6 @@ public final class UpdateService: @unchecked Sendable {
     public func exportStatic(platform: String, now: Date = Date()) throws {
         guard signingKey != nil else { return }
         var earliest = Date.distantFuture
-        defer {
-            lock.lock()
-            staticExpiry[platform] = earliest
-            lock.unlock()
-        }
         let manifestDir = staticDirectory + "/manifest/" + platform
         let packageDir = staticDirectory + "/packages"
         try FileManager.default.createDirectory(atPath: manifestDir, withIntermediateDirectories: true)
@@ -574,6 +569,8 @@ public final class UpdateService: @unchecked Sendable {
             let envelope = try signedManifest(platform: platform, channel: channel, now: now)
             if let payload = Data(base64Encoded: envelope.payload), let m = try? Manifest.decode(Array(payload)) {
                 earliest = min(earliest, m.expires)
+            } else {
+                earliest = now  // unreadable: exported again at the next tick
             }
             let bytes = try WireJSON.encoder(pretty: true).encode(envelope)
             let w = try AtomicFileWriter(destination: manifestDir + "/" + channel.rawValue + ".json", mode: 0o644)
@@ -589,5 +586,9 @@ public final class UpdateService: @unchecked Sendable {
                 }
             }
         }
+        // Recorded only once every channel is written: a failed export is tried again at the next tick.
+        lock.lock()
+        staticExpiry[platform] = earliest
+        lock.unlock()
     }
 }

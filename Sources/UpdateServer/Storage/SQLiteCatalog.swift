@@ -153,10 +153,18 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    /// In batches of 10,000, each its own transaction: the first prune after an upgrade may remove
+    /// millions of rows, and one long write would hold off every other writer (503s).
     public func deleteTelemetry(before date: Date) throws -> Int {
-        try pool.write { db in
-            try db.execute(sql: "DELETE FROM telemetry WHERE received < ?", arguments: [date])
-            return db.changesCount
+        var total = 0
+        while true {
+            let n = try pool.write { db in
+                try db.execute(sql: "DELETE FROM telemetry WHERE id IN (SELECT id FROM telemetry WHERE received < ? LIMIT 10000)",
+                               arguments: [date])
+                return db.changesCount
+            }
+            total += n
+            if n < 10_000 { return total }
         }
     }
 
