@@ -58,6 +58,47 @@ public struct ReleaseHealth: Codable, Sendable, Equatable {
         }
     }
 
+    /// One client's report of an install or a rollback (the fields auto-pause counts by).
+    public struct ClientReport: Sendable, Equatable, Hashable {
+        public var client: String
+        public var stage: TelemetryEvent.Stage
+        public var outcome: String
+        public var from: String?
+        public var to: String?
+        public init(client: String, stage: TelemetryEvent.Stage, outcome: String, from: String?, to: String?) {
+            (self.client, self.stage, self.outcome, self.from, self.to) = (client, stage, outcome, from, to)
+        }
+    }
+
+    /// The health of `version` counting clients, not reports: a client that reported an install of it
+    /// (its surroundings' failures aside) is one attempt, a success if any of its reports is one, and
+    /// at most one failure (its first category in name order), whatever it chose to send: the same
+    /// failure again, under other outcomes, versions or kinds. An automatic rollback away from the
+    /// version is that client's failure too.
+    public static func counting(clients reports: [ClientReport], version: String) -> ReleaseHealth {
+        var attempted = Set<String>(), succeeded = Set<String>()
+        var failure = [String: String]()
+        for r in reports {
+            switch r.stage {
+            case .install where r.to == version && !isEnvironmental(r.outcome):
+                attempted.insert(r.client)
+                if r.outcome == "success" {
+                    succeeded.insert(r.client)
+                } else if failure[r.client].map({ r.outcome < $0 }) ?? true {
+                    failure[r.client] = r.outcome
+                }
+            case .rollback where r.from == version && isFailure(stage: .rollback, outcome: r.outcome):
+                let category = "rollback_" + r.outcome
+                if failure[r.client].map({ category < $0 }) ?? true { failure[r.client] = category }
+            default:
+                break
+            }
+        }
+        var h = ReleaseHealth(attempts: attempted.count, successes: succeeded.count)
+        for category in failure.values { h.failures[category, default: 0] += 1 }
+        return h
+    }
+
     enum CodingKeys: String, CodingKey {
         case attempts, successes, failures
     }

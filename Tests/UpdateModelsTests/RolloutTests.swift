@@ -162,6 +162,21 @@ func clientIDs(_ n: Int, seed: UInt64) -> [String] {
         #expect(abs(h.failureRate - 1.0 / 3) < 1e-9)
     }
 
+    /// Counting clients: each is one attempt and at most one failure, whatever it sends.
+    @Test func countingClients() {
+        typealias R = ReleaseHealth.ClientReport
+        var reports = (0..<10).map { R(client: "ok\($0)", stage: .install, outcome: "success", from: "1.0.0", to: "1.1.0") }
+        for o in ["checksum", "io", "zz", "delta_failed"] { reports.append(R(client: "bad", stage: .install, outcome: o, from: "1.0.\(o.count)", to: "1.1.0")) }
+        reports.append(R(client: "bad", stage: .rollback, outcome: "health", from: "1.1.0", to: "1.0.0"))
+        reports.append(R(client: "flaky", stage: .install, outcome: "network", from: "1.0.0", to: "1.1.0"))
+        reports.append(R(client: "user", stage: .rollback, outcome: "requested", from: "1.1.0", to: "1.0.0"))
+        reports.append(R(client: "later", stage: .install, outcome: "io", from: "1.0.0", to: "1.1.0"))
+        reports.append(R(client: "later", stage: .install, outcome: "success", from: "1.0.0", to: "1.1.0"))
+        reports.append(R(client: "other", stage: .install, outcome: "checksum", from: "1.0.0", to: "1.2.0"))
+        let h = ReleaseHealth.counting(clients: reports, version: "1.1.0")
+        #expect(h.attempts == 12 && h.successes == 11 && h.failures == ["checksum": 1, "io": 1], "\(h)")
+    }
+
     @Test func installsStoppedByTheClientsSurroundingsDoNotCount() {
         var h = health(installs: 20, failures: 0)
         for outcome in ["network", "tls_expired", "tls", "config", "insecure", "busy"] {

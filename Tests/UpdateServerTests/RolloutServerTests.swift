@@ -121,8 +121,8 @@ import UpdateServer
         try Self.report(f, to: "1.1.0", outcome: "io", n: 30, at: now.addingTimeInterval(-60))
         f.service.tickRollouts(now: now)
         #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .active)
-        // An automatic rollback from 2.0.0 is the 20th report.
-        try Self.report(f, to: "2.0.0", outcome: "health", n: 1, at: now.addingTimeInterval(-30), stage: .rollback)
+        // An automatic rollback from 2.0.0 by another client is the 20th.
+        try Self.report(f, to: "2.0.0", outcome: "health", n: 1, at: now.addingTimeInterval(-30), stage: .rollback, first: 19)
         f.service.tickRollouts(now: now)
         let paused = try #require(f.service.catalog.rollouts(platform: Self.p)["2.0.0"])
         #expect(paused.state == .paused && paused.percent == 10)
@@ -139,10 +139,10 @@ import UpdateServer
         #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .active)
         #expect(try Self.offered(f, from: "1.0.0", id: inside, now: resumed.addingTimeInterval(1)) == "2.0.0")
         try Self.report(f, to: "2.0.0", outcome: "success", n: 19, at: resumed.addingTimeInterval(2))
-        try Self.report(f, to: "2.0.0", outcome: "disk_full", n: 1, at: resumed.addingTimeInterval(2))
+        try Self.report(f, to: "2.0.0", outcome: "disk_full", n: 1, at: resumed.addingTimeInterval(2), first: 19)
         f.service.tickRollouts(now: resumed.addingTimeInterval(3))
         #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .active, "1 of 20 is exactly 5%: not above")
-        try Self.report(f, to: "2.0.0", outcome: "disk_full", n: 1, at: resumed.addingTimeInterval(4), first: 1)
+        try Self.report(f, to: "2.0.0", outcome: "disk_full", n: 1, at: resumed.addingTimeInterval(4), first: 20)
         f.service.tickRollouts(now: resumed.addingTimeInterval(5))
         #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .paused)
     }
@@ -154,10 +154,15 @@ import UpdateServer
         let now = Date()
         try Self.report(f, to: "2.0.0", outcome: "success", n: 20, at: now.addingTimeInterval(-60))
         for _ in 0..<30 { try Self.report(f, to: "2.0.0", outcome: "checksum", n: 1, at: now.addingTimeInterval(-50), first: 100) }
+        // The same client under other outcomes, source versions and stages: still one client.
+        for outcome in ["io", "delta_failed", "x1", "x2"] {
+            try Self.report(f, to: "2.0.0", outcome: outcome, n: 1, at: now.addingTimeInterval(-45), first: 100)
+        }
+        try Self.report(f, to: "2.0.0", outcome: "health", n: 1, at: now.addingTimeInterval(-44), stage: .rollback, first: 100)
         f.service.tickRollouts(now: now)
         #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .active)
         let health = try f.service.rolloutStatus(platform: Self.p, now: now).first { $0.version == "2.0.0" }?.health
-        #expect(health?.attempts == 21 && health?.failures == ["checksum": 1])
+        #expect(health?.attempts == 21 && health?.failures == ["checksum": 1], "\(String(describing: health))")
         try Self.report(f, to: "2.0.0", outcome: "checksum", n: 2, at: now.addingTimeInterval(-40), first: 101)
         f.service.tickRollouts(now: now)
         #expect(try f.service.catalog.rollouts(platform: Self.p)["2.0.0"]?.state == .paused, "3 clients of 23 failed")

@@ -55,7 +55,7 @@ extension UpdateService {
         for platform in try catalog.platforms() {
             let statuses = try rolloutStatus(platform: platform, now: now)
             let fullSize = Dictionary(try catalog.releases(platform: platform).map { ($0.version, $0.fullSize) }, uniquingKeysWith: { a, _ in a })
-            let rows = try catalog.telemetrySummary(platform: platform, since: since, bucketSeconds: bucket, distinctClients: false)
+            let rows = try catalog.telemetrySummary(platform: platform, since: since, bucketSeconds: bucket)
             let first = Int(since.timeIntervalSince1970) / bucket * bucket
             let last = Int(now.timeIntervalSince1970) / bucket * bucket
             var points = stride(from: first, through: last, by: bucket).map {

@@ -147,15 +147,11 @@ extension UpdateService {
         }
         var out: [String: ReleaseHealth] = [:]
         for (start, versions) in byStart {
-            // Clients, not reports: one that reports a failure again (a retried send, or on purpose)
-            // counts once.
-            let rows = try catalog.telemetrySummary(platform: platform, since: start, bucketSeconds: Int.max / 4, distinctClients: true)
+            // Clients, not reports (`ReleaseHealth.counting`): one that reports a failure again, under
+            // any outcome, version or kind, is still one failure.
+            let reports = try catalog.clientReports(platform: platform, since: start)
             for version in versions {
-                var h = ReleaseHealth()
-                for row in rows {
-                    h.add(stage: row.stage, outcome: row.outcome, from: row.fromVersion, to: row.toVersion, version: version, count: row.count)
-                }
-                out[version] = h
+                out[version] = ReleaseHealth.counting(clients: reports, version: version)
             }
         }
         return out

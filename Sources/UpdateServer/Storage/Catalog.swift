@@ -89,9 +89,11 @@ public protocol Catalog: Sendable {
     /// Telemetry events of a platform since a time, oldest first.
     func telemetry(platform: String, since: Date) throws -> [TelemetryEvent]
     /// Telemetry of a platform since a time, counted per time bucket (`bucketSeconds` wide, aligned to
-    /// the epoch) and per stage, outcome, versions, kind and variant; with `distinctClients`, each
-    /// client id counts once per group (a report sent again, or one client's many reports).
-    func telemetrySummary(platform: String, since: Date, bucketSeconds: Int, distinctClients: Bool) throws -> [TelemetrySummaryRow]
+    /// the epoch) and per stage, outcome, versions, kind and variant.
+    func telemetrySummary(platform: String, since: Date, bucketSeconds: Int) throws -> [TelemetrySummaryRow]
+    /// The distinct install and rollback reports of a platform since a time, with their client ids
+    /// (what auto-pause counts: `ReleaseHealth.counting`).
+    func clientReports(platform: String, since: Date) throws -> [ReleaseHealth.ClientReport]
     /// Removes telemetry received before `date`; returns how many events.
     func deleteTelemetry(before date: Date) throws -> Int
 

@@ -132,13 +132,12 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func telemetrySummary(platform: String, since: Date, bucketSeconds: Int, distinctClients: Bool) throws -> [TelemetrySummaryRow] {
+    public func telemetrySummary(platform: String, since: Date, bucketSeconds: Int) throws -> [TelemetrySummaryRow] {
         let width = max(1, bucketSeconds)
-        let count = distinctClients ? "COUNT(DISTINCT COALESCE(client_id, 'row ' || id))" : "COUNT(*)"
         return try pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT (CAST(strftime('%s', received) AS INTEGER) / ?) * ? AS bucket, stage, outcome, from_version, to_version,
-                       kind, variant, \(count) AS n, COALESCE(SUM(bytes), 0) AS total
+                       kind, variant, COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS total
                 FROM telemetry WHERE platform = ? AND received >= ?
                 GROUP BY bucket, stage, outcome, from_version, to_version, kind, variant
                 ORDER BY bucket
@@ -149,6 +148,20 @@ public final class SQLiteCatalog: Catalog {
                 return TelemetrySummaryRow(bucket: Date(timeIntervalSince1970: TimeInterval(row["bucket"] as Int64)), stage: stage,
                                            outcome: row["outcome"] ?? "", fromVersion: row["from_version"], toVersion: row["to_version"],
                                            kind: row["kind"], variant: row["variant"], count: row["n"], bytes: UInt64(max(0, total)))
+            }
+        }
+    }
+
+    public func clientReports(platform: String, since: Date) throws -> [ReleaseHealth.ClientReport] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT DISTINCT COALESCE(client_id, 'row ' || id) AS client, stage, outcome, from_version, to_version
+                FROM telemetry WHERE platform = ? AND received >= ? AND stage IN ('install', 'rollback')
+                """, arguments: [platform, since])
+            .compactMap { row in
+                guard let stage = TelemetryEvent.Stage(rawValue: row["stage"] ?? "") else { return nil }
+                return ReleaseHealth.ClientReport(client: row["client"], stage: stage, outcome: row["outcome"] ?? "",
+                                                  from: row["from_version"], to: row["to_version"])
             }
         }
     }
