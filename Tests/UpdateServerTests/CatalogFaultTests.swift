@@ -114,12 +114,21 @@ import UpdateServer
         let pending = try catalog.unfinishedDeltas().count
         #expect(pending >= 2)
         var claimed: [String] = []
-        while let j = try catalog.claimDelta(owner: 1, isAlive: { _ in true }) { claimed.append(j.fromVersion + ">" + j.toVersion) }
+        // Another process on the same data directory: its own claim token, held while it lives.
+        var other: UpdateService? = try UpdateService(configuration: f.service.configuration)
+        let otherToken = try #require(other?.claims.token)
+        while let j = try catalog.claimDelta(owner: otherToken, isAlive: f.service.claims.isAlive) {
+            claimed.append(j.fromVersion + ">" + j.toVersion)
+        }
         #expect(claimed.count == pending && Set(claimed).count == pending, "\(claimed)")
         #expect(try catalog.unfinishedDeltas().allSatisfy { $0.state == .running })
-        #expect(try catalog.claimDelta(owner: 2, isAlive: { _ in true }) == nil, "all taken by a live process")
-        let orphan = try #require(try catalog.claimDelta(owner: 3, isAlive: { $0 != 1 }))
-        #expect(orphan.fromVersion + ">" + orphan.toVersion == claimed[0], "the first job of a process that is gone")
+        #expect(f.service.claims.isAlive(otherToken))
+        #expect(try catalog.claimDelta(owner: f.service.claims.token, isAlive: f.service.claims.isAlive) == nil,
+                "all taken by a process that lives")
+        other = nil  // it ends (its lock goes with it, however it ends)
+        #expect(!f.service.claims.isAlive(otherToken))
+        f.service.runPendingJobs()  // takes over the jobs of the process that is gone
+        #expect(try catalog.unfinishedDeltas().isEmpty && catalog.deltas(platform: ServerFixture.platform).allSatisfy { $0.state == .ready })
     }
 
     @Test func aLockedCatalogStillAnswersChecksAndWritesGet503WithRetryAfter() async throws {

@@ -231,7 +231,9 @@ extension UpdateService {
                 self.tickRollouts()
                 self.refreshStaticManifests()
                 self.pruneTelemetry()
-                if let jobs = try? self.catalog.unfinishedDeltas(), jobs.contains(where: { $0.state == .pending }) {
+                // Running ones too: a job whose process died is taken over (`claimDelta` leaves the
+                // others' alone).
+                if let jobs = try? self.catalog.unfinishedDeltas(), !jobs.isEmpty {
                     self.startJobsInBackground()
                 }
                 Thread.sleep(forTimeInterval: interval)

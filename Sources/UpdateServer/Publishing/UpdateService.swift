@@ -26,6 +26,8 @@ public final class UpdateService: @unchecked Sendable {
     private var staticExpiry: [String: Date] = [:]
     /// When `pruneTelemetry` last ran.
     var lastPrune: Date?
+    /// This process's claim on the delta jobs it makes (`ClaimToken`).
+    public let claims: ClaimToken
     private var jobsRunning = false
     private var jobsRequested = false
 
@@ -43,6 +45,7 @@ public final class UpdateService: @unchecked Sendable {
             try FileManager.default.createDirectory(atPath: data + "/" + sub, withIntermediateDirectories: true)
         }
         catalog = try SQLiteCatalog(path: data + "/catalog.sqlite", busyTimeout: configuration.catalogBusyTimeoutSeconds)
+        claims = try ClaimToken(directory: data + "/claims")
         store = try FilePackageStore(root: data + "/packages")
         if let keyPath = configuration.keyPath {
             signingKey = try Ed25519.PrivateKey(pem: String(contentsOfFile: keyPath, encoding: .utf8))
@@ -253,7 +256,7 @@ public final class UpdateService: @unchecked Sendable {
             // Claimed, so that a server and a `phoenix-server publish` on the same data directory do not
             // both make it (each takes hundreds of MB); one left by a process that died is taken over.
             let next: DeltaRecord?
-            do { next = try catalog.claimDelta(owner: getpid(), isAlive: Self.isAlive) } catch {
+            do { next = try catalog.claimDelta(owner: claims.token, isAlive: claims.isAlive) } catch {
                 logger.error("cannot read the job list", metadata: ["error": "\(error)"])
                 return
             }

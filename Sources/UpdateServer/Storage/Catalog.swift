@@ -77,8 +77,9 @@ public protocol Catalog: Sendable {
     /// Jobs in state pending or running (a restart resumes those that were running).
     func unfinishedDeltas() throws -> [DeltaRecord]
     /// Takes the next job to make, in one transaction: a pending one, or one left running by a process
-    /// that is gone (`isAlive` false for its id, or no id). Marks it running by `owner`; nil when none.
-    func claimDelta(owner: Int32, isAlive: (Int32) -> Bool) throws -> DeltaRecord?
+    /// that is gone (`isAlive` false for its claim token, or no token). Marks it running by `owner`;
+    /// nil when none.
+    func claimDelta(owner: String, isAlive: (String) -> Bool) throws -> DeltaRecord?
     /// A number that grows every time the catalog changes (the manifest version).
     func revision() throws -> UInt64
     /// Raises the revision to the clock's seconds if it is below (a catalog restored from a backup, or

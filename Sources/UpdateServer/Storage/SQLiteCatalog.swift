@@ -99,8 +99,9 @@ public final class SQLiteCatalog: Catalog {
             try db.execute(sql: "UPDATE telemetry SET client_id = json_extract(event, '$.client_id')")
         }
         migrator.registerMigration("v5-delta-claims") { db in
-            // The process making a delta job: another process sharing the data directory leaves it.
-            try db.alter(table: "delta") { t in t.add(column: "claimed_by", .integer) }
+            // The process making a delta job (its claim token): another process sharing the data
+            // directory leaves it while that process lives.
+            try db.alter(table: "delta") { t in t.add(column: "claimed_by", .text) }
         }
         try migrator.migrate(pool)
     }
@@ -288,13 +289,13 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
-    public func claimDelta(owner: Int32, isAlive: (Int32) -> Bool) throws -> DeltaRecord? {
+    public func claimDelta(owner: String, isAlive: (String) -> Bool) throws -> DeltaRecord? {
         try pool.write { db in
             let rows = try Row.fetchAll(db, sql: "SELECT rowid AS rid, state, claimed_by FROM delta WHERE state IN ('pending', 'running') ORDER BY rowid")
             for row in rows {
                 let state: String = row["state"]
-                let by: Int64? = row["claimed_by"]
-                if state == "running", let by, isAlive(Int32(truncatingIfNeeded: by)) { continue }
+                let by: String? = row["claimed_by"]
+                if state == "running", let by, isAlive(by) { continue }
                 let rid: Int64 = row["rid"]
                 try db.execute(sql: "UPDATE delta SET state = 'running', claimed_by = ?, updated = ? WHERE rowid = ?",
                                arguments: [owner, Date(), rid])
