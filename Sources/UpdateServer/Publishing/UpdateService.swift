@@ -97,23 +97,62 @@ public final class UpdateService: @unchecked Sendable {
     }
 
     /// Markup that a renderer could execute (Sparkle's 2016 incident: script in release notes). The
-    /// notes are plain text or Markdown, and Markdown passes HTML through, so no tag is accepted but
-    /// an autolink to http(s) or mailto; no character reference (`&#106;avascript:`, `&colon;` hide a
-    /// scheme from a plain search); no script scheme; no data: or file: URL. Prose stays free: "a < b",
-    /// "AT&T", "config file: x" and "user data: y" pass.
+    /// notes are plain text or Markdown, and Markdown passes HTML through, so refused are: a tag with
+    /// attributes (`<img src=x onerror=...>`, `<svg/onload=...>`), a comment or declaration (`<!`,
+    /// `<?`), an element that runs or embeds something (`<script>`, `<iframe>`, `<svg>`, ...), and a
+    /// script, data or file URL, looked for after character references are decoded and backslashes,
+    /// tabs and line breaks dropped (`&#106;avascript:`, `javascript&colon;`, `javascript\:` all
+    /// render as `javascript:`). Code spans and fenced code are inert and not looked at. Ordinary
+    /// notes pass: `Vec<u8>`, `--config <file>`, `<Enter>`, `<https://...>`, `<a@b.org>`, "AT&T",
+    /// "config file: x", "export data: csv/json".
     static func activeContent(in text: String) -> String? {
-        let lower = text.lowercased()
-        let withoutAutolinks = lower.replacingOccurrences(of: #"<(https?|mailto):[^\s<>"'`]*>"#, with: "", options: .regularExpression)
-        if let r = withoutAutolinks.range(of: #"<[a-z!/?]"#, options: .regularExpression) {
-            return "an HTML tag \"\(withoutAutolinks[r.lowerBound...].prefix(24))\""
+        var t = text
+        for code in [#"(?s)```.*?```"#, #"(?s)~~~.*?~~~"#, #"`[^`\n]*`"#] {
+            t = t.replacingOccurrences(of: code, with: " ", options: .regularExpression)
         }
-        if let r = lower.range(of: #"&(#|[a-z][a-z0-9]*;)"#, options: .regularExpression) {
-            return "an HTML character reference \"\(lower[r.lowerBound...].prefix(12))\""
+        let lower = t.lowercased()
+        func found(_ pattern: String, in s: String) -> String? {
+            s.range(of: pattern, options: .regularExpression).map { String(s[$0.lowerBound...].prefix(24)) }
         }
-        for needle in ["javascript:", "vbscript:"] where lower.contains(needle) { return "\"\(needle)\"" }
-        if lower.range(of: #"\bdata:\s*[a-z]+/"#, options: .regularExpression) != nil { return "a data: URL" }
-        if lower.range(of: #"\bfile:/"#, options: .regularExpression) != nil { return "a file: URL" }
+        if let m = found(#"<[a-z][a-z0-9-]*[\s/]"#, in: lower) { return "an HTML tag with attributes \"\(m)\"" }
+        if let m = found(#"<[!?]"#, in: lower) { return "HTML markup \"\(m)\"" }
+        let elements = "script|style|iframe|frame|frameset|object|embed|applet|svg|math|link|meta|base|form|input|button|"
+            + "textarea|select|option|template|noscript|img|image|video|audio|source|track|portal|xmp|plaintext|noembed|details"
+        if let m = found("</?(\(elements))\\b", in: lower) { return "an HTML element \"\(m)\"" }
+        let plain = Self.decodingReferences(lower).filter { !"\\\t\n\r".contains($0) }
+        for scheme in ["javascript:", "vbscript:", "livescript:"] where plain.contains(scheme) { return "\"\(scheme)\"" }
+        if found(#"data:[a-z]+/"#, in: plain) != nil { return "a data: URL" }
+        if found(#"file:/"#, in: plain) != nil { return "a file: URL" }
         return nil
+    }
+
+    /// `text` with HTML character references decoded as a browser would: numeric ones (with or
+    /// without the semicolon) and the named ones that can spell a URL scheme or markup.
+    static func decodingReferences(_ text: String) -> String {
+        guard text.contains("&") else { return text }
+        let named: [String: String] = ["colon": ":", "tab": "\t", "newline": "\n", "sol": "/", "bsol": "\\", "lpar": "(",
+                                       "rpar": ")", "period": ".", "excl": "!", "quest": "?", "lt": "<", "gt": ">", "amp": "&",
+                                       "quot": "\"", "apos": "'", "nbsp": " ", "equals": "=", "num": "#", "semi": ";"]
+        var out = ""
+        var rest = Substring(text)
+        while let amp = rest.firstIndex(of: "&") {
+            out += rest[..<amp]
+            let after = rest[rest.index(after: amp)...]
+            if let m = after.prefixMatch(of: /#x([0-9a-f]{1,6});?/), let v = UInt32(m.1, radix: 16), let u = Unicode.Scalar(v) {
+                out.unicodeScalars.append(u)
+                rest = after[m.range.upperBound...]
+            } else if let m = after.prefixMatch(of: /#([0-9]{1,7});?/), let v = UInt32(m.1), let u = Unicode.Scalar(v) {
+                out.unicodeScalars.append(u)
+                rest = after[m.range.upperBound...]
+            } else if let m = after.prefixMatch(of: /([a-z]+);/), let c = named[String(m.1)] {
+                out += c
+                rest = after[m.range.upperBound...]
+            } else {
+                out += "&"
+                rest = after
+            }
+        }
+        return out + rest
     }
 
     func validate(_ r: PublishRequest) throws -> SemanticVersion {
