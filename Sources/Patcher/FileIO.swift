@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import PatchFormat
+import TreeIO
 
 /// Thin POSIX wrappers that turn failures into `PatcherError.io` naming the path and the operation.
 enum FileIO {
@@ -23,6 +24,7 @@ enum FileIO {
     static func fileSize(_ fd: Int32, _ path: String) throws -> UInt64 {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw error("cannot stat", path) }
+        if POSIX.isNullDevice(st) { return 0 }  // a patch from nothing: /dev/null as OLD, as for make
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             throw PatcherError.io(operation: "not a regular file:", path: path, errno: EINVAL, message: "expected a regular file")
         }

@@ -79,7 +79,9 @@ public enum PatchApplier {
             let writer: AtomicFileWriter
             // A large result is hashed and written on another core, a buffer behind the apply.
             do {
-                writer = try AtomicFileWriter(destination: outputPath, mode: oldStat.st_mode & 0o7777,
+                // The old file's mode (0644 when old is /dev/null: a device's 0666 is not a file's).
+                let mode = POSIX.isNullDevice(oldStat) ? 0o644 : oldStat.st_mode & 0o7777
+                writer = try AtomicFileWriter(destination: outputPath, mode: mode,
                                               behind: OldInput.beside(header.newSize))
             } catch let e as TreeIOError {
                 throw PatcherError(e)

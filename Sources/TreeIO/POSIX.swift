@@ -258,6 +258,11 @@ public enum POSIX {
         return (fd, st)
     }
 
+    /// Whether `st` is /dev/null's: the empty input `make` and `apply` take as OLD for a patch from nothing.
+    public static func isNullDevice(_ st: stat) -> Bool {
+        (st.st_mode & S_IFMT) == S_IFCHR && st.st_rdev == nullDevice
+    }
+
     /// The device number of /dev/null, if it is one.
     private static let nullDevice: dev_t? = {
         var st = stat()

@@ -50,6 +50,9 @@ struct ApplyCommand: ParsableCommand {
             try applyBundle(started: started)
             return
         }
+        if BundleApplier.isBundle(path: patch) {
+            throw ValidationError("\(patch) is a directory bundle: apply it to an installation with `apply DIR BUNDLE` (no NEW)")
+        }
         // In place through a symbolic link: the file it points to is updated and the link stays (as a
         // bundle's installation reached through a link is); replaced, the link became a copy.
         let destination = inPlace ? BundleApplier.installationPath(old) : new!

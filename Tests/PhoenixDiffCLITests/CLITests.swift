@@ -119,6 +119,15 @@ enum CLI {
         let apply = try CLI.run("apply", "--quiet", dir.file("empty"), dir.file("from-nothing"), dir.file("made"))
         #expect(apply.status == 0, "\(apply.stderr)")
         #expect(try dir.read("made") == new)
+        // And /dev/null as OLD on the apply side too; the result gets a file's mode, not the device's.
+        let fromNull = try CLI.run("apply", "--quiet", "/dev/null", dir.file("from-nothing"), dir.file("made2"))
+        #expect(fromNull.status == 0, "\(fromNull.stderr)")
+        #expect(try dir.read("made2") == new && POSIX.lstat(dir.file("made2")).st_mode & 0o7777 == 0o644)
+        // A bundle given to the file form says how to apply it.
+        try TreeSpec.build(dir.file("tree"), [.text("a", "a")])
+        #expect(try CLI.run("make", "--quiet", "--full", dir.file("tree"), dir.file("b")).status == 0)
+        let wrong = try CLI.run("apply", dir.file("old"), dir.file("b"), dir.file("out"))
+        #expect(wrong.status == 1 && wrong.stderr.contains("apply DIR BUNDLE"), "\(wrong.stderr)")
     }
 
     @Test func binaryExists() {
