@@ -48,7 +48,7 @@ public final class AtomicFileWriter {
         self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         self.signalSlot = slot
         self.buffer = .allocate(byteCount: 1 << 20, alignment: 16)
-        self.writeBehind = behind ? WriteBehind.start(fd: fd, path: temporaryPath) : nil
+        self.writeBehind = behind ? WriteBehind.start(fd: fd, path: Self.label(destination, temporaryPath)) : nil
         self.spare = writeBehind == nil ? nil : .allocate(byteCount: 1 << 20, alignment: 16)
         if fchmod(fd, mode & 0o7777) != 0 {
             let e = POSIX.error("cannot set permissions on", temporaryPath)
@@ -69,6 +69,14 @@ public final class AtomicFileWriter {
             out.append(c)
         }
         return out
+    }
+
+    /// How errors name the file: the destination, which the user knows, and the temporary file, which
+    /// is gone by the time the error is read (ENOSPC named only `.p.phx-tmp-ikRIZa`).
+    private var errorLabel: String { Self.label(destination, temporaryPath) }
+
+    private static func label(_ destination: String, _ temporaryPath: String) -> String {
+        "\(destination) (as its temporary file \(POSIX.fileName(of: temporaryPath)), removed on failure)"
     }
 
     deinit {
@@ -96,7 +104,7 @@ public final class AtomicFileWriter {
         if bytes.count >= buffer.count {
             try flush()
             hasher.update(bytes)
-            try POSIX.writeAll(fd, temporaryPath, bytes)
+            try POSIX.writeAll(fd, errorLabel, bytes)
             return
         }
         if buffered + bytes.count > buffer.count { try flush() }
@@ -118,7 +126,7 @@ public final class AtomicFileWriter {
                 return
             }
             hasher.update(bytes)
-            try POSIX.writeAll(fd, temporaryPath, bytes)
+            try POSIX.writeAll(fd, errorLabel, bytes)
             buffered = 0
         }
     }
@@ -156,7 +164,7 @@ public final class AtomicFileWriter {
         precondition(!finished, "commit twice")
         do {
             try flushToDisk()
-            guard fsync(fd) == 0 else { throw POSIX.error("cannot fsync", temporaryPath) }
+            guard fsync(fd) == 0 else { throw POSIX.error("cannot fsync", errorLabel) }
             guard close(fd) == 0 else { fd = -1; throw POSIX.error("cannot close", temporaryPath) }
             fd = -1
             try POSIX.checkReplaceable(destination)

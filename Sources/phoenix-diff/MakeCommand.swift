@@ -61,6 +61,9 @@ struct MakeCommand: ParsableCommand {
         guard ["auto", "interleaved", "split"].contains(control) else {
             throw ValidationError("--control must be auto, interleaved or split, got \(control)")
         }
+        if format == .bsdiff && (diffOrder != "auto" || control != "auto") {
+            throw ValidationError("--diff-order and --control choose phx layouts; BSDIFF40 has one layout")
+        }
         if full {
             guard paths.count == 2 else { throw ValidationError("make --full takes NEW_DIR PATCH (got \(paths.count) paths)") }
         } else {

@@ -108,6 +108,8 @@ enum CLI {
         #expect(!POSIX.exists(dir.file(".no-such-app.phoenix")))
         #expect(try CLI.run("rollback", "").status == 1)
         #expect(try CLI.run("apply", "--threads", "0", dir.file("old"), dir.file("p"), dir.file("x")).status == 1)
+        let layout = try CLI.run("make", "--format", "bsdiff", "--diff-order", "context", dir.file("old"), dir.file("new"), dir.file("x"))
+        #expect(layout.status == 1 && layout.stderr.contains("BSDIFF40 has one layout"), "\(layout.stderr)")
     }
 
     /// A patch from nothing: /dev/null as old (as with bsdiff) is read, not mapped (the default
