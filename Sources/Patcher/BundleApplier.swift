@@ -106,9 +106,12 @@ public enum BundleApplier {
         if !d.hasPrefix("/") { d = FileManager.default.currentDirectoryPath + "/" + d }
         for _ in 0..<40 {
             while d.count > 1 && d.hasSuffix("/") { d.removeLast() }
+            if let r = real(d), POSIX.fileName(of: d) == "." || POSIX.fileName(of: d) == ".." { return r }
             let name = POSIX.fileName(of: d)
-            if name == "." || name == ".." { return real(d) ?? d }
             let parent = POSIX.directory(of: d)
+            // `.` and `..` of a path that does not exist (yet): its parent, or the parent's parent.
+            if name == "." { d = parent; continue }
+            if name == ".." { d = POSIX.directory(of: real(parent) ?? parent); continue }
             let realParent = real(parent) ?? parent
             let path = (realParent == "/" ? "" : realParent) + "/" + name
             guard (try? POSIX.lstat(path)).map({ $0.st_mode & S_IFMT == S_IFLNK }) == true,
@@ -122,8 +125,16 @@ public enum BundleApplier {
     /// where it was (the renames that replace an exchange move it aside for a moment): with neither,
     /// the path names nothing, and nothing is created for it.
     static func requireInstallationOrState(_ state: State) throws {
+        try refuseRoot(state)
         if !POSIX.exists(state.directory) && !POSIX.exists(state.root) {
             throw PatcherError.io(operation: "no installation at", path: state.directory, errno: ENOENT, message: "no such directory")
+        }
+    }
+
+    /// `/` has no directory beside it for the state, and swapping it is not an update.
+    static func refuseRoot(_ state: State) throws {
+        if state.directory == "/" {
+            throw PatcherError.io(operation: "not an installation:", path: "/", errno: EINVAL, message: "the root directory cannot be updated in place")
         }
     }
 
@@ -188,6 +199,7 @@ public enum BundleApplier {
     @discardableResult
     public static func apply(directory: String, bundlePath: String, options: BundleApplyOptions = BundleApplyOptions()) throws -> BundleApplyResult {
         let state = State(directory: directory)
+        try refuseRoot(state)
         return try mapErrors {
             let parent = POSIX.directory(of: state.directory)
             if !POSIX.isDirectory(parent) {

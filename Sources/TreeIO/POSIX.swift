@@ -39,6 +39,12 @@ public enum POSIX {
         try checkReplaceable(path)
     }
 
+    /// Whether `path` is a symbolic link (not followed).
+    public static func isSymlink(_ path: String) -> Bool {
+        var st = stat()
+        return Glibc.lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
+    }
+
     /// Whether `a` and `b` are the same file (device and inode, links followed); false when either is missing.
     public static func sameFile(_ a: String, _ b: String) -> Bool {
         var sa = stat(), sb = stat()

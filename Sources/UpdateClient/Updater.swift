@@ -360,14 +360,17 @@ public final class Updater: @unchecked Sendable {
                 do {
                     let file = try await download(offer.package, kind: "delta", to: offer.version, progress: progress)
                     downloaded += offer.package.size
-                    try apply(file, expectedDigest: offer.treeDigest, version: offer.version)
-                    try? POSIX.unlink(file)
-                    kind = "delta"
-                    done = true
-                } catch let e as ClientError where e.category == "io" {
-                    // An I/O error the delta met may be its own (reading an installed file the full
-                    // package does not read): the full package now, and the delta stays for a later try.
-                    fallback = "the delta failed: \(e); using the full package"
+                    defer { try? POSIX.unlink(file) }
+                    do {
+                        try apply(file, expectedDigest: offer.treeDigest, version: offer.version)
+                        kind = "delta"
+                        done = true
+                    } catch let e as ClientError where e.category == "io" {
+                        // An I/O error while applying the delta may be its own (reading an installed
+                        // file the full package does not read): the full package now, and the delta
+                        // stays for a later try. (A full disk or the lock are other categories.)
+                        fallback = "the delta failed: \(e); using the full package"
+                    }
                 } catch let e as ClientError where !Self.isTheDeltasFault(e) {
                     throw e  // the network, TLS, a full disk, the lock: not the delta's fault; report, and retry later
                 } catch {
@@ -454,6 +457,9 @@ public final class Updater: @unchecked Sendable {
         } catch let e as PatcherError {
             switch e {
             case .insufficientSpace: throw ClientError.install(category: "disk_full", detail: e.description)
+            case .io(_, _, let code, _) where code == ENOSPC || code == EDQUOT:
+                throw ClientError.install(category: "disk_full", detail: e.description)
+            case .busy: throw ClientError.busy(e.description)
             case .installationMismatch: throw ClientError.install(category: "delta_failed", detail: e.description)
             case .format, .newChecksumMismatch, .oldChecksumMismatch, .oldSizeMismatch:
                 throw ClientError.install(category: "delta_failed", detail: e.description)

@@ -72,30 +72,32 @@ public struct ReleaseHealth: Codable, Sendable, Equatable {
 
     /// The health of `version` counting clients, not reports: a client that reported an install of it
     /// (its surroundings' failures aside) is one attempt, a success if any of its reports is one, and
-    /// at most one failure (its first category in name order), whatever it chose to send: the same
-    /// failure again, under other outcomes, versions or kinds. An automatic rollback away from the
-    /// version is that client's failure too.
+    /// at most one failure, whatever it chose to send (the same failure again, under other outcomes,
+    /// versions or kinds): a failed install it never followed with a successful one (its first
+    /// category in name order), else an automatic rollback away from the version. A client that failed
+    /// once and then installed it is a success: a passing network or disk fault is not the release's.
     public static func counting(clients reports: [ClientReport], version: String) -> ReleaseHealth {
         var attempted = Set<String>(), succeeded = Set<String>()
-        var failure = [String: String]()
+        var installFailure = [String: String](), rollback = [String: String]()
+        func keep(_ category: String, for client: String, in map: inout [String: String]) {
+            if map[client].map({ category < $0 }) ?? true { map[client] = category }
+        }
         for r in reports {
             switch r.stage {
             case .install where r.to == version && !isEnvironmental(r.outcome):
                 attempted.insert(r.client)
-                if r.outcome == "success" {
-                    succeeded.insert(r.client)
-                } else if failure[r.client].map({ r.outcome < $0 }) ?? true {
-                    failure[r.client] = r.outcome
-                }
+                if r.outcome == "success" { succeeded.insert(r.client) } else { keep(r.outcome, for: r.client, in: &installFailure) }
             case .rollback where r.from == version && isFailure(stage: .rollback, outcome: r.outcome):
-                let category = "rollback_" + r.outcome
-                if failure[r.client].map({ category < $0 }) ?? true { failure[r.client] = category }
+                keep("rollback_" + r.outcome, for: r.client, in: &rollback)
             default:
                 break
             }
         }
         var h = ReleaseHealth(attempts: attempted.count, successes: succeeded.count)
-        for category in failure.values { h.failures[category, default: 0] += 1 }
+        for client in Set(installFailure.keys).union(rollback.keys) {
+            let install = succeeded.contains(client) ? nil : installFailure[client]
+            if let category = install ?? rollback[client] { h.failures[category, default: 0] += 1 }
+        }
         return h
     }
 

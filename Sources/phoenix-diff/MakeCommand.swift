@@ -81,8 +81,19 @@ struct MakeCommand: ParsableCommand {
         let patch = paths.last!
         // The patch must not replace an input (`make old new old` destroyed old, which the patch then
         // needs), nor a device or FIFO; and a wrong output directory fails now, not after the diff.
-        for input in paths.dropLast() where POSIX.sameFile(input, patch) {
-            throw ValidationError("PATCH \(patch) is the input \(input): writing it would destroy that input")
+        // (A PATCH that is a symbolic link is replaced, not written through: never an input.)
+        let patchIsLink = POSIX.isSymlink(patch)
+        for input in paths.dropLast() {
+            if !patchIsLink && POSIX.sameFile(input, patch) {
+                throw DiffEngineError.unsupportedCombination("PATCH \(patch) is the input \(input): writing it would destroy that input")
+            }
+            // Inside a tree being diffed, the patch would change that tree (and no longer apply to it).
+            if POSIX.isDirectory(input) {
+                let tree = BundleApplier.installationPath(input), at = BundleApplier.installationPath(POSIX.directory(of: patch))
+                if at == tree || at.hasPrefix(tree == "/" ? "/" : tree + "/") {
+                    throw DiffEngineError.unsupportedCombination("PATCH \(patch) is inside the tree \(input), which it would change")
+                }
+            }
         }
         try POSIX.checkOutput(patch)
         let dirs = paths.dropLast().map { POSIX.isDirectory($0) }

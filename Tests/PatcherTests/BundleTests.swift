@@ -131,6 +131,11 @@ import TreeIO
         #expect(try TreeSpec.digest(install) == TreeSpec.digest(old))
         #expect(try BundleApplier.recover(directory: install + "/./") == .clean)
         #expect(BundleApplier.installationPath(install + "/.") == BundleApplier.installationPath(install))
+        // The same for a path that does not exist yet (a fresh install): `.` and `..` are its parents.
+        let fresh = BundleApplier.installationPath(dir.file("fresh"))
+        #expect(BundleApplier.installationPath(dir.file("fresh/.")) == fresh)
+        #expect(BundleApplier.installationPath(dir.file("fresh/sub/..")) == fresh)
+        #expect(BundleApplier.installationPath(dir.file("fresh/sub/../.")) == fresh)
     }
 
     @Test func bundleBytesDoNotDependOnThreads() throws {

@@ -81,6 +81,16 @@ enum CLI {
             #expect(r.status == 1 && r.stderr.contains("would destroy that input"), "\(args): \(r.status) \(r.stderr)")
         }
         #expect(try dir.read("old") == old && dir.read("new") == new)
+        // A PATCH that is a symbolic link to an input: the link is replaced, the input kept.
+        try POSIX.symlink(target: "old", at: dir.file("plink"))
+        #expect(try CLI.run("make", "--quiet", dir.file("old"), dir.file("new"), dir.file("plink")).status == 0)
+        #expect(try dir.read("old") == old && !POSIX.isSymlink(dir.file("plink")))
+        // A bundle written inside a tree it is made from would change that tree.
+        try TreeSpec.build(dir.file("t1"), [.text("a", "1")])
+        try TreeSpec.build(dir.file("t2"), [.text("a", "2")])
+        let inside = try CLI.run("make", dir.file("t1"), dir.file("t2"), dir.file("t1/sub/../p.bundle"))
+        #expect(inside.status == 1 && inside.stderr.contains("inside the tree"), "\(inside.stderr)")
+        #expect(!POSIX.exists(dir.file("t1/p.bundle")))
         #expect(mkfifo(dir.file("fifo"), 0o600) == 0)
         #expect(try CLI.run("make", "--quiet", dir.file("old"), dir.file("new"), dir.file("p")).status == 0)
         for args in [["make", "--quiet", "old", "new", "fifo"], ["apply", "--quiet", "old", "p", "fifo"],
@@ -107,6 +117,8 @@ enum CLI {
         }
         #expect(!POSIX.exists(dir.file(".no-such-app.phoenix")))
         #expect(try CLI.run("rollback", "").status == 1)
+        let root = try CLI.run("rollback", "/")
+        #expect(root.status == 4 && root.stderr.contains("root directory"), "\(root.stderr)")
         #expect(try CLI.run("apply", "--threads", "0", dir.file("old"), dir.file("p"), dir.file("x")).status == 1)
         let layout = try CLI.run("make", "--format", "bsdiff", "--diff-order", "context", dir.file("old"), dir.file("new"), dir.file("x"))
         #expect(layout.status == 1 && layout.stderr.contains("BSDIFF40 has one layout"), "\(layout.stderr)")

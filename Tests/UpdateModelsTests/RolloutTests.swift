@@ -174,7 +174,8 @@ func clientIDs(_ n: Int, seed: UInt64) -> [String] {
         reports.append(R(client: "later", stage: .install, outcome: "success", from: "1.0.0", to: "1.1.0"))
         reports.append(R(client: "other", stage: .install, outcome: "checksum", from: "1.0.0", to: "1.2.0"))
         let h = ReleaseHealth.counting(clients: reports, version: "1.1.0")
-        #expect(h.attempts == 12 && h.successes == 11 && h.failures == ["checksum": 1, "io": 1], "\(h)")
+        // "later" failed, then installed it: a success, not a failure.
+        #expect(h.attempts == 12 && h.successes == 11 && h.failures == ["checksum": 1], "\(h)")
     }
 
     @Test func installsStoppedByTheClientsSurroundingsDoNotCount() {

@@ -114,8 +114,12 @@ import UpdateServer
         let pending = try catalog.unfinishedDeltas().count
         #expect(pending >= 2)
         var claimed: [String] = []
+        // A claim file left by a process that was killed: removed by the next one to start.
+        let stale = f.service.configuration.dataDirectory + "/claims/0123abcd-dead.lock"
+        try Array("".utf8).withUnsafeBytes { try POSIX.writeNewFile(stale, $0, mode: 0o644) }
         // Another process on the same data directory: its own claim token, held while it lives.
         var other: UpdateService? = try UpdateService(configuration: f.service.configuration)
+        #expect(!POSIX.exists(stale))
         let otherToken = try #require(other?.claims.token)
         while let j = try catalog.claimDelta(owner: otherToken, isAlive: f.service.claims.isAlive) {
             claimed.append(j.fromVersion + ">" + j.toVersion)

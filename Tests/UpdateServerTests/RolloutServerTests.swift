@@ -187,8 +187,12 @@ import UpdateServer
         #expect(throws: ServerError.self) { try c.validate() }
     }
 
-    @Test func telemetryPostsTriggerTheAutoPause() async throws {
+    /// Install reports make the server look at the rollout at once, at most every `reportTickInterval`
+    /// (a flood of reports must not make each count the whole window); the ticker does the rest.
+    @Test(arguments: [0.0, 3600.0])
+    func telemetryPostsTriggerTheAutoPause(interval: Double) async throws {
         let f = try ServerFixture(stages: [10, 100]) { $0.rolloutIntervalSeconds = 0; $0.autoPauseMinimumReports = 4 }
+        f.service.reportTickInterval = interval
         try await buildApplication(service: f.service).test(.router) { client in
             for i in 0..<4 {
                 let e = TelemetryEvent(clientID: "c\(i)", platform: Self.p, channel: "stable", stage: .install, outcome: i == 0 ? "success" : "io",
@@ -197,6 +201,10 @@ import UpdateServer
                     #expect(r.status == .accepted)
                 }
             }
+        }
+        if interval > 0 {
+            #expect(try f.service.catalog.rollouts(platform: Self.p)["1.1.0"]?.state == .active, "only the first report looked")
+            f.service.tickRollouts()
         }
         #expect(try f.service.catalog.rollouts(platform: Self.p)["1.1.0"]?.state == .paused)
     }

@@ -220,7 +220,10 @@ import UpdateServer
                       "<svg/onload=alert(1)>", "<img/src=x/onerror=alert(1)>", "[x](javascript&colon;alert(1))",
                       "[x](&#106;avascript:alert(1))", "<JavaScript:alert(1)>", "![x](data:image/svg+xml;base64,PHN2Zz4=)", "<!-- x -->",
                       "[x](javascript\\:alert(1))", "[x]: data\\:text/html,hi", "<foo onmouseover=alert(1)>", "<ScRiPt>", "</script>",
-                      "[x](&#106avascript:alert(1))", "[x](java&Tab;script:alert(1))", "<iframe>", "<br/>"] {
+                      "[x](&#106avascript:alert(1))", "[x](java&Tab;script:alert(1))", "<iframe>",
+                      "[x](&#74;avascript:alert(1))", "[x](&#X4A;avascript:alert(1))", "\\` <img src=x onerror=alert(1)> \\`",
+                      "a ~~~ <img src=x onerror=alert(1)> ~~~", "[x](<data: text/html,hi>)", "see file:\\\\host\\share",
+                      "[x](java&#13;&#10;script:alert(1))"] {
             #expect(throws: ServerError.self, "\(notes)") {
                 try f.service.publish(.init(platform: "p", version: "1.0.0", changelog: notes), bundleDirectory: tree)
             }
@@ -228,7 +231,7 @@ import UpdateServer
         _ = try f.service.publish(.init(platform: "p", version: "1.0.0", changelog: "## 1.0.0\n- **Faster** sync, see <https://example.org/notes>\n"
                                   + "- a < b for AT&T users; the config file: x.toml; user data: kept\n"
                                   + "- `Vec<u8>` and Array<String>, run `--config <file>` and press <Enter>; mail <a@b.org>\n"
-                                  + "- AT&T; Verizon; export data: csv/json\n```html\n<div onclick=\"x\">inert in code</div>\n```"),
+                                  + "- AT&T; Verizon; export data: csv/json; docker pull <image>; see <path/to/file>; a line<br/>"),
                                   bundleDirectory: tree)
         #expect {
             try f.service.publish(.init(platform: "p", version: "1.0.0+build.2"), bundleDirectory: tree)

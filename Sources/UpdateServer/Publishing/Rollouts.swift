@@ -206,6 +206,18 @@ extension UpdateService {
         }
     }
 
+    /// After an install or rollback report: the platform's rollouts are looked at now, unless they were
+    /// less than `reportTickInterval` ago. Each look counts the window's reports, so without this a
+    /// flood of reports (anyone may send them) would make every one pay for all the others; the
+    /// ticker looks every 10 s whatever happens.
+    public func tickAfterReport(platform: String, now: Date = Date()) throws {
+        lock.lock()
+        let due = lastReportTick[platform].map { now.timeIntervalSince($0) >= reportTickInterval } ?? true
+        if due { lastReportTick[platform] = now }
+        lock.unlock()
+        if due { try tickRollouts(platform: platform, now: now) }
+    }
+
     /// Removes telemetry older than `telemetry_retention_days`, at most once an hour: without it the
     /// table grows with every report for as long as the server runs.
     public func pruneTelemetry(now: Date = Date()) {

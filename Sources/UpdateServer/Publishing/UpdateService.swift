@@ -26,6 +26,9 @@ public final class UpdateService: @unchecked Sendable {
     private var staticExpiry: [String: Date] = [:]
     /// When `pruneTelemetry` last ran.
     var lastPrune: Date?
+    /// When a report last made `tickAfterReport` look at a platform's rollouts, and how often it may.
+    var lastReportTick: [String: Date] = [:]
+    public var reportTickInterval: TimeInterval = 2
     /// This process's claim on the delta jobs it makes (`ClaimToken`).
     public let claims: ClaimToken
     private var jobsRunning = false
@@ -98,36 +101,41 @@ public final class UpdateService: @unchecked Sendable {
 
     /// Markup that a renderer could execute (Sparkle's 2016 incident: script in release notes). The
     /// notes are plain text or Markdown, and Markdown passes HTML through, so refused are: a tag with
-    /// attributes (`<img src=x onerror=...>`, `<svg/onload=...>`), a comment or declaration (`<!`,
-    /// `<?`), an element that runs or embeds something (`<script>`, `<iframe>`, `<svg>`, ...), and a
-    /// script, data or file URL, looked for after character references are decoded and backslashes,
-    /// tabs and line breaks dropped (`&#106;avascript:`, `javascript&colon;`, `javascript\:` all
-    /// render as `javascript:`). Code spans and fenced code are inert and not looked at. Ordinary
-    /// notes pass: `Vec<u8>`, `--config <file>`, `<Enter>`, `<https://...>`, `<a@b.org>`, "AT&T",
-    /// "config file: x", "export data: csv/json".
+    /// an attribute value (`<img src=x onerror=...>`, `<svg/onload=...>`), a comment or declaration
+    /// (`<!`, `<?`), an element that runs or embeds something (`<script>`, `<iframe>`, `<svg>`, ...),
+    /// and a script, data or file URL, looked for after character references are decoded (in any
+    /// case) and backslashes and control characters dropped (`&#74;avascript:`, `javascript&colon;`,
+    /// `javascript\:` all render as a script URL). Code spans are looked at too: where Markdown
+    /// ends them is not for a filter to guess. Ordinary notes pass: `Vec<u8>`, `--config <file>`,
+    /// `<Enter>`, `docker pull <image>`, `<https://...>`, `<a@b.org>`, "AT&T", "config file: x",
+    /// "export data: csv/json".
     static func activeContent(in text: String) -> String? {
-        var t = text
-        for code in [#"(?s)```.*?```"#, #"(?s)~~~.*?~~~"#, #"`[^`\n]*`"#] {
-            t = t.replacingOccurrences(of: code, with: " ", options: .regularExpression)
-        }
-        let lower = t.lowercased()
+        let lower = text.lowercased()
         func found(_ pattern: String, in s: String) -> String? {
             s.range(of: pattern, options: .regularExpression).map { String(s[$0.lowerBound...].prefix(24)) }
         }
-        if let m = found(#"<[a-z][a-z0-9-]*[\s/]"#, in: lower) { return "an HTML tag with attributes \"\(m)\"" }
+        if let m = found(#"<[a-z][a-z0-9-]*[\s/][^<>]*="#, in: lower) { return "an HTML tag with an attribute \"\(m)\"" }
         if let m = found(#"<[!?]"#, in: lower) { return "HTML markup \"\(m)\"" }
-        let elements = "script|style|iframe|frame|frameset|object|embed|applet|svg|math|link|meta|base|form|input|button|"
-            + "textarea|select|option|template|noscript|img|image|video|audio|source|track|portal|xmp|plaintext|noembed|details"
+        let elements = "script|style|iframe|frame|frameset|object|embed|applet|svg|math|link|meta|base|form|template|"
+            + "noscript|xmp|plaintext|noembed|portal"
         if let m = found("</?(\(elements))\\b", in: lower) { return "an HTML element \"\(m)\"" }
-        let plain = Self.decodingReferences(lower).filter { !"\\\t\n\r".contains($0) }
+        // As a URL parser reads it: references decoded, then case folded; tabs, line breaks and other
+        // controls dropped (by scalar: "\r\n" is one Character); backslashes kept for file: and
+        // dropped for the rest (CommonMark removes those escapes).
+        let decoded = String(String.UnicodeScalarView(Self.decodingReferences(text).lowercased().unicodeScalars.filter {
+            !($0.value < 0x20 || $0.value == 0x7f)
+        }))
+        let plain = decoded.filter { $0 != "\\" }
         for scheme in ["javascript:", "vbscript:", "livescript:"] where plain.contains(scheme) { return "\"\(scheme)\"" }
-        if found(#"data:[a-z]+/"#, in: plain) != nil { return "a data: URL" }
-        if found(#"file:/"#, in: plain) != nil { return "a file: URL" }
+        // A data URL: `data:type/...` anywhere, or after `<` with spaces (a `<...>` link destination).
+        if found(#"data:[a-z]+/"#, in: plain) != nil || found(#"<\s*data:"#, in: plain) != nil { return "a data: URL" }
+        if found(#"file:[/\\]"#, in: decoded) != nil || found(#"file:/"#, in: plain) != nil { return "a file: URL" }
         return nil
     }
 
     /// `text` with HTML character references decoded as a browser would: numeric ones (with or
-    /// without the semicolon) and the named ones that can spell a URL scheme or markup.
+    /// without the semicolon) and the named ones that can spell a URL scheme or markup (in any case:
+    /// more decoded than a browser would is only more refused).
     static func decodingReferences(_ text: String) -> String {
         guard text.contains("&") else { return text }
         let named: [String: String] = ["colon": ":", "tab": "\t", "newline": "\n", "sol": "/", "bsol": "\\", "lpar": "(",
@@ -138,13 +146,13 @@ public final class UpdateService: @unchecked Sendable {
         while let amp = rest.firstIndex(of: "&") {
             out += rest[..<amp]
             let after = rest[rest.index(after: amp)...]
-            if let m = after.prefixMatch(of: /#x([0-9a-f]{1,6});?/), let v = UInt32(m.1, radix: 16), let u = Unicode.Scalar(v) {
+            if let m = after.prefixMatch(of: /#[xX]([0-9a-fA-F]{1,6});?/), let v = UInt32(m.1, radix: 16), let u = Unicode.Scalar(v) {
                 out.unicodeScalars.append(u)
                 rest = after[m.range.upperBound...]
             } else if let m = after.prefixMatch(of: /#([0-9]{1,7});?/), let v = UInt32(m.1), let u = Unicode.Scalar(v) {
                 out.unicodeScalars.append(u)
                 rest = after[m.range.upperBound...]
-            } else if let m = after.prefixMatch(of: /([a-z]+);/), let c = named[String(m.1)] {
+            } else if let m = after.prefixMatch(of: /([a-zA-Z]+);/), let c = named[m.1.lowercased()] {
                 out += c
                 rest = after[m.range.upperBound...]
             } else {
@@ -585,16 +593,21 @@ public final class UpdateService: @unchecked Sendable {
     /// serving an expired manifest stops every client that reads it. The ticker calls this.
     public func refreshStaticManifests(now: Date = Date()) {
         guard signingKey != nil else { return }
-        do {
-            for platform in try catalog.platforms() {
-                lock.lock()
-                let expires = staticExpiry[platform]
-                lock.unlock()
-                if let expires, expires.timeIntervalSince(now) > Double(configuration.manifestLifetimeSeconds) / 2 { continue }
-                try exportStatic(platform: platform, now: now)
-            }
-        } catch {
+        let platforms: [String]
+        do { platforms = try catalog.platforms() } catch {
             logger.error("static manifest export failed", metadata: ["error": "\(error)"])
+            return
+        }
+        for platform in platforms {
+            lock.lock()
+            let expires = staticExpiry[platform]
+            lock.unlock()
+            if let expires, expires.timeIntervalSince(now) > Double(configuration.manifestLifetimeSeconds) / 2 { continue }
+            // Each platform on its own: one that fails (a directory it cannot write) must not keep
+            // the others from being re-signed.
+            do { try exportStatic(platform: platform, now: now) } catch {
+                logger.error("static manifest export failed", metadata: ["platform": "\(platform)", "error": "\(error)"])
+            }
         }
     }
 

@@ -51,8 +51,9 @@ enum Routes {
                 }
                 try service.catalog.insertTelemetry(event, received: Date())
                 if event.stage == .install || event.stage == .rollback {
-                    // An install report can tip a release over the failure threshold: look now.
-                    try service.tickRollouts(platform: event.platform, now: Date())
+                    // An install report can tip a release over the failure threshold: look now (or
+                    // within `reportTickInterval`).
+                    try service.tickAfterReport(platform: event.platform)
                 }
                 return try json(["status": "recorded"], status: .accepted)
             }

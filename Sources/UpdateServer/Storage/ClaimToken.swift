@@ -12,33 +12,44 @@ import TreeIO
 public final class ClaimToken: @unchecked Sendable {
     public let token: String
     private let directory: String
-    private let lock: FileLock
+    private let fd: Int32
 
     init(directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         self.directory = directory
         token = UUID().uuidString.lowercased()
-        guard let held = try FileLock(path: directory + "/" + token + ".lock", patience: 0) else {
-            throw ServerError.badConfiguration("cannot hold the claim lock in \(directory)")
+        // Readable by all (0644): another user's process (a root CLI beside the server) must be able
+        // to open it to test the lock.
+        let path = directory + "/" + token + ".lock"
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw POSIX.error("cannot create the claim lock", path) }
+        fchmod(fd, 0o644)
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw POSIX.error("cannot lock the claim file", path)
         }
-        lock = held
+        // Files left by processes that ended without removing theirs (killed, or never deinitialised).
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".lock") {
+            _ = isAlive(String(name.dropLast(5)))
+        }
     }
 
     deinit {
-        try? POSIX.unlink(directory + "/" + token + ".lock")
-        lock.release()
+        unlink(directory + "/" + token + ".lock")
+        close(fd)
     }
 
     /// Whether the process that took `token` still runs: its lock file is held. A file nobody holds
-    /// (its process is gone) is removed.
+    /// (its process is gone) is removed; one that cannot be opened is taken as held (never two makers).
     public func isAlive(_ other: String) -> Bool {
         if other == token { return true }
         guard !other.isEmpty, other.allSatisfy({ $0.isHexDigit || $0 == "-" }) else { return false }
         let path = directory + "/" + other + ".lock"
-        guard POSIX.exists(path) else { return false }
-        guard let probe = try? FileLock(path: path, patience: 0) else { return true }
-        try? POSIX.unlink(path)
-        probe.release()
+        let probe = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard probe >= 0 else { return errno != ENOENT }
+        defer { close(probe) }
+        if flock(probe, LOCK_EX | LOCK_NB) != 0 { return true }
+        unlink(path)
         return false
     }
 }
