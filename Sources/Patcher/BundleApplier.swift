@@ -111,7 +111,7 @@ public enum BundleApplier {
             let parent = POSIX.directory(of: d)
             // `.` and `..` of a path that does not exist (yet): its parent, or the parent's parent.
             if name == "." { d = parent; continue }
-            if name == ".." { d = POSIX.directory(of: real(parent) ?? parent); continue }
+            if name == ".." { d = POSIX.directory(of: installationPath(parent)); continue }
             let realParent = real(parent) ?? parent
             let path = (realParent == "/" ? "" : realParent) + "/" + name
             guard (try? POSIX.lstat(path)).map({ $0.st_mode & S_IFMT == S_IFLNK }) == true,

@@ -73,9 +73,9 @@ public struct ReleaseHealth: Codable, Sendable, Equatable {
     /// The health of `version` counting clients, not reports: a client that reported an install of it
     /// (its surroundings' failures aside) is one attempt, a success if any of its reports is one, and
     /// at most one failure, whatever it chose to send (the same failure again, under other outcomes,
-    /// versions or kinds): a failed install it never followed with a successful one (its first
+    /// versions or kinds): a failed install, unless it also reported a successful one (its first
     /// category in name order), else an automatic rollback away from the version. A client that failed
-    /// once and then installed it is a success: a passing network or disk fault is not the release's.
+    /// once and installed it too is a success: a passing network or disk fault is not the release's.
     public static func counting(clients reports: [ClientReport], version: String) -> ReleaseHealth {
         var attempted = Set<String>(), succeeded = Set<String>()
         var installFailure = [String: String](), rollback = [String: String]()

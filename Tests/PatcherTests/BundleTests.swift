@@ -136,6 +136,8 @@ import TreeIO
         #expect(BundleApplier.installationPath(dir.file("fresh/.")) == fresh)
         #expect(BundleApplier.installationPath(dir.file("fresh/sub/..")) == fresh)
         #expect(BundleApplier.installationPath(dir.file("fresh/sub/../.")) == fresh)
+        #expect(BundleApplier.installationPath(dir.file("fresh/a/b/../..")) == fresh)
+        #expect(BundleApplier.installationPath(install + "/nothing/here/../../..") == BundleApplier.installationPath(dir.path))
     }
 
     @Test func bundleBytesDoNotDependOnThreads() throws {

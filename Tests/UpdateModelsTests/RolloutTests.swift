@@ -173,9 +173,14 @@ func clientIDs(_ n: Int, seed: UInt64) -> [String] {
         reports.append(R(client: "later", stage: .install, outcome: "io", from: "1.0.0", to: "1.1.0"))
         reports.append(R(client: "later", stage: .install, outcome: "success", from: "1.0.0", to: "1.1.0"))
         reports.append(R(client: "other", stage: .install, outcome: "checksum", from: "1.0.0", to: "1.2.0"))
+        // Installed it, then rolled back automatically (health): a failure. Only a rollback: a failure too.
+        reports.append(R(client: "rb", stage: .install, outcome: "success", from: "1.0.0", to: "1.1.0"))
+        reports.append(R(client: "rb", stage: .rollback, outcome: "health", from: "1.1.0", to: "1.0.0"))
+        reports.append(R(client: "onlyrb", stage: .rollback, outcome: "not_confirmed", from: "1.1.0", to: "1.0.0"))
         let h = ReleaseHealth.counting(clients: reports, version: "1.1.0")
-        // "later" failed, then installed it: a success, not a failure.
-        #expect(h.attempts == 12 && h.successes == 11 && h.failures == ["checksum": 1], "\(h)")
+        // "later" also installed it: a success, not a failure.
+        #expect(h.attempts == 13 && h.successes == 12 && h.failures == ["checksum": 1, "rollback_health": 1, "rollback_not_confirmed": 1],
+                "\(h)")
     }
 
     @Test func installsStoppedByTheClientsSurroundingsDoNotCount() {

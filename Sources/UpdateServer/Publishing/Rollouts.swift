@@ -211,9 +211,15 @@ extension UpdateService {
     /// flood of reports (anyone may send them) would make every one pay for all the others; the
     /// ticker looks every 10 s whatever happens.
     public func tickAfterReport(platform: String, now: Date = Date()) throws {
+        // The monotonic clock: a wall clock set back would stop these looks until it caught up.
+        let t = ProcessInfo.processInfo.systemUptime
         lock.lock()
-        let due = lastReportTick[platform].map { now.timeIntervalSince($0) >= reportTickInterval } ?? true
-        if due { lastReportTick[platform] = now }
+        let due = lastReportTick[platform].map { t - $0 >= reportTickInterval } ?? true
+        if due {
+            // Any platform name may be reported: the map is kept small.
+            if lastReportTick.count >= 1024 { lastReportTick.removeAll() }
+            lastReportTick[platform] = t
+        }
         lock.unlock()
         if due { try tickRollouts(platform: platform, now: now) }
     }

@@ -27,7 +27,7 @@ public final class UpdateService: @unchecked Sendable {
     /// When `pruneTelemetry` last ran.
     var lastPrune: Date?
     /// When a report last made `tickAfterReport` look at a platform's rollouts, and how often it may.
-    var lastReportTick: [String: Date] = [:]
+    var lastReportTick: [String: TimeInterval] = [:]
     public var reportTickInterval: TimeInterval = 2
     /// This process's claim on the delta jobs it makes (`ClaimToken`).
     public let claims: ClaimToken
@@ -100,24 +100,23 @@ public final class UpdateService: @unchecked Sendable {
     }
 
     /// Markup that a renderer could execute (Sparkle's 2016 incident: script in release notes). The
-    /// notes are plain text or Markdown, and Markdown passes HTML through, so refused are: a tag with
-    /// an attribute value (`<img src=x onerror=...>`, `<svg/onload=...>`), a comment or declaration
-    /// (`<!`, `<?`), an element that runs or embeds something (`<script>`, `<iframe>`, `<svg>`, ...),
+    /// notes are plain text or Markdown, and Markdown passes HTML through, so refused are: anything
+    /// from `<` and a letter to the next `>` holding an `=` (an attribute value, whatever the tag's
+    /// name: `<img src=x onerror=...>`, `<svg/onload=...>`, `<x:y onmouseover=...>`), an element that
+    /// runs or embeds something without attributes (`<script>`, `<style>`, `<iframe>`, `<svg>`, ...),
     /// and a script, data or file URL, looked for after character references are decoded (in any
     /// case) and backslashes and control characters dropped (`&#74;avascript:`, `javascript&colon;`,
     /// `javascript\:` all render as a script URL). Code spans are looked at too: where Markdown
-    /// ends them is not for a filter to guess. Ordinary notes pass: `Vec<u8>`, `--config <file>`,
-    /// `<Enter>`, `docker pull <image>`, `<https://...>`, `<a@b.org>`, "AT&T", "config file: x",
-    /// "export data: csv/json".
+    /// ends them is not for a filter to guess. Ordinary notes pass: `Vec<u8>`, `List<?>`,
+    /// `--config <file>`, `git diff <base>`, `<Enter>`, `docker pull <image>`, `<https://...>`,
+    /// `<a@b.org>`, `<!-- generated notes -->`, "AT&T", "config file: x", "export data: csv/json".
     static func activeContent(in text: String) -> String? {
         let lower = text.lowercased()
         func found(_ pattern: String, in s: String) -> String? {
             s.range(of: pattern, options: .regularExpression).map { String(s[$0.lowerBound...].prefix(24)) }
         }
-        if let m = found(#"<[a-z][a-z0-9-]*[\s/][^<>]*="#, in: lower) { return "an HTML tag with an attribute \"\(m)\"" }
-        if let m = found(#"<[!?]"#, in: lower) { return "HTML markup \"\(m)\"" }
-        let elements = "script|style|iframe|frame|frameset|object|embed|applet|svg|math|link|meta|base|form|template|"
-            + "noscript|xmp|plaintext|noembed|portal"
+        if let m = found(#"<[a-z][^>]*="#, in: lower) { return "an HTML tag with an attribute \"\(m)\"" }
+        let elements = "script|style|iframe|frame|frameset|embed|applet|svg|math|template|noscript|xmp|plaintext|noembed"
         if let m = found("</?(\(elements))\\b", in: lower) { return "an HTML element \"\(m)\"" }
         // As a URL parser reads it: references decoded, then case folded; tabs, line breaks and other
         // controls dropped (by scalar: "\r\n" is one Character); backslashes kept for file: and
@@ -128,7 +127,8 @@ public final class UpdateService: @unchecked Sendable {
         let plain = decoded.filter { $0 != "\\" }
         for scheme in ["javascript:", "vbscript:", "livescript:"] where plain.contains(scheme) { return "\"\(scheme)\"" }
         // A data URL: `data:type/...` anywhere, or after `<` with spaces (a `<...>` link destination).
-        if found(#"data:[a-z]+/"#, in: plain) != nil || found(#"<\s*data:"#, in: plain) != nil { return "a data: URL" }
+        // (`data: text/html` with a space is a data URL too, where a link destination starts.)
+        if found(#"data:[a-z]+/"#, in: plain) != nil || found(#"[(<]\s*data:"#, in: plain) != nil { return "a data: URL" }
         if found(#"file:[/\\]"#, in: decoded) != nil || found(#"file:/"#, in: plain) != nil { return "a file: URL" }
         return nil
     }
@@ -146,10 +146,11 @@ public final class UpdateService: @unchecked Sendable {
         while let amp = rest.firstIndex(of: "&") {
             out += rest[..<amp]
             let after = rest[rest.index(after: amp)...]
-            if let m = after.prefixMatch(of: /#[xX]([0-9a-fA-F]{1,6});?/), let v = UInt32(m.1, radix: 16), let u = Unicode.Scalar(v) {
+            // Any number of leading zeros, as browsers read them.
+            if let m = after.prefixMatch(of: /#[xX]0*([0-9a-fA-F]{1,6});?/), let v = UInt32(m.1, radix: 16), let u = Unicode.Scalar(v) {
                 out.unicodeScalars.append(u)
                 rest = after[m.range.upperBound...]
-            } else if let m = after.prefixMatch(of: /#([0-9]{1,7});?/), let v = UInt32(m.1), let u = Unicode.Scalar(v) {
+            } else if let m = after.prefixMatch(of: /#0*([0-9]{1,7});?/), let v = UInt32(m.1), let u = Unicode.Scalar(v) {
                 out.unicodeScalars.append(u)
                 rest = after[m.range.upperBound...]
             } else if let m = after.prefixMatch(of: /([a-zA-Z]+);/), let c = named[m.1.lowercased()] {

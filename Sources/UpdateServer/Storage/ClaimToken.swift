@@ -16,18 +16,22 @@ public final class ClaimToken: @unchecked Sendable {
 
     init(directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        self.directory = directory
-        token = UUID().uuidString.lowercased()
+        let token = UUID().uuidString.lowercased()
+        // Created and locked under another name, then renamed: every `.lock` file another process
+        // sees is locked already (a sweep running meanwhile would take an unlocked one for dead).
         // Readable by all (0644): another user's process (a root CLI beside the server) must be able
         // to open it to test the lock.
-        let path = directory + "/" + token + ".lock"
-        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { throw POSIX.error("cannot create the claim lock", path) }
+        let path = directory + "/" + token + ".lock", staging = directory + "/" + token + ".new"
+        let fd = open(staging, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw POSIX.error("cannot create the claim lock", staging) }
         fchmod(fd, 0o644)
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0, rename(staging, path) == 0 else {
+            let e = POSIX.error("cannot set up the claim lock", path)
+            unlink(staging)
             close(fd)
-            throw POSIX.error("cannot lock the claim file", path)
+            throw e
         }
+        (self.directory, self.token, self.fd) = (directory, token, fd)
         // Files left by processes that ended without removing theirs (killed, or never deinitialised).
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".lock") {
             _ = isAlive(String(name.dropLast(5)))
