@@ -25,7 +25,7 @@ struct ApplyCommand: ParsableCommand {
     @Argument(help: "The patch or bundle.") var patch: String
     @Argument(help: "Where to write the new file (omit with --in-place and for bundles).") var new: String?
 
-    @Flag(help: "Replace the old file itself, atomically, keeping its permissions.") var inPlace = false
+    @Flag(help: "Replace the old file itself, atomically, keeping its permissions (through a symbolic link, the file it points to).") var inPlace = false
     @Option(help: "Refuse patches whose declared new size is above this (bytes; K, M, G, T suffixes).")
     var maxOutput = ByteCount(PatchLimits.defaultMaxOutputSize)
     @Option(help: "Threads for hashing trees (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount

@@ -9,9 +9,9 @@ struct PhoenixUpdate: AsyncParsableCommand {
         commandName: "phoenix-update",
         abstract: "Keep an installed application up to date from a Phoenix update server.",
         discussion: """
-            Exit codes: 0 ok (or up to date), 1 usage or configuration, 2 verification failed (signature, \
+            Exit codes: 0 ok (or up to date), 1 usage or configuration, 2 verification failed (signature, TLS, \
             expiry, replay, checksum): nothing installed, 3 install failed (rolled back or untouched), \
-            4 network or server error, 5 another run holds the lock (nothing done).
+            4 network or server error, 5 busy: another run or update holds a lock (nothing done).
             """,
         version: "0.1.0",
         subcommands: [Check.self, Install.self, Rollback.self, Status.self, Confirm.self, Launched.self, Settings.self]
