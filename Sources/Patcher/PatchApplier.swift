@@ -77,17 +77,21 @@ public enum PatchApplier {
                 throw PatcherError.insufficientSpace(path: dir, needed: header.newSize, available: free)
             }
             let writer: AtomicFileWriter
+            // A file replaced keeps its own mode (as cp does: a private 0600 file stays private); a
+            // new one takes the old file's (0644 when old is /dev/null: a device's 0666 is not a
+            // file's). In place, both are the same file.
+            let replaced = (try? POSIX.lstat(outputPath)).flatMap { $0.st_mode & S_IFMT == S_IFREG ? $0 : nil }
             // A large result is hashed and written on another core, a buffer behind the apply.
             do {
-                // The old file's mode (0644 when old is /dev/null: a device's 0666 is not a file's).
-                let mode = POSIX.isNullDevice(oldStat) ? 0o644 : oldStat.st_mode & 0o7777
+                let mode = replaced.map { $0.st_mode & 0o7777 } ?? (POSIX.isNullDevice(oldStat) ? 0o644 : oldStat.st_mode & 0o7777)
                 writer = try AtomicFileWriter(destination: outputPath, mode: mode,
                                               behind: OldInput.beside(header.newSize))
             } catch let e as TreeIOError {
                 throw PatcherError(e)
             }
             created = writer
-            if getuid() == 0 { writer.copyOwnership(from: oldStat) }
+            // As root, the owner too: the replaced file's, else the old file's.
+            if getuid() == 0 { writer.copyOwnership(from: replaced ?? oldStat) }
             let total = header.newSize
             let progress = options.progress
             var engine = ApplyEngine(header: header, old: old, streams: streams, sink: writer)

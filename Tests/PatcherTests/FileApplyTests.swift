@@ -41,6 +41,26 @@ import TestSupport
         #expect(try dir.listing() == ["app", "patch"])
     }
 
+    /// A NEW that exists keeps its own mode, as with cp (a private 0600 file stays private); a NEW
+    /// that does not takes OLD's.
+    @Test func aReplacedOutputKeepsItsMode() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = Self.pair(seed: 3)
+        let source = try dir.write("old", old)
+        chmod(source, 0o755)
+        try dir.write("patch", try DiffEngine.makePatch(old: old, new: new))
+        let existing = try dir.write("private", [1, 2, 3])
+        chmod(existing, 0o600)
+        _ = try PatchApplier.apply(oldPath: source, patchPath: dir.file("patch"), outputPath: existing)
+        _ = try PatchApplier.apply(oldPath: source, patchPath: dir.file("patch"), outputPath: dir.file("fresh"))
+        #expect(try dir.read("private") == new && dir.read("fresh") == new)
+        var st = stat()
+        stat(existing, &st)
+        #expect(st.st_mode & 0o7777 == 0o600)
+        stat(dir.file("fresh"), &st)
+        #expect(st.st_mode & 0o7777 == 0o755)
+    }
+
     @Test func failedInPlaceApplyLeavesTheTargetUntouched() throws {
         let dir = try TemporaryDirectory()
         let (old, new) = Self.pair(seed: 3)
