@@ -121,9 +121,15 @@ public enum BundleApplier {
         return d  // a loop of links: left as it is, to fail where it is used
     }
 
-    /// Recovery and rollback act on an installation, or on the state an interrupted update left beside
+    /// Throws unless `directory` is an installation, or has the state an interrupted update left beside
     /// where it was (the renames that replace an exchange move it aside for a moment): with neither,
-    /// the path names nothing, and nothing is created for it.
+    /// the path names nothing. `rollback` checks this; `phoenix-diff recover` does before `recover`
+    /// (which, for a client checking at every start, finds nothing to do in an installation that
+    /// does not exist yet).
+    public static func requireInstallationOrState(directory: String) throws {
+        try requireInstallationOrState(State(directory: directory))
+    }
+
     static func requireInstallationOrState(_ state: State) throws {
         try refuseRoot(state)
         if !POSIX.exists(state.directory) && !POSIX.exists(state.root) {
@@ -541,7 +547,7 @@ public enum BundleApplier {
     @discardableResult
     public static func recover(directory: String) throws -> RecoveryOutcome {
         let state = State(directory: directory)
-        try requireInstallationOrState(state)
+        try refuseRoot(state)
         guard POSIX.exists(state.root) else { return .clean }
         return try mapErrors { try withLock(state) { try recoverLocked(state) } }
     }

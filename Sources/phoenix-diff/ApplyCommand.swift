@@ -102,6 +102,7 @@ struct RecoverCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
+        try BundleApplier.requireInstallationOrState(directory: directory)
         let outcome = try BundleApplier.recover(directory: directory)
         if output.quiet { return }
         if json {

@@ -339,6 +339,19 @@ import UpdateServer
         #expect(written.clientID == fresh.clientID && reloaded.clientID == fresh.clientID)
     }
 
+    /// A client whose installation does not exist yet (to be installed by a full package) starts and
+    /// reports its status: the recovery it runs at every start finds nothing to do there.
+    @Test func aMissingInstallationIsNothingToRecover() throws {
+        let dir = try TemporaryDirectory()
+        let paths = ClientPaths(config: dir.file("config.json"))
+        var s = ClientSettings()
+        try s.set("install_dir", dir.file("not-yet"))
+        try paths.save(s)
+        let u = try Updater(paths: paths)
+        #expect(try u.status().rollbackAvailable == false)
+        #expect(!POSIX.exists(dir.file(".not-yet.phoenix")))
+    }
+
     /// A run that cannot get the lock (another run holds it past the wait) stops with `busy` (exit 5,
     /// telemetry `busy`: not counted against the release) and writes nothing.
     @Test func aHeldLockIsBusyNotAnInstallFailure() throws {
