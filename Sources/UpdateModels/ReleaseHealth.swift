@@ -1,8 +1,9 @@
 import Foundation
 
-/// The health of one release from its clients' reports: installs attempted, succeeded, and failures
-/// by category (failed installs, and rollbacks away from it after it was installed). Installs the
-/// client's environment stopped (`isEnvironmental`) are neither attempts nor failures.
+/// The health of one release from its clients' reports (`counting`): clients that attempted the
+/// install, that succeeded, and failures by category (failed installs, and rollbacks away from it
+/// after it was installed). Installs the client's environment stopped (`isEnvironmental`) are neither
+/// attempts nor failures.
 public struct ReleaseHealth: Codable, Sendable, Equatable {
     public var attempts: Int
     public var successes: Int
@@ -39,22 +40,6 @@ public struct ReleaseHealth: Codable, Sendable, Equatable {
         case .install: outcome != "success" && !isEnvironmental(outcome)
         case .rollback: outcome != "requested"
         default: false
-        }
-    }
-
-    /// Adds `count` reports of one kind if they concern `version`: installs to it, or automatic
-    /// rollbacks from it (`isFailure`).
-    public mutating func add(stage: TelemetryEvent.Stage, outcome: String, from: String?, to: String?, version: String, count: Int = 1) {
-        switch stage {
-        case .install where to == version && Self.isEnvironmental(outcome):
-            break
-        case .install where to == version:
-            attempts += count
-            if outcome == "success" { successes += count } else { failures[outcome, default: 0] += count }
-        case .rollback where from == version && outcome != "requested":
-            failures["rollback_" + outcome, default: 0] += count
-        default:
-            break
         }
     }
 

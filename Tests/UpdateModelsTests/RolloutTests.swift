@@ -132,11 +132,14 @@ func clientIDs(_ n: Int, seed: UInt64) -> [String] {
 }
 
 @Suite struct AutoPauseTests {
+    typealias R = ReleaseHealth.ClientReport
+
+    /// `installs` clients installed 1.1.0, `failures` of them failed (and never succeeded).
     func health(installs: Int, failures: Int, category: String = "checksum") -> ReleaseHealth {
-        var h = ReleaseHealth()
-        h.add(stage: .install, outcome: "success", from: "1.0.0", to: "1.1.0", version: "1.1.0", count: installs - failures)
-        if failures > 0 { h.add(stage: .install, outcome: category, from: "1.0.0", to: "1.1.0", version: "1.1.0", count: failures) }
-        return h
+        let reports = (0..<installs).map { i in
+            R(client: "c\(i)", stage: .install, outcome: i < failures ? category : "success", from: "1.0.0", to: "1.1.0")
+        }
+        return ReleaseHealth.counting(clients: reports, version: "1.1.0")
     }
 
     @Test func pausesAboveTheThresholdWithEnoughReports() {
@@ -151,20 +154,19 @@ func clientIDs(_ n: Int, seed: UInt64) -> [String] {
     }
 
     @Test func countsOnlyThisReleasesInstallsAndAutomaticRollbacks() {
-        var h = ReleaseHealth()
-        h.add(stage: .install, outcome: "io", from: "1.0.0", to: "1.2.0", version: "1.1.0")           // another release
-        h.add(stage: .check, outcome: "network", from: "1.0.0", to: nil, version: "1.1.0")            // not an install
-        h.add(stage: .rollback, outcome: "requested", from: "1.1.0", to: "1.0.0", version: "1.1.0")   // the user's choice
-        #expect(h == ReleaseHealth())
-        h.add(stage: .install, outcome: "success", from: "1.0.0", to: "1.1.0", version: "1.1.0", count: 3)
-        h.add(stage: .rollback, outcome: "health", from: "1.1.0", to: "1.0.0", version: "1.1.0")
+        var reports = [R(client: "a", stage: .install, outcome: "io", from: "1.0.0", to: "1.2.0"),          // another release
+                       R(client: "b", stage: .check, outcome: "network", from: "1.0.0", to: nil),          // not an install
+                       R(client: "c", stage: .rollback, outcome: "requested", from: "1.1.0", to: "1.0.0")] // the user's choice
+        #expect(ReleaseHealth.counting(clients: reports, version: "1.1.0") == ReleaseHealth())
+        reports += (0..<3).map { R(client: "ok\($0)", stage: .install, outcome: "success", from: "1.0.0", to: "1.1.0") }
+        reports.append(R(client: "ok0", stage: .rollback, outcome: "health", from: "1.1.0", to: "1.0.0"))
+        let h = ReleaseHealth.counting(clients: reports, version: "1.1.0")
         #expect(h.attempts == 3 && h.successes == 3 && h.failures == ["rollback_health": 1])
         #expect(abs(h.failureRate - 1.0 / 3) < 1e-9)
     }
 
     /// Counting clients: each is one attempt and at most one failure, whatever it sends.
     @Test func countingClients() {
-        typealias R = ReleaseHealth.ClientReport
         var reports = (0..<10).map { R(client: "ok\($0)", stage: .install, outcome: "success", from: "1.0.0", to: "1.1.0") }
         for o in ["checksum", "io", "zz", "delta_failed"] { reports.append(R(client: "bad", stage: .install, outcome: o, from: "1.0.\(o.count)", to: "1.1.0")) }
         reports.append(R(client: "bad", stage: .rollback, outcome: "health", from: "1.1.0", to: "1.0.0"))
@@ -184,13 +186,15 @@ func clientIDs(_ n: Int, seed: UInt64) -> [String] {
     }
 
     @Test func installsStoppedByTheClientsSurroundingsDoNotCount() {
-        var h = health(installs: 20, failures: 0)
-        for outcome in ["network", "tls_expired", "tls", "config", "insecure", "busy"] {
-            h.add(stage: .install, outcome: outcome, from: "1.0.0", to: "1.1.0", version: "1.1.0", count: 100)
+        var reports = (0..<20).map { R(client: "ok\($0)", stage: .install, outcome: "success", from: "1.0.0", to: "1.1.0") }
+        for (i, outcome) in ["network", "tls_expired", "tls", "config", "insecure", "busy"].enumerated() {
+            reports += (0..<100).map { R(client: "env\(i)-\($0)", stage: .install, outcome: outcome, from: "1.0.0", to: "1.1.0") }
         }
+        var h = ReleaseHealth.counting(clients: reports, version: "1.1.0")
         #expect(h == health(installs: 20, failures: 0))
         #expect(AutoPausePolicy().pauseReason(h) == nil)
-        h.add(stage: .install, outcome: "server", from: "1.0.0", to: "1.1.0", version: "1.1.0", count: 2)
+        reports += (0..<2).map { R(client: "srv\($0)", stage: .install, outcome: "server", from: "1.0.0", to: "1.1.0") }
+        h = ReleaseHealth.counting(clients: reports, version: "1.1.0")
         #expect(h.attempts == 22 && h.failures == ["server": 2] && AutoPausePolicy().pauseReason(h) != nil)
         #expect(!ReleaseHealth.isFailure(stage: .install, outcome: "network") && ReleaseHealth.isFailure(stage: .install, outcome: "checksum"))
         #expect(ReleaseHealth.isFailure(stage: .rollback, outcome: "health") && !ReleaseHealth.isFailure(stage: .rollback, outcome: "requested"))
