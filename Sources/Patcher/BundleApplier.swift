@@ -89,37 +89,14 @@ public enum BundleApplier {
         }
     }
 
-    /// The installation `raw` names: absolute, without `.`, `..` or symbolic links, so that its state
-    /// (`.NAME.phoenix`) is beside the directory, never inside it (`apply .`, `DIR/.`), and the same
-    /// whatever the spelling. An installation reached through a symbolic link (`/opt/app ->
-    /// /opt/app-1.2`) is updated where the link points, and the link stays: taken as it was, the link
-    /// itself would be swapped for a directory, and given the link's own mode (0777: a world-writable
-    /// root). The link's target need not exist: after a stop between the renames that replace an
-    /// exchange, it is missing until recovery, which must still find the journal beside it.
-    public static func installationPath(_ raw: String) -> String {
-        func real(_ p: String) -> String? {
-            guard let r = realpath(p, nil) else { return nil }
-            defer { free(r) }
-            return String(cString: r)
-        }
-        var d = raw.isEmpty ? "." : raw
-        if !d.hasPrefix("/") { d = FileManager.default.currentDirectoryPath + "/" + d }
-        for _ in 0..<40 {
-            while d.count > 1 && d.hasSuffix("/") { d.removeLast() }
-            if let r = real(d), POSIX.fileName(of: d) == "." || POSIX.fileName(of: d) == ".." { return r }
-            let name = POSIX.fileName(of: d)
-            let parent = POSIX.directory(of: d)
-            // `.` and `..` of a path that does not exist (yet): its parent, or the parent's parent.
-            if name == "." { d = parent; continue }
-            if name == ".." { d = POSIX.directory(of: installationPath(parent)); continue }
-            let realParent = real(parent) ?? parent
-            let path = (realParent == "/" ? "" : realParent) + "/" + name
-            guard (try? POSIX.lstat(path)).map({ $0.st_mode & S_IFMT == S_IFLNK }) == true,
-                  let target = try? POSIX.readlink(path), !target.isEmpty else { return path }
-            d = target.hasPrefix("/") ? target : (realParent == "/" ? "" : realParent) + "/" + target
-        }
-        return d  // a loop of links: left as it is, to fail where it is used
-    }
+    /// The installation `raw` names (`POSIX.resolvedPath`), so that its state (`.NAME.phoenix`) is
+    /// beside the directory, never inside it (`apply .`, `DIR/.`), and the same whatever the spelling.
+    /// An installation reached through a symbolic link (`/opt/app -> /opt/app-1.2`) is updated where
+    /// the link points, and the link stays: taken as it was, the link itself would be swapped for a
+    /// directory, and given the link's own mode (0777: a world-writable root). The link's target need
+    /// not exist: after a stop between the renames that replace an exchange, it is missing until
+    /// recovery, which must still find the journal beside it.
+    public static func installationPath(_ raw: String) -> String { POSIX.resolvedPath(raw) }
 
     /// Throws unless `directory` is an installation, or has the state an interrupted update left beside
     /// where it was (the renames that replace an exchange move it aside for a moment): with neither,
@@ -239,8 +216,7 @@ public enum BundleApplier {
     static func applyLocked(_ state: State, bundlePath: String, options: BundleApplyOptions) throws -> BundleApplyResult {
         let progress = options.progress
         let input = try FilePatchInput(path: bundlePath)
-        let header = try BundleHeader.decode(try input.bytes(at: 0, count: BundleHeader.size), fileLength: input.length,
-                                             limits: options.limits)
+        let header = try readHeader(input, limits: options.limits)
         let manifest = try readManifest(input, header: header, limits: options.limits)
 
         // 1. The installation must be the tree the bundle was made from (a full bundle replaces anything).

@@ -32,10 +32,19 @@ public struct BundleInfo: Sendable, Equatable, Codable {
 }
 
 extension BundleApplier {
+    /// The digest of the tree the bundle builds (hex), from its header alone.
+    public static func newTreeDigest(bundlePath: String) throws -> String {
+        try mapErrors { Hex.encode(try readHeader(FilePatchInput(path: bundlePath), limits: BundleLimits()).newDigest) }
+    }
+
+    static func readHeader(_ input: FilePatchInput, limits: BundleLimits) throws -> BundleHeader {
+        try BundleHeader.decode(try input.bytes(at: 0, count: BundleHeader.size), fileLength: input.length, limits: limits)
+    }
+
     public static func inspect(bundlePath: String, limits: BundleLimits = BundleLimits()) throws -> BundleInfo {
         try mapErrors {
             let input = try FilePatchInput(path: bundlePath)
-            let header = try BundleHeader.decode(try input.bytes(at: 0, count: BundleHeader.size), fileLength: input.length, limits: limits)
+            let header = try readHeader(input, limits: limits)
             let manifest = try readManifest(input, header: header, limits: limits)
             let ops = manifest.operations.map { o -> BundleInfo.Operation in
                 switch o.op {

@@ -11,6 +11,40 @@ public enum POSIX {
         .io(operation: operation, path: path, errno: code, message: String(cString: strerror(code)))
     }
 
+    /// `raw` as an absolute path without `.`, `..` or symbolic links (its own last component
+    /// included), like realpath(3), but also for a path that does not exist (yet): what exists is
+    /// resolved, the rest taken as written (`.` and `..` as its parents), and a link whose target is
+    /// missing resolves to that target.
+    public static func resolvedPath(_ raw: String) -> String {
+        func real(_ p: String) -> String? {
+            guard let r = realpath(p, nil) else { return nil }
+            defer { free(r) }
+            return String(cString: r)
+        }
+        var d = raw.isEmpty ? "." : raw
+        if !d.hasPrefix("/") { d = currentDirectory() + "/" + d }
+        for _ in 0..<40 {
+            while d.count > 1 && d.hasSuffix("/") { d.removeLast() }
+            let name = fileName(of: d), parent = directory(of: d)
+            if name == "." || name == "..", let r = real(d) { return r }
+            // `.` and `..` of a path that does not exist (yet): its parent, or the parent's parent.
+            if name == "." { d = parent; continue }
+            if name == ".." { d = directory(of: resolvedPath(parent)); continue }
+            let realParent = real(parent) ?? parent
+            let path = (realParent == "/" ? "" : realParent) + "/" + name
+            guard isSymlink(path), let target = try? readlink(path), !target.isEmpty else { return path }
+            d = target.hasPrefix("/") ? target : (realParent == "/" ? "" : realParent) + "/" + target
+        }
+        return d  // a loop of links: left as it is, to fail where it is used
+    }
+
+    /// The current working directory.
+    private static func currentDirectory() -> String {
+        guard let p = getcwd(nil, 0) else { return "/" }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
     /// Throws unless `path` may be replaced by a new file: absent, a regular file, or a symbolic link
     /// (which the new file replaces). A device, FIFO, socket or directory is never replaced (as root,
     /// `apply old patch /dev/null` turned the device into a file).

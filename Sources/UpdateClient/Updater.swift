@@ -443,7 +443,7 @@ public final class Updater: @unchecked Sendable {
         // The bundle must build the signed release: checked before anything is written (after the
         // apply, a mismatch would leave that other tree installed).
         let declared: String
-        do { declared = try BundleApplier.inspect(bundlePath: bundle).newTreeDigest } catch let e as PatcherError {
+        do { declared = try BundleApplier.newTreeDigest(bundlePath: bundle) } catch let e as PatcherError {
             throw ClientError.install(category: "delta_failed", detail: e.description)
         }
         guard declared == expectedDigest else {

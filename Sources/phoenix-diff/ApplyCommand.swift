@@ -55,7 +55,7 @@ struct ApplyCommand: ParsableCommand {
         }
         // In place through a symbolic link: the file it points to is updated and the link stays (as a
         // bundle's installation reached through a link is); replaced, the link became a copy.
-        let destination = inPlace ? BundleApplier.installationPath(old) : new!
+        let destination = inPlace ? POSIX.resolvedPath(old) : new!
         try POSIX.checkOutput(destination)
         let bar = ProgressBar(label: "apply", quiet: output.quiet)
         let options = ApplyOptions(limits: PatchLimits(maxOutputSize: maxOutput.value)) { written, total in

@@ -89,7 +89,7 @@ struct MakeCommand: ParsableCommand {
             }
             // Inside a tree being diffed, the patch would change that tree (and no longer apply to it).
             if POSIX.isDirectory(input) {
-                let tree = BundleApplier.installationPath(input), at = BundleApplier.installationPath(POSIX.directory(of: patch))
+                let tree = POSIX.resolvedPath(input), at = POSIX.resolvedPath(POSIX.directory(of: patch))
                 if at == tree || at.hasPrefix(tree == "/" ? "/" : tree + "/") {
                     throw DiffEngineError.unsupportedCombination("PATCH \(patch) is inside the tree \(input), which it would change")
                 }
