@@ -45,6 +45,23 @@ public struct DeliveryPolicy: Sendable, Equatable {
         }
     }
 
+    /// The releases a new release (`version` on `channel`) gets deltas from: for each channel that
+    /// sees it, the `history` newest earlier releases that channel's clients can be at. Counting over
+    /// all releases alone let a run of pre-releases push every stable release out of the window, so a
+    /// stable client found no delta to the next stable release; at most `2 x history` sources.
+    /// Returned newest first.
+    public static func deltaSources(for version: SemanticVersion, channel: Channel,
+                                    among earlier: [(version: SemanticVersion, channel: Channel)], history: Int) -> [SemanticVersion] {
+        let older = earlier.filter { $0.version < version }.sorted { $0.version > $1.version }
+        var chosen = Set<SemanticVersion>()
+        for clients in Channel.allCases where isVisible(version: version, releaseChannel: channel, to: clients) {
+            for r in older.lazy.filter({ isVisible(version: $0.version, releaseChannel: $0.channel, to: clients) }).prefix(history) {
+                chosen.insert(r.version)
+            }
+        }
+        return older.map(\.version).filter { chosen.contains($0) }
+    }
+
     public func decide(current: SemanticVersion, channel: Channel, releases: [Candidate]) -> Decision {
         let eligible = releases.filter { Self.isVisible(version: $0.version, releaseChannel: $0.channel, to: channel) && $0.version > current }
         guard let latest = eligible.max(by: { $0.version < $1.version }) else { return .upToDate }

@@ -24,7 +24,7 @@ struct DataOptions: ParsableArguments {
     @Option(help: "Ed25519 private key (PEM) that signs manifests. Env: PHOENIX_KEY.") var key: String?
     @Option(help: "A key rotation statement to serve with manifests (repeatable; from rotate-key).") var rotation: [String] = []
     @Option(help: "Download base URL for manifests (a CDN serving the static directory). Env: PHOENIX_BASE_URL.") var baseURL: String?
-    @Option(help: "Make deltas from this many previous releases (default 5).") var deltaHistory: Int?
+    @Option(help: "Make deltas from this many previous releases of each channel (default 5).") var deltaHistory: Int?
     @Option(help: "Offer a delta only below this fraction of the full package (default 0.5).") var deltaThreshold: Double?
 
     func resolve() throws -> ServerConfiguration {

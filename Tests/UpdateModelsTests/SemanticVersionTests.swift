@@ -89,6 +89,30 @@ import UpdateModels
         #expect(decision == row.expected, "\(row.why)")
     }
 
+    @Test func deltaSourcesCoverEachChannel() {
+        let earlier: [(version: SemanticVersion, channel: DeliveryPolicy.Channel)] = [
+            (Self.v("1.0.0"), .stable), (Self.v("1.1.0"), .stable), (Self.v("1.2.0-beta.1"), .beta),
+            (Self.v("1.2.0-beta.2"), .beta), (Self.v("1.2.0-rc.1"), .beta), (Self.v("1.1.5"), .beta),
+            (Self.v("1.3.0"), .stable),
+        ]
+        func sources(_ v: String, _ c: DeliveryPolicy.Channel, _ k: Int) -> [String] {
+            DeliveryPolicy.deltaSources(for: Self.v(v), channel: c, among: earlier, history: k).map(\.description)
+        }
+        // Stable 1.2.0 after three pre-releases: beta clients may be on any of them, stable clients
+        // on 1.1.0 or 1.0.0; the three newest of all alone would be pre-releases only.
+        #expect(sources("1.2.0", .stable, 2) == ["1.2.0-rc.1", "1.2.0-beta.2", "1.1.0", "1.0.0"])
+        #expect(sources("1.2.0", .stable, 3) == ["1.2.0-rc.1", "1.2.0-beta.2", "1.2.0-beta.1", "1.1.0", "1.0.0"])
+        // A beta release reaches beta clients only, who can be at anything.
+        #expect(sources("1.2.0-rc.2", .beta, 2) == ["1.2.0-rc.1", "1.2.0-beta.2"])
+        // A beta-channel release without a pre-release tag is hidden from stable too.
+        #expect(sources("1.2.0", .beta, 2) == ["1.2.0-rc.1", "1.2.0-beta.2"])
+        // Never from a newer or equal version; nothing with no history.
+        #expect(sources("1.1.0", .stable, 5) == ["1.0.0"])
+        #expect(sources("1.2.0", .stable, 0) == [])
+        // Overlap counted once: the newest stable releases are also the newest of all.
+        #expect(sources("1.4.0", .stable, 1) == ["1.3.0"])
+    }
+
     @Test func thresholdIsConfigurable() {
         let d = DeliveryPolicy(deltaThreshold: 0.7).decide(current: Self.v("1.0.0"), channel: .stable, releases: Array(Self.catalog.prefix(3)))
         #expect(d == .delta(to: Self.v("1.1.0"), from: Self.v("1.0.0"), size: 600))

@@ -54,6 +54,22 @@ import UpdateServer
         }
     }
 
+    /// With a history of one, a stable release after a pre-release still gets a delta from the last
+    /// stable release: stable clients are on it, and the pre-release alone filled the window before.
+    @Test func stableReleaseAfterPrereleaseGetsDeltaFromStable() throws {
+        let f = try ServerFixture(configure: { $0.deltaHistory = 1 })
+        let next = f.dir.file("src/2.1.0")
+        try TreeSpec.build(next, [.file("lib/core.so", try POSIX.readFile(f.trees["2.1.0-beta.1"]! + "/lib/core.so"), mode: 0o755),
+                                  .text("VERSION", "2.1.0"), .text("res/b.txt", "b")])
+        _ = try f.service.publish(.init(platform: ServerFixture.platform, version: "2.1.0"), bundleDirectory: next)
+        f.service.runPendingJobs()
+        let into = try f.service.catalog.deltas(platform: ServerFixture.platform).filter { $0.toVersion == "2.1.0" }
+        #expect(Set(into.map(\.fromVersion)) == ["2.0.0", "2.1.0-beta.1"])
+        #expect(into.allSatisfy { $0.state == .ready })
+        let c = try f.service.check(current: try SemanticVersion(parsing: "2.0.0"), platform: ServerFixture.platform, channel: .stable)
+        #expect(c.kind == "delta" && c.fromVersion?.description == "2.0.0" && c.latestVersion?.description == "2.1.0")
+    }
+
     @Test func deltasAreMadeVerifiedAndListed() async throws {
         let deltas = try f.service.catalog.deltas(platform: ServerFixture.platform)
         let ready = Set(deltas.filter { $0.state == .ready }.map { "\($0.fromVersion)->\($0.toVersion)" })
