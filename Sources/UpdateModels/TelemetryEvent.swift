@@ -56,8 +56,10 @@ public struct TelemetryEvent: Codable, Sendable, Equatable {
         if let t = toVersion { try check((try? SemanticVersion(parsing: t)) != nil, "to_version is not a semantic version") }
         if let k = kind { try check(k == "delta" || k == "full", "kind must be delta or full") }
         if let v = variant {
-            try check(v.count <= 65 && v.split(separator: "/", omittingEmptySubsequences: false).count == 2
-                          && v.split(separator: "/").allSatisfy { token(String($0), 32) },
+            // Exactly one "/" between two tokens: the pieces are checked with the empty ones kept, or
+            // "/", "a/" and "/b" would pass as nothing but valid tokens.
+            let parts = v.split(separator: "/", omittingEmptySubsequences: false)
+            try check(v.count <= 65 && parts.count == 2 && parts.allSatisfy { token(String($0), 32) },
                       "variant must be EXPERIMENT/VARIANT")
         }
         try check(durationMs >= 0 && durationMs <= 86_400_000, "duration_ms must be 0...86400000")

@@ -8,6 +8,8 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
     case payloadTooLarge(limit: UInt64)
     case badConfiguration(String)
     case publishFailed(String)
+    /// Anything unexpected outside publishing (a failing disk, a damaged catalog).
+    case internalError(String)
     case noSigningKey
     /// Temporarily unable to answer (the catalog is locked by another process): retry later.
     case unavailable(String, retryAfter: Int)
@@ -20,7 +22,7 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
         case .unauthorized: 401
         case .forbidden: 403
         case .payloadTooLarge: 413
-        case .badConfiguration, .publishFailed, .noSigningKey: 500
+        case .badConfiguration, .publishFailed, .internalError, .noSigningKey: 500
         case .unavailable: 503
         }
     }
@@ -35,6 +37,7 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
         case .payloadTooLarge: "payload_too_large"
         case .badConfiguration: "bad_configuration"
         case .publishFailed: "publish_failed"
+        case .internalError: "internal_error"
         case .noSigningKey: "no_signing_key"
         case .unavailable: "unavailable"
         }
@@ -43,7 +46,7 @@ public enum ServerError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .badRequest(let m), .notFound(let m), .conflict(let m), .badConfiguration(let m), .publishFailed(let m),
-             .unavailable(let m, _): m
+             .internalError(let m), .unavailable(let m, _): m
         case .unauthorized: "an admin token is required (Authorization: Bearer ...)"
         case .forbidden: "the admin token is not valid"
         case .payloadTooLarge(let limit): "the request body is larger than \(limit) bytes"

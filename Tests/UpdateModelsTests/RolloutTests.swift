@@ -245,3 +245,20 @@ func clientIDs(_ n: Int, seed: UInt64) -> [String] {
         for e in bad { #expect(throws: (any Error).self) { try e.validate() } }
     }
 }
+
+@Suite struct TelemetryEventTests {
+    func event(variant: String?) -> TelemetryEvent {
+        TelemetryEvent(clientID: "c1", platform: "linux-x86_64", channel: "stable", stage: .install, outcome: "success",
+                       fromVersion: "1.0.0", toVersion: "1.1.0", kind: "delta", durationMs: 20, variant: variant)
+    }
+
+    /// EXPERIMENT/VARIANT: exactly one "/" with a token on each side. "/", "a/" and "/b" passed when the
+    /// check split with the empty pieces dropped.
+    @Test func variantIsExperimentSlashVariant() throws {
+        let good: [String?] = [nil, "cadence/fast", "a/b", "exp-1.x/v_2+b"]
+        for v in good { try event(variant: v).validate() }
+        for v in ["/", "a/", "/b", "//", "", "a", "a/b/c", "a//b", "a/<b>", "a/ b"] {
+            #expect(throws: (any Error).self, "\(v)") { try event(variant: v).validate() }
+        }
+    }
+}

@@ -7,7 +7,11 @@ import Testing
 import TestSupport
 import TreeIO
 import UpdateModels
-import UpdateServer
+// Testable for `Routes.respond` and `JSONErrorMiddleware` on a router of the test's own.
+@testable import UpdateServer
+
+/// An error no route expects.
+private struct UnexpectedFailure: Error {}
 
 @Suite(.serialized) struct RouteTests {
     static let fixture = try! ServerFixture()
@@ -173,6 +177,163 @@ import UpdateServer
                     #expect(r.status == status, "\(uri)")
                     let e = try decode(ErrorBody.self, r.body)
                     #expect(e.error.message.contains(text), "\(uri): \(e.error.message)")
+                }
+            }
+        }
+    }
+
+    /// Path segments as clients that encode them send them (encodeURIComponent, Python's requests):
+    /// `+` as %2B, `-` as %2D. Before, `1.1.0%2Bb1` was "not a semantic version".
+    @Test func pathParametersArePercentDecoded() async throws {
+        let p = ServerFixture.platform
+        try await app.test(.router) { client in
+            for uri in ["/api/releases/\(p)/1.1.0%2Bb1", "/api/releases/linux%2Dx86_64/1.1.0", "/api/releases/\(p)/1.1.0+b1"] {
+                try await client.execute(uri: uri, method: .get) { r in
+                    #expect(r.status == .ok, "\(uri): \(String(buffer: r.body))")
+                    #expect(String(buffer: r.body).contains("\"version\":\"1.1.0\""), "\(uri)")
+                }
+            }
+            // An escape that is not one is refused, on the admin routes too (nothing is changed).
+            let bad: [(String, HTTPRequest.Method)] = [("/api/releases/\(p)/1.1.0%ZZ", .get), ("/api/releases/\(p)/1.1.0%2", .get),
+                                                       ("/api/admin/rollouts/\(p)/1.1.0/%ZZ", .post)]
+            for (uri, method) in bad {
+                try await client.execute(uri: uri, method: method, headers: [.authorization: "Bearer \(ServerFixture.token)"]) { r in
+                    #expect(r.status == .badRequest, "\(uri)")
+                    let e = try decode(ErrorBody.self, r.body)
+                    #expect(e.error.code == "bad_request" && e.error.message.contains("invalid percent-encoding"), "\(uri): \(e.error.message)")
+                }
+            }
+        }
+    }
+
+    /// "/", "a/" and "/b" passed: the check split with empty pieces dropped.
+    @Test func telemetryVariantNeedsBothHalves() async throws {
+        try await app.test(.router) { client in
+            for variant in ["/", "a/", "/b", "a/b/c", "a//b"] {
+                let event = TelemetryEvent(clientID: "c1", platform: ServerFixture.platform, channel: "stable", stage: .check,
+                                           outcome: "success", fromVersion: "1.0.0", toVersion: nil, kind: nil, durationMs: 5, variant: variant)
+                let body = ByteBuffer(bytes: try WireJSON.encoder().encode(event))
+                try await client.execute(uri: "/api/telemetry", method: .post, body: body) { r in
+                    #expect(r.status == .badRequest, "\(variant)")
+                    let e = try decode(ErrorBody.self, r.body)
+                    #expect(e.error.code == "bad_request" && e.error.message.contains("variant must be EXPERIMENT/VARIANT"),
+                            "\(variant): \(e.error.message)")
+                }
+            }
+        }
+    }
+
+    /// The scheme's name is case-insensitive (RFC 9110 11.1); the token is not.
+    @Test func bearerSchemeIsCaseInsensitive() async throws {
+        let uri = "/api/admin/rollouts?platform=\(ServerFixture.platform)"
+        try await app.test(.router) { client in
+            for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+                try await client.execute(uri: uri, method: .get, headers: [.authorization: "\(scheme) \(ServerFixture.token)"]) { r in
+                    #expect(r.status == .ok, "\(scheme): \(String(buffer: r.body))")
+                }
+            }
+            try await client.execute(uri: uri, method: .get, headers: [.authorization: "bearer \(ServerFixture.token.uppercased())"]) { r in
+                #expect(r.status == .forbidden)
+                let body = try decode(ErrorBody.self, r.body)
+                #expect(body.error.code == "forbidden")
+            }
+            try await client.execute(uri: uri, method: .get, headers: [.authorization: "Basic \(ServerFixture.token)"]) { r in
+                #expect(r.status == .unauthorized)
+                let body = try decode(ErrorBody.self, r.body)
+                #expect(body.error.code == "unauthorized")
+            }
+        }
+    }
+
+    /// A path no route has, and a method a path does not serve, get the JSON error body the README
+    /// promises (Hummingbird's own 404 has an empty body); the download keeps its HEAD.
+    @Test func unknownRoutesGetJSONErrors() async throws {
+        let p = ServerFixture.platform
+        try await app.test(.router) { client in
+            let unknown: [(String, HTTPRequest.Method)] = [("/nope", .get), ("/api/releases/\(p)/1.1.0/extra", .get), ("/api", .post)]
+            for (uri, method) in unknown {
+                try await client.execute(uri: uri, method: method) { r in
+                    #expect(r.status == .notFound, "\(method) \(uri)")
+                    #expect(r.headers[.contentType]?.hasPrefix("application/json") == true, "\(uri)")
+                    let e = try decode(ErrorBody.self, r.body)
+                    #expect(e.error.code == "not_found" && e.error.message.contains(uri), "\(uri): \(e.error.message)")
+                }
+            }
+            try await client.execute(uri: "/nope", method: .head) { r in
+                #expect(r.status == .notFound && r.body.readableBytes == 0)
+            }
+            let wrongMethod: [(String, HTTPRequest.Method, String)] = [
+                ("/healthz", .post, "GET"),
+                ("/api/releases?platform=\(p)", .delete, "GET, POST"),
+                ("/api/telemetry", .get, "POST"),
+                ("/api/version/download?version=2.0.0&platform=\(p)", .put, "GET, HEAD"),
+            ]
+            for (uri, method, allow) in wrongMethod {
+                try await client.execute(uri: uri, method: method) { r in
+                    #expect(r.status == .methodNotAllowed, "\(method) \(uri)")
+                    #expect(r.headers[.allow] == allow, "\(method) \(uri)")
+                    let body = try decode(ErrorBody.self, r.body)
+                    #expect(body.error.code == "method_not_allowed", "\(method) \(uri)")
+                }
+            }
+            try await client.execute(uri: "/api/version/download?version=2.0.0&platform=\(p)", method: .head) { r in
+                #expect(r.status == .ok && r.body.readableBytes == 0)
+            }
+        }
+    }
+
+    /// RFC 9110 14.2: a Range header that is not a valid range is ignored (200, the whole file); a valid
+    /// one that selects nothing is 416. Before, `bytes=-5-` was 416 and `bytes=99999999999999999999-`
+    /// (a start past any file, too large for an Int) 200.
+    @Test func malformedRangesAreIgnoredAndUnsatisfiableOnesRefused() async throws {
+        let p = ServerFixture.platform
+        let full = try f.service.package(platform: p, version: try SemanticVersion(parsing: "2.0.0"), from: nil)
+        let size = try POSIX.readFile(full.path).count
+        let uri = "/api/version/download?version=2.0.0&platform=\(p)"
+        try await app.test(.router) { client in
+            for header in ["bytes=-5-", "bytes=abc", "bytes=5-3", "bytes=-", "bytes=+5-", "bytes=5--3", "bytes=-+5", "items=0-1"] {
+                try await client.execute(uri: uri, method: .get, headers: [.range: header]) { r in
+                    #expect(r.status == .ok, "\(header)")
+                    #expect(r.body.readableBytes == size, "\(header)")
+                }
+            }
+            for header in ["bytes=99999999999999999999-", "bytes=99999999999999999999-99999999999999999999", "bytes=\(size)-\(size + 10)",
+                           "bytes=-0"] {
+                try await client.execute(uri: uri, method: .get, headers: [.range: header]) { r in
+                    #expect(r.status == .rangeNotSatisfiable, "\(header)")
+                    #expect(r.headers[.contentRange] == "bytes */\(size)", "\(header)")
+                }
+            }
+            // An end too large for an Int is the end of the file; the unit's name is case-insensitive.
+            try await client.execute(uri: uri, method: .get, headers: [.range: "Bytes=10-99999999999999999999"]) { r in
+                #expect(r.status == .partialContent)
+                #expect(r.headers[.contentRange] == "bytes 10-\(size - 1)/\(size)")
+                #expect(r.body.readableBytes == size - 10)
+            }
+            try await client.execute(uri: uri, method: .get, headers: [.range: "bytes=-99999999999999999999"]) { r in
+                #expect(r.status == .partialContent)
+                #expect(r.headers[.contentRange] == "bytes 0-\(size - 1)/\(size)")
+            }
+        }
+    }
+
+    /// An unexpected error is a 500 `internal_error` (before, every route called it `publish_failed`),
+    /// and one that escapes a handler gets the same JSON body instead of an empty 500.
+    @Test func unexpectedErrorsAreInternalErrors() async throws {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware())
+        router.get("/caught") { _, _ in
+            await Routes.respond { throw UnexpectedFailure() }
+        }
+        router.get("/escapes") { (_: Request, _: BasicRequestContext) async throws -> Response in
+            throw UnexpectedFailure()
+        }
+        try await Application(router: router).test(.router) { client in
+            for uri in ["/caught", "/escapes"] {
+                try await client.execute(uri: uri, method: .get) { r in
+                    #expect(r.status == .internalServerError, "\(uri)")
+                    let e = try decode(ErrorBody.self, r.body)
+                    #expect(e.error.code == "internal_error" && e.error.message.contains("UnexpectedFailure"), "\(uri): \(e.error.message)")
                 }
             }
         }

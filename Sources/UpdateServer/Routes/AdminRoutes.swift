@@ -18,9 +18,9 @@ enum AdminRoutes {
             await Routes.respond {
                 try Routes.authorize(request, service: service)
                 let q = Routes.Query(request)
-                let action = try RolloutAction(name: context.parameters.get("action") ?? "", percent: q["percent"], reason: q["reason"])
-                let platform = context.parameters.get("platform") ?? ""
-                let version = try Routes.parseVersion(context.parameters.get("version") ?? "", field: "version")
+                let action = try RolloutAction(name: try Routes.pathParameter(context, "action"), percent: q["percent"], reason: q["reason"])
+                let platform = try Routes.pathParameter(context, "platform")
+                let version = try Routes.parseVersion(try Routes.pathParameter(context, "version"), field: "version")
                 try service.changeRollout(platform: platform, version: version.description, action)
                 // By precedence, as the change found it: a release stored as 1.0.0+b5 is 1.0.0.
                 guard let status = try service.rolloutStatus(platform: platform).first(where: { (try? SemanticVersion(parsing: $0.version)) == version }) else {

@@ -39,8 +39,12 @@ func makeApplication(service: UpdateService, server: HTTPServerBuilder, logger: 
     let log = logger ?? Logger(label: "phoenix-server")
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: LogRequestsMiddleware(.debug))
+    // Before the routes: middleware wraps only the routes added after it (and the not-found responder).
+    router.add(middleware: JSONErrorMiddleware())
     Routes.add(to: router, service: service)
     AdminRoutes.add(to: router, service: service)
+    // Last: it answers the methods every route above leaves out.
+    Routes.addMethodNotAllowed(to: router)
     let c = service.configuration
     // Jobs left unfinished by a previous run (or queued by `publish --background`) resume now.
     service.startJobsInBackground()

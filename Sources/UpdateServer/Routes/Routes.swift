@@ -66,16 +66,16 @@ enum Routes {
         }
         router.get("/api/releases/:platform/:version") { _, context in
             await respond {
-                let platform = context.parameters.get("platform") ?? ""
+                let platform = try pathParameter(context, "platform")
                 try UpdateService.validatePlatform(platform)
-                let version = try parseVersion(context.parameters.get("version") ?? "", field: "version")
+                let version = try parseVersion(try pathParameter(context, "version"), field: "version")
                 let listing = try ReleaseListing(service: service, platform: platform, only: version)
                 guard let release = listing.releases.first else { throw ServerError.notFound("\(platform) has no version \(version)") }
                 return try json(release)
             }
         }
         router.post("/api/releases") { request, context in
-            await respond {
+            await respond(unexpected: { .publishFailed("internal error: \($0)") }) {
                 try authorize(request, service: service)
                 let q = Query(request)
                 var changelog = ""
@@ -152,6 +152,18 @@ enum Routes {
         }
     }
 
+    /// A path parameter, percent-decoded. Hummingbird matches routes on the raw path and leaves the
+    /// parameters encoded (query values it decodes itself), and clients that encode path segments
+    /// (encodeURIComponent, Python's requests) send `1.1.0+b1` as `1.1.0%2Bb1`. As in a query, `+` is
+    /// a plus, not a space.
+    static func pathParameter(_ context: BasicRequestContext, _ name: String) throws -> String {
+        let raw = context.parameters.get(name) ?? ""
+        guard let decoded = raw.removingPercentEncoding else {
+            throw ServerError.badRequest("\(name): invalid percent-encoding in \"\(raw.prefix(64))\"")
+        }
+        return decoded
+    }
+
     static func parseVersion(_ text: String, field: String) throws -> SemanticVersion {
         do { return try SemanticVersion(parsing: text) } catch let e as SemanticVersion.ParseError {
             throw ServerError.badRequest("\(field): \(e.description)")
@@ -162,7 +174,10 @@ enum Routes {
         guard let expected = service.configuration.adminToken, !expected.isEmpty else {
             throw ServerError.forbidden
         }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { throw ServerError.unauthorized }
+        // The scheme's name is case-insensitive (RFC 9110 11.1): "bearer" and "BEARER" are "Bearer".
+        guard let header = request.headers[.authorization], header.prefix(7).lowercased() == "bearer " else {
+            throw ServerError.unauthorized
+        }
         guard tokenMatches(String(header.dropFirst(7)), expected) else { throw ServerError.forbidden }
     }
 
@@ -192,15 +207,40 @@ enum Routes {
     }
 
     static func errorResponse(_ e: ServerError) -> Response {
-        var r = (try? json(ErrorBody(code: e.code, message: e.description), status: HTTPResponse.Status(code: e.status)))
-            ?? Response(status: .internalServerError)
+        var r = errorResponse(status: HTTPResponse.Status(code: e.status), code: e.code, message: e.description)
         if case .unavailable(_, let seconds) = e { r.headers[.retryAfter] = "\(seconds)" }
         return r
     }
 
+    static func errorResponse(status: HTTPResponse.Status, code: String, message: String) -> Response {
+        (try? json(ErrorBody(code: code, message: message), status: status)) ?? Response(status: status)
+    }
+
+    /// The code of an error known by its status alone (no route, a method a path does not serve, an
+    /// `HTTPError` from Hummingbird), in the words `ServerError` uses.
+    static func errorCode(for status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 400: "bad_request"
+        case 401: "unauthorized"
+        case 403: "forbidden"
+        case 404: "not_found"
+        case 405: "method_not_allowed"
+        case 413: "payload_too_large"
+        case 503: "unavailable"
+        case 500...: "internal_error"
+        default: status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")
+        }
+    }
+
     /// Runs a handler and turns any error into the JSON error body: 503 with Retry-After while the
-    /// catalog is locked by another process, 500 for the unexpected.
+    /// catalog is locked by another process, 500 `internal_error` for the unexpected.
     static func respond(_ body: () async throws -> Response) async -> Response {
+        await respond(unexpected: { .internalError("internal error: \($0)") }, body)
+    }
+
+    /// The same, with `unexpected` saying what an error that is neither a `ServerError` nor a locked
+    /// catalog is: publishing calls it `publish_failed`, which nothing else should.
+    static func respond(unexpected: (any Error) -> ServerError, _ body: () async throws -> Response) async -> Response {
         do {
             return try await body()
         } catch let e as ServerError {
@@ -208,7 +248,7 @@ enum Routes {
         } catch let e as DatabaseError where e.resultCode == .SQLITE_BUSY || e.resultCode == .SQLITE_LOCKED {
             return errorResponse(.unavailable("the catalog is locked by another process (\(e.resultCode)); try again shortly", retryAfter: 5))
         } catch {
-            return errorResponse(.publishFailed("internal error: \(error)"))
+            return errorResponse(unexpected(error))
         }
     }
 
@@ -256,26 +296,36 @@ enum Routes {
         case unsatisfiable
     }
 
-    /// One `bytes=` range (`N-M`, `N-`, `-N`); multiple ranges are answered with the whole body.
+    /// One `bytes=` range (`N-M`, `N-`, `-N`); multiple ranges are answered with the whole body. As RFC
+    /// 9110 (14.2) says, a header that is not one of these (`bytes=abc`, `bytes=-5-`, `bytes=5-3`) is
+    /// ignored: the whole body, 200. Only a well-formed range that selects nothing is unsatisfiable
+    /// (416): a start at or past the end, however many digits it has, or `-0`.
     static func parseRange(_ header: String, size: UInt64) -> RangeResult {
-        guard header.hasPrefix("bytes="), !header.contains(",") else { return .whole }
+        guard header.prefix(6).lowercased() == "bytes=", !header.contains(",") else { return .whole }
         let spec = header.dropFirst(6).trimmingCharacters(in: .whitespaces)
         let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2 else { return .whole }
-        let size = Int(size)
+        let size = Int(clamping: size)
         if parts[0].isEmpty {
-            guard let n = Int(parts[1]), n > 0 else { return .unsatisfiable }
-            if size == 0 { return .unsatisfiable }
+            guard let n = position(parts[1]) else { return .whole }
+            guard n > 0, size > 0 else { return .unsatisfiable }
             return .range(max(0, size - n)...(size - 1))
         }
-        guard let start = Int(parts[0]) else { return .whole }
-        guard start < size else { return .unsatisfiable }
-        var end = size - 1
+        guard let start = position(parts[0]) else { return .whole }
+        var end = Int.max
         if !parts[1].isEmpty {
-            guard let e = Int(parts[1]), e >= start else { return .whole }
-            end = min(e, size - 1)
+            guard let e = position(parts[1]), e >= start else { return .whole }
+            end = e
         }
-        return .range(start...end)
+        guard start < size else { return .unsatisfiable }
+        return .range(start...min(end, size - 1))
+    }
+
+    /// A range position: ASCII digits only (`Int` would take "+5" and "-5"), saturating at `Int.max`,
+    /// since a position too large for an `Int` is past the end of any file, not malformed.
+    static func position(_ text: Substring) -> Int? {
+        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        return Int(text) ?? Int.max
     }
 }
 
