@@ -66,6 +66,8 @@ struct ChainIndex: MatchIndex, ~Copyable {
     private let shift: UInt64
     /// SHA-256 of old, if `hashing` was set (made on the other core while this one packs the positions).
     let sha256: [UInt8]?
+    /// The block matches whose old ranges are not indexed, if any.
+    let blocks: BlockMatches?
 
     /// log2 of the number of buckets for `count` bytes of old: between n/16 and n/8 (more buckets
     /// shorten the walks, but cost memory that would take pyarrow's peak over HDiffPatch's).
@@ -80,6 +82,8 @@ struct ChainIndex: MatchIndex, ~Copyable {
         return (count + (1 << headBits(for: count))) * entryBits / 8 + count / 2
     }
 
+    var heldBytes: Int { positions.byteCount + starts.byteCount + filter.byteCount }
+
     /// The chain of the `gram` (12) bytes at `p`: a multiplicative hash, its top bits.
     @inline(__always)
     static func hash(_ p: UnsafePointer<UInt8>, _ shift: UInt64) -> Int {
@@ -88,14 +92,20 @@ struct ChainIndex: MatchIndex, ~Copyable {
         return Int(truncatingIfNeeded: ((a ^ (b &* 0xC2B2_AE3D_27D4_EB4F)) &* 0x9E37_79B9_7F4A_7C15) >> shift)
     }
 
-    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: Bool = false) throws {
+    /// Indexes every position of `old`, or with `blocks` (matches found before, `BlockMatches`) those
+    /// outside the blocks' old ranges; the matcher then takes the blocks where new is inside one.
+    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: Bool = false, blocks: BlockMatches? = nil) throws {
         let n = old.count
         precondition(n <= Self.maxCount, "hash chains over \(n) bytes")
         let bits = Self.headBits(for: n)
         let shift = UInt64(64 - bits)
         let buckets = 1 << bits
-        let total = n >= Self.gram ? n - Self.gram + 1 : 0
-        let split = total / 2
+        let positionCount = n >= Self.gram ? n - Self.gram + 1 : 0
+        let usable = blocks.flatMap { $0.matches.isEmpty ? nil : $0 }
+        let segments = usable?.indexedOld(positions: positionCount) ?? [PositionRun(start: 0, count: positionCount, step: 1)]
+        let total = segments.reduce(0) { $0 + $1.count }
+        // The older and newer halves of the positions, by count.
+        let (olderHalf, newerHalf) = PositionRun.halves(segments, at: total / 2)
         // A counting sort of old's positions by bucket, by both cores at once, each on one half of old:
         // each half counts its positions per bucket, one prefix sum turns the counts into both halves'
         // cursors, and each half places its positions, newest first (a random write per position: most
@@ -126,31 +136,31 @@ struct ChainIndex: MatchIndex, ~Copyable {
                 // Nothing below throws: the other core, once started, always finds its signals.
                 if parallel {
                     DispatchQueue.global().async(group: side) {
-                        Self.count(o, split..<total, shift, into: newer)
+                        Self.count(o, newerHalf, shift, into: newer)
                         counted.signal()
                         cursorsMade.wait()
-                        Self.place(o, split..<total, shift, cursors: newer, into: positions)
+                        Self.place(o, newerHalf, shift, cursors: newer, into: positions)
                         placed.signal()
                         if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
                         filterMade.wait()
-                        sideFiller?.add(o, sharing: progress)
+                        sideFiller?.add(o, runs: segments, sharing: progress)
                     }
-                    Self.count(o, 0..<split, shift, into: older)
+                    Self.count(o, olderHalf, shift, into: older)
                     counted.wait()
                 } else {
-                    Self.count(o, 0..<split, shift, into: older)
-                    Self.count(o, split..<total, shift, into: newer)
+                    Self.count(o, olderHalf, shift, into: older)
+                    Self.count(o, newerHalf, shift, into: newer)
                 }
                 Self.cursors(older: older, newer: newer, buckets: buckets)
                 if parallel { cursorsMade.signal() }
-                Self.place(o, 0..<split, shift, cursors: older, into: positions)
-                if parallel { placed.wait() } else { Self.place(o, split..<total, shift, cursors: newer, into: positions) }
+                Self.place(o, olderHalf, shift, cursors: older, into: positions)
+                if parallel { placed.wait() } else { Self.place(o, newerHalf, shift, cursors: newer, into: positions) }
                 // Bucket k is positions[newer[k + 1] ..< newer[k + 2]]: the last bucket ends at total.
                 newer[buckets + 1] = UInt32(truncatingIfNeeded: total)
                 return Self.dropUnreachable(positions, starts: newer, buckets: buckets)
             }
         }
-        let filter = GramFilter(sizedFor: n, gram: Self.gram)
+        let filter = GramFilter(sizedFor: total, gram: Self.gram)
         if parallel {
             sideFiller = filter.filler
             filterMade.signal()
@@ -158,19 +168,20 @@ struct ChainIndex: MatchIndex, ~Copyable {
         } else if hashing {
             digest = SHA256Hasher.hash(UnsafeRawBufferPointer(old))
         }
-        filter.filler.add(old, sharing: progress)
+        filter.filler.add(old, runs: segments, sharing: progress)
         side.wait()
         positions = built.take()!
         self.filter = filter
         self.shift = shift
+        self.blocks = usable
         sha256 = digest
     }
 
-    /// Counts the positions `range` of `old` into `counts[bucket + 1]`.
-    private static func count(_ old: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ shift: UInt64,
+    /// Counts the positions `runs` of `old` into `counts[bucket + 1]`.
+    private static func count(_ old: UnsafeBufferPointer<UInt8>, _ runs: [PositionRun], _ shift: UInt64,
                               into counts: UnsafeMutablePointer<UInt32>) {
         guard let b = old.baseAddress else { return }
-        for i in range { counts[hash(b + i, shift) &+ 1] &+= 1 }
+        PositionRun.forEach(runs) { i in counts[hash(b + i, shift) &+ 1] &+= 1 }
     }
 
     /// Turns both halves' counts into their cursors: each bucket's end for the older half (it fills
@@ -205,10 +216,10 @@ struct ChainIndex: MatchIndex, ~Copyable {
 
     /// Places the positions `range` of `old`, ascending, each just before its bucket's cursor: within a
     /// bucket they end newest first.
-    private static func place(_ old: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ shift: UInt64,
+    private static func place(_ old: UnsafeBufferPointer<UInt8>, _ runs: [PositionRun], _ shift: UInt64,
                               cursors: UnsafeMutablePointer<UInt32>, into positions: UnsafeMutablePointer<UInt32>) {
         guard let b = old.baseAddress else { return }
-        for i in range {
+        PositionRun.forEach(runs) { i in
             let k = hash(b + i, shift) &+ 1
             let c = cursors[k] &- 1
             cursors[k] = c
@@ -237,8 +248,13 @@ struct ChainIndex: MatchIndex, ~Copyable {
     func matchChunks(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int, chunkSize: Int?,
                      progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
         try withFinder(old: old) { f in
-            try DiffEngine.matchChunks(Matcher(old: old, new: new, finder: f), threads: threads, chunkSize: chunkSize,
-                                       progress: progress)
+            if let blocks, let base = new.baseAddress {
+                let finder = BlockAwareFinder(inner: f, blocks: blocks, old: old, new: base)
+                return try DiffEngine.matchChunks(Matcher(old: old, new: new, finder: finder), threads: threads,
+                                                  chunkSize: chunkSize, progress: progress)
+            }
+            return try DiffEngine.matchChunks(Matcher(old: old, new: new, finder: f), threads: threads, chunkSize: chunkSize,
+                                              progress: progress)
         }
     }
 

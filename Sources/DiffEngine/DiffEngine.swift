@@ -40,7 +40,8 @@ public enum DiffEngine {
         let oldBytes = old.bindMemory(to: UInt8.self)
         return try smallest(of: options.index.tried(oldCount: oldBytes.count), progress: progress, size: \.count) { kind, part in
             if kind == .hashChains {
-                let index = try ChainIndex(oldBytes, threads: options.threads, hashing: true)
+                let blocks = BlockMatches.find(old: oldBytes, new: new.bindMemory(to: UInt8.self), threads: options.threads)
+                let index = try ChainIndex(oldBytes, threads: options.threads, hashing: true, blocks: blocks)
                 return try makePatch(index: index, old: old, new: new, options: options, progress: part)
             }
             let index = try OldIndex(oldBytes, threads: options.threads, hashing: true)
@@ -98,6 +99,9 @@ public enum DiffEngine {
         let report: ((Int) -> Void)? = progress == nil ? nil : { scanned in
             progress?(0.3 + 0.6 * Double(scanned) / Double(max(newBytes.count, 1)))
         }
+        // What the index holds while matching (less than its estimate for old's size where block
+        // matches left part of old unindexed): the compressors' budget once it is freed.
+        let indexBytes = index.heldBytes
         do {
             try match(index: index, old: oldBytes, new: newBytes, threads: options.threads, chunkSize: options.matchChunkSize,
                       into: &assembler, progress: report, matched: aside.map { a in { try a.start(extraOf: $0, new: newBytes) } })
@@ -119,7 +123,6 @@ public enum DiffEngine {
         // The suffix array and the filter are gone by now: compressors finishing side by side may use
         // what they took, less the raw streams held since and the extra stream's compressor (so the
         // peak stays that of matching).
-        let indexBytes = Index.matchingBytes(count: oldBytes.count)
         let budget = indexBytes - jobs.reduce(0) { $0 + $1.heldBytes }
         var finished: [[UInt8]], extra: [UInt8]? = nil
         if let aside {
@@ -295,8 +298,9 @@ public enum DiffEngine {
                                        threads: Int = 1, chunkSize: Int? = nil, into sink: inout Sink,
                                        progress: ((Int) -> Void)?) throws {
         if kind.usesChains(oldCount: old.count) {
-            try match(index: try ChainIndex(old, threads: threads), old: old, new: new, threads: threads, chunkSize: chunkSize,
-                      into: &sink, progress: progress)
+            let blocks = BlockMatches.find(old: old, new: new, threads: threads)
+            try match(index: try ChainIndex(old, threads: threads, blocks: blocks), old: old, new: new, threads: threads,
+                      chunkSize: chunkSize, into: &sink, progress: progress)
         } else {
             try match(index: try OldIndex(old, threads: threads), old: old, new: new, threads: threads, chunkSize: chunkSize,
                       into: &sink, progress: progress)

@@ -90,9 +90,10 @@ extension DiffEngine {
                 return try makeLowMemory(old: old, new: new, to: patchPath, limit: limit, options: options, progress: progress)
             }
         }
-        // Read, not mapped, so that a file truncated meanwhile is an error, not a SIGBUS. New is read
-        // once old is indexed: the suffix sort's 4 bytes a byte of old and new are never resident
-        // together (the packed array that matching uses is smaller).
+        // Read, not mapped, so that a file truncated meanwhile is an error, not a SIGBUS. For the suffix
+        // array new is read once old is indexed: the sort's 4 bytes a byte of old and new are never
+        // resident together (the packed array that matching uses is smaller). The hash chains need new
+        // first: they index only what its block matches leave of old.
         let old = try POSIX.readFile(oldPath, followSymlinks: true)
         progress?(0)
         let (bytes, newCount) = try old.withUnsafeBytes { o in
@@ -100,8 +101,7 @@ extension DiffEngine {
             return try smallest(of: options.index.tried(oldCount: oldBytes.count), progress: progress,
                                 size: { $0.0.count }) { kind, part in
                 kind == .hashChains
-                    ? try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: true), old: o,
-                                    newPath: newPath, options: options, progress: part)
+                    ? try makeChainPatch(old: o, newPath: newPath, options: options, progress: part)
                     : try makePatch(index: OldIndex(oldBytes, threads: options.threads, hashing: true), old: o,
                                     newPath: newPath, options: options, progress: part)
             }
@@ -110,6 +110,21 @@ extension DiffEngine {
         try bytes.withUnsafeBytes { try writer.write($0) }
         try writer.commit()
         return PatchFileSummary(patchBytes: UInt64(bytes.count), newBytes: UInt64(newCount), lowMemory: false, anchorSpacing: nil)
+    }
+
+    /// Reads new, finds its block matches, indexes the rest of old in hash chains and makes the patch;
+    /// returns it and new's size. New is read again once old is indexed: the chains' build (4 bytes a
+    /// position and two cursors a bucket) with new beside it would be the peak. (Should new change
+    /// between the two reads, the blocks only fit less well: every tuple is checked and the patch
+    /// carries the second read's digest.)
+    private static func makeChainPatch(old: UnsafeRawBufferPointer, newPath: String, options: DiffOptions,
+                                       progress: ((Double) -> Void)?) throws -> ([UInt8], Int) {
+        let oldBytes = old.bindMemory(to: UInt8.self)
+        let blocks = try POSIX.readFile(newPath, followSymlinks: true).withUnsafeBytes { n in
+            BlockMatches.find(old: oldBytes, new: n.bindMemory(to: UInt8.self), threads: options.threads)
+        }
+        return try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: true, blocks: blocks), old: old,
+                             newPath: newPath, options: options, progress: progress)
     }
 
     /// Reads new once old is indexed and makes the patch; returns it and new's size.

@@ -23,6 +23,8 @@ protocol MatchIndex: ~Copyable {
     var sha256: [UInt8]? { get }
     /// The index's memory while matching, for `count` bytes of old.
     static func matchingBytes(count: Int) -> Int
+    /// The memory this index holds while matching.
+    var heldBytes: Int { get }
     /// The tuples of the diff of `new` against this index (of `old`), chunk by chunk
     /// (`DiffEngine.matchChunks`).
     func matchChunks(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int, chunkSize: Int?,
@@ -126,6 +128,8 @@ struct OldIndex: MatchIndex, ~Copyable {
             total + part.count * PackedSuffixArray.bits(for: part.count) / 8 + (1 << 19)
         }
     }
+
+    var heldBytes: Int { parts.reduce(filter.byteCount) { $0 + $1.suffixes.byteCount + (1 << 19) } }
 
     /// Calls `body` with a matcher of `new` against this index (of `old`).
     func withMatcher<R>(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,

@@ -112,6 +112,9 @@ struct PackedSuffixArray: ~Copyable {
 
     deinit { munmap(mapping, mappedBytes) }
 
+    /// The memory it holds.
+    var byteCount: Int { mappedBytes }
+
     /// Calls `body` with the read side; the array lives at least until it returns.
     func withView<R>(_ body: (View) throws -> R) rethrows -> R { try body(view) }
 

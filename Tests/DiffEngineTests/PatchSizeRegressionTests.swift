@@ -1,4 +1,4 @@
-import DiffEngine
+@testable import DiffEngine
 import PatchFormat
 import Testing
 import TestSupport
@@ -39,8 +39,20 @@ import TestSupport
     @Test(arguments: cases)
     func patchSizeDoesNotGrow(_ c: Case) throws {
         let size = try DiffEngine.makePatch(old: Self.inputs.old, new: Self.inputs.new, options: c.options).count
-        print("PatchSizeRegressionTests \(c.name): \(size) bytes (pinned \(c.expected))")
-        #expect(size <= c.expected, "\(c.name): the patch grew from \(c.expected) to \(size) bytes")
-        #expect(size >= c.expected, "\(c.name): the patch shrank from \(c.expected) to \(size) bytes: lower the pinned number")
+        Self.check(c.name, size, c.expected)
+    }
+
+    /// The hash chains with block matches (`BlockMatches`, used from 1 MiB of old; here from 64 KiB).
+    @Test func patchSizeWithBlockMatchesDoesNotGrow() throws {
+        let size = try BlockMatches.$minimumOld.withValue(1 << 16) {
+            try DiffEngine.makePatch(old: Self.inputs.old, new: Self.inputs.new).count
+        }
+        Self.check("phx xz, hash chains after block matches", size, 2401)
+    }
+
+    static func check(_ name: String, _ size: Int, _ expected: Int) {
+        print("PatchSizeRegressionTests \(name): \(size) bytes (pinned \(expected))")
+        #expect(size <= expected, "\(name): the patch grew from \(expected) to \(size) bytes")
+        #expect(size >= expected, "\(name): the patch shrank from \(expected) to \(size) bytes: lower the pinned number")
     }
 }

@@ -1,0 +1,239 @@
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Long exact matches between old and new, found before old is indexed: old's content-defined
+/// anchors go into a small table, new's anchors are looked up there, and each hit is extended both
+/// ways as far as the bytes agree and kept when it is a block (1 KiB) or longer. Where two versions share long stretches (a tar of
+/// two releases of a source tree: 99% of new; numpy's library 54%, pyarrow's 44%, ruff's 14%), those
+/// stretches of old need not be indexed at all: the hash chains are built over the rest of old only
+/// (`ChainIndex(blocks:)`; one position in `sampling` there), which saves their sort's time and their memory in proportion, and the
+/// matcher takes a block's alignment where new is inside one (`BlockAwareFinder`). The price: a search
+/// from elsewhere in new no longer finds a match inside those stretches of old (a second copy of
+/// shared code), so a patch can grow a little (measured in docs/engine-research.md, session 14).
+/// HDiffPatch's `-block` pre-matching (on by default in hdiffz 4+) is the same idea.
+///
+/// New is scanned in fixed parts (`part`), on all cores, each part's matches found on its own and
+/// trimmed where one runs into the next, so the matches, and so the patch, are the same for any
+/// thread count. Memory: the table, 12 bytes per 512 bytes of old, and the matches.
+struct BlockMatches {
+    struct Match: Equatable {
+        var newStart: Int
+        var newEnd: Int
+        var oldStart: Int
+        var count: Int { newEnd - newStart }
+    }
+
+    /// Bytes a block has: the shortest match found. 1 KiB: shorter blocks find more (numpy 54% of new
+    /// at 1 KiB, 68% at 256 bytes) but the matches they add are the ones the index would find anyway.
+    static let block = 1024
+    /// Old files smaller than this are indexed whole (their index is small and quick anyway). Tests
+    /// lower it.
+    @TaskLocal static var minimumOld = 1 << 20
+    /// New is scanned in parts of this size. Tests lower it.
+    @TaskLocal static var part = 4 << 20
+    /// One position in this many of the matches' old ranges stays indexed (`indexedOld`). On the
+    /// Django tar (99% of new in blocks; 6,219 bytes with no blocks): none 6,798 bytes and 85 MB of
+    /// peak, 16: 6,465 and 92 MB, 8: 6,381 and 98 MB, 4: 6,294 and 111 MB (before new was read twice).
+    static let sampling = 4
+
+    /// The matches, in new's order, disjoint in new, each at least `block` bytes.
+    let matches: [Match]
+    /// For each `block`-sized slot of new, the index of the first match that ends after the slot's
+    /// start (`match(containing:)` looks at most at that one and the next).
+    private let slots: [Int32]
+
+    init(matches: [Match], newCount: Int) {
+        self.matches = matches
+        var slots = [Int32](repeating: Int32(matches.count), count: newCount / Self.block + 1)
+        var m = 0
+        for s in slots.indices {
+            let start = s * Self.block
+            while m < matches.count && matches[m].newEnd <= start { m += 1 }
+            slots[s] = Int32(m)
+        }
+        self.slots = slots
+    }
+
+    /// The match whose new range holds `offset`, if any.
+    @inline(__always)
+    func match(containing offset: Int) -> Match? {
+        var m = Int(slots[offset / Self.block])
+        while m < matches.count {
+            let x = matches[m]
+            if x.newStart > offset { return nil }
+            if offset < x.newEnd { return x }
+            m += 1
+        }
+        return nil
+    }
+
+    /// Bytes of new the matches cover.
+    var newCovered: Int { matches.reduce(0) { $0 + $1.count } }
+
+    /// Of old's positions `0..<positions` (those a `gram`-byte string starts at), those the index
+    /// still needs: every position outside the matches' old ranges, and one in `sampling` inside
+    /// them. The samples keep the index able to find long matches there from elsewhere in new (a
+    /// second copy of shared code, a text's common lines: a search meets a sampled start within
+    /// `sampling` positions of scanning, and the matcher's backward extension recovers the bytes
+    /// before it), at a `sampling`th of the cost. In old's order.
+    func indexedOld(positions: Int, sampling: Int = BlockMatches.sampling) -> [PositionRun] {
+        let taken = matches.map { $0.oldStart..<($0.oldStart + $0.count) }.sorted { $0.lowerBound < $1.lowerBound }
+        var runs: [PositionRun] = []
+        var at = 0
+        for r in taken {
+            if r.lowerBound > at { runs.append(PositionRun(start: at, count: min(r.lowerBound, positions) - at, step: 1)) }
+            let lo = max(at, r.lowerBound), hi = min(r.upperBound, positions)
+            if hi > lo { runs.append(PositionRun(start: lo, count: (hi - lo + sampling - 1) / sampling, step: sampling)) }
+            at = max(at, hi)
+            if at >= positions { break }
+        }
+        if at < positions { runs.append(PositionRun(start: at, count: positions - at, step: 1)) }
+        return runs.filter { $0.count > 0 }
+    }
+
+    /// Finds the matches of `new` in `old` on up to `threads` cores. Old's content-defined anchors
+    /// (`AnchorIndex`: one 32-byte window in `1 << anchorBits` on average, chosen by its hash, so the
+    /// same bytes in new are anchors too) are looked up at new's anchors only: a shared stretch of a
+    /// block holds four on average (one is missed in fifty), and new is hashed, not searched, at every
+    /// other position (an aligned-block table looked up at every position of new cost ruff 0.18 s).
+    static func find(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int) -> BlockMatches {
+        guard old.count >= minimumOld, new.count >= block, let o = old.baseAddress, let n = new.baseAddress else {
+            return BlockMatches(matches: [], newCount: new.count)
+        }
+        var tableBits = 10
+        while Double(old.count >> anchorBits) > 0.7 * Double(1 << tableBits) { tableBits += 1 }
+        let anchors = AnchorIndex(rateBits: anchorBits, tableBits: tableBits)
+        anchors.add(old, 0..<old.count)
+        let parts = stride(from: 0, to: new.count, by: part).map { $0..<min($0 + part, new.count) }
+        let found = Mutex<[[Match]]>(Array(repeating: [], count: parts.count))
+        let next = Atomic<Int>(0)
+        nonisolated(unsafe) let (o2, n2, oldCount, newCount, index) = (o, n, old.count, new.count, anchors)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, parts.count))) { _ in
+            while case let i = next.wrappingAdd(1, ordering: .relaxed).oldValue, i < parts.count {
+                let m = scan(parts[i], old: o2, oldCount: oldCount, new: n2, newCount: newCount, anchors: index)
+                found.withLock { $0[i] = m }
+            }
+        }
+        // A part's last match may run on into the next part, whose first matches then start inside it:
+        // trim them to where it ends (the same alignment or another, an exact match either way).
+        var matches: [Match] = []
+        for var m in found.withLock({ $0 }).joined() {
+            if let last = matches.last, m.newStart < last.newEnd {
+                let cut = last.newEnd - m.newStart
+                m.newStart += cut
+                m.oldStart += cut
+            }
+            if m.count >= block { matches.append(m) }
+        }
+        return BlockMatches(matches: matches, newCount: new.count)
+    }
+
+    /// log2 of the average spacing of the anchors.
+    static let anchorBits = 8
+
+    /// The matches found from the anchors of new that start in `range`, in order. A match extends
+    /// backwards no further than the part's start or the previous match's end, and forwards as far as
+    /// the bytes agree (past the part's end too); it is kept when it is at least a block long.
+    private static func scan(_ range: Range<Int>, old o: UnsafePointer<UInt8>, oldCount: Int,
+                             new n: UnsafePointer<UInt8>, newCount: Int, anchors: AnchorIndex) -> [Match] {
+        let w = RollingHash.window
+        var out: [Match] = []
+        var i = range.lowerBound
+        var floor = range.lowerBound
+        guard i + w <= newCount else { return out }
+        var h = RollingHash.of(n + i)
+        while true {
+            let x = RollingHash.mix(h)
+            if anchors.isAnchor(x), let at = anchors.lookup(x), at + w <= oldCount, memcmp(o + at, n + i, w) == 0 {
+                var start = i, oldStart = at
+                while start > floor && oldStart > 0 && n[start - 1] == o[oldStart - 1] {
+                    start -= 1
+                    oldStart -= 1
+                }
+                let end = i + w + commonPrefixLength(n + (i + w), o + (at + w), limit: min(newCount - (i + w), oldCount - (at + w)))
+                if end - start >= block {
+                    out.append(Match(newStart: start, newEnd: end, oldStart: oldStart))
+                    floor = end
+                    i = end
+                    guard i < range.upperBound && i + w <= newCount else { return out }
+                    h = RollingHash.of(n + i)
+                    continue
+                }
+            }
+            guard i + 1 < range.upperBound && i + 1 + w <= newCount else { return out }
+            h = RollingHash.roll(h, leaving: n[i], entering: n[i + w])
+            i += 1
+        }
+    }
+}
+
+/// A finder that answers from the block matches where new is inside one (their alignment, as far as
+/// it agrees) and asks `inner` (the index of the rest of old) elsewhere.
+struct BlockAwareFinder<Inner: MatchFinder>: MatchFinder {
+    let inner: Inner
+    let blocks: BlockMatches
+    let old: UnsafeBufferPointer<UInt8>
+    let new: UnsafePointer<UInt8>
+
+    var probeLength: Int { inner.probeLength }
+
+    /// The index's filter alone: inside a block it still holds one position in `sampling` of the
+    /// block's old range, so the scan meets a position where it says yes within `sampling` bytes
+    /// (checking the blocks at every probe was work at every position of new, for nothing).
+    @inline(__always)
+    func mayMatch(_ p: UnsafePointer<UInt8>) -> Bool { inner.mayMatch(p) }
+
+    @inline(__always)
+    func willAsk(_ p: UnsafePointer<UInt8>) { inner.willAsk(p) }
+
+    @inline(__always)
+    func longestMatch(_ p: UnsafePointer<UInt8>, length: Int) -> (pos: Int, len: Int) {
+        let offset = p - new
+        guard let m = blocks.match(containing: offset), let o = old.baseAddress else {
+            return inner.longestMatch(p, length: length)
+        }
+        let pos = m.oldStart + (offset - m.newStart)
+        return (pos, commonPrefixLength(o + pos, p, limit: min(old.count - pos, length)))
+    }
+}
+
+/// Positions `start`, `start + step`, ... (`count` of them): a run of old's positions to index.
+struct PositionRun: Equatable {
+    var start: Int
+    var count: Int
+    var step: Int
+
+    /// `runs` cut after their first `count` positions: (those, the rest).
+    static func halves(_ runs: [PositionRun], at count: Int) -> ([PositionRun], [PositionRun]) {
+        var first: [PositionRun] = [], second: [PositionRun] = []
+        var left = count
+        for r in runs {
+            if left >= r.count {
+                first.append(r)
+                left -= r.count
+            } else if left > 0 {
+                first.append(PositionRun(start: r.start, count: left, step: r.step))
+                second.append(PositionRun(start: r.start + left * r.step, count: r.count - left, step: r.step))
+                left = 0
+            } else {
+                second.append(r)
+            }
+        }
+        return (first, second)
+    }
+
+    /// Calls `body` with each position of `runs`, in order.
+    @inline(__always)
+    static func forEach(_ runs: [PositionRun], _ body: (Int) -> Void) {
+        for r in runs {
+            var p = r.start
+            for _ in 0..<r.count {
+                body(p)
+                p &+= r.step
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+@testable import DiffEngine
+import PatchFormat
+import Patcher
+import Testing
+import TestSupport
+
+/// The block matches found before old is indexed (`BlockMatches`), the index of what they leave, and
+/// patches made with both.
+@Suite struct BlockMatchesTests {
+    /// New made of stretches of old (one of them twice) and new bytes between them.
+    static func pair(seed: UInt64) -> (old: [UInt8], new: [UInt8]) {
+        var rng = SeededGenerator(seed: seed)
+        let old = rng.bytes(600_000)
+        var new = Array(old[0..<200_000])
+        new += rng.bytes(5_000)
+        new += old[250_000..<600_000]
+        new += rng.bytes(700)
+        new += old[0..<50_000]
+        new += rng.bytes(3_000)
+        return (old, new)
+    }
+
+    static func find(_ old: [UInt8], _ new: [UInt8], threads: Int) -> BlockMatches {
+        BlockMatches.$minimumOld.withValue(1 << 16) {
+            old.withUnsafeBufferPointer { o in new.withUnsafeBufferPointer { n in BlockMatches.find(old: o, new: n, threads: threads) } }
+        }
+    }
+
+    /// Every match is exact, at least a block long, in new's order and disjoint; the stretches of old
+    /// in new are found whole (random bytes around them may extend a match by a byte or two).
+    @Test func findsTheSharedStretches() {
+        let (old, new) = Self.pair(seed: 1)
+        let blocks = Self.find(old, new, threads: 1)
+        var end = 0
+        for m in blocks.matches {
+            #expect(m.count >= BlockMatches.block)
+            #expect(m.newStart >= end, "matches overlap at \(m.newStart)")
+            #expect(Array(new[m.newStart..<m.newEnd]) == Array(old[m.oldStart..<(m.oldStart + m.count)]))
+            end = m.newEnd
+        }
+        func covers(_ newRange: Range<Int>, old oldStart: Int) -> Bool {
+            blocks.matches.contains { $0.newStart <= newRange.lowerBound && $0.newEnd >= newRange.upperBound
+                && $0.oldStart - $0.newStart == oldStart - newRange.lowerBound }
+        }
+        #expect(covers(0..<200_000, old: 0))
+        #expect(covers(205_000..<555_000, old: 250_000))
+        #expect(covers(555_700..<605_700, old: 0))
+        #expect(blocks.newCovered >= 600_000 && blocks.newCovered < 600_100)
+        // Lookups by offset agree with the list.
+        for offset in stride(from: 0, to: new.count, by: 997) {
+            let listed = blocks.matches.first { $0.newStart <= offset && offset < $0.newEnd }
+            #expect(blocks.match(containing: offset) == listed, "offset \(offset)")
+        }
+    }
+
+    /// New is scanned in fixed parts whatever the thread count, and a match that runs into the next
+    /// part trims that part's first matches: the same matches for 1, 2 and 5 threads, with parts small
+    /// enough that most matches cross one.
+    @Test func sameMatchesForAnyThreadCount() {
+        let (old, new) = Self.pair(seed: 2)
+        BlockMatches.$part.withValue(40_000) {
+            let one = Self.find(old, new, threads: 1)
+            #expect(one.matches.count >= 3)
+            for threads in [2, 5] {
+                #expect(Self.find(old, new, threads: threads).matches == one.matches, "\(threads) threads")
+            }
+            var end = 0
+            for m in one.matches {
+                #expect(m.newStart >= end && m.count >= BlockMatches.block)
+                #expect(Array(new[m.newStart..<m.newEnd]) == Array(old[m.oldStart..<(m.oldStart + m.count)]))
+                end = m.newEnd
+            }
+        }
+    }
+
+    /// Old's positions outside the matches are all indexed, one in `sampling` inside them.
+    @Test func indexedPositionsSampleTheMatchedOld() {
+        let blocks = BlockMatches(matches: [.init(newStart: 0, newEnd: 2000, oldStart: 1000),
+                                            .init(newStart: 5000, newEnd: 6500, oldStart: 2500)], newCount: 7000)
+        let runs = blocks.indexedOld(positions: 5000, sampling: 4)
+        // The two old ranges overlap (1000..<3000 and 2500..<4000): sampled once, the second from where
+        // the first ends.
+        #expect(runs == [PositionRun(start: 0, count: 1000, step: 1),
+                         PositionRun(start: 1000, count: 500, step: 4),
+                         PositionRun(start: 3000, count: 250, step: 4),
+                         PositionRun(start: 4000, count: 1000, step: 1)])
+        var positions: [Int] = []
+        PositionRun.forEach(runs) { positions.append($0) }
+        #expect(positions.count == 2750 && positions.first == 0 && positions.last == 4999)
+        let (a, b) = PositionRun.halves(runs, at: 1375)
+        var joined: [Int] = []
+        PositionRun.forEach(a + b) { joined.append($0) }
+        #expect(joined == positions && a.reduce(0) { $0 + $1.count } == 1375)
+        #expect(blocks.match(containing: 1999)?.oldStart == 1000 && blocks.match(containing: 2000) == nil)
+        #expect(blocks.match(containing: 5000)?.oldStart == 2500 && blocks.match(containing: 6999) == nil)
+    }
+
+    /// Patches made with the block matches apply, are the same bytes for any thread count, and are no
+    /// larger than a few bytes over the patch made without them; the index holds a quarter of the
+    /// matched positions.
+    @Test func patchesWithBlocksApplyAndDoNotDependOnThreads() throws {
+        let (old, new) = Self.pair(seed: 3)
+        let without = try DiffEngine.makePatch(old: old, new: new)
+        try BlockMatches.$minimumOld.withValue(1 << 16) {
+            try BlockMatches.$part.withValue(64_000) {
+                var patches: [[UInt8]] = []
+                for threads in [1, 2, 4] {
+                    var options = DiffOptions()
+                    options.threads = threads
+                    let patch = try DiffEngine.makePatch(old: old, new: new, options: options)
+                    #expect(try PatchApplier.apply(old: old, patch: patch) == new, "\(threads) threads")
+                    patches.append(patch)
+                }
+                #expect(patches.allSatisfy { $0 == patches[0] })
+                #expect(patches[0].count <= without.count + 64, "with blocks \(patches[0].count), without \(without.count)")
+                let blocks = Self.find(old, new, threads: 2)
+                let indexed = try old.withUnsafeBufferPointer { o in
+                    try ChainIndex(o, threads: 2, blocks: blocks).buckets.reduce(0) { $0 + $1.count }
+                }
+                #expect(indexed < old.count / 2, "\(indexed) positions indexed of \(old.count)")
+            }
+        }
+    }
+}
