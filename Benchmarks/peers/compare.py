@@ -17,6 +17,10 @@ patch from new to itself (read, SHA-256 before, write, SHA-256 after, fsync; not
 least a verified, durable apply of this file can take. Their ratios against bsdiff/bspatch are the
 best such an engine could show on this machine.
 
+HDiffPatch runs as its own command-line tools, `hdiffz -m -c-zstd -d` (all its threads; `-d` skips
+its self-check, as our make has none) and `hpatchz` (streaming), built from the PyPI package's source
+distribution by build-hdiffpatch.sh (found in $HDIFFPATCH_DIR, default ~/.cache/phoenix-peers/hdiffpatch).
+
 Usage:
   Benchmarks/peers/compare.py [--corpus DIR] [--pairs a-numpy,b-ruff] [--runs 3]
                               [--tools phoenix,bsdiff,...] [--out bench-out] [--phoenix PATH]
@@ -29,6 +33,7 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -47,11 +52,12 @@ def window_log(*paths):
 
 
 LOWMEM_LIMIT = "192M"
+HDIFFPATCH_DIR = Path(os.environ.get("HDIFFPATCH_DIR", str(Path.home() / ".cache/phoenix-peers/hdiffpatch")))
 
 
 def tools(phoenix):
     """name -> (make argv builder, apply argv builder, needs)"""
-    py = sys.executable
+    hdiffz, hpatchz = str(HDIFFPATCH_DIR / "hdiffz"), str(HDIFFPATCH_DIR / "hpatchz")
 
     def phoenix_with(*flags):
         """phoenix-diff make with `flags` (the apply is the same for every variant)."""
@@ -80,9 +86,9 @@ def tools(phoenix):
             ["bsdiff", "bspatch"],
         ),
         "hdiffpatch": (
-            lambda o, n, p: [py, str(HERE / "hdiff_tool.py"), "make", o, n, p],
-            lambda o, p, out: [py, str(HERE / "hdiff_tool.py"), "apply", o, p, out],
-            [py],
+            lambda o, n, p: [hdiffz, "-m", "-c-zstd", "-d", "-f", o, n, p],
+            lambda o, p, out: [hpatchz, "-f", o, p, out],
+            [hdiffz, hpatchz],
         ),
         "xdelta3": (
             lambda o, n, p: ["xdelta3", "-e", "-9", "-f", "-B", str(1 << min(31, window_log(o, n))), "-s", o, n, p],
@@ -181,15 +187,15 @@ def main():
             sys.exit(f"unknown tool {t}; known: {', '.join(table)}")
         for need in table[t][2]:
             if shutil.which(need) is None and not Path(need).exists():
-                sys.exit(f"{t} needs {need}, which is not installed (scripts/setup-debian.sh installs the peers)")
-    if "hdiffpatch" in wanted and subprocess.run([sys.executable, "-c", "import hdiffpatch"]).returncode != 0:
-        sys.exit("hdiffpatch needs the PyPI package: python3 -m pip install hdiffpatch")
+                how = ("Benchmarks/peers/build-hdiffpatch.sh builds it" if t == "hdiffpatch"
+                       else "scripts/setup-debian.sh installs the peers")
+                sys.exit(f"{t} needs {need}, which is not installed ({how})")
 
     corpus = Path(args.corpus)
     pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
     for p in pairs:
         if not (corpus / "pairs" / p / "old").is_file():
-            sys.exit(f"pair {p} not found under {corpus}/pairs (run ../shared/corpus/make-corpus.sh)")
+            sys.exit(f"pair {p} not found under {corpus}/pairs (run ../shared/corpus/make-corpus.sh; it needs pip and unzip)")
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -210,13 +216,18 @@ def main():
                                   [])
             results[pair] = {t: {"make": [], "apply": [], "make_rss": [], "apply_rss": [], "make_cpu": [],
                                  "apply_cpu": [], "size": None, "ok": True, "error": ""} for t in wanted}
+            # A fresh order each round (seeded, so a run can be repeated): no tool always follows the same one.
+            shuffle = random.Random(f"{pair}")
             for rnd in range(args.runs):
-                order = wanted[rnd % len(wanted):] + wanted[:rnd % len(wanted)]
+                order = list(wanted)
+                shuffle.shuffle(order)
                 for t in order:
                     make, apply, _ = table[t]
                     r = results[pair][t]
                     patch = str(work / f"{pair}.{t}.patch")
                     out = str(work / f"{pair}.{t}.out")
+                    # A tool that exits 0 without writing must not be scored on the last round's patch.
+                    Path(patch).unlink(missing_ok=True)
                     secs, rss, cpu, code, err = timed(make(old, new, patch))
                     if code != 0:
                         r["ok"], r["error"] = False, f"make failed: {err[-300:]}"
@@ -258,6 +269,24 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}"
 
 
+def versions(phoenix):
+    """What ran: the tools' own version strings and this repository's commit."""
+    def first_line(argv, stream="stdout"):
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            text = (p.stdout + p.stderr) if stream == "both" else p.stdout
+            return text.strip().splitlines()[0] if text.strip() else "?"
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+    commit = first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    bsdiff = first_line(["dpkg-query", "-W", "-f", "${Version}", "bsdiff"])
+    hdiff = first_line([str(HDIFFPATCH_DIR / "hdiffz"), "-v"], "both")
+    xdelta = first_line(["xdelta3", "-V"], "both").split(",")[0]
+    zstd = "zstd " + first_line(["zstd", "-V"]).split(",")[0].split()[-1]
+    return (f"phoenix-diff at {commit} ({phoenix}); Debian bsdiff {bsdiff}; {hdiff} (built by "
+            f"build-hdiffpatch.sh); {xdelta}; {zstd}")
+
+
 def write_markdown(path, results, args, phoenix, corpus, when=None):
     lines = [
         "# Peer comparison",
@@ -267,7 +296,10 @@ def write_markdown(path, results, args, phoenix, corpus, when=None):
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(when))}. Times are medians (min–max) of "
         f"{args.runs} interleaved runs. `x faster` and `x smaller` compare each row with Debian's bsdiff 4.3 "
         "(make, patch size) and bspatch (apply). `cores` is CPU time (user and system, all threads) over wall "
-        "time, the median of the runs: how many cores the tool kept busy.",
+        "time, the median of the runs: how many cores the tool kept busy. Peak RSS is the largest of the runs "
+        "(`/usr/bin/time`'s maximum resident set). MB = 10^6 bytes, KB = 10^3.",
+        "",
+        f"Versions: {versions(phoenix)}",
         "",
     ]
     if "floor" in [t.strip() for t in args.tools.split(",")]:
