@@ -88,6 +88,7 @@ public enum BundleMaker {
         progress?(0)
         let old = try oldRoot.map { try TreeScanner.scan($0, threads: options.threads) } ?? []
         let new = try TreeScanner.scan(newRoot, threads: options.threads)
+        try refuseCaseCollisions(new, root: newRoot)
         progress?(0.2)
         let plan = plan(old: old, new: new)
 
@@ -236,24 +237,55 @@ public enum BundleMaker {
         var summary: BundleSummary
     }
 
+    /// Refuses a new tree with two paths that are one name on a case-insensitive file system: every
+    /// applier refuses its bundle (`BundleManifest.validateTree`, by the same rule), on any system.
+    static func refuseCaseCollisions(_ new: [TreeEntry], root: String) throws {
+        // NFC and NFD forms print alike: then the names are shown with their non-ASCII characters escaped.
+        func escaped(_ path: String) -> String {
+            var out = ""
+            for scalar in path.unicodeScalars {
+                if scalar.isASCII {
+                    out.unicodeScalars.append(scalar)
+                } else {
+                    out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+                }
+            }
+            return out
+        }
+        var folded = BundlePath.CaseCollisions()
+        for e in new {
+            guard let other = folded.insert(e.path) else { continue }
+            let how = Array(other.lowercased().utf8) == Array(e.path.lowercased().utf8)
+                ? "they differ only in letter case"
+                : "they differ in letter case or Unicode normalization: \(escaped(other)) and \(escaped(e.path))"
+            throw DiffEngineError.unsupportedCombination(
+                "the tree \(root) has both \(root)/\(other) and \(root)/\(e.path) (\(how)), one name on a case-insensitive "
+                + "file system (macOS, Windows): a bundle must install there too, and every apply refuses one with "
+                + "such paths; rename one of them")
+        }
+    }
+
+    /// Paths are keyed by their bytes (`PathKey`): as `String`s, NFC `caf\u{E9}` and NFD `cafe\u{301}`
+    /// were one path, so a rename between them was "unchanged" and the bundle could not build its
+    /// new tree.
     static func plan(old: [TreeEntry], new: [TreeEntry]) -> Plan {
-        var oldByPath = [String: Int]()
+        var oldByPath = [PathKey: Int]()
         var oldBySHA = [[UInt8]: [Int]]()
         var oldByName = [String: [Int]]()
         for (i, e) in old.enumerated() {
-            oldByPath[e.path] = i
+            oldByPath[PathKey(e.path)] = i
             if e.kind == .file {
                 oldBySHA[e.sha256, default: []].append(i)
                 oldByName[POSIX.fileName(of: e.path), default: []].append(i)
             }
         }
-        let newPaths = Set(new.map(\.path))
-        var touchedPaths = Set<String>()
+        let newPaths = Set(new.map { PathKey($0.path) })
+        var touchedPaths = Set<PathKey>()
         var ops: [(String, BundleOp, DataJob?)] = []
         var summary = BundleSummary(oldEntries: old.count, newEntries: new.count, unchanged: 0, added: 0, changed: 0,
                                     removed: 0, copied: 0, newBytes: 0, bundleBytes: 0)
         for (ni, e) in new.enumerated() {
-            let same = oldByPath[e.path].map { old[$0] }
+            let same = oldByPath[PathKey(e.path)].map { old[$0] }
             if let same, same.kind == e.kind, same.sameContent(as: e) {
                 if same.mode == e.mode {
                     summary.unchanged += 1
@@ -264,7 +296,7 @@ public enum BundleMaker {
                 continue
             }
             if let same {
-                touchedPaths.insert(same.path)
+                touchedPaths.insert(PathKey(same.path))
                 summary.changed += 1
             } else {
                 summary.added += 1
@@ -278,14 +310,14 @@ public enum BundleMaker {
                 let name = POSIX.fileName(of: e.path)
                 if let twins = oldBySHA[e.sha256], let s = twins.first(where: { POSIX.fileName(of: old[$0].path) == name }) ?? twins.first,
                    e.size > 0 {
-                    touchedPaths.insert(old[s].path)
+                    touchedPaths.insert(PathKey(old[s].path))
                     summary.copied += 1
                     ops.append((e.path, .file(mode: e.mode, size: e.size, sha256: e.sha256, action: .copy(source: s)), nil))
                     continue
                 }
                 var source: Int?
                 if let same, same.kind == .file {
-                    source = oldByPath[same.path]
+                    source = oldByPath[PathKey(same.path)]
                 } else if let candidates = oldByName[name] {
                     // A moved file: prefer the candidate closest in size, then the first in path order.
                     source = candidates.min { a, b in
@@ -294,32 +326,32 @@ public enum BundleMaker {
                         return da < db
                     }
                 }
-                if let source { touchedPaths.insert(old[source].path) }
+                if let source { touchedPaths.insert(PathKey(old[source].path)) }
                 ops.append((e.path, .file(mode: e.mode, size: e.size, sha256: e.sha256, action: .data(
                     source: nil, tuples: 0, diffBytes: 0, literalBytes: 0, extraBytes: 0)),
                     DataJob(operationIndex: 0, newIndex: ni, oldSource: source, touchedSource: nil)))
             }
         }
-        for e in old where !newPaths.contains(e.path) {
-            touchedPaths.insert(e.path)
+        for e in old where !newPaths.contains(PathKey(e.path)) {
+            touchedPaths.insert(PathKey(e.path))
             summary.removed += 1
             ops.append((e.path, .remove, nil))
         }
-        let touched = old.filter { touchedPaths.contains($0.path) }
-        var touchedIndex = [String: Int]()
-        for (i, e) in touched.enumerated() { touchedIndex[e.path] = i }
+        let touched = old.filter { touchedPaths.contains(PathKey($0.path)) }
+        var touchedIndex = [PathKey: Int]()
+        for (i, e) in touched.enumerated() { touchedIndex[PathKey(e.path)] = i }
         ops.sort { pathPrecedes($0.0, $1.0) }
         var operations = [BundleOperation]()
         var jobs = [DataJob]()
         for (k, (path, op, job)) in ops.enumerated() {
             var op = op
             if case .file(let mode, let size, let sha, .copy(let s)) = op {
-                op = .file(mode: mode, size: size, sha256: sha, action: .copy(source: touchedIndex[old[s].path]!))
+                op = .file(mode: mode, size: size, sha256: sha, action: .copy(source: touchedIndex[PathKey(old[s].path)]!))
             }
             operations.append(BundleOperation(path: path, op: op))
             if var job {
                 job.operationIndex = k
-                job.touchedSource = job.oldSource.map { touchedIndex[old[$0].path]! }
+                job.touchedSource = job.oldSource.map { touchedIndex[PathKey(old[$0].path)]! }
                 jobs.append(job)
             }
         }

@@ -219,6 +219,12 @@ struct ApplyEngine {
             try tuples.applyPhx(count: h.controlCount, newSize: h.newSize, old: old, splitControl: h.splitControl,
                                 to: sink, progress: progress)
             try tuples.finish()
+            // The header's literal count must be what the runs used (the old-context reader checks it as
+            // it goes; the natural one would otherwise accept any number there).
+            if let literals = streams.literals, literals.delivered != h.literalsRawLength {
+                throw PatchFormatError.corruptStream(stream: "diff-literals",
+                    detail: "the header declares \(h.literalsRawLength) literal bytes but the runs used \(literals.delivered)")
+            }
         case .bsdiff(let h):
             let tuples = TupleStreams(control: streams.control, diff: PlainDiffSource(reader: streams.diff), extra: streams.extra)
             try runBsdiff(newSize: h.newSize, streams: tuples)

@@ -242,18 +242,30 @@ public enum BundleApplier {
             throw PatchFormatError.invalidField(field: "touched entries", value: d,
                                                 reason: "do not match the tree the bundle names as its old tree")
         }
+        // The header's counts must be the trees' (its total is what the byte limit was checked on).
+        if !header.isFull && UInt64(old.count) != header.oldCount {
+            throw PatchFormatError.invalidField(field: "old entry count (offset 80)", value: "\(header.oldCount)",
+                                                reason: "the old tree has \(old.count) entries")
+        }
         let base = header.isFull ? [] : old
         let new = try manifest.newTree(from: base, expectedDigest: header.newDigest)
         guard UInt64(new.count) == header.newCount else {
             throw PatchFormatError.invalidField(field: "new entry count (offset 88)", value: "\(header.newCount)",
                                                 reason: "the operations build \(new.count) entries")
         }
+        let newBytes = new.reduce(UInt64(0)) { $0 &+ ($1.kind == .file ? $1.size : 0) }
+        guard newBytes == header.newTotalBytes else {
+            throw PatchFormatError.invalidField(field: "new tree bytes (offset 96)", value: "\(header.newTotalBytes)",
+                                                reason: "the operations build \(newBytes) bytes of files")
+        }
 
         // 2. Free space for everything that is not a hard link, checked before anything is written.
-        var operations = [String: BundleOp]()
-        for o in manifest.operations { operations[o.path] = o.op }
+        // By bytes (`PathKey`): as `String`s, the remove of an old NFC name replaced the file op of its
+        // new NFD form, and staging found no file to build.
+        var operations = [PathKey: BundleOp]()
+        for o in manifest.operations { operations[PathKey(o.path)] = o.op }
         var needed: UInt64 = 1 << 20
-        for e in new where e.kind == .file && (header.isFull || operations[e.path] != nil) { needed += e.size }
+        for e in new where e.kind == .file && (header.isFull || operations[PathKey(e.path)] != nil) { needed += e.size }
         let parent = POSIX.directory(of: state.directory)
         if let free = POSIX.freeSpace(state.root), free < needed {
             throw PatcherError.insufficientSpace(path: parent, needed: needed, available: free)
@@ -323,7 +335,7 @@ public enum BundleApplier {
     /// Creates every entry of `new` under staging. Unchanged files are hard-linked from the
     /// installation (copied where links are refused or the mode differs); new and changed files are
     /// written from the bundle's streams and verified; directory modes are set last.
-    static func stage(new: [TreeEntry], operations: [String: BundleOp], manifest: BundleManifest, header: BundleHeader,
+    static func stage(new: [TreeEntry], operations: [PathKey: BundleOp], manifest: BundleManifest, header: BundleHeader,
                       input: FilePatchInput, state: State, fromInstallation: Bool,
                       progress: (@Sendable (String, Double) -> Void)?) throws -> (files: Int, bytes: UInt64) {
         func open(_ name: String, _ offset: UInt64, _ length: UInt64) throws -> DecompressingReader {
@@ -350,7 +362,7 @@ public enum BundleApplier {
                 try POSIX.symlink(target: e.linkTarget ?? "", at: target)
             case .file:
                 let installed = state.directory + "/" + e.path
-                switch operations[e.path] {
+                switch operations[PathKey(e.path)] {
                 case nil:
                     // Unchanged: the installation's file, already verified by the tree digest.
                     try linkOrCopy(installed, target, mode: e.mode, sha256: e.sha256)

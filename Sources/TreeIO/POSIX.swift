@@ -141,11 +141,44 @@ public enum POSIX {
         return fstatat(AT_FDCWD, path, &st, 0) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
+    /// A symbolic link's target. One that is not UTF-8 is refused, naming the link: decoded, it would
+    /// be another target (U+FFFD for each bad byte), installed as such by a bundle made from it.
     public static func readlink(_ path: String) throws -> String {
         var buf = [CChar](repeating: 0, count: 4097)
         let n = Glibc.readlink(path, &buf, 4096)
         guard n >= 0 else { throw error("cannot read link", path) }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let bytes = buf[0..<n].map { UInt8(bitPattern: $0) }
+        guard let target = String(validating: bytes, as: UTF8.self) else {
+            throw TreeIOError.invalidName(path: path, reason: "it is a symbolic link whose target \"\(escaped(bytes))\" is not "
+                                          + "valid UTF-8 (bundles store link targets as UTF-8)")
+        }
+        return target
+    }
+
+    /// A name's bytes for a message: UTF-8 as it is, any other byte (and control characters) as `\xNN`,
+    /// so that a name that is not UTF-8 shows what is on disk rather than U+FFFD.
+    public static func escaped(_ bytes: [UInt8]) -> String {
+        var out = ""
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            let length: Int
+            switch b {
+            case 0x20..<0x7F: length = 1
+            case 0xC2...0xDF: length = 2
+            case 0xE0...0xEF: length = 3
+            case 0xF0...0xF4: length = 4
+            default: length = 0  // a control character, or a byte no UTF-8 sequence starts with
+            }
+            if length > 0, i + length <= bytes.count, let s = String(validating: bytes[i..<i + length], as: UTF8.self) {
+                out += s
+                i += length
+            } else {
+                out += "\\x" + (b < 0x10 ? "0" : "") + String(b, radix: 16)
+                i += 1
+            }
+        }
+        return out
     }
 
     public static func mkdir(_ path: String, mode: mode_t = 0o755) throws {
@@ -236,20 +269,27 @@ public enum POSIX {
         return UInt64(s.f_bavail) * UInt64(s.f_frsize)
     }
 
-    /// Names in a directory (without . and ..), unsorted.
-    public static func listDirectory(_ path: String) throws -> [String] {
+    /// Names in a directory (without . and ..), unsorted, as the file system holds them: a name that
+    /// is not UTF-8 cannot be a `String` unchanged.
+    public static func listDirectoryBytes(_ path: String) throws -> [[UInt8]] {
         guard let dir = opendir(path) else { throw error("cannot open directory", path) }
         defer { closedir(dir) }
-        var names = [String]()
+        var names = [[UInt8]]()
+        let dot = UInt8(ascii: ".")
         while let ent = readdir(dir) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> String in
-                let bytes = raw.prefix { $0 != 0 }
-                return String(decoding: bytes, as: UTF8.self)
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> [UInt8] in
+                Array(raw.prefix { $0 != 0 })
             }
-            if name == "." || name == ".." { continue }
+            if name == [dot] || name == [dot, dot] { continue }
             names.append(name)
         }
         return names
+    }
+
+    /// Names in a directory (without . and ..), unsorted; one that is not UTF-8 gets U+FFFD for its bad
+    /// bytes (`listDirectoryBytes` has them as they are).
+    public static func listDirectory(_ path: String) throws -> [String] {
+        try listDirectoryBytes(path).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Removes a tree without following symlinks. Missing paths are fine.

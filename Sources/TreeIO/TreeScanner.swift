@@ -42,11 +42,18 @@ public enum TreeScanner {
 
     static func walk(root: String, relative: String?, into entries: inout [TreeEntry]) throws {
         let dirPath = relative.map { root + "/" + $0 } ?? root
-        for name in try POSIX.listDirectory(dirPath) {
+        for raw in try POSIX.listDirectoryBytes(dirPath) {
+            // Bundle paths are UTF-8. A name that is not is refused as it is on disk: decoded with
+            // U+FFFD, it named a file that does not exist ("cannot stat").
+            guard let name = String(validating: raw, as: UTF8.self) else {
+                throw TreeIOError.invalidName(path: dirPath + "/" + POSIX.escaped(raw),
+                                              reason: "its name is not valid UTF-8 (bundle paths are UTF-8)")
+            }
             let rel = relative.map { $0 + "/" + name } ?? name
             let full = root + "/" + rel
-            do { try BundlePath.validate(rel) } catch let e as PatchFormatError {
-                throw TreeIOError.invalidName(path: full, reason: "\(e)")
+            // The rule broken, without the bundle reader's wording ("corrupt patch: header field path").
+            do { try BundlePath.validate(rel) } catch PatchFormatError.invalidField(_, _, let reason) {
+                throw TreeIOError.invalidName(path: full, reason: "the path \(reason)")
             }
             let st = try POSIX.lstat(full)
             let mode = UInt16(st.st_mode & 0o777)

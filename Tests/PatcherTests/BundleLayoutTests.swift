@@ -114,6 +114,33 @@ import TreeIO
         #expect(try TreeSpec.digest(dir.file("install")) == TreeSpec.digest(new))
     }
 
+    /// The header's old entry count and new tree bytes (offsets 80 and 96) must be the trees': a
+    /// bundle that declared 0 bytes (under any limit) and wrote more was applied.
+    @Test func headerCountsMustBeTheTrees() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        let bundle = dir.file("b")
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: bundle)
+        let good = try POSIX.readFile(bundle)
+        for (offset, field) in [(80, "old entry count"), (96, "new tree bytes")] {
+            var bytes = good
+            let value = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[offset + $1]) << (8 * UInt64($1)) }
+            for wrong in [UInt64(0), value + 1] where wrong != value {
+                for k in 0..<8 { bytes[offset + k] = UInt8(truncatingIfNeeded: wrong >> (8 * UInt64(k))) }
+                let crc = CRC32.checksum(Array(bytes[0..<152]))
+                for k in 0..<4 { bytes[152 + k] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k))) }
+                let bad = dir.file("bad-\(offset)-\(wrong)")
+                try bytes.withUnsafeBytes { try POSIX.writeNewFile(bad, $0, mode: 0o644) }
+                let install = dir.file("install-\(offset)-\(wrong)")
+                try TreeSpec.copy(old, install)
+                #expect(throws: PatcherError.self, "\(field) \(wrong) instead of \(value)") {
+                    _ = try BundleApplier.apply(directory: install, bundlePath: bad)
+                }
+                #expect(try TreeSpec.digest(install) == TreeSpec.digest(old), "\(field): the installation changed")
+            }
+        }
+    }
+
     /// A reader from before these flags refuses such a bundle (unknown flag), and this reader refuses a
     /// flag it does not know.
     @Test func unknownFlagsAreRefused() throws {

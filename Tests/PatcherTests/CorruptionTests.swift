@@ -72,6 +72,26 @@ import TestSupport
         }
     }
 
+    /// The header's count of literal bytes (offset 144, `Rl`) must be what the runs use, in natural
+    /// order too (only the old-context reader used to compare it).
+    @Test func aWrongLiteralCountIsRejectedInEitherOrder() throws {
+        for order in [DiffOrder.natural, .oldContext] {
+            var options = DiffOptions(format: .phx, codec: .zstd)
+            options.diffOrder = order
+            let patch = try DiffEngine.makePatch(old: Self.old, new: Self.new, options: options)
+            let rl = (0..<8).reduce(UInt64(0)) { $0 | UInt64(patch[144 + $1]) << (8 * UInt64($1)) }
+            for wrong in [UInt64(0), rl - 1, rl + 1] where wrong != rl {
+                var bad = patch
+                for k in 0..<8 { bad[144 + k] = UInt8(truncatingIfNeeded: wrong >> (8 * UInt64(k))) }
+                let crc = CRC32.checksum(Array(bad[0..<160]))
+                for k in 0..<4 { bad[160 + k] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k))) }
+                #expect(throws: PatcherError.self, "\(order): Rl \(wrong) instead of \(rl)") {
+                    _ = try PatchApplier.apply(old: Self.old, patch: bad)
+                }
+            }
+        }
+    }
+
     @Test func wrongMagicIsRejected() {
         #expect(throws: PatcherError.format(.badMagic(found: Array("GIF89a\u{0}\u{0}".utf8)))) {
             _ = try PatchApplier.apply(old: Self.old, patch: Array("GIF89a\u{0}\u{0}".utf8) + [UInt8](repeating: 0, count: 200))

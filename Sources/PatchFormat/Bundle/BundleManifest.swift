@@ -145,7 +145,7 @@ public struct BundleManifest: Equatable, Sendable {
             let e = try r.entry(index: i, path: path)
             if let last = touched.last, !pathPrecedes(last.path, e.path) {
                 throw PatchFormatError.invalidField(field: "touched entry \(i)", value: BundlePath.quoted(e.path),
-                                                    reason: last.path == e.path ? "is a duplicate" : "is out of order")
+                                                    reason: last.path.utf8.elementsEqual(e.path.utf8) ? "is a duplicate" : "is out of order")
             }
             touched.append(e)
         }
@@ -153,8 +153,8 @@ public struct BundleManifest: Equatable, Sendable {
         guard opCount <= limits.maxEntries * 2 else {
             throw PatchFormatError.limitExceeded(field: "operation count", value: opCount, limit: limits.maxEntries * 2)
         }
-        var touchedIndex = [String: Int]()
-        for (i, e) in touched.enumerated() { touchedIndex[e.path] = i }
+        var touchedIndex = [PathKey: Int]()
+        for (i, e) in touched.enumerated() { touchedIndex[PathKey(e.path)] = i }
         var operations = [BundleOperation]()
         operations.reserveCapacity(Int(min(opCount, 1 << 16)))
         var total: UInt64 = 0
@@ -164,7 +164,7 @@ public struct BundleManifest: Equatable, Sendable {
             try BundlePath.validate(path, field: "operation \(i) path")
             if let last = operations.last, !pathPrecedes(last.path, path) {
                 throw PatchFormatError.invalidField(field: "operation \(i)", value: BundlePath.quoted(path),
-                                                    reason: last.path == path ? "is a duplicate" : "is out of order")
+                                                    reason: last.path.utf8.elementsEqual(path.utf8) ? "is a duplicate" : "is out of order")
             }
             func bad(_ reason: String) -> PatchFormatError {
                 .invalidField(field: "operation \(i) \(BundlePath.quoted(path))", value: "", reason: reason)
@@ -173,7 +173,7 @@ public struct BundleManifest: Equatable, Sendable {
             let op: BundleOp
             switch tag {
             case 1:
-                guard touchedIndex[path] != nil else { throw bad("removes a path the bundle does not describe as touched") }
+                guard touchedIndex[PathKey(path)] != nil else { throw bad("removes a path the bundle does not describe as touched") }
                 op = .remove
             case 2:
                 op = .directory(mode: try r.mode())
@@ -239,10 +239,10 @@ public struct BundleManifest: Equatable, Sendable {
     /// Checks the touched entries against the actual old tree; returns the first that differs, as a
     /// description, or nil when all match.
     public func firstTouchedDifference(in old: [TreeEntry]) -> String? {
-        var byPath = [String: TreeEntry]()
-        for e in old { byPath[e.path] = e }
+        var byPath = [PathKey: TreeEntry]()
+        for e in old { byPath[PathKey(e.path)] = e }
         for t in touched {
-            guard let e = byPath[t.path] else { return "\(t.path): missing (expected a \(t.kind))" }
+            guard let e = byPath[PathKey(t.path)] else { return "\(t.path): missing (expected a \(t.kind))" }
             if e.kind != t.kind { return "\(t.path): is a \(e.kind), expected a \(t.kind)" }
             if e.mode != t.mode { return "\(t.path): mode \(String(e.mode, radix: 8)), expected \(String(t.mode, radix: 8))" }
             if !e.sameContent(as: t) { return "\(t.path): content differs" }
@@ -253,33 +253,35 @@ public struct BundleManifest: Equatable, Sendable {
     /// The new tree: `old` with the operations applied, checked as a whole (sorted, unique, every parent
     /// a directory, no case collisions, link targets inside) and against `expectedDigest`.
     public func newTree(from old: [TreeEntry], expectedDigest: [UInt8]) throws -> [TreeEntry] {
-        var byPath = [String: TreeEntry]()
-        for e in old { byPath[e.path] = e }
-        let touchedPaths = Set(touched.map(\.path))
+        // By bytes: an operation on NFD `cafe\u{301}` must not replace the old NFC `caf\u{E9}`.
+        var byPath = [PathKey: TreeEntry]()
+        for e in old { byPath[PathKey(e.path)] = e }
+        let touchedPaths = Set(touched.map { PathKey($0.path) })
         for (i, o) in operations.enumerated() {
-            let existing = byPath[o.path]
+            let key = PathKey(o.path)
+            let existing = byPath[key]
             if case .chmod(let mode) = o.op {
                 guard var e = existing, e.kind != .symlink else {
                     throw PatchFormatError.invalidField(field: "operation \(i) \(BundlePath.quoted(o.path))", value: "",
                                                         reason: "changes the mode of a path that is not a file or directory of the old tree")
                 }
                 e.mode = mode
-                byPath[o.path] = e
+                byPath[key] = e
                 continue
             }
-            if existing != nil && !touchedPaths.contains(o.path) {
+            if existing != nil && !touchedPaths.contains(key) {
                 throw PatchFormatError.invalidField(field: "operation \(i) \(BundlePath.quoted(o.path))", value: "",
                                                     reason: "changes an old entry the bundle does not describe as touched")
             }
             switch o.op {
             case .remove:
-                byPath[o.path] = nil
+                byPath[key] = nil
             case .directory(let mode):
-                byPath[o.path] = .directory(o.path, mode: mode)
+                byPath[key] = .directory(o.path, mode: mode)
             case .symlink(let target):
-                byPath[o.path] = .symlink(o.path, target: target)
+                byPath[key] = .symlink(o.path, target: target)
             case .file(let mode, let size, let sha, _):
-                byPath[o.path] = .file(o.path, mode: mode, size: size, sha256: sha)
+                byPath[key] = .file(o.path, mode: mode, size: size, sha256: sha)
             case .chmod:
                 break
             }
@@ -293,34 +295,35 @@ public struct BundleManifest: Equatable, Sendable {
         return new
     }
 
-    /// Sorted and unique paths, every parent a directory of the same tree, no case collisions, link
-    /// targets that stay inside.
+    /// Sorted and unique paths, every parent a directory of the same tree (by bytes: a parent in the
+    /// other Unicode normalization is another directory on Linux), no case collisions
+    /// (`BundlePath.CaseCollisions`), link targets that stay inside.
     public static func validateTree(_ entries: [TreeEntry], list: String) throws {
-        var kinds = [String: TreeEntry.Kind]()
-        var folded = Set<String>()
+        var kinds = [PathKey: TreeEntry.Kind]()
+        var folded = BundlePath.CaseCollisions()
         kinds.reserveCapacity(entries.count)
         for (i, e) in entries.enumerated() {
             func bad(_ reason: String) -> PatchFormatError {
                 .invalidField(field: "\(list) entry \(i)", value: BundlePath.quoted(e.path), reason: reason)
             }
             if i > 0 && !pathPrecedes(entries[i - 1].path, e.path) {
-                throw bad(entries[i - 1].path == e.path ? "is a duplicate" : "is out of order")
+                throw bad(entries[i - 1].path.utf8.elementsEqual(e.path.utf8) ? "is a duplicate" : "is out of order")
             }
             if let parent = BundlePath.parent(of: e.path) {
-                switch kinds[parent] {
+                switch kinds[PathKey(parent)] {
                 case .directory: break
                 case .symlink: throw bad("lies under the symlink \(BundlePath.quoted(parent))")
                 case .file: throw bad("lies under the file \(BundlePath.quoted(parent))")
                 case nil: throw bad("has no directory entry for its parent \(BundlePath.quoted(parent))")
                 }
             }
-            guard folded.insert(BundlePath.caseFoldKey(e.path)).inserted else {
-                throw bad("collides with another entry on a case-insensitive file system")
+            if let other = folded.insert(e.path) {
+                throw bad("collides with \(BundlePath.quoted(other)) on a case-insensitive file system")
             }
             if e.kind == .symlink {
                 try BundlePath.validateLinkTarget(e.linkTarget ?? "", of: e.path)
             }
-            kinds[e.path] = e.kind
+            kinds[PathKey(e.path)] = e.kind
         }
         for e in entries where e.kind == .symlink {
             try validateLinkChain(e, kinds: kinds)
@@ -328,16 +331,19 @@ public struct BundleManifest: Equatable, Sendable {
     }
 
     /// A `..` after a component that is itself a symlink could climb out physically even when the
-    /// lexical check passes; refuse such targets.
-    static func validateLinkChain(_ e: TreeEntry, kinds: [String: TreeEntry.Kind]) throws {
-        guard let target = e.linkTarget, target.split(separator: "/").contains("..") else { return }
-        var current = BundlePath.parent(of: e.path).map { $0.split(separator: "/").map(String.init) } ?? []
-        let components = target.split(separator: "/").map(String.init)
+    /// lexical check passes; refuse such targets. Components are split by bytes, as in
+    /// `BundlePath.validateLinkTarget`.
+    static func validateLinkChain(_ e: TreeEntry, kinds: [PathKey: TreeEntry.Kind]) throws {
+        let slash = UInt8(ascii: "/")
+        guard let target = e.linkTarget else { return }
+        let components = target.utf8.split(separator: slash).map { Array($0) }
+        guard components.contains(where: { $0.elementsEqual("..".utf8) }) else { return }
+        var current = BundlePath.parent(of: e.path).map { $0.utf8.split(separator: slash).map { Array($0) } } ?? []
         for (k, c) in components.enumerated() {
-            if c == "." { continue }
-            if c == ".." { if !current.isEmpty { current.removeLast() }; continue }
+            if c.elementsEqual(".".utf8) { continue }
+            if c.elementsEqual("..".utf8) { if !current.isEmpty { current.removeLast() }; continue }
             current.append(c)
-            if k < components.count - 1, kinds[current.joined(separator: "/")] == .symlink {
+            if k < components.count - 1, kinds[PathKey(bytes: Array(current.joined(separator: [slash])))] == .symlink {
                 throw PatchFormatError.invalidField(field: "symlink \(BundlePath.quoted(e.path)) target",
                                                     value: BundlePath.quoted(target),
                                                     reason: "resolves through another symlink before '..'")

@@ -36,10 +36,13 @@ public enum BundlePath {
         guard bytes.count <= maxLength else { throw bad("is longer than \(maxLength) bytes") }
         guard bytes.first != UInt8(ascii: "/") else { throw bad("is absolute (it would point outside the installation)") }
         guard !bytes.contains(0) else { throw bad("contains a NUL byte") }
-        var depth = path.split(separator: "/").count - 1  // the link's directory
-        for component in target.split(separator: "/", omittingEmptySubsequences: true) {
-            if component == "." { continue }
-            if component == ".." {
+        // Components by bytes, as the file system splits them: split by `Character`, a `/` followed by a
+        // combining mark (`../\u{301}x`) is no separator, and that `..` went uncounted.
+        let slash = UInt8(ascii: "/")
+        var depth = path.utf8.split(separator: slash).count - 1  // the link's directory
+        for component in bytes.split(separator: slash, omittingEmptySubsequences: true) {
+            if component.elementsEqual(".".utf8) { continue }
+            if component.elementsEqual("..".utf8) {
                 depth -= 1
                 if depth < 0 { throw bad("climbs above the installation directory") }
             } else {
@@ -48,9 +51,27 @@ public enum BundlePath {
         }
     }
 
-    /// The key under which two paths collide on a case-insensitive file system.
+    /// The key under which two paths collide on a case-insensitive file system. Keys are compared as
+    /// `String`s, that is by canonical equivalence: NFC `caf\u{E9}` and NFD `cafe\u{301}` collide too,
+    /// as on APFS and HFS+.
     public static func caseFoldKey(_ path: String) -> String {
         path.lowercased()
+    }
+
+    /// Paths seen so far by their `caseFoldKey`: the one collision rule of the applier (a new tree
+    /// with two such paths is refused) and of the maker (which refuses to make that tree's bundle).
+    public struct CaseCollisions: Sendable {
+        private var seen = [String: String]()
+
+        public init() {}
+
+        /// Records `path`; returns the path recorded before that it collides with, if any.
+        public mutating func insert(_ path: String) -> String? {
+            let key = BundlePath.caseFoldKey(path)
+            if let other = seen[key] { return other }
+            seen[key] = path
+            return nil
+        }
     }
 
     /// The parent directory of a path, or nil at the top level.
@@ -70,5 +91,21 @@ public enum BundlePath {
             }
         }
         return out + (s.unicodeScalars.count > 200 ? "...\"" : "\"")
+    }
+}
+
+/// A path compared by its UTF-8 bytes: the key wherever a path's identity matters (which entry of a
+/// tree it is). Swift `String` compares and hashes by canonical equivalence, so NFC `caf\u{E9}` and
+/// NFD `cafe\u{301}`, two names on Linux, were one `String` key: a rename from one to the other looked
+/// unchanged, and a tree holding both lost one of them.
+public struct PathKey: Hashable, Sendable {
+    public let bytes: [UInt8]
+
+    public init(_ path: String) {
+        bytes = Array(path.utf8)
+    }
+
+    public init(bytes: [UInt8]) {
+        self.bytes = bytes
     }
 }
