@@ -303,7 +303,7 @@ def write_markdown(path, results, args, phoenix, corpus, when=None):
         "",
     ]
     if "floor" in [t.strip() for t in args.tools.split(",")]:
-        lines[-1:-1] = ["`floor` is not a tool but two lower bounds from the same rounds: make = libdivsufsort alone on "
+        lines[-3:-3] = ["`floor` is not a tool but two lower bounds from the same rounds: make = libdivsufsort alone on "
                         "the old file (the sort the suffix-array index starts with, in the same parts on the same cores; hash chains need no sort), apply = phoenix-diff applying "
                         "a patch from new to itself (read, SHA-256, write, SHA-256, fsync; nothing to decode).", ""]
     for pair, rows in results.items():

@@ -22,14 +22,17 @@ public enum DiffEngine {
     /// ceil(log2) of its size (a suffix array part's, from 16 MiB half of old) bits an entry (3.1 bytes
     /// a byte of a 24 MB file, 3.0 in halves; the chains add their bucket
     /// starts at the same width) + |old|/2 + 32 bytes a tuple. Compressing: the index is freed
-    /// first, and compressors finishing side by side stay within what it held. About 5.6n for equal
-    /// sizes (5.9n with chains), against bsdiff 4.3's 17n+ and HDiffPatch -m's ~6n. Measured peak RSS
-    /// of `phoenix-diff make` (`makePatchFile`, which reads `new` only after indexing; the peer
-    /// benchmark, GNU time), default index: 78.8 MB on the 10.5 MB numpy pair (HDiffPatch -m 82.3),
-    /// 165 MB on ruff, 24.5 MB (173.6), 333.6 MB on pyarrow, 55 MB (352.3), 171.2 MB on the 27 MB
-    /// Django tar (184.1), 1.26 GB on polars, 221 MB (1.33 GB; the chains' build is the peak there);
-    /// the suffix array: 77.5, 164.6, 338.5, 174.4 MB and 1.32 GB. Called with both buffers in memory,
-    /// indexing also holds `new`. For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
+    /// first, and compressors finishing side by side stay within what it held. The chains index only
+    /// what the block matches (`BlockMatches`, from 1 MiB of old) leave of old, and one position in 4
+    /// of the rest, so their terms in |old| shrink with the share of new found in long blocks. About
+    /// 5.6n for equal sizes with nothing in blocks, against bsdiff 4.3's 17n+. Measured peak RSS of
+    /// `phoenix-diff make` (`makePatchFile`, which reads `new` again after indexing; the peer
+    /// benchmark, GNU time, 2026-11-30), default index, against HDiffPatch's `hdiffz -m` (v5.1.3,
+    /// which block-matches first and streams the files): 61.0 MB on the 10.5 MB numpy pair (hdiffz
+    /// 35.4), 153.4 MB on ruff, 24.5 MB (149.3), 266.6 MB on pyarrow, 55 MB (193.3), 99.4 MB on the
+    /// 27 MB Django tar (7.3), 1.208 GB on polars, 221 MB (1.208 GB, 0.1 MB more); the suffix array:
+    /// 73.9, 158.9, 329.3, 168.8 MB and 1.29 GB. Called with both buffers in memory, indexing also
+    /// holds `new`. For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
     ///
     /// - Parameter progress: called with a fraction in 0...1 as the work advances (from this thread).
     public static func makePatch(old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,

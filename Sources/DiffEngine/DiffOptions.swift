@@ -56,12 +56,10 @@ public struct DiffOptions: Sendable, Equatable {
     /// How old is searched for matches (`MatchIndexKind`). By default (`.auto`) by hash chains
     /// (`ChainIndex`: no suffix sort) for old files under 4 GiB, by its suffix array (the longest match
     /// at every position) from there. Measured on the corpus pairs against the suffix array, the
-    /// chains make `make` 1.4-2.1x faster (the suffix array sorted in halves on two cores), patches
-    /// 0.1-1.7% larger on numpy, pyarrow and the Django tar, 1.2% smaller on ruff and 3.1% on the
-    /// 221 MB polars library, and peak memory lower on
-    /// pyarrow, the Django tar and polars (the positions past the depth a search reads are dropped),
-    /// a few MB higher on numpy and ruff; under HDiffPatch -m's on every pair. The low-memory mode
-    /// (`memoryLimit`) has its own anchor index.
+    /// chains (after the block matches, `BlockMatches`) make `make` 1.4-2.6x faster (the suffix array
+    /// sorted in halves on two cores), patches 0.1-2.9% larger on numpy, pyarrow and the Django tar,
+    /// 1.2% smaller on ruff and 3.1% on the 221 MB polars library, and peak memory lower on every
+    /// pair (13-41%). The low-memory mode (`memoryLimit`) has its own anchor index.
     public var index: MatchIndexKind = .auto
     /// `makePatchFile` only: the most resident memory, in bytes, the diff may use. When the in-memory
     /// engine would need more (`DiffEngine.estimatedPeakMemory`), the low-memory mode is used instead
