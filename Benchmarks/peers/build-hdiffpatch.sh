@@ -10,7 +10,10 @@ version=2.6.0
 sha256=9f0d05ee1784a8223df4ca806c47c4fc0dc2048aabd24e8694730e55a39aa5a6
 url=https://files.pythonhosted.org/packages/ac/4b/824ac1078e591f4b71c83016a1e912f1efc431088e69aa3e045d0223cc34/hdiffpatch-$version.tar.gz
 dest=${1:-$HOME/.cache/phoenix-peers/hdiffpatch}
-if [ -x "$dest/hdiffz" ] && [ -x "$dest/hpatchz" ]; then echo "$dest"; exit 0; fi
+# Reused only when built from this version (a stamp written after a build).
+if [ -x "$dest/hdiffz" ] && [ -x "$dest/hpatchz" ] && [ "$(cat "$dest/BUILT_FROM" 2>/dev/null)" = "hdiffpatch-$version" ]; then
+  echo "$dest"; exit 0
+fi
 for tool in curl gcc g++ make; do
   command -v "$tool" >/dev/null || { echo "build-hdiffpatch: $tool is needed (apt-get install curl build-essential)" >&2; exit 1; }
 done
@@ -27,4 +30,5 @@ make -C "$src" -j"$(nproc)" XXH=0 hdiffz hpatchz >"$work/build.log" 2>&1 || {
   tail -20 "$work/build.log" >&2; echo "build-hdiffpatch: make failed" >&2; exit 1; }
 mkdir -p "$dest"
 install -m 0755 "$src/hdiffz" "$src/hpatchz" "$dest/"
+echo "hdiffpatch-$version" > "$dest/BUILT_FROM"
 echo "$dest"

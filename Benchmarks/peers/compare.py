@@ -17,7 +17,7 @@ patch from new to itself (read, SHA-256 before, write, SHA-256 after, fsync; not
 least a verified, durable apply of this file can take. Their ratios against bsdiff/bspatch are the
 best such an engine could show on this machine.
 
-HDiffPatch runs as its own command-line tools, `hdiffz -m -c-zstd -d` (all its threads; `-d` skips
+HDiffPatch runs as its own command-line tools, `hdiffz -m -c-zstd -d` (its default 4 threads; `-d` skips
 its self-check, as our make has none) and `hpatchz` (streaming), built from the PyPI package's source
 distribution by build-hdiffpatch.sh (found in $HDIFFPATCH_DIR, default ~/.cache/phoenix-peers/hdiffpatch).
 
@@ -161,8 +161,10 @@ def main():
     if args.render_only:
         out_dir = Path(args.out)
         saved = out_dir / "results.json"
-        results = json.loads(saved.read_text())
-        write_markdown(out_dir / "results.md", results, args, args.phoenix, args.corpus, when=saved.stat().st_mtime)
+        data = json.loads(saved.read_text())
+        # Saved with the versions of what ran ({"versions", "pairs"}), or, before, the pairs alone.
+        results, ran = (data["pairs"], data["versions"]) if "pairs" in data else (data, "not recorded")
+        write_markdown(out_dir / "results.md", results, args, ran, args.corpus, when=saved.stat().st_mtime)
         write_chart(out_dir / "chart.svg", results)
         print((out_dir / "results.md").read_text())
         return
@@ -229,8 +231,8 @@ def main():
                     # A tool that exits 0 without writing must not be scored on the last round's patch.
                     Path(patch).unlink(missing_ok=True)
                     secs, rss, cpu, code, err = timed(make(old, new, patch))
-                    if code != 0:
-                        r["ok"], r["error"] = False, f"make failed: {err[-300:]}"
+                    if code != 0 or (t != "floor" and not os.path.exists(patch)):
+                        r["ok"], r["error"] = False, f"make failed (exit {code}, patch written: {os.path.exists(patch)}): {err[-300:]}"
                         continue
                     r["make"].append(secs)
                     r["make_rss"].append(rss)
@@ -250,8 +252,9 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    write_markdown(out_dir / "results.md", results, args, phoenix, corpus)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    ran = versions(phoenix)
+    write_markdown(out_dir / "results.md", results, args, ran, corpus)
+    (out_dir / "results.json").write_text(json.dumps({"versions": ran, "pairs": results}, indent=2))
     write_chart(out_dir / "chart.svg", results)
     print((out_dir / "results.md").read_text())
 
@@ -287,7 +290,7 @@ def versions(phoenix):
             f"build-hdiffpatch.sh); {xdelta}; {zstd}")
 
 
-def write_markdown(path, results, args, phoenix, corpus, when=None):
+def write_markdown(path, results, args, ran, corpus, when=None):
     lines = [
         "# Peer comparison",
         "",
@@ -299,11 +302,11 @@ def write_markdown(path, results, args, phoenix, corpus, when=None):
         "time, the median of the runs: how many cores the tool kept busy. Peak RSS is the largest of the runs "
         "(`/usr/bin/time`'s maximum resident set). MB = 10^6 bytes, KB = 10^3.",
         "",
-        f"Versions: {versions(phoenix)}",
+        f"Versions: {ran}",
         "",
     ]
     if "floor" in [t.strip() for t in args.tools.split(",")]:
-        lines[-3:-3] = ["`floor` is not a tool but two lower bounds from the same rounds: make = libdivsufsort alone on "
+        lines[-2:-2] = ["`floor` is not a tool but two lower bounds from the same rounds: make = libdivsufsort alone on "
                         "the old file (the sort the suffix-array index starts with, in the same parts on the same cores; hash chains need no sort), apply = phoenix-diff applying "
                         "a patch from new to itself (read, SHA-256, write, SHA-256, fsync; nothing to decode).", ""]
     for pair, rows in results.items():

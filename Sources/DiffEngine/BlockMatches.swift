@@ -17,7 +17,8 @@ import Glibc
 ///
 /// New is scanned in fixed parts (`part`), on all cores, each part's matches found on its own and
 /// trimmed where one runs into the next, so the matches, and so the patch, are the same for any
-/// thread count. Memory: the table, 12 bytes per 512 bytes of old, and the matches.
+/// thread count. Memory: the anchor table (8-byte slots, at most 70% full: 23-46 bytes per 512 bytes
+/// of old) and the matches.
 struct BlockMatches {
     struct Match: Equatable {
         var newStart: Int
@@ -57,10 +58,13 @@ struct BlockMatches {
         self.slots = slots
     }
 
-    /// The match whose new range holds `offset`, if any.
+    /// The match whose new range holds `offset`, if any. (Past the new file the matches were found in,
+    /// none: `makePatchFile` reads new again, which may have grown meanwhile.)
     @inline(__always)
     func match(containing offset: Int) -> Match? {
-        var m = Int(slots[offset / Self.block])
+        let slot = offset / Self.block
+        guard offset >= 0 && slot < slots.count else { return nil }
+        var m = Int(slots[slot])
         while m < matches.count {
             let x = matches[m]
             if x.newStart > offset { return nil }
@@ -117,18 +121,24 @@ struct BlockMatches {
                 found.withLock { $0[i] = m }
             }
         }
-        // A part's last match may run on into the next part, whose first matches then start inside it:
-        // trim them to where it ends (the same alignment or another, an exact match either way).
+        // A part's matches stop at its end (give or take an anchor window): one that goes on in the
+        // next part, in the same alignment, is joined to that part's first; where they overlap (the
+        // window) the later one is trimmed. Then matches shorter than a block are dropped.
         var matches: [Match] = []
         for var m in found.withLock({ $0 }).joined() {
             if let last = matches.last, m.newStart < last.newEnd {
-                let cut = last.newEnd - m.newStart
+                let cut = min(last.newEnd - m.newStart, m.count)
                 m.newStart += cut
                 m.oldStart += cut
             }
-            if m.count >= block { matches.append(m) }
+            if m.count == 0 { continue }
+            if let last = matches.last, m.newStart == last.newEnd, m.oldStart - m.newStart == last.oldStart - last.newStart {
+                matches[matches.count - 1].newEnd = m.newEnd
+                continue
+            }
+            matches.append(m)
         }
-        return BlockMatches(matches: matches, newCount: new.count)
+        return BlockMatches(matches: matches.filter { $0.count >= block }, newCount: new.count)
     }
 
     /// log2 of the average spacing of the anchors.
@@ -136,7 +146,9 @@ struct BlockMatches {
 
     /// The matches found from the anchors of new that start in `range`, in order. A match extends
     /// backwards no further than the part's start or the previous match's end, and forwards as far as
-    /// the bytes agree (past the part's end too); it is kept when it is at least a block long.
+    /// the bytes agree up to the part's end (each part past it would compare the same stretch again:
+    /// quadratic on a long file that matches to its end); it is kept when it is at least a block long
+    /// or reaches the part's end (`find` joins it to the next part's).
     private static func scan(_ range: Range<Int>, old o: UnsafePointer<UInt8>, oldCount: Int,
                              new n: UnsafePointer<UInt8>, newCount: Int, anchors: AnchorIndex) -> [Match] {
         let w = RollingHash.window
@@ -153,8 +165,10 @@ struct BlockMatches {
                     start -= 1
                     oldStart -= 1
                 }
-                let end = i + w + commonPrefixLength(n + (i + w), o + (at + w), limit: min(newCount - (i + w), oldCount - (at + w)))
-                if end - start >= block {
+                // A window that straddles the part's end ends the match there (the room is negative).
+                let room = min(min(range.upperBound, newCount) - (i + w), oldCount - (at + w))
+                let end = i + w + (room > 0 ? commonPrefixLength(n + (i + w), o + (at + w), limit: room) : 0)
+                if end - start >= block || end >= range.upperBound {
                     out.append(Match(newStart: start, newEnd: end, oldStart: oldStart))
                     floor = end
                     i = end

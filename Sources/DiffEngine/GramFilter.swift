@@ -112,9 +112,14 @@ struct GramFilter: ~Copyable {
                 let start = progress.take() &* Self.chunk
                 if start >= positions { return }
                 let end = min(start &+ Self.chunk, positions)
-                // The run holding the chunk's first position, then on through the next ones.
-                var s = 0
-                while s + 1 < starts.count && starts[s + 1] <= start { s += 1 }
+                // The run holding the chunk's first position (the last that starts at or before it, by
+                // binary search: a file may have many runs), then on through the next ones.
+                var lo = 0, hi = starts.count - 1
+                while lo < hi {
+                    let mid = (lo + hi + 1) / 2
+                    if starts[mid] <= start { lo = mid } else { hi = mid - 1 }
+                }
+                var s = lo
                 var v = start
                 while v < end {
                     let runEnd = min(end, starts[s] + runs[s].count)

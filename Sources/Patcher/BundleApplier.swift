@@ -225,7 +225,7 @@ public enum BundleApplier {
         if !exists && POSIX.exists(state.directory) {
             throw PatcherError.installationMismatch(directory: state.directory, detail: "it is not a directory")
         }
-        let old = exists ? try TreeScanner.scan(state.directory, threads: options.threads) : []
+        let old = exists ? try TreeScanner.scan(state.directory, threads: options.threads, lossyLinkTargets: true) : []
         let oldDigest = TreeDigest.compute(old)
         if !header.isFull && !exists {
             throw PatcherError.installationMismatch(
@@ -518,7 +518,7 @@ public enum BundleApplier {
         if POSIX.exists(state.installedNext) {
             try POSIX.rename(state.installedNext, state.installed)
         } else {
-            let record = TreeRecord.encode(try newTree ?? TreeScanner.scan(state.directory))
+            let record = TreeRecord.encode(try newTree ?? TreeScanner.scan(state.directory, lossyLinkTargets: true))
             let w = try AtomicFileWriter(destination: state.installed, mode: 0o600)
             try record.withUnsafeBytes { try w.write($0) }
             try w.commit()
@@ -598,13 +598,13 @@ public enum BundleApplier {
                 guard POSIX.isDirectory(state.backup), let info = try readJSON(BackupInfo.self, from: state.backupInfo) else {
                     throw PatcherError.noBackup(directory: state.directory, detail: "there is no previous version to restore")
                 }
-                let backup = try TreeScanner.scan(state.backup, threads: options.threads)
+                let backup = try TreeScanner.scan(state.backup, threads: options.threads, lossyLinkTargets: true)
                 let backupDigest = Hex.encode(TreeDigest.compute(backup))
                 guard backupDigest == info.digest else {
                     throw PatcherError.noBackup(directory: state.directory,
                                                 detail: "the previous version was modified (digest \(backupDigest.prefix(16))..., expected \(info.digest.prefix(16))...)")
                 }
-                let current = try TreeScanner.scan(state.directory, threads: options.threads)
+                let current = try TreeScanner.scan(state.directory, threads: options.threads, lossyLinkTargets: true)
                 let currentDigest = Hex.encode(TreeDigest.compute(current))
                 try writeJSON(Journal(operation: .rollback, phase: .staged, oldDigest: currentDigest, newDigest: info.digest,
                                       incomingInode: try POSIX.inode(state.backup) ?? 0,
@@ -638,7 +638,7 @@ public enum BundleApplier {
     static func finishRollback(_ state: State, rolledBackFrom digest: String) throws {
         if POSIX.exists(state.previous) && !POSIX.exists(state.backup) { try POSIX.rename(state.previous, state.backup) }
         try writeJSON(BackupInfo(digest: digest), to: state.backupInfo)
-        let record = TreeRecord.encode(try TreeScanner.scan(state.directory))
+        let record = TreeRecord.encode(try TreeScanner.scan(state.directory, lossyLinkTargets: true))
         let w = try AtomicFileWriter(destination: state.installed, mode: 0o600)
         try record.withUnsafeBytes { try w.write($0) }
         try w.commit()

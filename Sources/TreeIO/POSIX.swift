@@ -143,11 +143,14 @@ public enum POSIX {
 
     /// A symbolic link's target. One that is not UTF-8 is refused, naming the link: decoded, it would
     /// be another target (U+FFFD for each bad byte), installed as such by a bundle made from it.
-    public static func readlink(_ path: String) throws -> String {
+    /// A symbolic link's target. One that is not UTF-8 is refused, or with `lossy` decoded with U+FFFD
+    /// (for a scan that only compares digests: such a tree then matches no bundle's digest).
+    public static func readlink(_ path: String, lossy: Bool = false) throws -> String {
         var buf = [CChar](repeating: 0, count: 4097)
         let n = Glibc.readlink(path, &buf, 4096)
         guard n >= 0 else { throw error("cannot read link", path) }
         let bytes = buf[0..<n].map { UInt8(bitPattern: $0) }
+        if lossy { return String(decoding: bytes, as: UTF8.self) }
         guard let target = String(validating: bytes, as: UTF8.self) else {
             throw TreeIOError.invalidName(path: path, reason: "it is a symbolic link whose target \"\(escaped(bytes))\" is not "
                                           + "valid UTF-8 (bundles store link targets as UTF-8)")
@@ -171,7 +174,11 @@ public enum POSIX {
             default: length = 0  // a control character, or a byte no UTF-8 sequence starts with
             }
             if length > 0, i + length <= bytes.count, let s = String(validating: bytes[i..<i + length], as: UTF8.self) {
-                out += s
+                // C1 controls and the bidirectional overrides would reorder or hide what the message
+                // shows: as `\u{...}`.
+                let v = s.unicodeScalars.first!.value
+                out += (0x80...0x9F).contains(v) || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v)
+                    ? "\\u{" + String(v, radix: 16) + "}" : s
                 i += length
             } else {
                 out += "\\x" + (b < 0x10 ? "0" : "") + String(b, radix: 16)

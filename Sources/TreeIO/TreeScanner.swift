@@ -11,9 +11,14 @@ import PatchFormat
 /// Cost: one lstat per entry and one read of every file (hashed on `threads` cores); memory: the
 /// entry list plus 1 MiB per hashing thread.
 public enum TreeScanner {
-    public static func scan(_ root: String, hashContents: Bool = true, threads: Int = 1) throws -> [TreeEntry] {
+    /// - Parameter lossyLinkTargets: decode a link target that is not UTF-8 with U+FFFD instead of
+    ///   refusing the tree: for scans of an installation, whose digest then matches no bundle's (a delta
+    ///   is refused, a full bundle replaces the tree), where refusing would leave it stuck; never for
+    ///   the tree a bundle is made from, which would carry the altered target.
+    public static func scan(_ root: String, hashContents: Bool = true, threads: Int = 1,
+                            lossyLinkTargets: Bool = false) throws -> [TreeEntry] {
         var entries = [TreeEntry]()
-        try walk(root: root, relative: nil, into: &entries)
+        try walk(root: root, relative: nil, lossyLinkTargets: lossyLinkTargets, into: &entries)
         entries.sort { pathPrecedes($0.path, $1.path) }
         if hashContents {
             let files = entries.indices.filter { entries[$0].kind == .file }
@@ -40,7 +45,7 @@ public enum TreeScanner {
         return entries
     }
 
-    static func walk(root: String, relative: String?, into entries: inout [TreeEntry]) throws {
+    static func walk(root: String, relative: String?, lossyLinkTargets: Bool, into entries: inout [TreeEntry]) throws {
         let dirPath = relative.map { root + "/" + $0 } ?? root
         for raw in try POSIX.listDirectoryBytes(dirPath) {
             // Bundle paths are UTF-8. A name that is not is refused as it is on disk: decoded with
@@ -62,9 +67,9 @@ public enum TreeScanner {
                 entries.append(.file(rel, mode: mode, size: UInt64(st.st_size), sha256: []))
             case S_IFDIR:
                 entries.append(.directory(rel, mode: mode))
-                try walk(root: root, relative: rel, into: &entries)
+                try walk(root: root, relative: rel, lossyLinkTargets: lossyLinkTargets, into: &entries)
             case S_IFLNK:
-                entries.append(.symlink(rel, target: try POSIX.readlink(full)))
+                entries.append(.symlink(rel, target: try POSIX.readlink(full, lossy: lossyLinkTargets)))
             case S_IFCHR: throw TreeIOError.unsupportedFileType(path: full, type: "character device")
             case S_IFBLK: throw TreeIOError.unsupportedFileType(path: full, type: "block device")
             case S_IFIFO: throw TreeIOError.unsupportedFileType(path: full, type: "FIFO")

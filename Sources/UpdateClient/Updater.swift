@@ -61,7 +61,7 @@ public final class Updater: @unchecked Sendable {
     /// This client's bookkeeping of an install a killed run left (the tree is old or new by now).
     private func finishInterruptedInstall() throws {
         guard let i = state.installing else { return }
-        let digest = (try? Hex.encode(TreeDigest.compute(TreeScanner.scan(settings.installDir)))) ?? ""
+        let digest = (try? Hex.encode(TreeDigest.compute(TreeScanner.scan(settings.installDir, lossyLinkTargets: true)))) ?? ""
         if digest == i.treeDigest {
             finishInstallBookkeeping(version: i.version, previous: i.previousVersion)
         }
@@ -353,7 +353,7 @@ public final class Updater: @unchecked Sendable {
             if let reason = state.failedDeltas[offer.package.sha256] {
                 fallback = "this delta failed before (\(reason)); using the full package"
             } else if let expected = offer.fromTreeDigest,
-                      let actual = try? Hex.encode(TreeDigest.compute(TreeScanner.scan(dir))), actual != expected {
+                      let actual = try? Hex.encode(TreeDigest.compute(TreeScanner.scan(dir, lossyLinkTargets: true))), actual != expected {
                 fallback = "the installation differs from \(offer.fromVersion ?? "?") (tree digest); using the full package"
                 state.failedDeltas[offer.package.sha256] = "installation differs"
             } else {

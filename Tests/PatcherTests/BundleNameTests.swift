@@ -117,6 +117,29 @@ import TreeIO
         #expect(try dir.listing() == ["s"])
     }
 
+    /// An installation holding such a link is not stuck: its scan (lossy there) matches no delta's
+    /// old digest, so a delta is refused as a mismatch, and a full bundle replaces the tree.
+    @Test func anInstallationWithSuchALinkTakesAFullBundle() throws {
+        let dir = try TemporaryDirectory()
+        let install = dir.file("app")
+        try TreeSpec.build(install, [.text("VERSION", "1")])
+        let target = (Array("tgt".utf8) + [0xFF, 0]).map { CChar(bitPattern: $0) }
+        #expect(Glibc.symlink(target, install + "/lnk") == 0)
+        let next = dir.file("next")
+        try TreeSpec.build(next, [.text("VERSION", "2")])
+        let full = dir.file("full.phxb")
+        _ = try BundleMaker.make(oldRoot: nil, newRoot: next, to: full)
+        _ = try BundleApplier.apply(directory: install, bundlePath: full)
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(next))
+        // And a delta made from the tree without the link is refused as another tree, not a crash.
+        #expect(Glibc.symlink(target, install + "/lnk") == 0)
+        let third = dir.file("third")
+        try TreeSpec.build(third, [.text("VERSION", "3")])
+        let delta = dir.file("delta.phxb")
+        _ = try BundleMaker.make(oldRoot: next, newRoot: third, to: delta)
+        #expect(throws: PatcherError.self) { _ = try BundleApplier.apply(directory: install, bundlePath: delta) }
+    }
+
     /// A name that is not UTF-8 is refused as such, shown as its bytes. Before: "cannot stat
     /// u/bad\u{FFFD}: No such file or directory".
     @Test func aFileNameThatIsNotUTF8IsRefusedAsSuch() throws {
@@ -154,6 +177,7 @@ import TreeIO
         #expect(POSIX.escaped([0xC3]) == "\\xc3", "a sequence cut short")
         #expect(POSIX.escaped([0xC0, 0x80]) == "\\xc0\\x80", "an overlong sequence")
         #expect(POSIX.escaped([0x0A, 0x41]) == "\\x0aA", "a control character")
+        #expect(POSIX.escaped(Array("a\u{9B}b\u{202E}c".utf8)) == "a\\u{9b}b\\u{202e}c", "C1 and bidi controls")
     }
 
     /// A `/` followed by a combining mark is one `Character`, but a separator on disk: split by
@@ -166,6 +190,23 @@ import TreeIO
         let error = #expect(throws: PatchFormatError.self) { try BundleManifest.validateTree(entries, list: "new tree") }
         #expect(error?.description.contains("through another symlink") == true, "\(String(describing: error))")
         try BundlePath.validateLinkTarget("\u{301}x/../y", of: "ok")
+    }
+
+    /// A `..` through a link named in the other normalization form, or in other letter case: APFS and
+    /// case-insensitive file systems resolve `cafe\u{301}` to the link `caf\u{E9}` (and `DOT` to
+    /// `dot`), so `a/evil` would climb out; a lookup by bytes let both pass.
+    @Test func aDotDotThroughALinkSpelledOtherwiseIsRefused() throws {
+        for (link, spelled) in [(Self.nfc, Self.nfd), (Self.nfd, Self.nfc), ("dot", "DOT")] {
+            let names = [link, "evil"].sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            var entries: [TreeEntry] = [.directory("a", mode: 0o755)]
+            for name in names {
+                entries.append(name == "evil" ? .symlink("a/evil", target: spelled + "/../..") : .symlink("a/" + link, target: ".."))
+            }
+            let error = #expect(throws: PatchFormatError.self, "\(link) spelled \(spelled)") {
+                try BundleManifest.validateTree(entries, list: "new tree")
+            }
+            #expect(error?.description.contains("through another symlink") == true, "\(String(describing: error))")
+        }
     }
 
     /// A directory in the other normalization form is not a file's parent (on Linux they are two).

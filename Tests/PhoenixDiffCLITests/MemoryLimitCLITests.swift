@@ -108,8 +108,9 @@ import TestSupport
         #expect(tightPeak <= limit - (2 << 20))
     }
 
-    /// `make --index best` runs both indexes one after the other; its peak is the larger run's, not
-    /// that plus what the first run freed (the command maps large allocations, so frees go back).
+    /// `make --index best` runs both indexes one after the other; its peak is the larger run's and the
+    /// first run's patch (kept to compare), not that plus what the first run freed (the command maps
+    /// large allocations, so frees go back).
     @Test func bestPeaksLikeTheLargerIndexAlone() throws {
         let dir = try TemporaryDirectory()
         // 24 MiB; new has a block inserted at 9 MiB and, from 17 MiB on, one byte value in 16 changed:
@@ -131,7 +132,13 @@ import TestSupport
             peaks[index] = peak
         }
         let alone = max(peaks["hash-chains"]!, peaks["suffix-array"]!)
-        #expect(peaks["best"]! <= alone + (4 << 20), "best peaked at \(peaks["best"]! >> 20) MiB, the larger index alone at \(alone >> 20)")
+        // The chains run first; its patch is held while the suffix array runs. 8 MiB of slack: a run's
+        // peak moves by a few MiB from one run to the next (when the chains' run was the larger, 4 held;
+        // with block matches the suffix array's is), and what this test guards against is the first
+        // run's freed index, tens of MiB here.
+        let kept = (try FileManager.default.attributesOfItem(atPath: dir.file("p-hash-chains"))[.size] as? Int) ?? 0
+        #expect(peaks["best"]! <= alone + kept + (8 << 20),
+                "best peaked at \(peaks["best"]! >> 20) MiB, the larger index alone at \(alone >> 20), the first patch \(kept >> 20)")
     }
 
     @Test func aLimitBelowTheMinimumIsAUsageError() throws {

@@ -300,6 +300,8 @@ public struct BundleManifest: Equatable, Sendable {
     /// (`BundlePath.CaseCollisions`), link targets that stay inside.
     public static func validateTree(_ entries: [TreeEntry], list: String) throws {
         var kinds = [PathKey: TreeEntry.Kind]()
+        // The same by `caseFoldKey` (unique: collisions are refused below), for the link chains.
+        var foldedKinds = [String: TreeEntry.Kind]()
         var folded = BundlePath.CaseCollisions()
         kinds.reserveCapacity(entries.count)
         for (i, e) in entries.enumerated() {
@@ -324,16 +326,19 @@ public struct BundleManifest: Equatable, Sendable {
                 try BundlePath.validateLinkTarget(e.linkTarget ?? "", of: e.path)
             }
             kinds[PathKey(e.path)] = e.kind
+            foldedKinds[BundlePath.caseFoldKey(e.path)] = e.kind
         }
         for e in entries where e.kind == .symlink {
-            try validateLinkChain(e, kinds: kinds)
+            try validateLinkChain(e, kinds: foldedKinds)
         }
     }
 
     /// A `..` after a component that is itself a symlink could climb out physically even when the
     /// lexical check passes; refuse such targets. Components are split by bytes, as in
-    /// `BundlePath.validateLinkTarget`.
-    static func validateLinkChain(_ e: TreeEntry, kinds: [PathKey: TreeEntry.Kind]) throws {
+    /// `BundlePath.validateLinkTarget`; they are looked up by `caseFoldKey` (`kinds` is keyed by it), as
+    /// a case-insensitive or normalizing file system (APFS: `cafe\u{301}` is `caf\u{E9}`) resolves
+    /// them: by bytes alone, `a/evil -> cafe\u{301}/../..` passed beside a link `a/caf\u{E9} -> ..`.
+    static func validateLinkChain(_ e: TreeEntry, kinds: [String: TreeEntry.Kind]) throws {
         let slash = UInt8(ascii: "/")
         guard let target = e.linkTarget else { return }
         let components = target.utf8.split(separator: slash).map { Array($0) }
@@ -343,7 +348,8 @@ public struct BundleManifest: Equatable, Sendable {
             if c.elementsEqual(".".utf8) { continue }
             if c.elementsEqual("..".utf8) { if !current.isEmpty { current.removeLast() }; continue }
             current.append(c)
-            if k < components.count - 1, kinds[PathKey(bytes: Array(current.joined(separator: [slash])))] == .symlink {
+            let path = String(decoding: Array(current.joined(separator: [slash])), as: UTF8.self)
+            if k < components.count - 1, kinds[BundlePath.caseFoldKey(path)] == .symlink {
                 throw PatchFormatError.invalidField(field: "symlink \(BundlePath.quoted(e.path)) target",
                                                     value: BundlePath.quoted(target),
                                                     reason: "resolves through another symlink before '..'")
