@@ -89,6 +89,12 @@ public enum BundleMaker {
         let old = try oldRoot.map { try TreeScanner.scan($0, threads: options.threads) } ?? []
         let new = try TreeScanner.scan(newRoot, threads: options.threads)
         try refuseCaseCollisions(new, root: newRoot)
+        // The rest of what every apply checks of the new tree (links that stay inside the installation,
+        // and resolve no `..` through another link): refused here, not after the bundle is shipped.
+        do { try BundleManifest.validateTree(new, list: "new tree") } catch PatchFormatError.invalidField(_, let value, let reason) {
+            throw DiffEngineError.unsupportedCombination(
+                "the tree \(newRoot) cannot be bundled: \(value) \(reason); every apply refuses such a bundle")
+        }
         progress?(0.2)
         let plan = plan(old: old, new: new)
 

@@ -102,6 +102,25 @@ import TreeIO
         #expect(try dir.listing() == ["c"], "no bundle and no temporary file")
     }
 
+    /// Links that leave the installation are refused by `make`, naming the link (before, the bundle was
+    /// made and every apply refused it); a link that stays inside is fine.
+    @Test func makeRefusesLinksThatLeaveTheTree() throws {
+        let dir = try TemporaryDirectory()
+        for (name, target) in [("abs", "/etc/passwd"), ("up", "../outside"), ("deep", "d/../../x")] {
+            let tree = dir.file("t-" + name)
+            try TreeSpec.build(tree, [.text("d/f", "x"), .link(name, to: target)])
+            let error = #expect(throws: DiffEngineError.self, "\(target)") {
+                _ = try BundleMaker.make(oldRoot: nil, newRoot: tree, to: dir.file(name + ".phxb"))
+            }
+            let message = error?.description ?? ""
+            #expect(message.contains("cannot be bundled") && message.contains(name), "\(message)")
+            #expect(!POSIX.exists(dir.file(name + ".phxb")))
+        }
+        let fine = dir.file("fine")
+        try TreeSpec.build(fine, [.text("d/f", "x"), .link("ok", to: "d/f")])
+        _ = try BundleMaker.make(oldRoot: nil, newRoot: fine, to: dir.file("fine.phxb"))
+    }
+
     /// A link whose target is not UTF-8 is refused naming the link. Before, the target was decoded
     /// with U+FFFD and the bundle installed `tgt\xef\xbf\xbd` for `tgt\xff`.
     @Test func aLinkTargetThatIsNotUTF8IsRefusedNamingTheLink() throws {
