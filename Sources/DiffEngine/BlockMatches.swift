@@ -6,17 +6,18 @@ import Glibc
 
 /// Long exact matches between old and new, found before old is indexed: old's content-defined
 /// anchors go into a small table, new's anchors are looked up there, and each hit is extended both
-/// ways as far as the bytes agree and kept when it is a block (1 KiB) or longer. Where two versions share long stretches (a tar of
-/// two releases of a source tree: 99% of new; numpy's library 54%, pyarrow's 44%, ruff's 14%), those
-/// stretches of old need not be indexed at all: the hash chains are built over the rest of old only
-/// (`ChainIndex(blocks:)`; one position in `sampling` there), which saves their sort's time and their memory in proportion, and the
-/// matcher takes a block's alignment where new is inside one (`BlockAwareFinder`). The price: a search
-/// from elsewhere in new no longer finds a match inside those stretches of old (a second copy of
-/// shared code), so a patch can grow a little (measured in docs/engine-research.md, session 14).
-/// HDiffPatch's `-block` pre-matching (on by default in hdiffz 4+) is the same idea.
+/// ways as far as the bytes agree and kept when it is a block (1 KiB) or longer. Where two versions
+/// share long stretches (a tar of two releases of a source tree: 99% of new; numpy's library 54%,
+/// pyarrow's 44%, ruff's 14%), those stretches of old need hardly be indexed: the hash chains index
+/// the rest of old and one position in `sampling` there (`ChainIndex(blocks:)`), which saves their
+/// sort's time and their memory in proportion, and the matcher takes a block's alignment where new is
+/// inside one (`BlockAwareFinder`). The price: a search from elsewhere in new finds a match inside
+/// those stretches of old (a second copy of shared code) only from a sampled position, so a patch can
+/// grow a little (docs/engine-research.md, session 14). HDiffPatch's `-block` pre-matching (on by
+/// default in hdiffz 4+) is the same idea.
 ///
 /// New is scanned in fixed parts (`part`), on all cores, each part's matches found on its own and
-/// trimmed where one runs into the next, so the matches, and so the patch, are the same for any
+/// joined where one goes on into the next, so the matches, and so the patch, are the same for any
 /// thread count. Memory: the anchor table (8-byte slots, at most 70% full: 23-46 bytes per 512 bytes
 /// of old) and the matches.
 struct BlockMatches {
