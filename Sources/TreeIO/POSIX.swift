@@ -142,9 +142,9 @@ public enum POSIX {
     }
 
     /// A symbolic link's target. One that is not UTF-8 is refused, naming the link: decoded, it would
-    /// be another target (U+FFFD for each bad byte), installed as such by a bundle made from it.
-    /// A symbolic link's target. One that is not UTF-8 is refused, or with `lossy` decoded with U+FFFD
-    /// (for a scan that only compares digests: such a tree then matches no bundle's digest).
+    /// be another target (U+FFFD for each bad byte), installed as such by a bundle made from it. With
+    /// `lossy` it is decoded so (for scans of an installation, which only compare digests: the tree
+    /// then matches no bundle made from what is on disk, and a full bundle replaces it).
     public static func readlink(_ path: String, lossy: Bool = false) throws -> String {
         var buf = [CChar](repeating: 0, count: 4097)
         let n = Glibc.readlink(path, &buf, 4096)
