@@ -173,8 +173,7 @@ let edgeCases: [EdgeCase] = {
         var patch = try DiffEngine.makePatch(old: [1, 2, 3, 4], new: [1, 2, 9, 4], options: ordered(.oldContext))
         // Bit 2 is not defined: refused (after fixing the CRC so that the flag is what is checked).
         patch[10] |= 4
-        let crc = CRC32.checksum(Array(patch[0..<160]))
-        withUnsafeBytes(of: crc.littleEndian) { for (i, b) in $0.enumerated() { patch[160 + i] = b } }
+        HandMadePatch.reseal(&patch, crcAt: HandMadePatch.phxCRCOffset)
         #expect { _ = try PatchApplier.apply(old: [1, 2, 3, 4], patch: patch) } throws: { error in
             "\(error)".contains("flag")
         }
@@ -315,9 +314,7 @@ let edgeCases: [EdgeCase] = {
         // Claim one tuple more than the block holds: the planes are then read short.
         var bigger = patch
         let count = UInt64(try PatchApplier.inspect(patch: patch).controlTuples) + 1
-        withUnsafeBytes(of: count.littleEndian) { for (i, b) in $0.enumerated() { bigger[96 + i] = b } }
-        let crc = CRC32.checksum(Array(bigger[0..<160]))
-        withUnsafeBytes(of: crc.littleEndian) { for (i, b) in $0.enumerated() { bigger[160 + i] = b } }
+        HandMadePatch.setField(&bigger, at: 96, to: count, crcAt: HandMadePatch.phxCRCOffset)
         #expect { _ = try PatchApplier.apply(old: old, patch: bigger) } throws: { error in
             "\(error)".contains("control")
         }

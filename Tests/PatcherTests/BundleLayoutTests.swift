@@ -124,11 +124,9 @@ import TreeIO
         let good = try POSIX.readFile(bundle)
         for (offset, field) in [(80, "old entry count"), (96, "new tree bytes")] {
             var bytes = good
-            let value = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[offset + $1]) << (8 * UInt64($1)) }
+            let value = HandMadePatch.field(bytes, at: offset)
             for wrong in [UInt64(0), value + 1] where wrong != value {
-                for k in 0..<8 { bytes[offset + k] = UInt8(truncatingIfNeeded: wrong >> (8 * UInt64(k))) }
-                let crc = CRC32.checksum(Array(bytes[0..<152]))
-                for k in 0..<4 { bytes[152 + k] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k))) }
+                HandMadePatch.setField(&bytes, at: offset, to: wrong, crcAt: HandMadePatch.bundleCRCOffset)
                 let bad = dir.file("bad-\(offset)-\(wrong)")
                 try bytes.withUnsafeBytes { try POSIX.writeNewFile(bad, $0, mode: 0o644) }
                 let install = dir.file("install-\(offset)-\(wrong)")
@@ -150,8 +148,7 @@ import TreeIO
         _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: bundle)
         var bytes = try POSIX.readFile(bundle)
         bytes[10] |= 0x08
-        let crc = CRC32.checksum(Array(bytes[0..<152]))
-        for k in 0..<4 { bytes[152 + k] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k))) }
+        HandMadePatch.reseal(&bytes, crcAt: HandMadePatch.bundleCRCOffset)
         #expect(throws: PatchFormatError.unknownFlags(UInt16(bytes[10]) | UInt16(bytes[11]) << 8)) {
             _ = try BundleHeader.decode(bytes, fileLength: UInt64(bytes.count), limits: BundleLimits())
         }

@@ -79,13 +79,11 @@ import TestSupport
             var options = DiffOptions(format: .phx, codec: .zstd)
             options.diffOrder = order
             let patch = try DiffEngine.makePatch(old: Self.old, new: Self.new, options: options)
-            let rl = (0..<8).reduce(UInt64(0)) { $0 | UInt64(patch[144 + $1]) << (8 * UInt64($1)) }
+            let rl = HandMadePatch.field(patch, at: 144)
             #expect(rl > 0, "the test data has literal bytes")
             for wrong in [UInt64(0), rl &- 1, rl + 1] where wrong != rl {
                 var bad = patch
-                for k in 0..<8 { bad[144 + k] = UInt8(truncatingIfNeeded: wrong >> (8 * UInt64(k))) }
-                let crc = CRC32.checksum(Array(bad[0..<160]))
-                for k in 0..<4 { bad[160 + k] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k))) }
+                HandMadePatch.setField(&bad, at: 144, to: wrong, crcAt: HandMadePatch.phxCRCOffset)
                 #expect(throws: PatcherError.self, "\(order): Rl \(wrong) instead of \(rl)") {
                     _ = try PatchApplier.apply(old: Self.old, patch: bad)
                 }

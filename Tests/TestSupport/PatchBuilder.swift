@@ -3,6 +3,27 @@ import PatchFormat
 /// Builds patches by hand from explicit control tuples and stream contents, so that tests can craft
 /// exactly the hostile or malformed input they mean to test.
 public enum HandMadePatch {
+    /// The CRC-32 that ends a header: of a `phx` patch's first 160 bytes, a bundle's first 152.
+    public static let phxCRCOffset = 160, bundleCRCOffset = 152
+
+    /// The little-endian 64-bit header field at `offset`.
+    public static func field(_ bytes: [UInt8], at offset: Int) -> UInt64 {
+        (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[offset + $1]) << (8 * UInt64($1)) }
+    }
+
+    /// Sets the little-endian 64-bit header field at `offset` and reseals the header's CRC (at
+    /// `crcOffset`), so that the field, not the CRC, is what a reader checks.
+    public static func setField(_ bytes: inout [UInt8], at offset: Int, to value: UInt64, crcAt crcOffset: Int) {
+        for k in 0..<8 { bytes[offset + k] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(k))) }
+        reseal(&bytes, crcAt: crcOffset)
+    }
+
+    /// Recomputes the header's CRC-32 (of the bytes before `crcOffset`) after a test changed them.
+    public static func reseal(_ bytes: inout [UInt8], crcAt crcOffset: Int) {
+        let crc = CRC32.checksum(Array(bytes[0..<crcOffset]))
+        for k in 0..<4 { bytes[crcOffset + k] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k))) }
+    }
+
     public static func compress(_ bytes: [UInt8], codec: CodecID) throws -> [UInt8] {
         let e = try codec.makeEncoder()
         try e.write(bytes)
