@@ -259,14 +259,15 @@ public final class UpdateService: @unchecked Sendable {
                                    changelog: request.changelog, published: Date(), fullSHA256: stored.sha256,
                                    fullSize: stored.size, treeDigest: info.newTreeDigest, critical: request.critical)
         // Deltas into this one from the previous K releases of each channel that sees it.
-        let existing = try catalog.releases(platform: request.platform).compactMap { r in
+        let published = try catalog.releases(platform: request.platform)
+        let existing = published.compactMap { r in
             r.semanticVersion.flatMap { v in DeliveryPolicy.Channel(rawValue: r.channel).map { (version: v, channel: $0, record: r) } }
         }
         let sources = DeliveryPolicy.deltaSources(for: version, channel: DeliveryPolicy.Channel(rawValue: request.channel) ?? .beta,
                                                   among: existing.map { ($0.version, $0.channel) }, history: configuration.deltaHistory)
         let jobs = sources.compactMap { v in existing.first { $0.version == v } }
             .map { DeltaRecord(platform: request.platform, fromVersion: $0.record.version, toVersion: record.version, state: .pending) }
-        let isFirst = try catalog.releases(platform: request.platform).isEmpty
+        let isFirst = published.isEmpty
         do {
             try catalog.insertRelease(record, pendingDeltas: jobs, rollout: try rollout(for: request, isFirst: isFirst, now: record.published))
         } catch {
