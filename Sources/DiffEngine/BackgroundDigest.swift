@@ -1,19 +1,19 @@
 import Dispatch
 import PatchFormat
 
-/// SHA-256 of a buffer, computed on another core while the caller goes on (inline when `threads` is 1).
-/// The buffer must stay valid until `wait()` has returned: call it on every path out of the scope
-/// (`defer { _ = digest.wait() }`), including a throw.
+/// A SHA-256 digest (what `hashing` returns) computed on another core while the caller goes on (inline
+/// when `threads` is 1). What it reads must stay valid until `wait()` has returned: call it on every
+/// path out of the scope (`defer { _ = digest.wait() }`), including a throw.
 final class BackgroundDigest: @unchecked Sendable {
     private let group = DispatchGroup()
     private var digest: [UInt8] = []
 
-    init(_ bytes: UnsafeRawBufferPointer, threads: Int) {
+    init(threads: Int, _ hashing: @escaping () -> [UInt8]) {
         if threads > 1 {
-            nonisolated(unsafe) let b = bytes
-            DispatchQueue.global().async(group: group) { self.digest = SHA256Hasher.hash(b) }
+            nonisolated(unsafe) let hashing = hashing
+            DispatchQueue.global().async(group: group) { self.digest = hashing() }
         } else {
-            digest = SHA256Hasher.hash(bytes)
+            digest = hashing()
         }
     }
 

@@ -59,8 +59,8 @@ struct BlockMatches {
         self.slots = slots
     }
 
-    /// The match whose new range holds `offset`, if any. (Past the new file the matches were found in,
-    /// none: `makePatchFile` reads new again, which may have grown meanwhile.)
+    /// The match whose new range holds `offset`, if any (none past the new file the matches were found
+    /// in, which may be asked of a longer one).
     @inline(__always)
     func match(containing offset: Int) -> Match? {
         let slot = offset / Self.block

@@ -246,15 +246,15 @@ struct ChainIndex: MatchIndex, ~Copyable {
     }
 
     func matchChunks(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int, chunkSize: Int?,
-                     progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
+                     progress: ((Int) -> Void)?, done: DiffEngine.ChunkDone?) throws -> [[RecordedTuple]] {
         try withFinder(old: old) { f in
             if let blocks, let base = new.baseAddress {
                 let finder = BlockAwareFinder(inner: f, blocks: blocks, old: old, new: base)
                 return try DiffEngine.matchChunks(Matcher(old: old, new: new, finder: finder), threads: threads,
-                                                  chunkSize: chunkSize, progress: progress)
+                                                  chunkSize: chunkSize, progress: progress, done: done)
             }
             return try DiffEngine.matchChunks(Matcher(old: old, new: new, finder: f), threads: threads, chunkSize: chunkSize,
-                                              progress: progress)
+                                              progress: progress, done: done)
         }
     }
 

@@ -1,6 +1,7 @@
 import Dispatch
 import Synchronization
 import PatchFormat
+import TreeIO
 
 /// Makes binary patches between two byte strings.
 public enum DiffEngine {
@@ -18,7 +19,8 @@ public enum DiffEngine {
     /// Peak memory is the largest of three phases. Indexing: `old` + 4·|old| (libdivsufsort's arrays,
     /// at any size, or the chains' positions before packing) + |old|/2 for the
     /// filter (the chains: instead of the filter, which they fill once packed, two 4-byte cursors per
-    /// bucket, |old|/16 to |old|/8 buckets). Matching: `old` + `new` + the index packed to
+    /// bucket, |old|/16 to |old|/8 buckets). Matching: `old` + `new` (`makePatchFile` maps new and
+    /// holds only its pages around each pass) + the index packed to
     /// ceil(log2) of its size (a suffix array part's, from 16 MiB half of old) bits an entry (3.1 bytes
     /// a byte of a 24 MB file, 3.0 in halves; the chains add their bucket
     /// starts at the same width) + |old|/2 + 32 bytes a tuple. Compressing: the index is freed
@@ -26,7 +28,7 @@ public enum DiffEngine {
     /// what the block matches (`BlockMatches`, from 1 MiB of old) leave of old, and one position in 4
     /// of the rest, so their terms in |old| shrink with the share of new found in long blocks. About
     /// 5.6n for equal sizes with nothing in blocks, against bsdiff 4.3's 17n+. Measured peak RSS of
-    /// `phoenix-diff make` (`makePatchFile`, which reads `new` again after indexing; the peer
+    /// `phoenix-diff make` (`makePatchFile`, when it still read `new` whole, twice; the peer
     /// benchmark, GNU time, 2026-11-30), default index, against HDiffPatch's `hdiffz -m` (v5.1.3,
     /// which block-matches first and streams the files): 61.0 MB on the 10.5 MB numpy pair (hdiffz
     /// 35.4), 153.4 MB on ruff, 24.5 MB (149.3), 266.6 MB on pyarrow, 55 MB (193.3), 99.4 MB on the
@@ -66,14 +68,22 @@ public enum DiffEngine {
         return best!
     }
 
-    /// `makePatch` with `old` indexed already (`makePatchFile` reads new only after that).
+    /// `makePatch` with `old` indexed already (`makePatchFile` maps new only after that). With
+    /// `newPages`, `new` is that mapping: its pages are dropped behind each pass (`match`), and new is
+    /// hashed again at the end, so that a file changed meanwhile is an error, not a patch whose
+    /// digest does not match what it makes.
     static func makePatch<Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
-                          options: DiffOptions, progress: ((Double) -> Void)?) throws -> [UInt8] {
+                          options: DiffOptions, progress: ((Double) -> Void)?, newPages: MappedFile? = nil) throws -> [UInt8] {
         let oldBytes = old.bindMemory(to: UInt8.self)
         let newBytes = new.bindMemory(to: UInt8.self)
         // New is hashed on a core that matching leaves free for a moment (the tuples are fed to the
         // compressors on one thread), old while it was sorted.
-        let newSHA256 = BackgroundDigest(new, threads: options.threads)
+        let newSHA256 = BackgroundDigest(threads: options.threads) {
+            guard let newPages else { return SHA256Hasher.hash(new) }
+            let hasher = SHA256Hasher()
+            walk(newPages, hashing: hasher)
+            return hasher.finalize()
+        }
         defer { newSHA256.wait() }
         let oldSHA256 = index.sha256 ?? SHA256Hasher.hash(old)
         let level = options.level ?? options.codec.defaultLevel
@@ -106,8 +116,15 @@ public enum DiffEngine {
         // matches left part of old unindexed): the compressors' budget once it is freed.
         let indexBytes = index.heldBytes
         do {
+            // A mapped new is hashed before any of the bytes the patch makes are read (the tuples are
+            // emitted and the extra stream taken only once all are found), and again once all are
+            // read (below): equal digests mean the patch makes the bytes hashed.
+            let beforeEmitting: (([[RecordedTuple]]) throws -> Void)? = newPages == nil && aside == nil ? nil : { tuples in
+                if newPages != nil { newSHA256.wait() }
+                try aside?.start(extraOf: tuples, new: newBytes)
+            }
             try match(index: index, old: oldBytes, new: newBytes, threads: options.threads, chunkSize: options.matchChunkSize,
-                      into: &assembler, progress: report, matched: aside.map { a in { try a.start(extraOf: $0, new: newBytes) } })
+                      into: &assembler, progress: report, matched: beforeEmitting, newPages: newPages)
             try assembler.finish()
         } catch let e as PatchFormatError {
             throw DiffEngineError.format(e)
@@ -132,6 +149,15 @@ public enum DiffEngine {
             (finished, extra) = try finishAll(jobs, beside: aside, threads: options.threads, memoryBudget: budget)
         } else {
             finished = try finishAll(jobs, threads: options.threads, memoryBudget: budget)
+        }
+        if let newPages {
+            // Every read of new is over (the aside stream's too).
+            let hasher = SHA256Hasher()
+            walk(newPages, hashing: hasher)
+            guard hasher.finalize() == newSHA256.wait() else {
+                throw TreeIOError.io(operation: "file changed while the patch was being made:", path: newPages.path, errno: 0,
+                                     message: "its content no longer matches what was read first")
+            }
         }
         let split = alternatives[1] == nil ? nil : finished.removeLast()
         let context = alternatives[0] == nil ? nil : finished.removeLast()
@@ -238,12 +264,17 @@ public enum DiffEngine {
     /// then feeds the tuples to `sink` in order (so that the compressors' memory, which grows while
     /// the sink works, never adds to the index's).
     /// `matched`, if given, sees the tuples once they are all found and checked, before any is emitted.
+    /// With `newPages` (new's mapping), new's pages are dropped from memory behind each pass over it:
+    /// each chunk once matched, all of them once `matched` has read what it needs, and the tuples' once
+    /// emitted; a page read again is mapped again from the page cache.
     static func match<Sink: MatchSink, Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeBufferPointer<UInt8>,
                                        new: UnsafeBufferPointer<UInt8>, threads: Int = 1,
                                        chunkSize: Int? = nil, into sink: inout Sink, progress: ((Int) -> Void)?,
-                                       matched: (([[RecordedTuple]]) throws -> Void)? = nil) throws {
+                                       matched: (([[RecordedTuple]]) throws -> Void)? = nil,
+                                       newPages: MappedFile? = nil) throws {
+        let done: ChunkDone? = newPages.map { pages in { @Sendable range in pages.release(range) } }
         var chunks = try findMatches(index: index, old: old, new: new, threads: threads, chunkSize: chunkSize,
-                                     progress: progress)
+                                     progress: progress, done: done)
         // The chunks must tile new exactly; a patch that covered some bytes twice or not at all would
         // be refused by every reader, so check here and fail loudly instead of writing it.
         var covered = 0
@@ -264,6 +295,7 @@ public enum DiffEngine {
             throw DiffEngineError.internalInconsistency("the matcher's tuples cover \(covered) of the new file's \(new.count) bytes")
         }
         try matched?(chunks)
+        newPages?.releaseAll()
         // Each tuple's seek leads to the next tuple's old start; the last one's is 0. Chunks are freed
         // as they are emitted. Where chunks meet, a tuple that goes on in the same alignment is joined
         // to the one before, and an empty one dropped (the Django tar: 13 tuples and 30 bytes fewer,
@@ -290,6 +322,8 @@ public enum DiffEngine {
                 previous = t
             }
             chunks[c] = []
+            // Emitted so far: every tuple before the one held back.
+            if let newPages, let p = previous { newPages.release(0..<p.newStart) }
         }
         if let p = previous { try sink.emit(newStart: p.newStart, oldStart: p.oldStart, add: p.add, copy: p.copy, seek: 0) }
         progress?(new.count)
@@ -314,17 +348,23 @@ public enum DiffEngine {
     /// 32 bytes per tuple.
     static func findMatches<Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeBufferPointer<UInt8>,
                                                            new: UnsafeBufferPointer<UInt8>, threads: Int, chunkSize: Int?,
-                                                           progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
-        try index.matchChunks(old: old, new: new, threads: threads, chunkSize: chunkSize, progress: progress)
+                                                           progress: ((Int) -> Void)?, done: ChunkDone? = nil) throws -> [[RecordedTuple]] {
+        try index.matchChunks(old: old, new: new, threads: threads, chunkSize: chunkSize, progress: progress, done: done)
     }
 
+    /// Told, from the thread that matched it, that a chunk of new is matched (`matchChunks`).
+    typealias ChunkDone = @Sendable (Range<Int>) -> Void
+
+    /// Matches `new` in chunks (`chunkSize(for:)`, or `forced`) on `threads` cores; `done` hears of each
+    /// chunk once matched, from the thread that matched it.
     static func matchChunks<Finder: MatchFinder>(_ matcher: Matcher<Finder>, threads: Int, chunkSize forced: Int?,
-                                                 progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
+                                                 progress: ((Int) -> Void)?, done: ChunkDone? = nil) throws -> [[RecordedTuple]] {
         let n = matcher.new.count
         let size = max(1, forced ?? chunkSize(for: n))
         if n <= size {
             var recorder = TupleRecorder()
             try matcher.run(0..<n, &recorder, progress: progress)
+            done?(0..<n)
             return [recorder.tuples]
         }
         let chunks = stride(from: 0, to: n, by: size).map { $0..<min($0 + size, n) }
@@ -343,6 +383,7 @@ public enum DiffEngine {
                         out[i] = Result {
                             var recorder = TupleRecorder()
                             try m.pointee.run(chunks[i], &recorder)
+                            done?(chunks[i])
                             return recorder.tuples
                         }
                     }

@@ -26,9 +26,9 @@ protocol MatchIndex: ~Copyable {
     /// The memory this index holds while matching.
     var heldBytes: Int { get }
     /// The tuples of the diff of `new` against this index (of `old`), chunk by chunk
-    /// (`DiffEngine.matchChunks`).
+    /// (`DiffEngine.matchChunks`; `done` as there).
     func matchChunks(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int, chunkSize: Int?,
-                     progress: ((Int) -> Void)?) throws -> [[RecordedTuple]]
+                     progress: ((Int) -> Void)?, done: DiffEngine.ChunkDone?) throws -> [[RecordedTuple]]
 }
 
 /// How old's suffix array is split into parts that are sorted side by side (libdivsufsort has no
@@ -141,9 +141,9 @@ struct OldIndex: MatchIndex, ~Copyable {
     }
 
     func matchChunks(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int, chunkSize: Int?,
-                     progress: ((Int) -> Void)?) throws -> [[RecordedTuple]] {
+                     progress: ((Int) -> Void)?, done: DiffEngine.ChunkDone?) throws -> [[RecordedTuple]] {
         try withMatcher(old: old, new: new) { m in
-            try DiffEngine.matchChunks(m, threads: threads, chunkSize: chunkSize, progress: progress)
+            try DiffEngine.matchChunks(m, threads: threads, chunkSize: chunkSize, progress: progress, done: done)
         }
     }
 }

@@ -12,7 +12,8 @@ import Musl
 /// The file must not be truncated while mapped: reading a page past the new end raises SIGBUS (which
 /// `phoenix-diff` reports as an I/O error, after removing its temporary files). The diff engine maps
 /// files it is only reading and hashes them, so a change that is not a truncation is caught by the checksums.
-public final class MappedFile {
+/// (Sendable: nothing changes after `init`, and `release` may be called from any thread.)
+public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let bytes: UnsafeBufferPointer<UInt8>
     private let base: UnsafeMutableRawPointer?

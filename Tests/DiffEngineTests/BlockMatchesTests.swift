@@ -93,7 +93,7 @@ import TestSupport
         #expect(joined == positions && a.reduce(0) { $0 + $1.count } == 1375)
         #expect(blocks.match(containing: 1999)?.oldStart == 1000 && blocks.match(containing: 2000) == nil)
         #expect(blocks.match(containing: 5000)?.oldStart == 2500 && blocks.match(containing: 6999) == nil)
-        // Past the new file the blocks were found in (`makePatchFile` reads new again; it may have grown).
+        // Past the new file the blocks were found in.
         #expect(blocks.match(containing: 7000) == nil && blocks.match(containing: 1 << 40) == nil)
     }
 

@@ -1,0 +1,75 @@
+@testable import DiffEngine
+import Foundation
+import PatchFormat
+import Patcher
+import Testing
+import TestSupport
+import TreeIO
+
+/// `makePatchFile`'s in-memory engine, which maps new (its pages dropped behind each pass) rather
+/// than reading it: the same patch as `makePatch` on the bytes, and an error, not a wrong patch, when
+/// new changes while the patch is made.
+@Suite struct PatchFileTests {
+    static func pair(seed: UInt64, size: Int) -> (old: [UInt8], new: [UInt8]) {
+        var rng = SeededGenerator(seed: seed)
+        let old = TestData.structured(size, rng: &rng)
+        return (old, TestData.mutate(old, edits: 12, rng: &rng))
+    }
+
+    /// Over several 1 MiB matching chunks and with the block matches on (from 64 KiB of old), for both
+    /// indexes, one and two threads: byte for byte `makePatch`'s patch.
+    @Test(arguments: [MatchIndexKind.hashChains, .suffixArray], [1, 2])
+    func theSamePatchAsFromMemory(_ index: MatchIndexKind, threads: Int) throws {
+        let (old, new) = Self.pair(seed: 21, size: 2_600_000)
+        var options = DiffOptions(threads: threads)
+        options.index = index
+        try BlockMatches.$minimumOld.withValue(1 << 16) {
+            let dir = try TemporaryDirectory()
+            let summary = try DiffEngine.makePatchFile(oldPath: try dir.write("old", old), newPath: try dir.write("new", new),
+                                                       to: dir.file("patch"), options: options)
+            let patch = try dir.read("patch")
+            #expect(!summary.lowMemory && summary.newBytes == UInt64(new.count) && summary.patchBytes == UInt64(patch.count))
+            #expect(patch == (try DiffEngine.makePatch(old: old, new: new, options: options)))
+            #expect(try PatchApplier.apply(old: old, patch: patch) == new)
+        }
+    }
+
+    /// An empty new file (nothing to map) and an empty old one.
+    @Test func emptyFiles() throws {
+        let dir = try TemporaryDirectory()
+        let some: [UInt8] = Array("phoenix".utf8)
+        for (old, new) in [(some, [UInt8]()), ([UInt8](), some), ([UInt8](), [UInt8]())] {
+            try DiffEngine.makePatchFile(oldPath: try dir.write("old", old), newPath: try dir.write("new", new), to: dir.file("patch"))
+            #expect(try PatchApplier.apply(old: old, patch: dir.read("patch")) == new, "\(old.count) -> \(new.count)")
+        }
+    }
+
+    /// New rewritten in place once matching is done, before the tuples are emitted (the progress
+    /// callback runs there): the patch would make neither version, so `make` fails, naming the file,
+    /// and the patch already at the destination is left as it was.
+    @Test(arguments: [MatchIndexKind.hashChains, .suffixArray])
+    func aNewFileChangedMeanwhileIsAnError(_ index: MatchIndexKind) throws {
+        let (old, new) = Self.pair(seed: 22, size: 300_000)
+        let dir = try TemporaryDirectory()
+        let oldPath = try dir.write("old", old), newPath = try dir.write("new", new)
+        try dir.write("patch", [1, 2, 3])
+        var options = DiffOptions(threads: 1)
+        options.index = index
+        var changed = false
+        let error = #expect(throws: TreeIOError.self) {
+            try DiffEngine.makePatchFile(oldPath: oldPath, newPath: newPath, to: dir.file("patch"), options: options) { fraction in
+                guard !changed, fraction > 0.25, fraction < 1 else { return }
+                changed = true
+                let fd = open(newPath, O_WRONLY)
+                defer { close(fd) }
+                var byte = ~new[150_000]
+                #expect(pwrite(fd, &byte, 1, 150_000) == 1)
+            }
+        }
+        #expect(changed, "the progress callback never ran between indexing and the end")
+        let text = error.map { "\($0)" } ?? ""
+        #expect(text.contains("changed while the patch was being made") && text.contains(newPath), "\(text)")
+        #expect(try dir.read("patch") == [1, 2, 3])
+        #expect(try dir.listing() == ["new", "old", "patch"])
+    }
+}
