@@ -96,19 +96,21 @@ struct ChainIndex: MatchIndex, ~Copyable {
     }
 
     /// Indexes every position of `old`, or with `blocks` (matches found before, `BlockMatches`) those
-    /// outside the blocks' old ranges; the matcher then takes the blocks where new is inside one.
-    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: Bool = false, blocks: BlockMatches? = nil) throws {
+    /// outside the blocks' old ranges; the matcher then takes the blocks where new is inside one. Or,
+    /// with `positions` (which then stand for `blocks`), those positions (`IndexedPositions`).
+    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: Bool = false, blocks: BlockMatches? = nil,
+         positions given: IndexedPositions? = nil) throws {
         let n = old.count
         precondition(n <= Self.maxCount, "hash chains over \(n) bytes")
-        let positionCount = n >= Self.gram ? n - Self.gram + 1 : 0
-        let usable = blocks.flatMap { $0.matches.isEmpty ? nil : $0 }
-        let segments = usable?.indexedOld(positions: positionCount) ?? [PositionRun(start: 0, count: positionCount, step: 1)]
-        let total = segments.reduce(0) { $0 + $1.count }
+        let indexed = given ?? IndexedPositions(oldCount: n, blocks: blocks)
+        let usable = indexed.blocks
+        let segments = indexed.runs
+        let total = indexed.count
         let bits = Self.headBits(for: total)
         let shift = UInt64(64 - bits)
         let buckets = 1 << bits
-        // The older and newer halves of the positions, by count.
-        let (olderHalf, newerHalf) = PositionRun.halves(segments, at: total / 2)
+        // The older and newer halves of the positions, by the runs' count.
+        let (olderHalf, newerHalf) = PositionRun.halves(segments, at: indexed.runPositions / 2)
         // A counting sort of old's positions by bucket, by both cores at once, each on one half of old:
         // each half counts its positions per bucket, one prefix sum turns the counts into both halves'
         // cursors, and each half places its positions, newest first (a random write per position: most
@@ -139,25 +141,25 @@ struct ChainIndex: MatchIndex, ~Copyable {
                 // Nothing below throws: the other core, once started, always finds its signals.
                 if parallel {
                     DispatchQueue.global().async(group: side) {
-                        Self.count(o, newerHalf, shift, into: newer)
+                        Self.count(o, newerHalf, of: indexed, shift, into: newer)
                         counted.signal()
                         cursorsMade.wait()
-                        Self.place(o, newerHalf, shift, cursors: newer, into: positions)
+                        Self.place(o, newerHalf, of: indexed, shift, cursors: newer, into: positions)
                         placed.signal()
                         if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
                         filterMade.wait()
-                        sideFiller?.add(o, runs: segments, sharing: progress)
+                        sideFiller?.add(o, runs: segments, of: indexed, sharing: progress)
                     }
-                    Self.count(o, olderHalf, shift, into: older)
+                    Self.count(o, olderHalf, of: indexed, shift, into: older)
                     counted.wait()
                 } else {
-                    Self.count(o, olderHalf, shift, into: older)
-                    Self.count(o, newerHalf, shift, into: newer)
+                    Self.count(o, olderHalf, of: indexed, shift, into: older)
+                    Self.count(o, newerHalf, of: indexed, shift, into: newer)
                 }
                 Self.cursors(older: older, newer: newer, buckets: buckets)
                 if parallel { cursorsMade.signal() }
-                Self.place(o, olderHalf, shift, cursors: older, into: positions)
-                if parallel { placed.wait() } else { Self.place(o, newerHalf, shift, cursors: newer, into: positions) }
+                Self.place(o, olderHalf, of: indexed, shift, cursors: older, into: positions)
+                if parallel { placed.wait() } else { Self.place(o, newerHalf, of: indexed, shift, cursors: newer, into: positions) }
                 // Bucket k is positions[newer[k + 1] ..< newer[k + 2]]: the last bucket ends at total.
                 newer[buckets + 1] = UInt32(truncatingIfNeeded: total)
                 return Self.dropUnreachable(positions, starts: newer, buckets: buckets)
@@ -171,7 +173,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
         } else if hashing {
             digest = SHA256Hasher.hash(UnsafeRawBufferPointer(old))
         }
-        filter.filler.add(old, runs: segments, sharing: progress)
+        filter.filler.add(old, runs: segments, of: indexed, sharing: progress)
         side.wait()
         positions = built.take()!
         self.filter = filter
@@ -180,11 +182,11 @@ struct ChainIndex: MatchIndex, ~Copyable {
         sha256 = digest
     }
 
-    /// Counts the positions `runs` of `old` into `counts[bucket + 1]`.
-    private static func count(_ old: UnsafeBufferPointer<UInt8>, _ runs: [PositionRun], _ shift: UInt64,
-                              into counts: UnsafeMutablePointer<UInt32>) {
+    /// Counts the positions `runs` of `old` (those of them `indexed`) into `counts[bucket + 1]`.
+    private static func count(_ old: UnsafeBufferPointer<UInt8>, _ runs: [PositionRun], of indexed: IndexedPositions,
+                              _ shift: UInt64, into counts: UnsafeMutablePointer<UInt32>) {
         guard let b = old.baseAddress else { return }
-        PositionRun.forEach(runs) { i in counts[hash(b + i, shift) &+ 1] &+= 1 }
+        indexed.forEach(runs) { i in counts[hash(b + i, shift) &+ 1] &+= 1 }
     }
 
     /// Turns both halves' counts into their cursors: each bucket's end for the older half (it fills
@@ -219,10 +221,10 @@ struct ChainIndex: MatchIndex, ~Copyable {
 
     /// Places the positions `range` of `old`, ascending, each just before its bucket's cursor: within a
     /// bucket they end newest first.
-    private static func place(_ old: UnsafeBufferPointer<UInt8>, _ runs: [PositionRun], _ shift: UInt64,
-                              cursors: UnsafeMutablePointer<UInt32>, into positions: UnsafeMutablePointer<UInt32>) {
+    private static func place(_ old: UnsafeBufferPointer<UInt8>, _ runs: [PositionRun], of indexed: IndexedPositions,
+                              _ shift: UInt64, cursors: UnsafeMutablePointer<UInt32>, into positions: UnsafeMutablePointer<UInt32>) {
         guard let b = old.baseAddress else { return }
-        PositionRun.forEach(runs) { i in
+        indexed.forEach(runs) { i in
             let k = hash(b + i, shift) &+ 1
             let c = cursors[k] &- 1
             cursors[k] = c

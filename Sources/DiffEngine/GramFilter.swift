@@ -87,9 +87,10 @@ struct GramFilter: ~Copyable {
             add(text, runs: [PositionRun(start: 0, count: text.count - gram + 1, step: 1)], sharing: progress)
         }
 
-        /// Adds the grams that start at the positions of `runs` (within the text's gram positions):
-        /// the chunks are numbered over the runs' positions laid end to end.
-        func add(_ text: UnsafeBufferPointer<UInt8>, runs: [PositionRun], sharing progress: Progress) {
+        /// Adds the grams that start at the positions of `runs` (within the text's gram positions), those
+        /// of them `indexed` if given: the chunks are numbered over the runs' positions laid end to end.
+        func add(_ text: UnsafeBufferPointer<UInt8>, runs: [PositionRun], of indexed: IndexedPositions? = nil,
+                 sharing progress: Progress) {
             guard text.count >= gram, let base = text.baseAddress, !runs.isEmpty else { return }
             // Where each run starts among the positions laid end to end.
             var starts: [Int] = []
@@ -128,13 +129,17 @@ struct GramFilter: ~Copyable {
                     var left = runEnd - v
                     while left > 0 {
                         let k = min(batch, left)
-                        for j in 0..<k {
-                            let (word, bits) = GramFilter.probe(base + i, words, gram: gram)
-                            index[j] = Int64(word)
-                            mask[j] = bits
+                        var probes = 0
+                        for _ in 0..<k {
+                            if indexed?.contains(i) ?? true {
+                                let (word, bits) = GramFilter.probe(base + i, words, gram: gram)
+                                index[probes] = Int64(word)
+                                mask[probes] = bits
+                                probes &+= 1
+                            }
                             i &+= step
                         }
-                        phx_atomic_or_batch(self.bits, index, mask, k)
+                        phx_atomic_or_batch(self.bits, index, mask, probes)
                         left &-= k
                     }
                     v = runEnd
@@ -188,5 +193,16 @@ struct GramFilter: ~Copyable {
         func prefetch(_ p: UnsafePointer<UInt8>) {
             phx_prefetch(bits + GramFilter.probe(p, words, gram: gram).word)
         }
+
+        /// `mayContain` in steps, for a caller overlapping the misses of many: where the gram at `p`
+        /// would be (`probe`), a hint to fetch that word, then whether it is there.
+        @inline(__always)
+        func probe(_ p: UnsafePointer<UInt8>) -> (word: Int, mask: UInt64) { GramFilter.probe(p, words, gram: gram) }
+
+        @inline(__always)
+        func prefetch(word: Int) { phx_prefetch(bits + word) }
+
+        @inline(__always)
+        func holds(_ probe: (word: Int, mask: UInt64)) -> Bool { bits[probe.word] & probe.mask == probe.mask }
     }
 }

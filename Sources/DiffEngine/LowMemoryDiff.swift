@@ -122,9 +122,9 @@ extension DiffEngine {
                                        progress: ((Double) -> Void)?) throws -> ([UInt8], Int) {
         let oldBytes = old.bindMemory(to: UInt8.self)
         let new = try MappedFile(path: newPath)
-        let blocks = BlockMatches.find(old: oldBytes, new: new.bytes, threads: options.threads)
+        let positions = IndexedPositions.find(old: oldBytes, new: new.bytes, threads: options.threads)
         new.releaseAll()
-        return try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: true, blocks: blocks), old: old,
+        return try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: true, positions: positions), old: old,
                              new: new, options: options, progress: progress)
     }
 

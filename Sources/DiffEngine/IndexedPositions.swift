@@ -1,0 +1,164 @@
+import CPhoenixSys
+import Dispatch
+
+/// The positions of old that the hash chains index: those the block matches leave
+/// (`BlockMatches.indexedOld`), less the ones whose first `ChainIndex.gram` (12) bytes occur nowhere in
+/// new outside the blocks, as far as a filter of those strings of new tells (HDiffPatch leaves such
+/// "invalid" stretches of old out of its suffix sort too). The chains are searched only from new's
+/// positions outside the blocks (inside one the matcher takes its alignment, `BlockAwareFinder`), and
+/// a search matches at a position only if its 12 bytes equal those it starts from, so no search could
+/// use what is left out: the chains hold fewer positions (ruff: two fifths of its old file's strings
+/// are not in new), the build places fewer, and a walk meets fewer candidates that cannot match. A
+/// patch changes only where a bucket had more than `ChainIndex.depth` positions (the dropped ones no
+/// longer push useful ones past the depth) and by the number of buckets, which follows the count.
+///
+/// The filter over new (`GramFilter`, 4 bits a position, made on all cores) is freed once old's
+/// positions are marked, one bit each, before the chains are built; it is made only where the
+/// stretches of old to check (the runs of every position, outside the blocks) are at least half as
+/// many positions as new has, so a pair that is mostly blocks (the Django tar) does not pay for it.
+final class IndexedPositions: @unchecked Sendable {
+    /// The block matches (none: nil), whose old ranges are indexed only one position in `sampling`.
+    let blocks: BlockMatches?
+    /// The runs of positions, in old's order; a position is indexed if it is in a run and `contains`.
+    let runs: [PositionRun]
+    /// How many positions the runs hold, and how many of them are indexed.
+    let runPositions: Int, count: Int
+    /// One bit per position of old: set where indexed. nil: every position of `runs`.
+    private let mask: UnsafeMutableBufferPointer<UInt64>?
+
+    /// Every position of old that `blocks` (if any) leave.
+    init(oldCount: Int, blocks: BlockMatches?) {
+        let positions = oldCount >= ChainIndex.gram ? oldCount - ChainIndex.gram + 1 : 0
+        self.blocks = blocks.flatMap { $0.matches.isEmpty ? nil : $0 }
+        runs = self.blocks?.indexedOld(positions: positions) ?? [PositionRun(start: 0, count: positions, step: 1)]
+        runPositions = runs.reduce(0) { $0 + $1.count }
+        count = runPositions
+        mask = nil
+    }
+
+    /// What the chains index of old for a diff to new: the block matches of new in old, then the
+    /// positions they leave whose grams new may hold.
+    static func find(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int) -> IndexedPositions {
+        IndexedPositions(old: old, new: new, blocks: BlockMatches.find(old: old, new: new, threads: threads), threads: threads)
+    }
+
+    /// The positions of old to index, given new and the block matches found in it (nil: none).
+    init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, blocks: BlockMatches?, threads: Int) {
+        let all = IndexedPositions(oldCount: old.count, blocks: blocks)
+        (self.blocks, runs, runPositions) = (all.blocks, all.runs, all.runPositions)
+        let unsampled = runs.reduce(0) { $0 + ($1.step == 1 ? $1.count : 0) }
+        guard old.count >= BlockMatches.minimumOld, new.count >= ChainIndex.gram, unsampled >= new.count / 2 else {
+            (count, mask) = (all.count, nil)
+            return
+        }
+        // New's strings outside the blocks: inside one, new's bytes are old's, indexed there anyway.
+        var newRuns: [PositionRun] = [], at = 0
+        let newPositions = new.count - ChainIndex.gram + 1
+        for m in all.blocks?.matches ?? [] {
+            if m.newStart > at { newRuns.append(PositionRun(start: at, count: min(m.newStart, newPositions) - at, step: 1)) }
+            at = max(at, m.newEnd)
+        }
+        if at < newPositions { newRuns.append(PositionRun(start: at, count: newPositions - at, step: 1)) }
+        newRuns.removeAll { $0.count <= 0 }
+        let outside = newRuns
+        let filter = GramFilter(sizedFor: outside.reduce(0) { $0 + $1.count }, gram: ChainIndex.gram)
+        let progress = GramFilter.Filler.Progress()
+        let filler = filter.filler
+        nonisolated(unsafe) let n = new
+        DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in filler.add(n, runs: outside, sharing: progress) }
+        (mask, count) = Self.mark(runs, old: old, filter: filter, threads: threads)
+    }
+
+    /// Marks the positions of `runs` whose gram `filter` (of new) may hold: all of a sampled run (inside
+    /// a block, where new holds old's bytes), those of the others that pass. Each thread takes whole
+    /// 64-position words of the mask, so no bit is written by two. Returns the mask and the count.
+    private static func mark(_ runs: [PositionRun], old: UnsafeBufferPointer<UInt8>, filter: borrowing GramFilter,
+                             threads: Int) -> (UnsafeMutableBufferPointer<UInt64>, Int) {
+        let positions = old.count - ChainIndex.gram + 1
+        let words = (positions + 63) / 64
+        let mask = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: words)
+        mask.initialize(repeating: 0)
+        // Runs cut at word boundaries into pieces of about 1 Mi positions, taken by the threads in turn.
+        let pieceWords = 1 << 14
+        let pieces = stride(from: 0, to: words, by: pieceWords).map { $0 * 64..<min(positions, ($0 + pieceWords) * 64) }
+        let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: pieces.count)
+        counts.initialize(repeating: 0)
+        defer { counts.deallocate() }
+        nonisolated(unsafe) let (m, c, o) = (mask, counts, old.baseAddress!)
+        filter.withView { view in
+            nonisolated(unsafe) let view = view
+            DispatchQueue.concurrentPerform(iterations: max(1, min(threads, pieces.count))) { worker in
+                var k = worker
+                while k < pieces.count {
+                    c[k] = mark(pieces[k], of: runs, old: o, filter: view, into: m)
+                    k += max(1, threads)
+                }
+            }
+        }
+        return (mask, counts.reduce(0, +))
+    }
+
+    deinit { mask?.deallocate() }
+
+    /// Marks the positions of `runs` inside `piece`; returns how many.
+    private static func mark(_ piece: Range<Int>, of runs: [PositionRun], old: UnsafePointer<UInt8>, filter: GramFilter.View,
+                             into mask: UnsafeMutableBufferPointer<UInt64>) -> Int {
+        // The first run that may reach into the piece (runs are in old's order and disjoint).
+        var lo = 0, hi = runs.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if runs[mid].start + (runs[mid].count - 1) * runs[mid].step < piece.lowerBound { lo = mid + 1 } else { hi = mid }
+        }
+        var marked = 0
+        let probes = UnsafeMutablePointer<(word: Int, mask: UInt64)>.allocate(capacity: 64)
+        defer { probes.deallocate() }
+        for r in runs[lo...] {
+            if r.start >= piece.upperBound { break }
+            // The run's positions inside the piece.
+            let first = r.start >= piece.lowerBound ? 0 : (piece.lowerBound - r.start + r.step - 1) / r.step
+            let last = min(r.count, (piece.upperBound - r.start + r.step - 1) / r.step)
+            guard first < last else { continue }
+            if r.step != 1 {
+                var p = r.start + first * r.step
+                for _ in first..<last {
+                    mask[p >> 6] |= 1 << UInt64(p & 63)
+                    p &+= r.step
+                }
+                marked += last - first
+                continue
+            }
+            // A mask word's positions at a time: their filter words are all asked for before any is
+            // read, so the misses overlap.
+            var p = r.start + first
+            let end = r.start + last
+            while p < end {
+                let wordEnd = min(end, (p | 63) &+ 1)
+                let k = wordEnd &- p
+                for j in 0..<k {
+                    probes[j] = filter.probe(old + (p &+ j))
+                    filter.prefetch(word: probes[j].word)
+                }
+                var bits: UInt64 = 0
+                for j in 0..<k where filter.holds(probes[j]) { bits |= 1 << UInt64((p &+ j) & 63) }
+                mask[p >> 6] |= bits
+                marked &+= bits.nonzeroBitCount
+                p = wordEnd
+            }
+        }
+        return marked
+    }
+
+    /// Whether position `p` (one of a run's) is indexed.
+    @inline(__always)
+    func contains(_ p: Int) -> Bool {
+        guard let mask else { return true }
+        return mask[p >> 6] & (1 << UInt64(p & 63)) != 0
+    }
+
+    /// Calls `body` with each indexed position of `runs` (some of `self.runs`), in order.
+    @inline(__always)
+    func forEach(_ runs: [PositionRun], _ body: (Int) -> Void) {
+        guard mask != nil else { return PositionRun.forEach(runs, body) }
+        PositionRun.forEach(runs) { p in if contains(p) { body(p) } }
+    }
+}

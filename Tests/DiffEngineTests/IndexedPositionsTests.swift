@@ -1,0 +1,108 @@
+@testable import DiffEngine
+import PatchFormat
+import Patcher
+import Testing
+import TestSupport
+
+/// The positions the hash chains index (`IndexedPositions`): outside the block matches, only those
+/// whose 12 bytes new may hold.
+@Suite struct IndexedPositionsTests {
+    /// Old: a stretch new keeps (edited), 1.5 MB new lacks, another stretch new keeps. New: both kept
+    /// stretches, edited, and bytes of its own.
+    static func pair() -> (old: [UInt8], new: [UInt8]) {
+        var rng = SeededGenerator(seed: 31)
+        let kept1 = TestData.structured(600_000, rng: &rng), gone = rng.bytes(1_500_000), kept2 = rng.bytes(500_000)
+        let new = TestData.mutate(kept1, edits: 20, rng: &rng) + rng.bytes(40_000) + TestData.mutate(kept2, edits: 20, rng: &rng)
+        return (kept1 + gone + kept2, new)
+    }
+
+    struct Gram: Hashable {
+        let a: UInt64, b: UInt32
+        init(_ p: UnsafePointer<UInt8>) {
+            a = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
+            b = UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+        }
+    }
+
+    static func positions(_ old: [UInt8], _ new: [UInt8], threads: Int) -> IndexedPositions {
+        BlockMatches.$minimumOld.withValue(1 << 16) {
+            old.withUnsafeBufferPointer { o in new.withUnsafeBufferPointer { n in IndexedPositions.find(old: o, new: n, threads: threads) } }
+        }
+    }
+
+    /// Every position whose 12 bytes occur in new outside the blocks is indexed (a search from there
+    /// could match it), every sampled position inside a block too; of the stretch new lacks, few are
+    /// (the filter's false positives); the same positions for any thread count.
+    @Test func keepsEveryPositionASearchCouldUse() throws {
+        let (old, new) = Self.pair()
+        let indexed = Self.positions(old, new, threads: 2)
+        #expect(indexed.blocks != nil)
+        var inNew = Set<Gram>()
+        new.withUnsafeBufferPointer { n in
+            for q in 0...(n.count - 12) where indexed.blocks!.match(containing: q) == nil { inNew.insert(Gram(n.baseAddress! + q)) }
+        }
+        var counted = 0, goneKept = 0, goneAll = 0
+        old.withUnsafeBufferPointer { o in
+            for run in indexed.runs {
+                for p in stride(from: run.start, to: run.start + run.count * run.step, by: run.step) {
+                    if indexed.contains(p) {
+                        counted += 1
+                    } else if run.step != 1 {
+                        Issue.record("sampled position \(p) left out")
+                    } else if inNew.contains(Gram(o.baseAddress! + p)) {
+                        Issue.record("position \(p), whose bytes new holds, left out")
+                    }
+                    if p >= 600_000 + 12 && p < 2_100_000 - 12 {
+                        goneAll += 1
+                        if indexed.contains(p) { goneKept += 1 }
+                    }
+                }
+            }
+        }
+        #expect(counted == indexed.count && indexed.count < indexed.runPositions)
+        #expect(goneAll > 1_400_000 && goneKept < goneAll / 4, "\(goneKept) of \(goneAll) positions new lacks kept")
+        let one = Self.positions(old, new, threads: 1), four = Self.positions(old, new, threads: 4)
+        for other in [one, four] {
+            #expect(other.count == indexed.count && other.runs == indexed.runs)
+            PositionRun.forEach(indexed.runs) { p in if other.contains(p) != indexed.contains(p) { Issue.record("position \(p) differs") } }
+        }
+    }
+
+    /// Where old is mostly blocks (new holds nearly all of it), new is not filtered: every position the
+    /// blocks leave is indexed.
+    @Test func aPairOfMostlyBlocksIsNotFiltered() throws {
+        var rng = SeededGenerator(seed: 32)
+        let old = TestData.structured(1_000_000, rng: &rng)
+        let indexed = Self.positions(old, TestData.mutate(old, edits: 10, rng: &rng), threads: 2)
+        #expect(indexed.blocks != nil && indexed.count == indexed.runPositions)
+    }
+
+    /// The patch from the filtered index: the same bytes as from the index of every position the
+    /// blocks leave (no bucket here is deeper than a search reads, so no search can tell), for any
+    /// thread count; the filter of old's strings holds fewer.
+    @Test func theSamePatchAsWithoutTheFilter() throws {
+        let (old, new) = Self.pair()
+        try BlockMatches.$minimumOld.withValue(1 << 16) {
+            try old.withUnsafeBufferPointer { o in
+                try new.withUnsafeBufferPointer { n in
+                    let blocks = BlockMatches.find(old: o, new: n, threads: 2)
+                    let all = try ChainIndex(o, threads: 2, blocks: blocks)
+                    let allBits = all.filter.words.reduce(0) { $0 + $1.nonzeroBitCount }
+                    let plain = try DiffEngine.makePatch(index: all, old: UnsafeRawBufferPointer(o), new: UnsafeRawBufferPointer(n),
+                                                         options: DiffOptions(threads: 2), progress: nil)
+                    for threads in [1, 2, 4] {
+                        let index = try ChainIndex(o, threads: threads, positions: Self.positions(old, new, threads: threads))
+                        if threads == 2 {
+                            let bits = index.filter.words.reduce(0) { $0 + $1.nonzeroBitCount }
+                            #expect(bits < allBits * 3 / 4, "filter bits \(bits), without the positions left out \(allBits)")
+                        }
+                        let patch = try DiffEngine.makePatch(index: index, old: UnsafeRawBufferPointer(o), new: UnsafeRawBufferPointer(n),
+                                                             options: DiffOptions(threads: threads), progress: nil)
+                        #expect(patch == plain, "\(threads) threads: \(patch.count) bytes, without the filter \(plain.count)")
+                        #expect(try PatchApplier.apply(old: old, patch: patch) == new)
+                    }
+                }
+            }
+        }
+    }
+}
