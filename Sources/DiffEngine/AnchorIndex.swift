@@ -1,3 +1,5 @@
+import Dispatch
+
 /// A polynomial rolling hash over a fixed window of bytes (each byte first mapped to a random 64-bit
 /// value, so that similar bytes do not give similar hashes), and the mixer that turns it into
 /// well-spread bits.
@@ -115,6 +117,39 @@ final class AnchorIndex {
             if i >= end { return }
             h = RollingHash.roll(h, leaving: base[i &- 1], entering: base[i &+ w &- 1])
         }
+    }
+
+    /// Adds the anchor windows of all of `text` on up to `threads` cores: each finds the anchors of one
+    /// stretch (the rolling hash is the work), then they are inserted in old's order, so the table is
+    /// the one `add(text, 0..<text.count)` makes.
+    func add(_ text: UnsafeBufferPointer<UInt8>, threads: Int) {
+        let stretches = max(1, min(threads, text.count >> 20))
+        if stretches == 1 { return add(text, 0..<text.count) }
+        let size = (text.count + stretches - 1) / stretches
+        nonisolated(unsafe) var found = [[(mixed: UInt64, position: Int)]](repeating: [], count: stretches)
+        nonisolated(unsafe) let t = text
+        let (rateMask, rateBits) = (self.rateMask, self.rateBits)
+        found.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let out = out
+            DispatchQueue.concurrentPerform(iterations: stretches) { k in
+                let w = RollingHash.window
+                let lo = k * size, end = min(lo + size, t.count - w + 1)
+                guard lo < end, let base = t.baseAddress else { return }
+                var anchors: [(mixed: UInt64, position: Int)] = []
+                anchors.reserveCapacity(((end - lo) >> rateBits) + 16)
+                var i = lo
+                var h = RollingHash.of(base + i)
+                while true {
+                    let x = RollingHash.mix(h)
+                    if x & rateMask == 0 && i <= Self.maxPosition { anchors.append((x, i)) }
+                    i &+= 1
+                    if i >= end { break }
+                    h = RollingHash.roll(h, leaving: base[i &- 1], entering: base[i &+ w &- 1])
+                }
+                out[k] = anchors
+            }
+        }
+        for stretch in found { for a in stretch { insert(a.mixed, position: a.position) } }
     }
 
     @inline(__always)

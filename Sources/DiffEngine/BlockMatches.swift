@@ -111,7 +111,7 @@ struct BlockMatches {
         var tableBits = 10
         while Double(old.count >> anchorBits) > 0.7 * Double(1 << tableBits) { tableBits += 1 }
         let anchors = AnchorIndex(rateBits: anchorBits, tableBits: tableBits)
-        anchors.add(old, 0..<old.count)
+        anchors.add(old, threads: threads)
         let parts = stride(from: 0, to: new.count, by: part).map { $0..<min($0 + part, new.count) }
         let found = Mutex<[[Match]]>(Array(repeating: [], count: parts.count))
         let next = Atomic<Int>(0)

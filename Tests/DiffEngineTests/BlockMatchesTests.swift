@@ -124,3 +124,32 @@ import TestSupport
         }
     }
 }
+
+/// Old's anchors found on several cores (`AnchorIndex.add(_:threads:)`, for the block matches).
+@Suite struct AnchorIndexTests {
+    /// The same table as one pass over the whole text: every anchor window's lookup answers the same
+    /// position (the first of repeated windows, wherever the stretches were cut), and as many entries.
+    /// Every window is an anchor here (rate 0), so one lost or doubled at a cut would show.
+    @Test(arguments: [2, 3, 8])
+    func anchorsFoundSideBySideFillTheSameTable(_ threads: Int) {
+        var rng = SeededGenerator(seed: 41)
+        // Repeated records and runs (the same windows many times over), across the stretches' cuts.
+        let text = TestData.structured(3_300_000, rng: &rng)
+        let one = AnchorIndex(rateBits: 0, tableBits: 23), many = AnchorIndex(rateBits: 0, tableBits: 23)
+        text.withUnsafeBufferPointer { t in
+            one.add(t, 0..<t.count)
+            many.add(t, threads: threads)
+            #expect(one.entries == many.entries && one.entries > 10_000)
+            var h = RollingHash.of(t.baseAddress!)
+            var anchors = 0
+            for i in 0...(t.count - RollingHash.window) {
+                if i > 0 { h = RollingHash.roll(h, leaving: t[i - 1], entering: t[i + RollingHash.window - 1]) }
+                let x = RollingHash.mix(h)
+                guard one.isAnchor(x) else { continue }
+                anchors += 1
+                if one.lookup(x) != many.lookup(x) { Issue.record("anchor at \(i): \(String(describing: one.lookup(x))) against \(String(describing: many.lookup(x)))") }
+            }
+            #expect(anchors == t.count - RollingHash.window + 1 && anchors > one.entries)
+        }
+    }
+}
