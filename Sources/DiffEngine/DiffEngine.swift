@@ -45,8 +45,9 @@ public enum DiffEngine {
         let oldBytes = old.bindMemory(to: UInt8.self)
         return try smallest(of: options.index.tried(oldCount: oldBytes.count), progress: progress, size: \.count) { kind, part in
             if kind == .hashChains {
-                let positions = IndexedPositions.find(old: oldBytes, new: new.bindMemory(to: UInt8.self), threads: options.threads)
-                let index = try ChainIndex(oldBytes, threads: options.threads, hashing: true, positions: positions)
+                let index = try ChainIndex(oldBytes, threads: options.threads, hashing: true,
+                                           positions: IndexedPositions.find(old: oldBytes, new: new.bindMemory(to: UInt8.self),
+                                                                            threads: options.threads))
                 return try makePatch(index: index, old: old, new: new, options: options, progress: part)
             }
             let index = try OldIndex(oldBytes, threads: options.threads, hashing: true)
@@ -335,8 +336,8 @@ public enum DiffEngine {
                                        threads: Int = 1, chunkSize: Int? = nil, into sink: inout Sink,
                                        progress: ((Int) -> Void)?) throws {
         if kind.usesChains(oldCount: old.count) {
-            let positions = IndexedPositions.find(old: old, new: new, threads: threads)
-            try match(index: try ChainIndex(old, threads: threads, positions: positions), old: old, new: new, threads: threads,
+            try match(index: try ChainIndex(old, threads: threads, positions: IndexedPositions.find(old: old, new: new, threads: threads)),
+                      old: old, new: new, threads: threads,
                       chunkSize: chunkSize, into: &sink, progress: progress)
         } else {
             try match(index: try OldIndex(old, threads: threads), old: old, new: new, threads: threads, chunkSize: chunkSize,

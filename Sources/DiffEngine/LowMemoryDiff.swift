@@ -122,9 +122,10 @@ extension DiffEngine {
                                        progress: ((Double) -> Void)?) throws -> ([UInt8], Int) {
         let oldBytes = old.bindMemory(to: UInt8.self)
         let new = try MappedFile(path: newPath)
-        let positions = IndexedPositions.find(old: oldBytes, new: new.bytes, threads: options.threads)
+        // Taken out of the optional into the index's build, so that its mask is freed with the build.
+        var positions: IndexedPositions? = IndexedPositions.find(old: oldBytes, new: new.bytes, threads: options.threads)
         new.releaseAll()
-        return try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: true, positions: positions), old: old,
+        return try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: true, positions: positions.take()!), old: old,
                              new: new, options: options, progress: progress)
     }
 
