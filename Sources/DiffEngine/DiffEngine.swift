@@ -26,15 +26,18 @@ public enum DiffEngine {
     /// starts at the same width) + |old|/2 + 32 bytes a tuple. Compressing: the index is freed
     /// first, and compressors finishing side by side stay within what it held. The chains index only
     /// what the block matches (`BlockMatches`, from 1 MiB of old) leave of old, and one position in 4
-    /// of the rest, so their terms in |old| shrink with the share of new found in long blocks. About
-    /// 5.6n for equal sizes with nothing in blocks, against bsdiff 4.3's 17n+. Measured peak RSS of
-    /// `phoenix-diff make` (`makePatchFile`, when it still read `new` whole, twice; the peer
-    /// benchmark, GNU time, 2026-11-30), default index, against HDiffPatch's `hdiffz -m` (v5.1.3,
-    /// which block-matches first and streams the files): 61.0 MB on the 10.5 MB numpy pair (hdiffz
-    /// 35.4), 153.4 MB on ruff, 24.5 MB (149.3), 266.6 MB on pyarrow, 55 MB (193.3), 99.4 MB on the
-    /// 27 MB Django tar (7.3), 1.208 GB on polars, 221 MB (1.208 GB, 0.1 MB more); the suffix array:
-    /// 73.9, 158.9, 329.3, 168.8 MB and 1.29 GB. Called with both buffers in memory, indexing also
-    /// holds `new`. For a hard cap, use `makePatchFile` with `DiffOptions.memoryLimit`.
+    /// of the rest, less the positions no search could use (`IndexedPositions`: their 12 bytes occur
+    /// nowhere in new outside the blocks; a bit a byte of old while the index is built), so their
+    /// terms in |old| shrink with the share of new found in long blocks and of old new lacks. About
+    /// 5.6n for equal sizes with nothing in blocks or left out, against bsdiff 4.3's 17n+; the peak is
+    /// the chains' build (4 bytes a position while placed). Measured peak RSS of `phoenix-diff make`
+    /// (`makePatchFile`; the peer benchmark, GNU time, 2026-11-30 14:12 UTC), default index, against
+    /// HDiffPatch's `hdiffz -m` (v5.1.3, which block-matches first and streams the files): 53.7 MB on
+    /// the 10.5 MB numpy pair (hdiffz 35.2), 124.3 MB on ruff, 24.5 MB (149.3), 211.5 MB on pyarrow,
+    /// 55 MB (193.2), 74.4 MB on the 27 MB Django tar (7.2), 972.6 MB on polars, 221 MB (1.21 GB);
+    /// the suffix array: 71.9, 153.5, 317.9, 169.5 MB and 1.19 GB. Called with both buffers in
+    /// memory, indexing also holds `new`. For a hard cap, use `makePatchFile` with
+    /// `DiffOptions.memoryLimit`.
     ///
     /// - Parameter progress: called with a fraction in 0...1 as the work advances (from this thread).
     public static func makePatch(old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
