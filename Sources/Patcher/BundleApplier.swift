@@ -165,6 +165,11 @@ public enum BundleApplier {
         return try body()
     }
 
+    static func missingInstallation(_ state: State) -> PatcherError {
+        .installationMismatch(directory: state.directory,
+                              detail: "it does not exist; this bundle updates an existing installation (a full bundle installs one)")
+    }
+
     static func mapErrors<T>(_ body: () throws -> T) throws -> T {
         do {
             return try body()
@@ -184,6 +189,12 @@ public enum BundleApplier {
         let state = State(directory: directory)
         try refuseRoot(state)
         return try mapErrors {
+            // An update for an installation that is not there, with no state of one (an interrupted
+            // install to recover), is refused before its parent, state directory or lock is made.
+            if !POSIX.exists(state.directory) && !POSIX.exists(state.root) {
+                let header = try readHeader(try FilePatchInput(path: bundlePath), limits: options.limits)
+                if !header.isFull { throw missingInstallation(state) }
+            }
             let parent = POSIX.directory(of: state.directory)
             if !POSIX.isDirectory(parent) {
                 do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
@@ -227,10 +238,7 @@ public enum BundleApplier {
         }
         let old = exists ? try TreeScanner.scan(state.directory, threads: options.threads, lossyLinkTargets: true) : []
         let oldDigest = TreeDigest.compute(old)
-        if !header.isFull && !exists {
-            throw PatcherError.installationMismatch(
-                directory: state.directory, detail: "it does not exist; this bundle updates an existing installation (a full bundle installs one)")
-        }
+        if !header.isFull && !exists { throw missingInstallation(state) }
         if !header.isFull && oldDigest != header.oldDigest {
             throw PatcherError.installationMismatch(directory: state.directory, detail: describeMismatch(state, old: old, manifest: manifest))
         }

@@ -166,17 +166,23 @@ import TreeIO
         #expect(try TreeSpec.digest(dir.file(".broken.phoenix/backup")) == brokenDigest)
     }
 
+    /// Refused before anything is made: no installation, no state directory beside it (its lock), no
+    /// parent directory.
     @Test func aDeltaBundleRefusesAMissingInstallation() throws {
         let dir = try TemporaryDirectory()
         let (old, new) = try Self.trees(dir)
         _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("b"))
-        #expect {
-            try BundleApplier.apply(directory: dir.file("nowhere"), bundlePath: dir.file("b"))
-        } throws: { error in
-            guard case PatcherError.installationMismatch(_, let detail) = error else { return false }
-            return detail.contains("does not exist")
+        let before = try dir.listing()
+        for target in ["nowhere", "missing/parent/app"] {
+            #expect {
+                try BundleApplier.apply(directory: dir.file(target), bundlePath: dir.file("b"))
+            } throws: { error in
+                guard case PatcherError.installationMismatch(_, let detail) = error else { return false }
+                return detail.contains("does not exist")
+            }
+            let after = try dir.listing()
+            #expect(after == before, "\(target): left \(after)")
         }
-        #expect(!POSIX.exists(dir.file("nowhere")))
     }
 
     @Test func aSecondUpdateWhileOneHoldsTheLockIsRefusedAsBusy() throws {
