@@ -263,8 +263,8 @@ private struct UnexpectedFailure: Error {}
                 #expect(r.status == .notFound && r.body.readableBytes == 0)
             }
             let wrongMethod: [(String, HTTPRequest.Method, String)] = [
-                ("/healthz", .post, "GET"),
-                ("/api/releases?platform=\(p)", .delete, "GET, POST"),
+                ("/healthz", .post, "GET, HEAD"),
+                ("/api/releases?platform=\(p)", .delete, "GET, HEAD, POST"),
                 ("/api/telemetry", .get, "POST"),
                 ("/api/version/download?version=2.0.0&platform=\(p)", .put, "GET, HEAD"),
             ]
@@ -278,6 +278,24 @@ private struct UnexpectedFailure: Error {}
             }
             try await client.execute(uri: "/api/version/download?version=2.0.0&platform=\(p)", method: .head) { r in
                 #expect(r.status == .ok && r.body.readableBytes == 0)
+            }
+            // HEAD wherever GET is served: the GET's status and headers, no body.
+            for uri in ["/healthz", "/api/releases?platform=\(p)", "/api/manifest?platform=\(p)"] {
+                var getLength: String? = nil
+                try await client.execute(uri: uri, method: .get) { r in
+                    #expect(r.status == .ok, "GET \(uri)")
+                    getLength = r.headers[.contentLength] ?? "\(r.body.readableBytes)"
+                }
+                try await client.execute(uri: uri, method: .head) { r in
+                    #expect(r.status == .ok && r.body.readableBytes == 0, "HEAD \(uri)")
+                    #expect(r.headers[.contentLength] == getLength, "HEAD \(uri)")
+                }
+            }
+            // Range is for GET: a HEAD with one describes the whole package.
+            let size = try POSIX.readFile(try f.service.package(platform: p, version: try SemanticVersion(parsing: "2.0.0"), from: nil).path).count
+            try await client.execute(uri: "/api/version/download?version=2.0.0&platform=\(p)", method: .head,
+                                     headers: [.range: "bytes=0-9"]) { r in
+                #expect(r.status == .ok && r.headers[.contentLength] == "\(size)" && r.headers[.contentRange] == nil)
             }
         }
     }

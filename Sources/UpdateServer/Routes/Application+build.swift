@@ -37,7 +37,9 @@ public func buildApplication(service: UpdateService, tls: CertificateReloader?, 
 
 func makeApplication(service: UpdateService, server: HTTPServerBuilder, logger: Logger?) -> some ApplicationProtocol {
     let log = logger ?? Logger(label: "phoenix-server")
-    let router = Router(context: BasicRequestContext.self)
+    // HEAD wherever GET is served (RFC 9110 9.3.2): the GET handler's response without its body (the
+    // download route answers HEAD itself, without reading the file).
+    let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: LogRequestsMiddleware(.debug))
     // Before the routes: middleware wraps only the routes added after it (and the not-found responder).
     router.add(middleware: JSONErrorMiddleware())

@@ -27,8 +27,8 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 extension Routes {
-    /// Methods that get a 405 on a path that exists but does not serve them (HEAD is left to the 404:
-    /// a GET route's HEAD is not "not allowed", and the download route serves its own).
+    /// Methods that get a 405 on a path that exists but does not serve them (HEAD is served wherever
+    /// GET is, `RouterOptions.autoGenerateHeadEndpoints`, and left to the 404 elsewhere).
     static let refusedMethods: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch]
 
     /// Answers a known path with a method it does not serve with 405 and `Allow` (RFC 9110 15.5.6),
@@ -41,7 +41,8 @@ extension Routes {
             methods[route.path.description, default: []].insert(route.method)
         }
         for (key, path) in paths {
-            let served = methods[key] ?? []
+            var served = methods[key] ?? []
+            if served.contains(.get) { served.insert(.head) }
             let allow = served.map(\.rawValue).sorted().joined(separator: ", ")
             for method in refusedMethods where !served.contains(method) {
                 router.on(path, method: method) { (request: Request, _: BasicRequestContext) async throws -> Response in

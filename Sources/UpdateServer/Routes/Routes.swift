@@ -266,7 +266,8 @@ enum Routes {
         headers[.eTag] = "\"\(pkg.sha256)\""
         headers[.cacheControl] = "public, max-age=31536000, immutable"
         var range: ClosedRange<Int>? = nil
-        if let header = request.headers[.range] {
+        // Range is defined for GET only (RFC 9110 14.2): a HEAD describes the whole package.
+        if !headOnly, let header = request.headers[.range] {
             // If-Range with a different ETag means "send the whole thing".
             let ifRange = request.headers[.ifRange]
             if ifRange == nil || ifRange == "\"\(pkg.sha256)\"" {
