@@ -449,7 +449,8 @@ public enum BundleMaker {
 
     /// What the low-memory diff of one file holds besides its index: the pages of each file around the
     /// matcher (`AnchorMatcher`: about twice its span), the assembler's buffers, its old-context coder
-    /// (the bits of a block and their sorted copy, 4.3 MiB at most) and the split layout's block (~2 MiB).
+    /// (the bits of a block, their sorted copy and records of up to a 64th of its bytes, 6.3 MiB at
+    /// most) and the split layout's block (~2 MiB).
     static let anchorWindows = 28 << 20
 
     /// Diffs one file in the low-memory mode (`DiffEngine.makeLowMemory`), straight into the bundle's

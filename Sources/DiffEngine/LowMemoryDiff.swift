@@ -21,8 +21,9 @@ extension DiffEngine {
     static let lowMemoryOverhead = 80 << 20
     /// The smallest `--memory-limit` the low-memory mode accepts (leaves the index at least 16 MiB).
     public static let minimumMemoryLimit = lowMemoryOverhead + (16 << 20)
-    /// What the old-context diff order adds in the low-memory mode: the bits of a 16 Mi block and their
-    /// sorted copy (`ContextRunCoder`), a fifth compressor and its spool.
+    /// What the old-context diff order adds in the low-memory mode: the bits of a 16 Mi block, their
+    /// sorted copy and up to 256 Ki records of non-zero bytes (`ContextRunCoder`, 6.3 MiB), a fifth
+    /// compressor and its spool.
     static let contextOrderCost = 16 << 20
 
     /// Peak memory of `makePatchFile`'s in-memory engine for files of these sizes, as a conservative

@@ -45,6 +45,10 @@ public final class ContextRunCoder {
     private let bits: UnsafeMutablePointer<UInt64>
     /// Per key: its count in the block, then its next place in the sorted pattern.
     private let start: UnsafeMutablePointer<UInt32>
+    /// The block's non-zero diff bytes, while there are at most `recordCap` of them: each one's key
+    /// (high half) and how many bytes of that key come before it in the block (low half).
+    private let records: UnsafeMutablePointer<UInt64>
+    private let recordCap: Int
     /// The block's diff bytes as runs of consecutive old positions, in order.
     private var segments: [(oldStart: Int, count: Int)] = []
     private var old = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
@@ -65,11 +69,14 @@ public final class ContextRunCoder {
         bits = .allocate(capacity: (capacity + 63) / 64)
         bits.initialize(repeating: 0, count: (capacity + 63) / 64)
         start = .allocate(capacity: ContextOrder.keyCount)
+        recordCap = max(1, capacity / 64)
+        records = .allocate(capacity: recordCap)
     }
 
     deinit {
         bits.deallocate()
         start.deallocate()
+        records.deallocate()
     }
 
     /// Adds `diff.count` diff bytes whose old positions start at `oldStart`. `old` must be the same
@@ -124,9 +131,19 @@ public final class ContextRunCoder {
     }
 
     private func flushBlock() {
-        // Each key's first place in the sorted pattern (counts, then their running sums).
+        // Each key's first place in the sorted pattern (counts, then their running sums). On the way,
+        // each non-zero byte's key and rank among its key's bytes, while they are few (a diff of long
+        // matches is nearly all zeros): its place is then its key's first place plus its rank, and the
+        // second pass over every byte is not needed.
         start.initialize(repeating: 0, count: ContextOrder.keyCount)
-        forEachKey { _, k in start[k] &+= 1 }
+        var recorded = 0
+        forEachKey { i, k in
+            if bits[i >> 6] >> UInt64(i & 63) & 1 != 0 {
+                if recorded < recordCap { records[recorded] = UInt64(k) << 32 | UInt64(start[k]) }
+                recorded &+= 1
+            }
+            start[k] &+= 1
+        }
         var sum: UInt32 = 0
         for k in 0..<ContextOrder.keyCount {
             let c = start[k]
@@ -137,11 +154,19 @@ public final class ContextRunCoder {
         let sorted = UnsafeMutablePointer<UInt64>.allocate(capacity: words)
         sorted.initialize(repeating: 0, count: words)
         defer { sorted.deallocate() }
-        forEachKey { i, k in
-            let p = Int(start[k])
-            start[k] = UInt32(truncatingIfNeeded: p + 1)
-            if bits[i >> 6] >> UInt64(i & 63) & 1 != 0 {
+        if recorded <= recordCap {
+            for r in 0..<recorded {
+                let e = records[r]
+                let p = Int(start[Int(e >> 32)]) &+ Int(e & 0xFFFF_FFFF)
                 sorted[p >> 6] |= 1 << UInt64(p & 63)
+            }
+        } else {
+            forEachKey { i, k in
+                let p = Int(start[k])
+                start[k] = UInt32(truncatingIfNeeded: p + 1)
+                if bits[i >> 6] >> UInt64(i & 63) & 1 != 0 {
+                    sorted[p >> 6] |= 1 << UInt64(p & 63)
+                }
             }
         }
         // The first bit at or after `p` equal to `one`, or `count`: a word at a time (the runs are long).
