@@ -53,10 +53,11 @@ import UpdateServer
         #expect(view.variants.count == 2 && view.variants.allSatisfy { $0.installs == 15 })
     }
 
-    static func request(_ url: String, post: Bool = false, headers: [(String, String)] = [], body: String? = nil) async throws
-        -> (status: Int, headers: [String: String], body: String) {
+    static func request(_ url: String, post: Bool = false, head: Bool = false, headers: [(String, String)] = [],
+                        body: String? = nil) async throws -> (status: Int, headers: [String: String], body: String) {
         var r = HTTPClientRequest(url: url)
         if post { r.method = .POST }
+        if head { r.method = .HEAD }
         for (k, v) in headers { r.headers.add(name: k, value: v) }
         if let body { r.body = .bytes(ByteBuffer(string: body)) }
         // Redirects are what these tests look at: not followed.
@@ -123,8 +124,10 @@ import UpdateServer
             let bytes = try Data(contentsOf: URL(fileURLWithPath: png))
             #expect(bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) && bytes.count > 20_000, "screenshot of \(bytes.count) bytes")
 
-            // A link works once.
+            // A link works once; a HEAD of it (a mail scanner's) neither spends it nor logs in.
             let link = try await Self.loginLink(base)
+            let probe = try await Self.request(link, head: true)
+            #expect(probe.status == 200 && probe.headers["set-cookie"] == nil && probe.body.isEmpty)
             #expect(try await Self.request(link).status == 303)
             #expect(try await Self.request(link).status == 403)
         }

@@ -58,6 +58,11 @@ enum AdminRoutes {
             }
             return html(DashboardPage.loginPage(message: nil))
         }
+        // HEAD of a login link must not spend it (nor start a session): mail scanners and link previews
+        // send one before the admin clicks. The GET route's HEAD would run it; this answers as the page.
+        router.head("/dashboard/login") { _, _ in
+            html(DashboardPage.loginPage(message: nil)).createHeadResponse()
+        }
         router.post("/dashboard/login") { request, _ in
             let form = await readForm(request)
             guard service.configuration.adminToken?.isEmpty == false else {

@@ -27,8 +27,9 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 extension Routes {
-    /// Methods that get a 405 on a path that exists but does not serve them (HEAD is served wherever
-    /// GET is, `RouterOptions.autoGenerateHeadEndpoints`, and left to the 404 elsewhere).
+    /// Methods that get a 405 on a path that exists but does not serve them. HEAD is served wherever
+    /// GET is (`RouterOptions.autoGenerateHeadEndpoints`, from the GET route, or this 405's GET on a
+    /// path that serves only POST: then a 405 too).
     static let refusedMethods: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch]
 
     /// Answers a known path with a method it does not serve with 405 and `Allow` (RFC 9110 15.5.6),
