@@ -19,7 +19,7 @@ import Glibc
 /// New is scanned in fixed parts (`part`), on all cores, each part's matches found on its own and
 /// joined where one goes on into the next, so the matches, and so the patch, are the same for any
 /// thread count. Memory: the anchor table (8-byte slots, at most 70% full: 23-46 bytes per 512 bytes
-/// of old) and the matches.
+/// of old), the anchors found before they go in it (16 bytes each, about old/16) and the matches.
 struct BlockMatches {
     struct Match: Equatable {
         var newStart: Int
@@ -59,8 +59,7 @@ struct BlockMatches {
         self.slots = slots
     }
 
-    /// The match whose new range holds `offset`, if any (none past the new file the matches were found
-    /// in, which may be asked of a longer one).
+    /// The match whose new range holds `offset`, if any (none past the end of new).
     @inline(__always)
     func match(containing offset: Int) -> Match? {
         let slot = offset / Self.block

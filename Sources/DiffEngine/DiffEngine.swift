@@ -72,7 +72,8 @@ public enum DiffEngine {
         return best!
     }
 
-    /// `makePatch` with `old` indexed already (`makePatchFile` maps new only after that). With
+    /// `makePatch` with `old` indexed already (`makePatchFile` maps new only after that for the suffix
+    /// array; the chains' block scan reads it first and drops its pages). With
     /// `newPages`, `new` is that mapping: its pages are dropped behind each pass (`match`), and new is
     /// hashed again at the end, so that a file changed meanwhile is an error, not a patch whose
     /// digest does not match what it makes.
@@ -122,7 +123,8 @@ public enum DiffEngine {
         do {
             // A mapped new is hashed before any of the bytes the patch makes are read (the tuples are
             // emitted and the extra stream taken only once all are found), and again once all are
-            // read (below): equal digests mean the patch makes the bytes hashed.
+            // read (below): equal digests mean the patch makes the bytes hashed (short of a change made
+            // and undone between the two).
             let beforeEmitting: (([[RecordedTuple]]) throws -> Void)? = newPages == nil && aside == nil ? nil : { tuples in
                 if newPages != nil { newSHA256.wait() }
                 try aside?.start(extraOf: tuples, new: newBytes)

@@ -1,11 +1,12 @@
 import CPhoenixSys
 import Synchronization
 
-/// A one-sided membership filter over every `gram`-byte substring of the old file (9 bytes for the
-/// suffix array, 12 for hash chains): a blocked Bloom filter, two bits in one 64-bit word per gram,
-/// chosen by a multiplicative hash. `mayContain` never says no for a gram that occurs in old; for an
-/// absent gram it says yes with probability about the square of the bitmap's fill (in theory ~15% at
-/// 4 bits a byte; one bit per gram gave ~22%).
+/// A one-sided membership filter over the `gram`-byte substrings of a text (9 bytes for the suffix
+/// array, 12 for hash chains): a blocked Bloom filter, two bits in one 64-bit word per gram, chosen by
+/// a multiplicative hash. The text is old, every position of it, or for the chains the positions they
+/// index (and `IndexedPositions` makes one over new's strings outside the block matches).
+/// `mayContain` never says no for a gram that was added; for another it says yes with probability
+/// about the square of the bitmap's fill (in theory ~15% at 4 bits a byte; one bit per gram gave ~22%).
 ///
 /// The matcher asks it before each search. With the suffix array (9 bytes): when the 9 bytes at a
 /// position of new occur nowhere in old, the longest match there is at most 8 bytes, which can never

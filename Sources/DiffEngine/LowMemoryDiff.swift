@@ -70,8 +70,8 @@ extension DiffEngine {
 
     /// Makes a patch from the file `oldPath` to the file `newPath` and writes it atomically to `patchPath`.
     ///
-    /// Without `options.memoryLimit`, or when `estimatedPeakMemory` fits under it, this reads both files
-    /// and calls `makePatch` (best patches; peak memory as stated there). Otherwise it switches to the
+    /// Without `options.memoryLimit`, or when `estimatedPeakMemory` fits under it, this reads old, maps
+    /// new (see below) and calls `makePatch` (best patches; peak memory as stated there). Otherwise it switches to the
     /// low-memory mode: both files are mapped, not read; old is indexed by content-defined anchors in a
     /// table sized from the limit (`AnchorIndex`), new is matched in one pass (`AnchorMatcher`), the
     /// pages behind the scan are dropped as it goes, and the compressed streams spool to temporary files
@@ -92,12 +92,13 @@ extension DiffEngine {
             }
         }
         // Old is read, not mapped: matching reads all of it, at random. New is mapped, and its pages are
-        // dropped behind each pass over it (the block scan, the digest, matching, emitting the tuples),
-        // so that it is never all resident beside the index (numpy 10 MB, pyarrow 55 MB less at the
-        // peak); it is hashed again at the end, so a change meanwhile is an error (a truncation, a
-        // SIGBUS that `phoenix-diff` reports as an I/O error). For the suffix array new is mapped once
-        // old is indexed; the hash chains need it first: they index only what its block matches leave
-        // of old.
+        // dropped after the block scan and the filter of its strings (which read it whole) and behind
+        // each later pass (the digest, matching, emitting the tuples), so that it is never all resident
+        // beside the index; it is hashed again at the end, so a change meanwhile is an error (a
+        // truncation is a SIGBUS, which `phoenix-diff` reports as an I/O error; a library caller needs
+        // a handler such as `phx_install_cleanup_handlers`). For the suffix array new is mapped once old
+        // is indexed; the hash chains need it first: they index only what its block matches leave of
+        // old.
         let old = try POSIX.readFile(oldPath, followSymlinks: true)
         progress?(0)
         let (bytes, newCount) = try old.withUnsafeBytes { o in

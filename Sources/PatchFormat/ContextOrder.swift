@@ -36,9 +36,10 @@ public enum ContextOrder {
 /// The encoder's side: collects whether each diff byte is non-zero, and at the end of each block
 /// appends that block's pattern, sorted by key, to `runs` as `(zero run, non-zero run)` varints.
 ///
-/// Memory: one bit per diff byte of a block (2 MiB), a counter per key (256 KiB) and the block's
-/// segments of old; the keys are not stored but recomputed from old at the end of the block (two
-/// passes), which saved 32 MiB of `make`'s peak for a few milliseconds.
+/// Memory: one bit per diff byte of a block (2 MiB), a counter per key (256 KiB), records of up to a
+/// 64th of the block's bytes (2 MiB) and the block's segments of old; the keys are not stored but
+/// recomputed from old at the end of the block (one pass, two for a block with more non-zero bytes
+/// than the records hold), which saved 32 MiB of `make`'s peak for a few milliseconds.
 public final class ContextRunCoder {
     public private(set) var runs: [UInt8] = []
     /// One bit per diff byte of the block: set when the byte is non-zero.
@@ -55,7 +56,7 @@ public final class ContextRunCoder {
     private var count = 0
     private let blockSize: Int
     private let capacity: Int
-    /// Called every 8 segments a block's two passes read from old: scattered segments can make much of
+    /// Called every 8 segments a block's passes read from old: scattered segments can make much of
     /// a mapped old resident at once (a read maps a whole large folio of the page cache, ~640 KiB
     /// measured), which a low-memory caller releases (see `AnchorMatcher.onProbes`).
     public var onOldPages: (() -> Void)?
