@@ -31,11 +31,11 @@ public enum DiffEngine {
     /// terms in |old| shrink with the share of new found in long blocks and of old new lacks. About
     /// 5.6n for equal sizes with nothing in blocks or left out, against bsdiff 4.3's 17n+; the peak is
     /// the chains' build (4 bytes a position while placed). Measured peak RSS of `phoenix-diff make`
-    /// (`makePatchFile`; the peer benchmark, GNU time, 2026-11-30 14:12 UTC), default index, against
-    /// HDiffPatch's `hdiffz -m` (v5.1.3, which block-matches first and streams the files): 53.7 MB on
-    /// the 10.5 MB numpy pair (hdiffz 35.2), 124.3 MB on ruff, 24.5 MB (149.3), 211.5 MB on pyarrow,
-    /// 55 MB (193.2), 74.4 MB on the 27 MB Django tar (7.2), 972.6 MB on polars, 221 MB (1.21 GB);
-    /// the suffix array: 71.9, 153.5, 317.9, 169.5 MB and 1.19 GB. Called with both buffers in
+    /// (`makePatchFile`; the peer benchmark, GNU time, 2026-11-30 14:53 UTC), default index, against
+    /// HDiffPatch's `hdiffz -m` (v5.1.3, which block-matches first and streams the files): 54.8 MB on
+    /// the 10.5 MB numpy pair (hdiffz 35.3), 121.6 MB on ruff, 24.5 MB (149.3), 211.5 MB on pyarrow,
+    /// 55 MB (193.1), 74.3 MB on the 27 MB Django tar (7.2), 972.3 MB on polars, 221 MB (1.21 GB);
+    /// the suffix array: 71.9, 153.4, 311.1, 165.1 MB and 1.19 GB. Called with both buffers in
     /// memory, indexing also holds `new`. For a hard cap, use `makePatchFile` with
     /// `DiffOptions.memoryLimit`.
     ///
