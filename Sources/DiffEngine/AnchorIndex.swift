@@ -105,6 +105,13 @@ final class AnchorIndex {
     /// Adds the anchor windows of `text[range]` (windows starting in the range; `text` is the whole old
     /// file). Call with consecutive ranges from 0.
     func add(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) {
+        Self.forEachAnchor(text, range, rateMask: rateMask) { insert($0, position: $1) }
+    }
+
+    /// Calls `body(mixed hash, position)` for each anchor window starting in `text[range]`, in order.
+    @inline(__always)
+    private static func forEachAnchor(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, rateMask: UInt64,
+                                      _ body: (UInt64, Int) -> Void) {
         let w = RollingHash.window
         let end = min(range.upperBound, text.count - w + 1)
         guard range.lowerBound < end, let base = text.baseAddress else { return }
@@ -112,7 +119,7 @@ final class AnchorIndex {
         var h = RollingHash.of(base + i)
         while true {
             let x = RollingHash.mix(h)
-            if isAnchor(x) && i <= Self.maxPosition { insert(x, position: i) }
+            if x & rateMask == 0 && i <= maxPosition { body(x, i) }
             i &+= 1
             if i >= end { return }
             h = RollingHash.roll(h, leaving: base[i &- 1], entering: base[i &+ w &- 1])
@@ -132,20 +139,10 @@ final class AnchorIndex {
         found.withUnsafeMutableBufferPointer { out in
             nonisolated(unsafe) let out = out
             DispatchQueue.concurrentPerform(iterations: stretches) { k in
-                let w = RollingHash.window
-                let lo = k * size, end = min(lo + size, t.count - w + 1)
-                guard lo < end, let base = t.baseAddress else { return }
+                let stretch = (k * size)..<min((k + 1) * size, t.count)
                 var anchors: [(mixed: UInt64, position: Int)] = []
-                anchors.reserveCapacity(((end - lo) >> rateBits) + 16)
-                var i = lo
-                var h = RollingHash.of(base + i)
-                while true {
-                    let x = RollingHash.mix(h)
-                    if x & rateMask == 0 && i <= Self.maxPosition { anchors.append((x, i)) }
-                    i &+= 1
-                    if i >= end { break }
-                    h = RollingHash.roll(h, leaving: base[i &- 1], entering: base[i &+ w &- 1])
-                }
+                anchors.reserveCapacity((stretch.count >> rateBits) + 16)
+                Self.forEachAnchor(t, stretch, rateMask: rateMask) { anchors.append(($0, $1)) }
                 out[k] = anchors
             }
         }

@@ -501,9 +501,7 @@ public enum BundleMaker {
         hashNew(upTo: new.count)
         new.releaseAll()
         guard newHasher.finalize() == expectedNew.sha256 else { throw changed(newPath) }
-        let oldHasher = SHA256Hasher()
-        DiffEngine.walk(old, hashing: oldHasher)
-        guard oldHasher.finalize() == expectedOld.sha256 else { throw changed(oldPath) }
+        guard DiffEngine.digest(old) == expectedOld.sha256 else { throw changed(oldPath) }
         return EntryCounts(tuples: assembler.tupleCount, diffBytes: assembler.diffRawLength,
                            literalBytes: assembler.literalsRawLength, extraBytes: assembler.extraRawLength)
     }

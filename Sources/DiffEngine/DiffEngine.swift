@@ -83,12 +83,7 @@ public enum DiffEngine {
         let newBytes = new.bindMemory(to: UInt8.self)
         // New is hashed on a core that matching leaves free for a moment (the tuples are fed to the
         // compressors on one thread), old while it was sorted.
-        let newSHA256 = BackgroundDigest(threads: options.threads) {
-            guard let newPages else { return SHA256Hasher.hash(new) }
-            let hasher = SHA256Hasher()
-            walk(newPages, hashing: hasher)
-            return hasher.finalize()
-        }
+        let newSHA256 = BackgroundDigest(threads: options.threads) { newPages.map(digest) ?? SHA256Hasher.hash(new) }
         defer { newSHA256.wait() }
         let oldSHA256 = index.sha256 ?? SHA256Hasher.hash(old)
         let level = options.level ?? options.codec.defaultLevel
@@ -158,9 +153,7 @@ public enum DiffEngine {
         }
         if let newPages {
             // Every read of new is over (the aside stream's too).
-            let hasher = SHA256Hasher()
-            walk(newPages, hashing: hasher)
-            guard hasher.finalize() == newSHA256.wait() else {
+            guard digest(newPages) == newSHA256.wait() else {
                 throw TreeIOError.io(operation: "file changed while the patch was being made:", path: newPages.path, errno: 0,
                                      message: "its content no longer matches what was read first")
             }

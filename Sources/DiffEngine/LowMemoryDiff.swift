@@ -269,6 +269,13 @@ extension DiffEngine {
         return (oldHasher.finalize(), newHasher.finalize())
     }
 
+    /// SHA-256 of a mapped file, its pages dropped behind the read (`walk`).
+    static func digest(_ file: MappedFile) -> [UInt8] {
+        let hasher = SHA256Hasher()
+        walk(file, hashing: hasher)
+        return hasher.finalize()
+    }
+
     /// Hashes a mapped file 4 MiB at a time, calling `body` on each range before its pages are dropped.
     static func walk(_ file: MappedFile, hashing hasher: SHA256Hasher, _ body: (Range<Int>) -> Void = { _ in }) {
         var at = 0
