@@ -103,7 +103,8 @@ struct BlockMatches {
     /// same bytes in new are anchors too) are looked up at new's anchors only: a shared stretch of a
     /// block holds four on average (one is missed in fifty), and new is hashed, not searched, at every
     /// other position (an aligned-block table looked up at every position of new cost ruff 0.18 s).
-    static func find(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int) -> BlockMatches {
+    static func find(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int,
+                     scanned: (@Sendable (Range<Int>) -> Void)? = nil) -> BlockMatches {
         guard old.count >= minimumOld, new.count >= block, let o = old.baseAddress, let n = new.baseAddress else {
             return BlockMatches(matches: [], newCount: new.count)
         }
@@ -119,6 +120,7 @@ struct BlockMatches {
             while case let i = next.wrappingAdd(1, ordering: .relaxed).oldValue, i < parts.count {
                 let m = scan(parts[i], old: o2, oldCount: oldCount, new: n2, newCount: newCount, anchors: index)
                 found.withLock { $0[i] = m }
+                scanned?(parts[i])
             }
         }
         // A part's matches stop at its end (give or take an anchor window): one that goes on in the

@@ -19,11 +19,11 @@ import Glibc
 /// time was mostly these walks) and 1.15x on pyarrow; the Django tar, which searches little, pays
 /// for the sort's random writes (+0.07 s).
 ///
-/// Only the newest `depth` positions of a bucket are ever read, so the rest are dropped once sorted
-/// (`dropUnreachable`): 28% of the positions of the 221 MB polars library, 26% of the Django tar's,
-/// 10% of pyarrow's. That took the chains' peak under the suffix array's on those files, and with it
-/// the reason the suffix array stayed the default above 128 MiB: the chains are the default below
-/// 4 GiB (what 32-bit positions hold).
+/// Only the newest `depth` positions of a bucket are ever read, so the rest are never placed
+/// (`cursors`, from the counts; they were placed, then dropped): 28% of the positions of the 221 MB
+/// polars library, 26% of the Django tar's, 10% of pyarrow's. That took the chains' peak under the
+/// suffix array's on those files, and with it the reason the suffix array stayed the default above
+/// 128 MiB: the chains are the default below 4 GiB (what 32-bit positions hold).
 ///
 /// Measured on the corpus pairs (default xz, 2 cores; the peer benchmark's `phoenix` and `phoenix-sa`
 /// rows, before the drop, which changes no patch) against the suffix array: `make` 2.1x faster on
@@ -138,13 +138,15 @@ struct ChainIndex: MatchIndex, ~Copyable {
                 defer { free(olderCursors) }
                 nonisolated(unsafe) let older = olderCursors.bindMemory(to: UInt32.self, capacity: buckets + 2)
                 nonisolated(unsafe) let (newer, positions) = (newer, positions)
+                let skips = Skips()
                 // Nothing below throws: the other core, once started, always finds its signals.
                 if parallel {
                     DispatchQueue.global().async(group: side) {
                         Self.count(o, newerHalf, of: indexed, shift, into: newer)
                         counted.signal()
                         cursorsMade.wait()
-                        Self.place(o, newerHalf, of: indexed, shift, cursors: newer, into: positions)
+                        Self.place(o, newerHalf, of: indexed, shift, cursors: newer, skips: skips.newer, kept: skips.kept,
+                                   into: positions)
                         placed.signal()
                         if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
                         filterMade.wait()
@@ -156,16 +158,20 @@ struct ChainIndex: MatchIndex, ~Copyable {
                     Self.count(o, olderHalf, of: indexed, shift, into: older)
                     Self.count(o, newerHalf, of: indexed, shift, into: newer)
                 }
-                Self.cursors(older: older, newer: newer, buckets: buckets)
+                let kept = Self.cursors(older: older, newer: newer, buckets: buckets, skips: skips)
                 if parallel { cursorsMade.signal() }
-                Self.place(o, olderHalf, of: indexed, shift, cursors: older, into: positions)
-                if parallel { placed.wait() } else { Self.place(o, newerHalf, of: indexed, shift, cursors: newer, into: positions) }
-                // Bucket k is positions[newer[k + 1] ..< newer[k + 2]]: the last bucket ends at total.
-                newer[buckets + 1] = UInt32(truncatingIfNeeded: total)
-                return Self.dropUnreachable(positions, starts: newer, buckets: buckets)
+                Self.place(o, olderHalf, of: indexed, shift, cursors: older, skips: skips.older, kept: kept, into: positions)
+                if parallel {
+                    placed.wait()
+                } else {
+                    Self.place(o, newerHalf, of: indexed, shift, cursors: newer, skips: skips.newer, kept: kept, into: positions)
+                }
+                // Bucket k is positions[newer[k + 1] ..< newer[k + 2]]: the last bucket ends at the count kept.
+                newer[buckets + 1] = kept
+                return Int(kept)
             }
         }
-        let filter = GramFilter(sizedFor: total, gram: Self.gram)
+        let filter = GramFilter(sizedFor: indexed.filterPositions, gram: Self.gram)
         if parallel {
             sideFiller = filter.filler
             filterMade.signal()
@@ -189,46 +195,80 @@ struct ChainIndex: MatchIndex, ~Copyable {
         indexed.forEach(runs) { i in counts[hash(b + i, shift) &+ 1] &+= 1 }
     }
 
-    /// Turns both halves' counts into their cursors: each bucket's end for the older half (it fills
-    /// backwards from there), and the end less the older half's count for the newer one, so that once
-    /// both are placed `newer[k + 1]` is bucket k's start.
-    private static func cursors(older: UnsafeMutablePointer<UInt32>, newer: UnsafeMutablePointer<UInt32>, buckets: Int) {
+    /// A half's positions of one bucket that come before the newest `depth` of the bucket (a search
+    /// never reads them): the count of them still to come, and the cursor to take once they are past.
+    struct Skip {
+        var left: UInt32
+        let cursor: UInt32
+    }
+
+    /// Both halves' skips, and the count of positions kept (placed). A bucket whose cursor is above
+    /// `kept` has a skip: its cursor is `UInt32.max - k`, for skip k of its half.
+    final class Skips: @unchecked Sendable {
+        var older: [Skip] = []
+        var newer: [Skip] = []
+        var kept: UInt32 = 0
+    }
+
+    /// Turns both halves' counts into their cursors, keeping of each bucket only its newest `depth`
+    /// positions: runs of one byte, padding and a text's common strings fill buckets far past it (28% of
+    /// the positions of the 221 MB polars library, 26% of the Django tar, 10% of pyarrow), and they were
+    /// placed and then dropped, 4 bytes each at the build's peak. Bucket k keeps the newer half's newest
+    /// `min(newer, depth)` and then the older half's newest, up to `depth` in all; a half's cursor is
+    /// where its kept positions end (they are placed backwards from there), so that once both are placed
+    /// `newer[k + 1]` is bucket k's start. A half with positions to pass over first (its oldest) gets a
+    /// `Skip` instead. Returns the positions kept.
+    private static func cursors(older: UnsafeMutablePointer<UInt32>, newer: UnsafeMutablePointer<UInt32>, buckets: Int,
+                                skips: Skips) -> UInt32 {
+        let depth = UInt32(Self.depth)
         var end: UInt32 = 0
         for k in 1...buckets {
-            end &+= older[k] &+ newer[k]
-            newer[k] = end &- older[k]
-            older[k] = end
+            let olderCount = older[k], newerCount = newer[k]
+            let newerKept = min(newerCount, depth)
+            let olderKept = min(olderCount, depth &- newerKept)
+            end &+= newerKept &+ olderKept
+            if newerKept < newerCount {
+                newer[k] = UInt32.max &- UInt32(truncatingIfNeeded: skips.newer.count)
+                skips.newer.append(Skip(left: newerCount &- newerKept, cursor: end &- olderKept))
+            } else {
+                newer[k] = end &- olderKept
+            }
+            if olderKept < olderCount {
+                older[k] = UInt32.max &- UInt32(truncatingIfNeeded: skips.older.count)
+                skips.older.append(Skip(left: olderCount &- olderKept, cursor: end))
+            } else {
+                older[k] = end
+            }
         }
+        // Each skip passes over at least one position, so `kept` plus either half's skips is at most the
+        // positions' count (below UInt32.max): every marked cursor is above `kept`, every plain one not.
+        precondition(UInt64(end) + UInt64(max(skips.older.count, skips.newer.count)) < UInt64(UInt32.max),
+                     "bucket cursors overlap their marks")
+        skips.kept = end
+        return end
     }
 
-    /// Drops every position past the newest `depth` of its bucket, which no search reads (runs of one
-    /// byte, padding, a text's common strings: 28% of the positions of the 221 MB polars library, 26%
-    /// of the Django tar, 10% of pyarrow), moving the buckets down to close the gaps; returns the
-    /// positions kept.
-    private static func dropUnreachable(_ positions: UnsafeMutablePointer<UInt32>, starts: UnsafeMutablePointer<UInt32>,
-                                        buckets: Int) -> Int {
-        var kept = 0
-        for h in 0..<buckets {
-            let start = Int(starts[h &+ 1]), end = Int(starts[h &+ 2])
-            let keep = min(end &- start, depth)
-            starts[h &+ 1] = UInt32(truncatingIfNeeded: kept)
-            if kept != start { memmove(positions + kept, positions + start, keep &* 4) }
-            kept &+= keep
-        }
-        starts[buckets &+ 1] = UInt32(truncatingIfNeeded: kept)
-        return kept
-    }
-
-    /// Places the positions `range` of `old`, ascending, each just before its bucket's cursor: within a
-    /// bucket they end newest first.
+    /// Places the positions `runs` of `old` (those of them `indexed`), ascending, each just before its
+    /// bucket's cursor: within a bucket they end newest first. A bucket with a skip (its cursor above
+    /// `kept`) passes over as many first, then takes the skip's cursor.
     private static func place(_ old: UnsafeBufferPointer<UInt8>, _ runs: [PositionRun], of indexed: IndexedPositions,
-                              _ shift: UInt64, cursors: UnsafeMutablePointer<UInt32>, into positions: UnsafeMutablePointer<UInt32>) {
+                              _ shift: UInt64, cursors: UnsafeMutablePointer<UInt32>, skips: [Skip], kept: UInt32,
+                              into positions: UnsafeMutablePointer<UInt32>) {
         guard let b = old.baseAddress else { return }
-        indexed.forEach(runs) { i in
-            let k = hash(b + i, shift) &+ 1
-            let c = cursors[k] &- 1
-            cursors[k] = c
-            positions[Int(c)] = UInt32(truncatingIfNeeded: i)
+        var skips = skips
+        skips.withUnsafeMutableBufferPointer { skips in
+            indexed.forEach(runs) { i in
+                let k = hash(b + i, shift) &+ 1
+                let c = cursors[k]
+                if c <= kept {
+                    cursors[k] = c &- 1
+                    positions[Int(c &- 1)] = UInt32(truncatingIfNeeded: i)
+                } else {
+                    let s = Int(UInt32.max &- c)
+                    skips[s].left &-= 1
+                    if skips[s].left == 0 { cursors[k] = skips[s].cursor }
+                }
+            }
         }
     }
 

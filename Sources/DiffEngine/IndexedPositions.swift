@@ -13,9 +13,10 @@ import Dispatch
 /// longer push useful ones past the depth) and by the number of buckets, which follows the count.
 ///
 /// The filter over new (`GramFilter`, 4 bits a position, made on all cores) is freed once old's
-/// positions are marked, one bit each, before the chains are built; it is made only where the
-/// stretches of old to check (the runs of every position, outside the blocks) are at least half as
-/// many positions as new has, so a pair that is mostly blocks (the Django tar) does not pay for it.
+/// positions are marked, one bit each, before the chains are built. The positions sampled inside the
+/// blocks are checked as well: where new is nearly all blocks (the Django tar), few of their strings
+/// occur in what is left of new, and the filter of that little is quick to make and to ask. Old's own
+/// filter still holds every sampled position (`GramFilter.Filler.add`), so the scan meets the blocks.
 final class IndexedPositions: @unchecked Sendable {
     /// The block matches (none: nil), whose old ranges are indexed only one position in `sampling`.
     let blocks: BlockMatches?
@@ -23,6 +24,9 @@ final class IndexedPositions: @unchecked Sendable {
     let runs: [PositionRun]
     /// How many positions the runs hold, and how many of them are indexed.
     let runPositions: Int, count: Int
+    /// How many positions old's own filter (`ChainIndex.filter`) is to hold, at most: the indexed
+    /// ones and every position of a sampled run, indexed or not (`GramFilter.Filler.add`).
+    let filterPositions: Int
     /// One bit per position of old: set where indexed. nil: every position of `runs`.
     private let mask: UnsafeMutableBufferPointer<UInt64>?
 
@@ -33,22 +37,26 @@ final class IndexedPositions: @unchecked Sendable {
         runs = self.blocks?.indexedOld(positions: positions) ?? [PositionRun(start: 0, count: positions, step: 1)]
         runPositions = runs.reduce(0) { $0 + $1.count }
         count = runPositions
+        filterPositions = runPositions
         mask = nil
     }
 
     /// What the chains index of old for a diff to new: the block matches of new in old, then the
-    /// positions they leave whose grams new may hold.
-    static func find(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int) -> IndexedPositions {
-        IndexedPositions(old: old, new: new, blocks: BlockMatches.find(old: old, new: new, threads: threads), threads: threads)
+    /// positions they leave whose grams new may hold. `scanned` is called with each part of new the
+    /// block scan is done with (a mapped new drops its pages there).
+    static func find(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, threads: Int,
+                     scanned: (@Sendable (Range<Int>) -> Void)? = nil) -> IndexedPositions {
+        IndexedPositions(old: old, new: new, blocks: BlockMatches.find(old: old, new: new, threads: threads, scanned: scanned),
+                         threads: threads)
     }
 
     /// The positions of old to index, given new and the block matches found in it (nil: none).
     init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, blocks: BlockMatches?, threads: Int) {
         let all = IndexedPositions(oldCount: old.count, blocks: blocks)
         (self.blocks, runs, runPositions) = (all.blocks, all.runs, all.runPositions)
-        let unsampled = runs.reduce(0) { $0 + ($1.step == 1 ? $1.count : 0) }
-        guard old.count >= BlockMatches.minimumOld, new.count >= ChainIndex.gram, unsampled >= new.count / 2 else {
-            (count, mask) = (all.count, nil)
+        let sampled = runs.reduce(0) { $0 + ($1.step == 1 ? 0 : $1.count) }
+        guard old.count >= BlockMatches.minimumOld, new.count >= ChainIndex.gram else {
+            (count, filterPositions, mask) = (all.count, all.count, nil)
             return
         }
         // New's strings outside the blocks: inside one, new's bytes are old's, indexed there anyway.
@@ -67,6 +75,7 @@ final class IndexedPositions: @unchecked Sendable {
         nonisolated(unsafe) let n = new
         DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in filler.add(n, runs: outside, sharing: progress) }
         (mask, count) = Self.mark(runs, old: old, filter: filter, threads: threads)
+        filterPositions = count + sampled
     }
 
     /// Marks the positions of `runs` whose gram `filter` (of new) may hold: all of a sampled run (inside
@@ -115,34 +124,23 @@ final class IndexedPositions: @unchecked Sendable {
         for r in runs[lo...] {
             if r.start >= piece.upperBound { break }
             // The run's positions inside the piece.
-            let first = r.start >= piece.lowerBound ? 0 : (piece.lowerBound - r.start + r.step - 1) / r.step
-            let last = min(r.count, (piece.upperBound - r.start + r.step - 1) / r.step)
-            guard first < last else { continue }
-            if r.step != 1 {
-                var p = r.start + first * r.step
-                for _ in first..<last {
-                    mask[p >> 6] |= 1 << UInt64(p & 63)
-                    p &+= r.step
-                }
-                marked += last - first
-                continue
-            }
+            let step = r.step
+            var j = r.start >= piece.lowerBound ? 0 : (piece.lowerBound - r.start + step - 1) / step
+            let last = min(r.count, (piece.upperBound - r.start + step - 1) / step)
             // A mask word's positions at a time: their filter words are all asked for before any is
             // read, so the misses overlap.
-            var p = r.start + first
-            let end = r.start + last
-            while p < end {
-                let wordEnd = min(end, (p | 63) &+ 1)
-                let k = wordEnd &- p
-                for j in 0..<k {
-                    probes[j] = filter.probe(old + (p &+ j))
-                    filter.prefetch(word: probes[j].word)
+            while j < last {
+                let p = r.start &+ j &* step
+                let k = min(last &- j, ((p | 63) &+ 1 &- p &+ step &- 1) / step)
+                for t in 0..<k {
+                    probes[t] = filter.probe(old + (p &+ t &* step))
+                    filter.prefetch(word: probes[t].word)
                 }
                 var bits: UInt64 = 0
-                for j in 0..<k where filter.holds(probes[j]) { bits |= 1 << UInt64((p &+ j) & 63) }
+                for t in 0..<k where filter.holds(probes[t]) { bits |= 1 << UInt64((p &+ t &* step) & 63) }
                 mask[p >> 6] |= bits
                 marked &+= bits.nonzeroBitCount
-                p = wordEnd
+                j &+= k
             }
         }
         return marked

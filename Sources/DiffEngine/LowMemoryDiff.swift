@@ -92,8 +92,7 @@ extension DiffEngine {
             }
         }
         // Old is read, not mapped: matching reads all of it, at random. New is mapped, and its pages are
-        // dropped after the block scan and the filter of its strings (which read it whole) and behind
-        // each later pass (the digest, matching, emitting the tuples), so that it is never all resident
+        // dropped behind the block scan, after the filter of its strings, and behind each later pass (the digest, matching, emitting the tuples), so that it is never all resident
         // beside the index; it is hashed again at the end, so a change meanwhile is an error (a
         // truncation is a SIGBUS, which `phoenix-diff` reports as an I/O error; a library caller needs
         // a handler such as `phx_install_cleanup_handlers`). For the suffix array new is mapped once old
@@ -118,14 +117,17 @@ extension DiffEngine {
     }
 
     /// Maps new, finds its block matches, indexes the rest of old in hash chains and makes the patch;
-    /// returns it and new's size. New's pages are dropped after the block scan: the chains' build (4
-    /// bytes a position and two cursors a bucket) with new resident beside it would be the peak.
+    /// returns it and new's size. New's pages are dropped behind the block scan, part by part (with
+    /// new resident beside old and the anchors, the scan was the peak on the Django tar), and once the
+    /// filter of its strings is made: the chains' build (4 bytes a position and two cursors a bucket)
+    /// with new resident beside it would be the peak.
     private static func makeChainPatch(old: UnsafeRawBufferPointer, newPath: String, options: DiffOptions,
                                        progress: ((Double) -> Void)?) throws -> ([UInt8], Int) {
         let oldBytes = old.bindMemory(to: UInt8.self)
         let new = try MappedFile(path: newPath)
         // Taken out of the optional into the index's build, so that its mask is freed with the build.
-        var positions: IndexedPositions? = IndexedPositions.find(old: oldBytes, new: new.bytes, threads: options.threads)
+        var positions: IndexedPositions? = IndexedPositions.find(old: oldBytes, new: new.bytes, threads: options.threads,
+                                                                 scanned: { new.release($0) })
         new.releaseAll()
         return try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: true, positions: positions.take()!), old: old,
                              new: new, options: options, progress: progress)

@@ -4,8 +4,8 @@ import Patcher
 import Testing
 import TestSupport
 
-/// The positions the hash chains index (`IndexedPositions`): outside the block matches, only those
-/// whose 12 bytes new may hold.
+/// The positions the hash chains index (`IndexedPositions`): of those the block matches leave, only
+/// those whose 12 bytes new may hold outside the blocks.
 @Suite struct IndexedPositionsTests {
     /// Old: a stretch new keeps (edited), 1.5 MB new lacks, another stretch new keeps. New: both kept
     /// stretches, edited, and bytes of its own.
@@ -31,8 +31,9 @@ import TestSupport
     }
 
     /// Every position whose 12 bytes occur in new outside the blocks is indexed (a search from there
-    /// could match it), every sampled position inside a block too; of the stretch new lacks, few are
-    /// (the filter's false positives); the same positions for any thread count.
+    /// could match it), a sampled one inside a block as well as any other, and not every sampled one;
+    /// of the stretch new lacks, few are (the filter's false positives); the same positions for any
+    /// thread count.
     @Test func keepsEveryPositionASearchCouldUse() throws {
         let (old, new) = Self.pair()
         let indexed = Self.positions(old, new, threads: 2)
@@ -41,14 +42,16 @@ import TestSupport
         new.withUnsafeBufferPointer { n in
             for q in 0...(n.count - 12) where indexed.blocks!.match(containing: q) == nil { inNew.insert(Gram(n.baseAddress! + q)) }
         }
-        var counted = 0, goneKept = 0, goneAll = 0
+        var counted = 0, goneKept = 0, goneAll = 0, sampledKept = 0, sampledAll = 0
         old.withUnsafeBufferPointer { o in
             for run in indexed.runs {
                 for p in stride(from: run.start, to: run.start + run.count * run.step, by: run.step) {
+                    if run.step != 1 {
+                        sampledAll += 1
+                        if indexed.contains(p) { sampledKept += 1 }
+                    }
                     if indexed.contains(p) {
                         counted += 1
-                    } else if run.step != 1 {
-                        Issue.record("sampled position \(p) left out")
                     } else if inNew.contains(Gram(o.baseAddress! + p)) {
                         Issue.record("position \(p), whose bytes new holds, left out")
                     }
@@ -60,6 +63,7 @@ import TestSupport
             }
         }
         #expect(counted == indexed.count && indexed.count < indexed.runPositions)
+        #expect(sampledAll > 0 && sampledKept < sampledAll, "\(sampledKept) of \(sampledAll) sampled positions kept")
         #expect(goneAll > 1_400_000 && goneKept < goneAll / 4, "\(goneKept) of \(goneAll) positions new lacks kept")
         let one = Self.positions(old, new, threads: 1), four = Self.positions(old, new, threads: 4)
         for other in [one, four] {
@@ -68,13 +72,38 @@ import TestSupport
         }
     }
 
-    /// Where old is mostly blocks (new holds nearly all of it), new is not filtered: every position the
-    /// blocks leave is indexed.
-    @Test func aPairOfMostlyBlocksIsNotFiltered() throws {
+    /// Where new is nearly all blocks, few of the positions sampled inside them are indexed (few of
+    /// their strings occur in new's few bytes outside the blocks), but old's own filter still holds
+    /// every sampled one, so the scan meets the blocks and takes them: the patch is the one made from
+    /// the index of every position the blocks leave, give or take a few bytes.
+    @Test func aPairOfMostlyBlocksIndexesFewButFindsTheBlocks() throws {
         var rng = SeededGenerator(seed: 32)
         let old = TestData.structured(1_000_000, rng: &rng)
-        let indexed = Self.positions(old, TestData.mutate(old, edits: 10, rng: &rng), threads: 2)
-        #expect(indexed.blocks != nil && indexed.count == indexed.runPositions)
+        let new = TestData.mutate(old, edits: 10, rng: &rng)
+        let indexed = Self.positions(old, new, threads: 2)
+        #expect(indexed.blocks != nil && indexed.count < indexed.runPositions / 2,
+                "\(indexed.count) of \(indexed.runPositions) positions indexed")
+        try BlockMatches.$minimumOld.withValue(1 << 16) {
+            try old.withUnsafeBufferPointer { o in
+                try new.withUnsafeBufferPointer { n in
+                    let index = try ChainIndex(o, threads: 2, positions: indexed)
+                    for run in indexed.runs where run.step != 1 {
+                        for p in stride(from: run.start, to: run.start + run.count * run.step, by: run.step)
+                        where !index.filter.mayContain(o.baseAddress! + p) {
+                            Issue.record("sampled position \(p) missing from old's filter")
+                            return
+                        }
+                    }
+                    let patch = try DiffEngine.makePatch(index: index, old: UnsafeRawBufferPointer(o), new: UnsafeRawBufferPointer(n),
+                                                         options: DiffOptions(threads: 2), progress: nil)
+                    let plain = try DiffEngine.makePatch(index: ChainIndex(o, threads: 2, blocks: indexed.blocks),
+                                                         old: UnsafeRawBufferPointer(o), new: UnsafeRawBufferPointer(n),
+                                                         options: DiffOptions(threads: 2), progress: nil)
+                    #expect(patch.count <= plain.count + 64, "\(patch.count) bytes, from every position \(plain.count)")
+                    #expect(try PatchApplier.apply(old: old, patch: patch) == new)
+                }
+            }
+        }
     }
 
     /// The patch from the filtered index: the same bytes as from the index of every position the
