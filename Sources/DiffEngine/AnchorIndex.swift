@@ -34,11 +34,19 @@ struct RollingHash {
         return h
     }
 
+    /// `byteValues` times `outWeight` times `multiplier`: what a leaving byte takes off the next hash.
+    nonisolated(unsafe) private static let leavingValues: UnsafeMutablePointer<UInt64> = {
+        let t = UnsafeMutablePointer<UInt64>.allocate(capacity: 256)
+        for i in 0..<256 { t[i] = byteValues[i] &* outWeight &* multiplier }
+        return t
+    }()
+
     /// The hash of the window one byte further on: `leaving` drops out at the front, `entering` joins.
+    /// (h - v(leaving)·m^(w-1))·m + v(entering), computed as h·m + (v(entering) - v(leaving)·m^w): the
+    /// same value (modulo 2^64), but the hash waits on one multiply and one add a byte, not two of each.
     @inline(__always)
     static func roll(_ h: UInt64, leaving: UInt8, entering: UInt8) -> UInt64 {
-        let t = byteValues
-        return (h &- t[Int(leaving)] &* outWeight) &* multiplier &+ t[Int(entering)]
+        h &* multiplier &+ (byteValues[Int(entering)] &- leavingValues[Int(leaving)])
     }
 
     /// A finaliser (the xor-shift-multiply of splitmix64): every output bit depends on every input bit.
@@ -109,20 +117,45 @@ final class AnchorIndex {
     }
 
     /// Calls `body(mixed hash, position)` for each anchor window starting in `text[range]`, in order.
+    /// The rolling hash is one chain of dependent multiplies, a byte at a time; so each piece of the
+    /// range is hashed as two halves side by side (two chains the processor overlaps), the second
+    /// half's anchors held until the first's are given (pieces of 128 KiB: at most 64 Ki held).
     @inline(__always)
-    private static func forEachAnchor(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, rateMask: UInt64,
+    static func forEachAnchor(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, rateMask: UInt64,
                                       _ body: (UInt64, Int) -> Void) {
         let w = RollingHash.window
         let end = min(range.upperBound, text.count - w + 1)
         guard range.lowerBound < end, let base = text.baseAddress else { return }
-        var i = range.lowerBound
-        var h = RollingHash.of(base + i)
-        while true {
-            let x = RollingHash.mix(h)
-            if x & rateMask == 0 && i <= maxPosition { body(x, i) }
-            i &+= 1
-            if i >= end { return }
-            h = RollingHash.roll(h, leaving: base[i &- 1], entering: base[i &+ w &- 1])
+        var held: [(mixed: UInt64, position: Int)] = []
+        var start = range.lowerBound
+        while start < end {
+            let stop = min(end, start &+ (1 << 17))
+            let half = (stop &- start) / 2
+            // Positions start..<mid on one chain, mid..<mid + half on the other, then the one left over
+            // when the piece is odd.
+            let mid = start &+ half
+            var a = start, b = mid
+            var ha = RollingHash.of(base + a), hb = RollingHash.of(base + b)
+            while a < mid {
+                let xa = RollingHash.mix(ha), xb = RollingHash.mix(hb)
+                if xa & rateMask == 0 && a <= maxPosition { body(xa, a) }
+                if xb & rateMask == 0 && b <= maxPosition { held.append((xb, b)) }
+                a &+= 1
+                b &+= 1
+                if a < mid {
+                    ha = RollingHash.roll(ha, leaving: base[a &- 1], entering: base[a &+ w &- 1])
+                    hb = RollingHash.roll(hb, leaving: base[b &- 1], entering: base[b &+ w &- 1])
+                }
+            }
+            if b < stop {
+                // Not rolled in the loop's last step (the first chain's window would have run past mid's).
+                hb = half > 0 ? RollingHash.roll(hb, leaving: base[b &- 1], entering: base[b &+ w &- 1]) : hb
+                let xb = RollingHash.mix(hb)
+                if xb & rateMask == 0 && b <= maxPosition { held.append((xb, b)) }
+            }
+            for x in held { body(x.mixed, x.position) }
+            held.removeAll(keepingCapacity: true)
+            start = stop
         }
     }
 

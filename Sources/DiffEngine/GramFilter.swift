@@ -89,10 +89,7 @@ struct GramFilter: ~Copyable {
         }
 
         /// Adds the grams that start at the positions of `runs` (within the text's gram positions), those
-        /// of them `indexed` if given, but every position of a sampled run (step above 1: a block match's
-        /// old range, where the scan must still meet old's bytes to take the block, as
-        /// `BlockAwareFinder.mayMatch` asks this filter alone). The chunks are numbered over the runs'
-        /// positions laid end to end.
+        /// of them `indexed` if given: the chunks are numbered over the runs' positions laid end to end.
         func add(_ text: UnsafeBufferPointer<UInt8>, runs: [PositionRun], of indexed: IndexedPositions? = nil,
                  sharing progress: Progress) {
             guard text.count >= gram, let base = text.baseAddress, !runs.isEmpty else { return }
@@ -129,14 +126,13 @@ struct GramFilter: ~Copyable {
                 while v < end {
                     let runEnd = min(end, starts[s] + runs[s].count)
                     let step = runs[s].step
-                    let every = indexed == nil || step != 1
                     var i = runs[s].start + (v - starts[s]) * step
                     var left = runEnd - v
                     while left > 0 {
                         let k = min(batch, left)
                         var probes = 0
                         for _ in 0..<k {
-                            if every || indexed!.contains(i) {
+                            if indexed?.contains(i) ?? true {
                                 let (word, bits) = GramFilter.probe(base + i, words, gram: gram)
                                 index[probes] = Int64(word)
                                 mask[probes] = bits

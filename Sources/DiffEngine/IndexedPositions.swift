@@ -15,18 +15,16 @@ import Dispatch
 /// The filter over new (`GramFilter`, 4 bits a position, made on all cores) is freed once old's
 /// positions are marked, one bit each, before the chains are built. The positions sampled inside the
 /// blocks are checked as well: where new is nearly all blocks (the Django tar), few of their strings
-/// occur in what is left of new, and the filter of that little is quick to make and to ask. Old's own
-/// filter still holds every sampled position (`GramFilter.Filler.add`), so the scan meets the blocks.
+/// occur in what is left of new, and the filter of that little is quick to make and to ask. (The scan
+/// meets the blocks by their lines of new, `BlockAwareFinder.mayMatch`, not by old's filter.)
 final class IndexedPositions: @unchecked Sendable {
-    /// The block matches (none: nil), whose old ranges are indexed only one position in `sampling`.
+    /// The block matches (none: nil), whose old ranges are indexed at most one position in `sampling`
+    /// (of those, the ones whose 12 bytes new may hold outside the blocks).
     let blocks: BlockMatches?
     /// The runs of positions, in old's order; a position is indexed if it is in a run and `contains`.
     let runs: [PositionRun]
     /// How many positions the runs hold, and how many of them are indexed.
     let runPositions: Int, count: Int
-    /// How many positions old's own filter (`ChainIndex.filter`) is to hold, at most: the indexed
-    /// ones and every position of a sampled run, indexed or not (`GramFilter.Filler.add`).
-    let filterPositions: Int
     /// One bit per position of old: set where indexed. nil: every position of `runs`.
     private let mask: UnsafeMutableBufferPointer<UInt64>?
 
@@ -37,7 +35,6 @@ final class IndexedPositions: @unchecked Sendable {
         runs = self.blocks?.indexedOld(positions: positions) ?? [PositionRun(start: 0, count: positions, step: 1)]
         runPositions = runs.reduce(0) { $0 + $1.count }
         count = runPositions
-        filterPositions = runPositions
         mask = nil
     }
 
@@ -54,11 +51,6 @@ final class IndexedPositions: @unchecked Sendable {
     init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, blocks: BlockMatches?, threads: Int) {
         let all = IndexedPositions(oldCount: old.count, blocks: blocks)
         (self.blocks, runs, runPositions) = (all.blocks, all.runs, all.runPositions)
-        let sampled = runs.reduce(0) { $0 + ($1.step == 1 ? 0 : $1.count) }
-        guard old.count >= BlockMatches.minimumOld, new.count >= ChainIndex.gram else {
-            (count, filterPositions, mask) = (all.count, all.count, nil)
-            return
-        }
         // New's strings outside the blocks: inside one, new's bytes are old's, indexed there anyway.
         var newRuns: [PositionRun] = [], at = 0
         let newPositions = new.count - ChainIndex.gram + 1
@@ -69,18 +61,25 @@ final class IndexedPositions: @unchecked Sendable {
         if at < newPositions { newRuns.append(PositionRun(start: at, count: newPositions - at, step: 1)) }
         newRuns.removeAll { $0.count <= 0 }
         let outside = newRuns
-        let filter = GramFilter(sizedFor: outside.reduce(0) { $0 + $1.count }, gram: ChainIndex.gram)
+        let outsidePositions = outside.reduce(0) { $0 + $1.count }
+        // The filter over new (half a byte a position) is made only where it is at most a byte a
+        // position of old to check, a quarter of the 4 bytes a position it may save in the build: where
+        // new is far larger than old and little of it is blocks, it would cost more than it saves.
+        guard old.count >= BlockMatches.minimumOld, new.count >= ChainIndex.gram, outsidePositions <= 2 * runPositions else {
+            (count, mask) = (all.count, nil)
+            return
+        }
+        let filter = GramFilter(sizedFor: outsidePositions, gram: ChainIndex.gram)
         let progress = GramFilter.Filler.Progress()
         let filler = filter.filler
         nonisolated(unsafe) let n = new
         DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in filler.add(n, runs: outside, sharing: progress) }
         (mask, count) = Self.mark(runs, old: old, filter: filter, threads: threads)
-        filterPositions = count + sampled
     }
 
-    /// Marks the positions of `runs` whose gram `filter` (of new) may hold: all of a sampled run (inside
-    /// a block, where new holds old's bytes), those of the others that pass. Each thread takes whole
-    /// 64-position words of the mask, so no bit is written by two. Returns the mask and the count.
+    /// Marks the positions of `runs` whose gram `filter` (of new) may hold, sampled (inside a block) or
+    /// not. Each thread takes whole 64-position words of the mask, so no bit is written by two. Returns
+    /// the mask and the count.
     private static func mark(_ runs: [PositionRun], old: UnsafeBufferPointer<UInt8>, filter: borrowing GramFilter,
                              threads: Int) -> (UnsafeMutableBufferPointer<UInt64>, Int) {
         let positions = old.count - ChainIndex.gram + 1

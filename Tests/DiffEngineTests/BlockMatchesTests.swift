@@ -97,6 +97,55 @@ import TestSupport
         #expect(blocks.match(containing: 7000) == nil && blocks.match(containing: 1 << 40) == nil)
     }
 
+    /// `covers` answers yes in every 64-byte line of new wholly inside a match, and nowhere outside one.
+    @Test func coversTheLinesInsideTheMatches() {
+        let matches = [BlockMatches.Match(newStart: 100, newEnd: 1_200, oldStart: 0),
+                       BlockMatches.Match(newStart: 1_200, newEnd: 2_300, oldStart: 5_000),
+                       BlockMatches.Match(newStart: 8_192, newEnd: 9_216, oldStart: 0),
+                       BlockMatches.Match(newStart: 20_000, newEnd: 30_000, oldStart: 100)]
+        let blocks = BlockMatches(matches: matches, newCount: 30_000)
+        for line in 0..<(30_000 / 64) {
+            let bytes = line * 64..<(line + 1) * 64
+            let inside = matches.contains { $0.newStart <= bytes.lowerBound && bytes.upperBound <= $0.newEnd }
+            for offset in [bytes.lowerBound, bytes.lowerBound + 37, bytes.upperBound - 1] where blocks.covers(offset) != inside {
+                Issue.record("offset \(offset): covers \(blocks.covers(offset)), wholly inside a match: \(inside)")
+            }
+        }
+        #expect(blocks.covers(8_192) && !blocks.covers(9_216) && !blocks.covers(64) && blocks.covers(128))
+    }
+
+    /// Where the index's filter says no (it need not hold the positions sampled inside the blocks),
+    /// the block-aware finder still says yes in each line of new wholly inside a block, and no outside
+    /// the blocks; where it says yes, so does the finder.
+    @Test func theScanIsToldWhereTheBlocksAre() {
+        struct Never: MatchFinder {
+            let yesAt: Int
+            let new: UnsafePointer<UInt8>
+            var probeLength: Int { 12 }
+            func mayMatch(_ p: UnsafePointer<UInt8>) -> Bool { p - new == yesAt }
+            func willAsk(_ p: UnsafePointer<UInt8>) {}
+            func longestMatch(_ p: UnsafePointer<UInt8>, length: Int) -> (pos: Int, len: Int) { (0, 0) }
+        }
+        var rng = SeededGenerator(seed: 45)
+        let old = rng.bytes(20_000), new = Array(old[..<9_000]) + rng.bytes(50) + old[9_000...]
+        let blocks = BlockMatches(matches: [BlockMatches.Match(newStart: 0, newEnd: 9_000, oldStart: 0),
+                                            BlockMatches.Match(newStart: 9_050, newEnd: 20_050, oldStart: 9_000)], newCount: new.count)
+        old.withUnsafeBufferPointer { o in
+            new.withUnsafeBufferPointer { n in
+                let finder = BlockAwareFinder(inner: Never(yesAt: 9_020, new: n.baseAddress!), blocks: blocks, old: o, new: n.baseAddress!)
+                for offset in 0..<(new.count - 12) {
+                    let line = offset / 64 * 64..<(offset / 64 + 1) * 64
+                    let inside = line.upperBound <= 9_000 || (line.lowerBound >= 9_050 && line.upperBound <= 20_050)
+                    let outside = offset >= 9_000 && offset < 9_050
+                    let yes = finder.mayMatch(n.baseAddress! + offset)
+                    if (inside && !yes) || (outside && yes != (offset == 9_020)) {
+                        Issue.record("offset \(offset): mayMatch \(yes)")
+                    }
+                }
+            }
+        }
+    }
+
     /// Patches made with the block matches apply, are the same bytes for any thread count, and are no
     /// larger than a few bytes over the patch made without them; the index holds a quarter of the
     /// matched positions.
@@ -150,6 +199,31 @@ import TestSupport
                 if one.lookup(x) != many.lookup(x) { Issue.record("anchor at \(i): \(String(describing: one.lookup(x))) against \(String(describing: many.lookup(x)))") }
             }
             #expect(anchors == t.count - RollingHash.window + 1 && anchors > one.entries)
+        }
+    }
+
+    /// The anchors of a range, found by two rolling chains side by side, are those of hashing every
+    /// window from scratch, in order: for ranges shorter than a window, odd and even, within one piece
+    /// of 128 KiB and across several, and ending at the text's end.
+    @Test func anchorsAreThoseOfEveryWindowHashedAlone() {
+        var rng = SeededGenerator(seed: 42)
+        let text = TestData.structured(400_001, rng: &rng)
+        let rateMask: UInt64 = 3
+        text.withUnsafeBufferPointer { t in
+            let w = RollingHash.window
+            for range in [0..<0, 5..<6, 7..<40, 100..<131_172, 3..<262_147, 262_144..<400_001, 0..<400_001, 399_950..<400_001] {
+                var found: [(UInt64, Int)] = []
+                AnchorIndex.forEachAnchor(t, range, rateMask: rateMask) { found.append(($0, $1)) }
+                var expected: [(UInt64, Int)] = []
+                for i in range where i + w <= t.count {
+                    let x = RollingHash.mix(RollingHash.of(t.baseAddress! + i))
+                    if x & rateMask == 0 { expected.append((x, i)) }
+                }
+                #expect(found.count == expected.count, "\(range): \(found.count) anchors, expected \(expected.count)")
+                if let k = found.indices.first(where: { $0 < expected.count && found[$0] != expected[$0] }) {
+                    Issue.record("\(range): anchor \(k) is \(found[k]), expected \(expected[k])")
+                }
+            }
         }
     }
 }

@@ -16,14 +16,15 @@ import TreeIO
         return (old, TestData.mutate(old, edits: 12, rng: &rng))
     }
 
-    /// Over several 1 MiB matching chunks and with the block matches on (from 64 KiB of old), for both
-    /// indexes, one and two threads: byte for byte `makePatch`'s patch.
+    /// Over several 1 MiB matching chunks and with the block matches on (from 64 KiB of old, scanned
+    /// in 512 KiB parts, whose pages of new are dropped behind the scan), for both indexes, one and two
+    /// threads: byte for byte `makePatch`'s patch.
     @Test(arguments: [MatchIndexKind.hashChains, .suffixArray], [1, 2])
     func theSamePatchAsFromMemory(_ index: MatchIndexKind, threads: Int) throws {
         let (old, new) = Self.pair(seed: 21, size: 2_600_000)
         var options = DiffOptions(threads: threads)
         options.index = index
-        try BlockMatches.$minimumOld.withValue(1 << 16) {
+        try BlockMatches.$minimumOld.withValue(1 << 16) { try BlockMatches.$part.withValue(1 << 19) {
             let dir = try TemporaryDirectory()
             let summary = try DiffEngine.makePatchFile(oldPath: try dir.write("old", old), newPath: try dir.write("new", new),
                                                        to: dir.file("patch"), options: options)
@@ -31,7 +32,7 @@ import TreeIO
             #expect(!summary.lowMemory && summary.newBytes == UInt64(new.count) && summary.patchBytes == UInt64(patch.count))
             #expect(patch == (try DiffEngine.makePatch(old: old, new: new, options: options)))
             #expect(try PatchApplier.apply(old: old, patch: patch) == new)
-        }
+        } }
     }
 
     /// An empty new file (nothing to map) and an empty old one.
