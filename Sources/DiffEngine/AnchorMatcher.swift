@@ -44,6 +44,7 @@ struct AnchorMatcher {
         if n >= w, oldCount >= w, let nb = new.baseAddress, let ob = old.baseAddress {
             var i = 0
             var h = RollingHash.of(nb)
+            let tables = RollingHash.tables
             scanning: while true {
                 // On every path (roll, accepted match, skip), before looking at window i:
                 if i &- lastScan > span {
@@ -94,7 +95,7 @@ struct AnchorMatcher {
                     }
                 }
                 if i &+ w >= n { break }
-                h = RollingHash.roll(h, leaving: nb[i], entering: nb[i &+ w])
+                h = tables.roll(h, leaving: nb[i], entering: nb[i &+ w])
                 i &+= 1
             }
         }

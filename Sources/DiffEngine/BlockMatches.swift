@@ -180,6 +180,7 @@ struct BlockMatches {
         var i = range.lowerBound
         var floor = range.lowerBound
         guard i + w <= newCount else { return out }
+        let tables = RollingHash.tables
         var h = RollingHash.of(n + i)
         while true {
             let x = RollingHash.mix(h)
@@ -202,7 +203,7 @@ struct BlockMatches {
                 }
             }
             guard i + 1 < range.upperBound && i + 1 + w <= newCount else { return out }
-            h = RollingHash.roll(h, leaving: n[i], entering: n[i + w])
+            h = tables.roll(h, leaving: n[i], entering: n[i + w])
             i += 1
         }
     }
@@ -269,12 +270,16 @@ struct PositionRun: Equatable {
     /// Calls `body` with each position of `runs`, in order.
     @inline(__always)
     static func forEach(_ runs: [PositionRun], _ body: (Int) -> Void) {
-        for r in runs {
-            var p = r.start
-            for _ in 0..<r.count {
-                body(p)
-                p &+= r.step
-            }
+        for r in runs { r.forEach(0..<r.count, body) }
+    }
+
+    /// Calls `body` with positions `k` of the run, in order.
+    @inline(__always)
+    func forEach(_ k: Range<Int>, _ body: (Int) -> Void) {
+        var p = start &+ k.lowerBound &* step
+        for _ in k {
+            body(p)
+            p &+= step
         }
     }
 }

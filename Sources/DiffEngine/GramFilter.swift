@@ -123,29 +123,25 @@ struct GramFilter: ~Copyable {
                 }
                 var s = lo
                 var v = start
+                var probes = 0
+                let each = { (i: Int) in
+                    let (word, bits) = GramFilter.probe(base + i, words, gram: gram)
+                    index[probes] = Int64(word)
+                    mask[probes] = bits
+                    probes &+= 1
+                    if probes == batch {
+                        phx_atomic_or_batch(self.bits, index, mask, probes)
+                        probes = 0
+                    }
+                }
                 while v < end {
                     let runEnd = min(end, starts[s] + runs[s].count)
-                    let step = runs[s].step
-                    var i = runs[s].start + (v - starts[s]) * step
-                    var left = runEnd - v
-                    while left > 0 {
-                        let k = min(batch, left)
-                        var probes = 0
-                        for _ in 0..<k {
-                            if indexed?.contains(i) ?? true {
-                                let (word, bits) = GramFilter.probe(base + i, words, gram: gram)
-                                index[probes] = Int64(word)
-                                mask[probes] = bits
-                                probes &+= 1
-                            }
-                            i &+= step
-                        }
-                        phx_atomic_or_batch(self.bits, index, mask, probes)
-                        left &-= k
-                    }
+                    let k = (v - starts[s])..<(runEnd - starts[s])
+                    if let indexed { indexed.forEach(runs[s], k, each) } else { runs[s].forEach(k, each) }
                     v = runEnd
                     s += 1
                 }
+                if probes > 0 { phx_atomic_or_batch(self.bits, index, mask, probes) }
             }
         }
     }

@@ -156,6 +156,27 @@ final class IndexedPositions: @unchecked Sendable {
     @inline(__always)
     func forEach(_ runs: [PositionRun], _ body: (Int) -> Void) {
         guard mask != nil else { return PositionRun.forEach(runs, body) }
-        PositionRun.forEach(runs) { p in if contains(p) { body(p) } }
+        for r in runs { forEach(r, 0..<r.count, body) }
+    }
+
+    /// Calls `body` with each indexed position among positions `k` of `run`, in order. With a mask,
+    /// by its set bits, a word at a time: only the runs' positions are ever marked and the runs'
+    /// stretches of old are disjoint, so the bits inside a run's stretch are its positions. (Asking
+    /// `contains` of each position was most of the Django tar's count, place and filter passes:
+    /// a few of its 6.7 million positions sampled inside blocks are marked.)
+    @inline(__always)
+    func forEach(_ run: PositionRun, _ k: Range<Int>, _ body: (Int) -> Void) {
+        guard let mask, !k.isEmpty else { return run.forEach(k, body) }
+        let lo = run.start &+ k.lowerBound &* run.step, hi = run.start &+ (k.upperBound &- 1) &* run.step &+ 1
+        let first = lo >> 6, last = (hi &- 1) >> 6
+        for w in first...last {
+            var bits = mask[w]
+            if w == first { bits &= ~0 << UInt64(lo & 63) }
+            if w == last && hi & 63 != 0 { bits &= (1 << UInt64(hi & 63)) &- 1 }
+            while bits != 0 {
+                body(w << 6 | bits.trailingZeroBitCount)
+                bits &= bits &- 1
+            }
+        }
     }
 }

@@ -72,6 +72,33 @@ import TestSupport
         }
     }
 
+    /// Walking a run's indexed positions by the mask's set bits gives exactly the run's positions in the
+    /// range asked for that `contains` says are indexed, in order: for whole runs, sampled or not, and
+    /// for pieces of them that start and end inside a mask word (the filler's chunks, the halves).
+    @Test func indexedPositionsWalkedByTheirBits() {
+        let (old, new) = Self.pair()
+        let indexed = Self.positions(old, new, threads: 2)
+        var rng = SeededGenerator(seed: 34)
+        var checked = 0
+        for run in indexed.runs {
+            var pieces = [0..<run.count]
+            for _ in 0..<4 where run.count > 2 {
+                let a = Int(rng.next() % UInt64(run.count)), b = Int(rng.next() % UInt64(run.count))
+                pieces.append(min(a, b)..<max(a, b) + 1)
+            }
+            for k in pieces {
+                var walked: [Int] = []
+                indexed.forEach(run, k) { walked.append($0) }
+                let expected = k.map { run.start + $0 * run.step }.filter { indexed.contains($0) }
+                if walked != expected {
+                    Issue.record("run \(run), positions \(k): \(walked.count) walked, \(expected.count) indexed")
+                }
+                checked += expected.count
+            }
+        }
+        #expect(checked > indexed.count && indexed.runs.contains { $0.step != 1 })
+    }
+
     /// Where new is nearly all blocks, few of the positions sampled inside them are indexed (few of
     /// their strings occur in new's few bytes outside the blocks), and old's filter holds only those;
     /// the scan still meets the blocks and takes them: the patch is the one made from the index of
