@@ -108,7 +108,7 @@ public enum BundleMaker {
         }
         // Compressed streams go to temporary files beside the output as they are produced, so that a
         // large full bundle does not sit in memory.
-        let spills = try (0..<RawStreams.slotCount).map { _ in try AtomicFileWriter(destination: output, mode: 0o600) }
+        let spills = try (0..<RawStreams.slotCount).map { _ in try AtomicFileWriter(destination: output, mode: 0o600, spool: true) }
         defer { for s in spills { s.abort() } }
         afterPlanning?()
         func spill() throws {

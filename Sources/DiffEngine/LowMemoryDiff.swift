@@ -183,7 +183,7 @@ extension DiffEngine {
         let encoders = try (0..<(splitIndex + (choices.split ? 1 : 0))).map { _ in
             try options.codec.makeEncoder(level: level, threads: 1, lowMemory: true)
         }
-        let spools = try encoders.indices.map { try AtomicFileWriter(destination: "\(patchPath).stream\($0)") }
+        let spools = try encoders.indices.map { _ in try AtomicFileWriter(destination: patchPath, spool: true) }
         defer { for s in spools { s.abort() } }
         func drain() throws {
             for (e, s) in zip(encoders, spools) {

@@ -13,6 +13,11 @@ import PatchFormat
 /// line does), which removes every writer's temporary file first.
 /// With `behind`, hashing and writing run on a thread of its own (`WriteBehind`), a buffer behind
 /// the caller. Memory: one 1 MiB buffer, two with `behind`.
+///
+/// A spool (`spool: true`) is a scratch file that is never committed (a stream read back into a
+/// patch, `copyContents`): its name is removed as soon as it is made, so it lives only as long as the
+/// writer's descriptor, and a process killed outright (SIGKILL, which no handler sees) leaves nothing
+/// behind.
 public final class AtomicFileWriter {
     public let destination: String
     public let temporaryPath: String
@@ -29,14 +34,18 @@ public final class AtomicFileWriter {
     @exclusivity(unchecked) private var finished = false
     /// The temporary file's slot among those removed on a signal (-1: not tracked).
     private let signalSlot: Int32
+    /// A spool: the file has no name (see above).
+    private let spool: Bool
 
     /// - Parameters:
     ///   - mode: permission bits for the result (for example the old file's).
     ///   - behind: hash and write on another thread (when one can be started); the same bytes and
     ///     digest, the same errors (from a later call).
-    public init(destination: String, mode: mode_t = 0o644, behind: Bool = false) throws {
+    ///   - spool: a scratch file beside `destination`, never committed (above).
+    public init(destination: String, mode: mode_t = 0o644, behind: Bool = false, spool: Bool = false) throws {
         self.destination = destination
         self.mode = mode
+        self.spool = spool
         let dir = POSIX.directory(of: destination)
         var template = Array("\(dir)/.\(Self.shortened(POSIX.fileName(of: destination))).phx-tmp-XXXXXX".utf8CString)
         // Created and registered for removal on a signal in one step (`phx_temp_create`).
@@ -46,9 +55,15 @@ public final class AtomicFileWriter {
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         self.fd = fd
         self.temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        if spool {
+            // Unnamed from here on. (Not unlinked again by `abort`: by then another file may have the name.)
+            unlink(temporaryPath)
+            phx_temp_forget(slot)
+            slot = -1
+        }
         self.signalSlot = slot
         self.buffer = .allocate(byteCount: 1 << 20, alignment: 16)
-        self.writeBehind = behind ? WriteBehind.start(fd: fd, path: Self.label(destination, temporaryPath)) : nil
+        self.writeBehind = behind ? WriteBehind.start(fd: fd, path: Self.label(destination, temporaryPath, spool: spool)) : nil
         self.spare = writeBehind == nil ? nil : .allocate(byteCount: 1 << 20, alignment: 16)
         if fchmod(fd, mode & 0o7777) != 0 {
             let e = POSIX.error("cannot set permissions on", temporaryPath)
@@ -73,10 +88,11 @@ public final class AtomicFileWriter {
 
     /// How errors name the file: the destination, which the user knows, and the temporary file, which
     /// is gone by the time the error is read (ENOSPC named only `.p.phx-tmp-ikRIZa`).
-    private var errorLabel: String { Self.label(destination, temporaryPath) }
+    private var errorLabel: String { Self.label(destination, temporaryPath, spool: spool) }
 
-    private static func label(_ destination: String, _ temporaryPath: String) -> String {
-        "\(destination) (as its temporary file \(POSIX.fileName(of: temporaryPath)), removed on failure)"
+    private static func label(_ destination: String, _ temporaryPath: String, spool: Bool) -> String {
+        spool ? "a scratch file beside \(destination)"
+              : "\(destination) (as its temporary file \(POSIX.fileName(of: temporaryPath)), removed on failure)"
     }
 
     deinit {
@@ -145,7 +161,7 @@ public final class AtomicFileWriter {
             let n = pread(fd, buffer.baseAddress!, buffer.count, offset)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw POSIX.error("cannot read", temporaryPath)
+                throw POSIX.error("cannot read", errorLabel)
             }
             if n == 0 { break }
             try other.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
@@ -162,6 +178,7 @@ public final class AtomicFileWriter {
     /// Flushes, fsyncs and renames the temporary file over the destination.
     public func commit() throws {
         precondition(!finished, "commit twice")
+        precondition(!spool, "a spool is never committed")
         do {
             try flushToDisk()
             guard fsync(fd) == 0 else { throw POSIX.error("cannot fsync", errorLabel) }
@@ -185,7 +202,7 @@ public final class AtomicFileWriter {
         finished = true
         writeBehind?.close()
         if fd >= 0 { close(fd); fd = -1 }
-        unlink(temporaryPath)
+        if !spool { unlink(temporaryPath) }
         phx_temp_forget(signalSlot)
     }
 

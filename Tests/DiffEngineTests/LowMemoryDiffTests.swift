@@ -115,6 +115,23 @@ import TestSupport
         #expect(try dir.listing() == ["old", "patch"])
     }
 
+    /// The streams spool to files that have no name: while the diff runs (seen from the progress
+    /// callback) the directory holds only the inputs, so a `make` killed outright (SIGKILL, which no
+    /// handler sees) leaves nothing behind.
+    @Test func spoolsHaveNoNameWhileTheDiffRuns() throws {
+        var rng = SeededGenerator(seed: 23)
+        let old = TestData.structured(3_000_000, rng: &rng)
+        let new = TestData.mutate(old, edits: 30, rng: &rng)
+        let dir = try TemporaryDirectory()
+        let o = try dir.write("old", old), n = try dir.write("new", new)
+        var seen: [[String]] = []
+        try DiffEngine.makePatchFile(oldPath: o, newPath: n, to: dir.file("patch"), options: Self.lowMemory()) { fraction in
+            if fraction > 0.3 && fraction < 1 { seen.append((try? dir.listing()) ?? ["?"]) }
+        }
+        #expect(!seen.isEmpty && seen.allSatisfy { $0 == ["new", "old"] }, "\(seen.prefix(3))")
+        #expect(try PatchApplier.apply(old: old, patch: dir.read("patch")) == new)
+    }
+
     @Test func contextOrderWhenTheLimitAffordsIt() throws {
         var rng = SeededGenerator(seed: 21)
         let old = TestData.structured(1_000_000, rng: &rng)

@@ -281,6 +281,23 @@ import TreeIO
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("out")).isEmpty)
     }
 
+    /// The streams spill to files that have no name: once they are made (after planning) the output's
+    /// directory is still empty, so a `make` killed outright (SIGKILL, which no handler sees) leaves
+    /// nothing there.
+    @Test func spillFilesHaveNoName() throws {
+        let dir = try TemporaryDirectory()
+        let (old, new, _, _) = try Self.trees(dir)
+        let out = dir.file("out")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        final class Seen: @unchecked Sendable { var names: [String]? }
+        let seen = Seen()
+        try BundleMaker.$afterPlanning.withValue({ seen.names = try? FileManager.default.contentsOfDirectory(atPath: out) }) {
+            _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: dir.file("out/b"), options: BundleOptions(threads: 2))
+        }
+        #expect(seen.names == [])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out) == ["b"])
+    }
+
     /// The routes: a file whose diff fits the budget is diffed in memory, one that does not in the
     /// low-memory mode; a file stored whole is streamed from 8 MiB.
     @Test func eachFileTakesTheRouteItsSizeCalls() throws {
