@@ -9,7 +9,8 @@ import Glibc
 /// ways as far as the bytes agree and kept when it is a block (1 KiB) or longer. Where two versions
 /// share long stretches (a tar of two releases of a source tree: 99% of new; numpy's library 54%,
 /// pyarrow's 44%, ruff's 14%), those stretches of old need hardly be indexed: the hash chains index
-/// the rest of old and one position in `sampling` there (`ChainIndex(blocks:)`), which saves their
+/// the rest of old and at most one position in `sampling` there (`ChainIndex(blocks:)`; of those,
+/// `IndexedPositions` keeps the ones whose 12 bytes new may hold outside the blocks), which saves their
 /// sort's time and their memory in proportion, and the matcher takes a block's alignment where new is
 /// inside one (`BlockAwareFinder`). The price: a search from elsewhere in new finds a match inside
 /// those stretches of old (a second copy of shared code) only from a sampled position, so a patch can
@@ -36,7 +37,7 @@ struct BlockMatches {
     @TaskLocal static var minimumOld = 1 << 20
     /// New is scanned in parts of this size. Tests lower it.
     @TaskLocal static var part = 4 << 20
-    /// One position in this many of the matches' old ranges stays indexed (`indexedOld`). On the
+    /// One position in this many of the matches' old ranges may stay indexed (`indexedOld`). On the
     /// Django tar (99% of new in blocks; 6,219 bytes with no blocks): none 6,798 bytes and 85 MB of
     /// peak, 16: 6,465 and 92 MB, 8: 6,381 and 98 MB, 4: 6,294 and 111 MB (before new was read twice).
     static let sampling = 4
@@ -76,6 +77,7 @@ struct BlockMatches {
     @inline(__always)
     func covers(_ offset: Int) -> Bool {
         let line = offset >> 6
+        guard offset >= 0 && line >> 6 < lines.count else { return false }
         return lines[line >> 6] & (1 << UInt64(line & 63)) != 0
     }
 

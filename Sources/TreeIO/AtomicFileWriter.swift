@@ -14,12 +14,13 @@ import PatchFormat
 /// With `behind`, hashing and writing run on a thread of its own (`WriteBehind`), a buffer behind
 /// the caller. Memory: one 1 MiB buffer, two with `behind`.
 ///
-/// A spool (`spool: true`) is a scratch file that is never committed (a stream read back into a
-/// patch, `copyContents`): its name is removed as soon as it is made, so it lives only as long as the
+/// A spool (`spool: true`) is a scratch file that is never committed nor hashed (a stream read back
+/// into a patch, `copyContents`): its name is removed as soon as it is made, so it lives only as long as the
 /// writer's descriptor, and a process killed outright (SIGKILL, which no handler sees) leaves nothing
 /// behind.
 public final class AtomicFileWriter {
     public let destination: String
+    /// The temporary file (a spool's name is gone once it is made).
     public let temporaryPath: String
     /// The permission bits the result gets.
     private let mode: mode_t
@@ -66,7 +67,7 @@ public final class AtomicFileWriter {
         self.writeBehind = behind ? WriteBehind.start(fd: fd, path: Self.label(destination, temporaryPath, spool: spool)) : nil
         self.spare = writeBehind == nil ? nil : .allocate(byteCount: 1 << 20, alignment: 16)
         if fchmod(fd, mode & 0o7777) != 0 {
-            let e = POSIX.error("cannot set permissions on", temporaryPath)
+            let e = POSIX.error("cannot set permissions on", errorLabel)
             abort()
             throw e
         }
@@ -119,7 +120,7 @@ public final class AtomicFileWriter {
         }
         if bytes.count >= buffer.count {
             try flush()
-            hasher.update(bytes)
+            if !spool { hasher.update(bytes) }
             try POSIX.writeAll(fd, errorLabel, bytes)
             return
         }
@@ -141,7 +142,7 @@ public final class AtomicFileWriter {
                 buffer = free
                 return
             }
-            hasher.update(bytes)
+            if !spool { hasher.update(bytes) }
             try POSIX.writeAll(fd, errorLabel, bytes)
             buffered = 0
         }
@@ -171,6 +172,7 @@ public final class AtomicFileWriter {
 
     /// SHA-256 of everything written. Call once, before `commit()`.
     public func digest() throws -> [UInt8] {
+        precondition(!spool, "a spool is not hashed")
         try flush()
         return try writeBehind?.finalize() ?? hasher.finalize()
     }

@@ -118,7 +118,7 @@ import TestSupport
     /// the block-aware finder still says yes in each line of new wholly inside a block, and no outside
     /// the blocks; where it says yes, so does the finder.
     @Test func theScanIsToldWhereTheBlocksAre() {
-        struct Never: MatchFinder {
+        struct YesOnlyAt: MatchFinder {
             let yesAt: Int
             let new: UnsafePointer<UInt8>
             var probeLength: Int { 12 }
@@ -132,7 +132,7 @@ import TestSupport
                                             BlockMatches.Match(newStart: 9_050, newEnd: 20_050, oldStart: 9_000)], newCount: new.count)
         old.withUnsafeBufferPointer { o in
             new.withUnsafeBufferPointer { n in
-                let finder = BlockAwareFinder(inner: Never(yesAt: 9_020, new: n.baseAddress!), blocks: blocks, old: o, new: n.baseAddress!)
+                let finder = BlockAwareFinder(inner: YesOnlyAt(yesAt: 9_020, new: n.baseAddress!), blocks: blocks, old: o, new: n.baseAddress!)
                 for offset in 0..<(new.count - 12) {
                     let line = offset / 64 * 64..<(offset / 64 + 1) * 64
                     let inside = line.upperBound <= 9_000 || (line.lowerBound >= 9_050 && line.upperBound <= 20_050)

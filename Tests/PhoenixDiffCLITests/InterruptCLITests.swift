@@ -7,7 +7,8 @@ import TestSupport
 /// file it would have replaced untouched.
 @Suite struct InterruptCLITests {
     /// Runs `phoenix-diff ARGS` in `dir`, waits until one of its temporary files (`.NAME.phx-tmp-*`)
-    /// is there, runs the shell command `action` (`$pid` is the process), and waits for the process.
+    /// is there or open (a spool has no name, but its descriptor still shows the name it had), runs
+    /// the shell command `action` (`$pid` is the process), and waits for the process.
     /// Returns `wait`'s status (128 + the signal number when a signal ended it), its standard error,
     /// and the directory's names afterwards.
     static func interrupted(_ args: [String], action: String, in dir: String) throws -> (status: Int, stderr: String, names: [String]) {
@@ -16,7 +17,7 @@ import TestSupport
             ulimit -c 0
             '\(CLI.binary)' \(quoted) > out.log 2> err.log & pid=$!
                         tries=0
-            until ls -A | grep -q 'phx-tmp'; do
+            until { ls -A; ls -l /proc/$pid/fd 2>/dev/null; } | grep -q 'phx-tmp'; do
               kill -0 $pid 2>/dev/null || { echo "phoenix-diff ended before a temporary file was seen" >&2; exit 98; }
               tries=$((tries + 1))
               [ $tries -lt 12000 ] || { kill -KILL $pid; echo "no temporary file within a minute" >&2; exit 99; }
@@ -35,14 +36,15 @@ import TestSupport
         return (status, stderr, names)
     }
 
-    /// 32 MiB inputs: the low-memory mode (under the smallest limit) spools each stream to a temporary
-    /// file beside the patch for seconds, and apply writes for a while.
+    /// 32 MiB inputs: the low-memory mode (under the smallest limit) spools each stream to an unnamed
+    /// temporary file for seconds, and apply writes for a while.
     static func makePair(in dir: String) throws {
         try MemoryLimitCLITests.makePair(in: dir, megabytes: 32, insertAt: 10 << 20,
                                          edits: stride(from: 5_000, to: 32 << 20, by: 1_000_003).map { $0 })
     }
 
-    @Test(arguments: [("TERM", 15), ("HUP", 1)])
+    /// SIGKILL too, which no handler sees: the spools have no name (`AtomicFileWriter(spool:)`).
+    @Test(arguments: [("TERM", 15), ("HUP", 1), ("KILL", 9)])
     func aKilledMakeLeavesNoTemporaryFiles(signal: String, number: Int) throws {
         let dir = try TemporaryDirectory()
         try Self.makePair(in: dir.path)
