@@ -93,9 +93,10 @@ extension DiffEngine {
         }
         // Old is read, not mapped: matching reads all of it, at random. New is mapped, and its pages are
         // dropped behind the block scan, after the filter of its strings, and behind each later pass
-        // (the digest, matching, emitting the tuples), so that it is never all resident beside the index; it is hashed again at the end, so a change meanwhile is an error (a
-        // truncation is a SIGBUS, which `phoenix-diff` reports as an I/O error; a library caller needs
-        // a handler such as `phx_install_cleanup_handlers`). For the suffix array new is mapped once old
+        // (the digest, matching, emitting the tuples), so that it is never all resident beside the
+        // index; it is hashed again at the end, so a change meanwhile is an error (a truncation is a
+        // SIGBUS, which `phoenix-diff` reports as an I/O error; a library caller needs a handler such
+        // as `phx_install_cleanup_handlers`). For the suffix array new is mapped once old
         // is indexed; the hash chains need it first: they index only what its block matches leave of
         // old.
         let old = try POSIX.readFile(oldPath, followSymlinks: true)

@@ -167,6 +167,10 @@ private struct UnexpectedFailure: Error {}
             (check("current_version=1.0.0&platform=nope"), .notFound, "unknown platform"),
             (check("current_version=1.0.0&platform=../etc"), .badRequest, "invalid platform"),
             (check("current_version=1.0.0&platform=\(p)&channel=nightly"), .badRequest, "invalid channel"),
+            // An escape that is not one, in a value or a name: the parameter is named, not checked raw.
+            (check("current_version=1.0.0&platform=\(p)&channel=beta%ZZ"), .badRequest, "query parameter \"channel\": invalid percent-encoding"),
+            (check("current_version=1.0.0%2&platform=\(p)"), .badRequest, "query parameter \"current_version\": invalid percent-encoding"),
+            (check("current%ZZversion=1.0.0&platform=\(p)"), .badRequest, "invalid percent-encoding"),
             ("/api/version/download?version=7.7.7&platform=\(p)", .notFound, "has no version 7.7.7"),
             ("/api/version/download?version=2.0.0&platform=\(p)&from=1.0.0", .notFound, "no delta from 1.0.0"),
             ("/api/manifest", .badRequest, "missing query parameter platform"),

@@ -17,7 +17,7 @@ enum AdminRoutes {
         router.post("/api/admin/rollouts/:platform/:version/:action") { request, context in
             await Routes.respond {
                 try Routes.authorize(request, service: service)
-                let q = Routes.Query(request)
+                let q = try Routes.Query(request)
                 let action = try RolloutAction(name: try Routes.pathParameter(context, "action"), percent: q["percent"], reason: q["reason"])
                 let platform = try Routes.pathParameter(context, "platform")
                 let version = try Routes.parseVersion(try Routes.pathParameter(context, "version"), field: "version")
@@ -50,7 +50,7 @@ enum AdminRoutes {
             }
         }
         router.get("/dashboard/login") { request, _ in
-            if let once = Routes.Query(request)["once"] {
+            if let once = (try? Routes.Query(request))?["once"] {
                 guard service.sessions.consumeLink(once) else {
                     return html(DashboardPage.loginPage(message: "That login link has expired or was already used."), status: .forbidden)
                 }

@@ -13,7 +13,7 @@ enum Routes {
         }
         router.get("/api/version/check") { request, _ in
             await respond {
-                let q = Query(request)
+                let q = try Query(request)
                 let current = try q.version("current_version")
                 let platform = try q.platform()
                 let channel = try q.channel()
@@ -25,7 +25,7 @@ enum Routes {
         }
         router.get("/api/manifest") { request, _ in
             await respond {
-                let q = Query(request)
+                let q = try Query(request)
                 return try json(service.signedManifest(platform: try q.platform(), channel: try q.channel()))
             }
         }
@@ -77,7 +77,7 @@ enum Routes {
         router.post("/api/releases") { request, context in
             await respond(unexpected: { .publishFailed("internal error: \($0)") }) {
                 try authorize(request, service: service)
-                let q = Query(request)
+                let q = try Query(request)
                 var changelog = ""
                 if let b64 = request.headers.first(where: { $0.name.canonicalName == "x-phoenix-changelog-base64" })?.value {
                     guard let d = Data(base64Encoded: b64), let text = String(data: d, encoding: .utf8) else {
@@ -125,10 +125,28 @@ enum Routes {
         }
     }
 
+    /// The query's parameters, percent-decoded, names and values. Hummingbird's `queryParameters`
+    /// kept a value that fails to decode as it came (`channel=beta%ZZ` reached the checks raw, and a
+    /// free-text value such as a pause reason was stored raw): here it is a 400 naming the parameter.
+    /// The first of a repeated name counts, and `+` is a plus (as in Hummingbird and the path).
     struct Query {
-        let request: Request
-        init(_ request: Request) { self.request = request }
-        subscript(_ key: String) -> String? { request.uri.queryParameters[Substring(key)].map(String.init) }
+        private let values: [String: String]
+
+        init(_ request: Request) throws {
+            var values: [String: String] = [:]
+            for part in (request.uri.query ?? "").split(separator: "&") {
+                let equals = part.firstIndex(of: "=")
+                let rawName = equals.map { part[..<$0] } ?? part
+                let rawValue = equals.map { part[part.index(after: $0)...] } ?? ""
+                guard let name = String(rawName).removingPercentEncoding, let value = String(rawValue).removingPercentEncoding else {
+                    throw ServerError.badRequest("query parameter \"\(rawName.prefix(32))\": invalid percent-encoding in \"\(part.prefix(64))\"")
+                }
+                if values[name] == nil { values[name] = value }
+            }
+            self.values = values
+        }
+
+        subscript(_ key: String) -> String? { values[key] }
 
         func required(_ key: String) throws -> String {
             guard let v = self[key], !v.isEmpty else { throw ServerError.badRequest("missing query parameter \(key)") }
@@ -255,7 +273,7 @@ enum Routes {
     // MARK: Download with Range
 
     static func download(_ request: Request, _ context: BasicRequestContext, service: UpdateService, headOnly: Bool) async throws -> Response {
-        let q = Query(request)
+        let q = try Query(request)
         let platform = try q.platform()
         let version = try q.version("version")
         let from = try q["from"].map { try parseVersion($0, field: "from") }
