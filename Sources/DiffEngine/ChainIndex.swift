@@ -113,10 +113,11 @@ struct ChainIndex: MatchIndex, ~Copyable {
         let (olderHalf, newerHalf) = PositionRun.halves(segments, at: indexed.runPositions / 2)
         // A counting sort of old's positions by bucket, by both cores at once, each on one half of old:
         // each half counts its positions per bucket, one prefix sum turns the counts into both halves'
-        // cursors, and each half places the positions it keeps (`cursors`), newest first (a random write
-        // per position: most of the build). The newer half's cursors end as the bucket starts (`starts`); the older half's
-        // are dropped. Then old's digest and the filter, on both cores, once the positions are packed
-        // (so the filter's memory is not added to the 4 bytes a position they take while placed).
+        // cursors, and each half places the positions it keeps (`cursors`), newest first (a random
+        // write per position: most of the build). The newer half's cursors end as the bucket starts
+        // (`starts`); the older half's are dropped. Then old's digest and the filter, on both cores,
+        // once the positions are packed (so the filter's memory is not added to the 4 bytes a position
+        // they take while placed).
         nonisolated(unsafe) let o = old
         let parallel = threads > 1
         let side = DispatchGroup()

@@ -15,9 +15,9 @@ import PatchFormat
 /// the caller. Memory: one 1 MiB buffer, two with `behind`.
 ///
 /// A spool (`spool: true`) is a scratch file that is never committed nor hashed (a stream read back
-/// into a patch, `copyContents`): its name is removed as soon as it is made, so it lives only as long as the
-/// writer's descriptor, and a process killed outright (SIGKILL, which no handler sees) leaves nothing
-/// behind.
+/// into a patch, `copyContents`): its name is removed as soon as it is made, so it lives only as long
+/// as the writer's descriptor, and a process killed outright (SIGKILL, which no handler sees) leaves
+/// nothing behind.
 public final class AtomicFileWriter {
     public let destination: String
     /// The temporary file (a spool's name is gone once it is made).
