@@ -159,7 +159,8 @@ struct ChainIndex: MatchIndex, ~Copyable {
                     Self.count(o, olderHalf, of: indexed, shift, into: older)
                     Self.count(o, newerHalf, of: indexed, shift, into: newer)
                 }
-                let kept = Self.cursors(older: older, newer: newer, buckets: buckets, skips: skips)
+                Self.cursors(older: older, newer: newer, buckets: buckets, skips: skips)
+                let kept = skips.kept
                 if parallel { cursorsMade.signal() }
                 Self.place(o, olderHalf, of: indexed, shift, cursors: older, skips: skips.older, kept: kept, into: positions)
                 if parallel {
@@ -218,9 +219,9 @@ struct ChainIndex: MatchIndex, ~Copyable {
     /// `min(newer, depth)` and then the older half's newest, up to `depth` in all; a half's cursor is
     /// where its kept positions end (they are placed backwards from there), so that once both are placed
     /// `newer[k + 1]` is bucket k's start. A half with positions to pass over first (its oldest) gets a
-    /// `Skip` instead. Returns the positions kept.
+    /// `Skip` instead. The positions kept go to `skips.kept`.
     private static func cursors(older: UnsafeMutablePointer<UInt32>, newer: UnsafeMutablePointer<UInt32>, buckets: Int,
-                                skips: Skips) -> UInt32 {
+                                skips: Skips) {
         let depth = UInt32(Self.depth)
         var end: UInt32 = 0
         for k in 1...buckets {
@@ -246,7 +247,6 @@ struct ChainIndex: MatchIndex, ~Copyable {
         precondition(UInt64(end) + UInt64(max(skips.older.count, skips.newer.count)) < UInt64(UInt32.max),
                      "bucket cursors overlap their marks")
         skips.kept = end
-        return end
     }
 
     /// Places the positions `runs` of `old` (those of them `indexed`), ascending, each just before its

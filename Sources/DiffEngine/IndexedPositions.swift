@@ -155,7 +155,6 @@ final class IndexedPositions: @unchecked Sendable {
     /// Calls `body` with each indexed position of `runs` (some of `self.runs`), in order.
     @inline(__always)
     func forEach(_ runs: [PositionRun], _ body: (Int) -> Void) {
-        guard mask != nil else { return PositionRun.forEach(runs, body) }
         for r in runs { forEach(r, 0..<r.count, body) }
     }
 

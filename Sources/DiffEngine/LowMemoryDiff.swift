@@ -71,12 +71,13 @@ extension DiffEngine {
     /// Makes a patch from the file `oldPath` to the file `newPath` and writes it atomically to `patchPath`.
     ///
     /// Without `options.memoryLimit`, or when `estimatedPeakMemory` fits under it, this reads old, maps
-    /// new (see below) and calls `makePatch` (best patches; peak memory as stated there). Otherwise it switches to the
-    /// low-memory mode: both files are mapped, not read; old is indexed by content-defined anchors in a
-    /// table sized from the limit (`AnchorIndex`), new is matched in one pass (`AnchorMatcher`), the
-    /// pages behind the scan are dropped as it goes, and the compressed streams spool to temporary files
-    /// beside the patch. (Mapped input must not be truncated while the diff runs: that is a SIGBUS.) Peak resident memory stays under the limit for files of any size (beyond RAM,
-    /// beyond 4 GiB); time is O(old + new). The cost is patch size: matches shorter than the anchor
+    /// new (see below) and calls `makePatch` (best patches; peak memory as stated there). Otherwise it
+    /// switches to the low-memory mode: both files are mapped, not read; old is indexed by
+    /// content-defined anchors in a table sized from the limit (`AnchorIndex`), new is matched in one
+    /// pass (`AnchorMatcher`), the pages behind the scan are dropped as it goes, and the compressed
+    /// streams spool to unnamed temporary files beside the patch. (Mapped input must not be truncated
+    /// while the diff runs: that is a SIGBUS.) Peak resident memory stays under the limit for files of
+    /// any size (beyond RAM, beyond 4 GiB); time is O(old + new). The cost is patch size: matches shorter than the anchor
     /// spacing are mostly missed. The old-context diff order costs `contextOrderCost` more; with less
     /// room the diff is in natural order.
     public static func makePatchFile(oldPath: String, newPath: String, to patchPath: String,
@@ -96,9 +97,8 @@ extension DiffEngine {
         // (the digest, matching, emitting the tuples), so that it is never all resident beside the
         // index; it is hashed again at the end, so a change meanwhile is an error (a truncation is a
         // SIGBUS, which `phoenix-diff` reports as an I/O error; a library caller needs a handler such
-        // as `phx_install_cleanup_handlers`). For the suffix array new is mapped once old
-        // is indexed; the hash chains need it first: they index only what its block matches leave of
-        // old.
+        // as `phx_install_cleanup_handlers`). For the suffix array new is mapped once old is indexed;
+        // the hash chains need it first: they index only what its block matches leave of old.
         let old = try POSIX.readFile(oldPath, followSymlinks: true)
         progress?(0)
         let (bytes, newCount) = try old.withUnsafeBytes { o in
