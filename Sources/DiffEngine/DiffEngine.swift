@@ -77,16 +77,18 @@ public enum DiffEngine {
     /// `makePatch` with `old` indexed already (`makePatchFile` maps new only after that for the suffix
     /// array; the chains' block scan reads it first and drops its pages). With
     /// `newPages`, `new` is that mapping: its pages are dropped behind each pass (`match`), and new is
-    /// hashed again at the end, so that a file changed meanwhile is an error, not a patch whose
-    /// digest does not match what it makes.
+    /// checked again at the end (`unchanged`: a CRC-32 of each 4 MiB part), so that a file changed
+    /// meanwhile is an error, not a patch whose digest does not match what it makes.
     static func makePatch<Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
                           options: DiffOptions, progress: ((Double) -> Void)?, newPages: MappedFile? = nil) throws -> [UInt8] {
         let oldBytes = old.bindMemory(to: UInt8.self)
         let newBytes = new.bindMemory(to: UInt8.self)
         // New is hashed on a core that matching leaves free for a moment (the tuples are fed to the
         // compressors on one thread), old while it was sorted.
-        let newSHA256 = BackgroundDigest(threads: options.threads) { newPages.map(digest) ?? SHA256Hasher.hash(new) }
-        defer { newSHA256.wait() }
+        let newDigest = BackgroundDigest(threads: options.threads) {
+            newPages.map(digestWithParts) ?? MappedDigest(sha256: SHA256Hasher.hash(new), partCRCs: [])
+        }
+        defer { newDigest.wait() }
         let oldSHA256 = index.sha256 ?? SHA256Hasher.hash(old)
         let level = options.level ?? options.codec.defaultLevel
         // phx: control, diff-runs, diff-literals, extra. BSDIFF40: control, diff, extra.
@@ -119,11 +121,11 @@ public enum DiffEngine {
         let indexBytes = index.heldBytes
         do {
             // A mapped new is hashed before any of the bytes the patch makes are read (the tuples are
-            // emitted and the extra stream taken only once all are found), and again once all are
-            // read (below): equal digests mean the patch makes the bytes hashed (short of a change made
-            // and undone between the two).
+            // emitted and the extra stream taken only once all are found), and checked again once all
+            // are read (below): the same parts mean the patch makes the bytes hashed (short of a
+            // change made and undone between the two).
             let beforeEmitting: (([[RecordedTuple]]) throws -> Void)? = newPages == nil && aside == nil ? nil : { tuples in
-                if newPages != nil { newSHA256.wait() }
+                if newPages != nil { newDigest.wait() }
                 try aside?.start(extraOf: tuples, new: newBytes)
             }
             try match(index: index, old: oldBytes, new: newBytes, threads: options.threads, chunkSize: options.matchChunkSize,
@@ -155,7 +157,7 @@ public enum DiffEngine {
         }
         if let newPages {
             // Every read of new is over (the aside stream's too).
-            guard digest(newPages) == newSHA256.wait() else {
+            guard unchanged(newPages, since: newDigest.wait(), threads: options.threads) else {
                 throw TreeIOError.io(operation: "file changed while the patch was being made:", path: newPages.path, errno: 0,
                                      message: "its content no longer matches what was read first")
             }
@@ -168,7 +170,7 @@ public enum DiffEngine {
         }
         let flags = kept.keepSmaller(&streams, context: context, split: split) { UInt64($0.count) }
         var out = header(options: options, level: level, oldSize: oldBytes.count, newSize: newBytes.count,
-                         oldSHA256: oldSHA256, newSHA256: newSHA256.wait(), assembler: assembler,
+                         oldSHA256: oldSHA256, newSHA256: newDigest.wait().sha256, assembler: assembler,
                          lengths: streams.map { UInt64($0.count) }, flags: flags)
         out.reserveCapacity(out.count + streams.reduce(0) { $0 + $1.count })
         for s in streams { out.append(contentsOf: s) }

@@ -279,11 +279,60 @@ extension DiffEngine {
         return hasher.finalize()
     }
 
+    /// What a mapped file held when it was first read: its SHA-256, and a CRC-32 of each 4 MiB part
+    /// (`walk`'s), against which `unchanged` checks it again later. The check only has to see a change
+    /// made while the patch was being made (an apply checks the SHA-256 of what it makes anyway), and
+    /// CRC-32 runs at about three times SHA-256's speed, on every core at once.
+    struct MappedDigest {
+        let sha256: [UInt8]
+        let partCRCs: [UInt32]
+        static let partSize = 4 << 20
+    }
+
+    /// `digest`, with each part's CRC-32 taken on the way (the part is in cache).
+    static func digestWithParts(_ file: MappedFile) -> MappedDigest {
+        let hasher = SHA256Hasher()
+        var crcs: [UInt32] = []
+        walk(file, hashing: hasher) { range in crcs.append(partCRC(file, range)) }
+        return MappedDigest(sha256: hasher.finalize(), partCRCs: crcs)
+    }
+
+    /// Whether `file` still holds what `digest` saw: each part's CRC-32 again, the parts shared among
+    /// `threads` cores, each part's pages dropped behind it.
+    static func unchanged(_ file: MappedFile, since digest: MappedDigest, threads: Int) -> Bool {
+        let parts = (file.count + MappedDigest.partSize - 1) / MappedDigest.partSize
+        guard parts == digest.partCRCs.count else { return false }
+        if parts == 0 { return true }
+        let same = UnsafeMutableBufferPointer<Bool>.allocate(capacity: parts)
+        same.initialize(repeating: false)
+        defer { same.deallocate() }
+        // Worker w takes parts w, w + workers, ...
+        let workers = min(max(1, threads), parts)
+        let work = { (w: Int) in
+            for k in stride(from: w, to: parts, by: workers) {
+                let range = k * MappedDigest.partSize..<min(file.count, (k + 1) * MappedDigest.partSize)
+                same[k] = partCRC(file, range) == digest.partCRCs[k]
+                file.release(range)
+            }
+        }
+        if workers > 1 {
+            nonisolated(unsafe) let work = work
+            DispatchQueue.concurrentPerform(iterations: workers) { work($0) }
+        } else {
+            work(0)
+        }
+        return same.allSatisfy { $0 }
+    }
+
+    private static func partCRC(_ file: MappedFile, _ range: Range<Int>) -> UInt32 {
+        CRC32.checksum(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: file.bytes[range])))
+    }
+
     /// Hashes a mapped file 4 MiB at a time, calling `body` on each range before its pages are dropped.
     static func walk(_ file: MappedFile, hashing hasher: SHA256Hasher, _ body: (Range<Int>) -> Void = { _ in }) {
         var at = 0
         while at < file.count {
-            let end = min(file.count, at + (4 << 20))
+            let end = min(file.count, at + MappedDigest.partSize)
             body(at..<end)
             hasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: file.bytes[at..<end])))
             file.release(0..<end)

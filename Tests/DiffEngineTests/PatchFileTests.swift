@@ -45,6 +45,33 @@ import TreeIO
         }
     }
 
+    /// The check of a mapped file against its first reading (`unchanged`): the same bytes pass on one
+    /// core or several; a byte changed in any of its 4 MiB parts (the last one short) fails, as does
+    /// a digest of another length; an empty file passes.
+    @Test func aMappedFileIsCheckedPartByPart() throws {
+        var rng = SeededGenerator(seed: 23)
+        let bytes = rng.bytes(2 * DiffEngine.MappedDigest.partSize + 12_345)
+        let dir = try TemporaryDirectory()
+        let path = try dir.write("file", bytes)
+        let digest = DiffEngine.digestWithParts(try MappedFile(path: path))
+        #expect(digest.sha256 == SHA256Hasher.hash(bytes) && digest.partCRCs.count == 3)
+        for threads in [1, 2, 3] {
+            #expect(DiffEngine.unchanged(try MappedFile(path: path), since: digest, threads: threads), "\(threads) threads")
+        }
+        for at in [5, DiffEngine.MappedDigest.partSize + 7, bytes.count - 1] {
+            var changed = bytes
+            changed[at] ^= 0x40
+            try dir.write("file", changed)
+            for threads in [1, 2] {
+                #expect(!DiffEngine.unchanged(try MappedFile(path: path), since: digest, threads: threads), "byte \(at), \(threads) threads")
+            }
+        }
+        try dir.write("file", Array(bytes[0..<DiffEngine.MappedDigest.partSize]))
+        #expect(!DiffEngine.unchanged(try MappedFile(path: path), since: digest, threads: 2))
+        let empty = try dir.write("empty", [])
+        #expect(DiffEngine.unchanged(try MappedFile(path: empty), since: DiffEngine.digestWithParts(try MappedFile(path: empty)), threads: 2))
+    }
+
     /// New rewritten in place once matching is done, before the tuples are emitted (the progress
     /// callback runs there): the patch would make neither version, so `make` fails, naming the file,
     /// and the patch already at the destination is left as it was.
