@@ -106,11 +106,16 @@ public enum DiffEngine {
         let aside = options.threads > 1
             ? AsideStream(encoders[extraIndex], memory: options.codec.encoderMemory(level: level)) : nil
         defer { aside?.join() }
+        // The same for the diff runs in old-context order, once the tuples are known: coded from them
+        // on the other core while this one emits the rest.
+        let asideContext = options.threads > 1 ? contextEncoder.map(AsideContextRuns.init) : nil
+        defer { asideContext?.join() }
         var assembler = StreamAssembler(old: oldBytes, new: newBytes, format: options.format,
                                         control: encoders[0], diff: encoders[1],
                                         literals: streamCount == 4 ? encoders[2] : nil,
                                         extra: aside == nil ? encoders[extraIndex] : nil,
-                                        contextRuns: contextEncoder, naturalRuns: choices.natural,
+                                        contextRuns: asideContext == nil ? contextEncoder : nil, naturalRuns: choices.natural,
+                                        contextAside: asideContext != nil,
                                         splitControl: splitEncoder, interleavedControl: choices.interleaved)
         // Suffix sorting is about a third of the work, matching and compressing the rest.
         let report: ((Int) -> Void)? = progress == nil ? nil : { scanned in
@@ -127,10 +132,12 @@ public enum DiffEngine {
             let beforeEmitting: (([[RecordedTuple]]) throws -> Void)? = newPages == nil && aside == nil ? nil : { tuples in
                 if newPages != nil { newDigest.wait() }
                 try aside?.start(extraOf: tuples, new: newBytes)
+                asideContext?.start(tuples, old: oldBytes, new: newBytes, newPages: newPages)
             }
             try match(index: index, old: oldBytes, new: newBytes, threads: options.threads, chunkSize: options.matchChunkSize,
                       into: &assembler, progress: report, matched: beforeEmitting, newPages: newPages)
             try assembler.finish()
+            try asideContext?.finish()
         } catch let e as PatchFormatError {
             throw DiffEngineError.format(e)
         }

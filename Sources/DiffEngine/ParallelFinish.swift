@@ -1,5 +1,6 @@
 import Dispatch
 import PatchFormat
+import TreeIO
 import Synchronization
 
 extension DiffEngine {
@@ -159,5 +160,59 @@ final class AsideStream: @unchecked Sendable {
         join()
         guard let outcome else { throw DiffEngineError.internalInconsistency("the extra stream was never compressed") }
         return try outcome.get()
+    }
+}
+
+/// The diff-runs stream in old-context order made on another core from the tuples, while the caller
+/// emits them (natural order, literals, control): the context coder's passes were most of the Django
+/// tar's emission, on one core while the other had nothing to do. The bytes are those the assembler
+/// would make (the coder's output does not depend on how the diff bytes are cut into pieces).
+/// `old` and `new` must stay valid until `finish` or `join` has returned.
+final class AsideContextRuns: @unchecked Sendable {
+    private let encoder: any StreamEncoder
+    private let group = DispatchGroup()
+    private var outcome: Result<Void, Error>?
+
+    init(_ encoder: any StreamEncoder) {
+        self.encoder = encoder
+    }
+
+    /// Starts coding the diff bytes of `chunks`' tuples, in order. With `newPages` (new's mapping), the
+    /// pages of new it has read are dropped behind each chunk, as the emitting core drops those it has.
+    func start(_ chunks: [[RecordedTuple]], old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
+               newPages: MappedFile?) {
+        nonisolated(unsafe) let (o, n, encoder) = (old, new, encoder)
+        DispatchQueue.global().async(group: group) {
+            self.outcome = Result { try Self.code(chunks, old: o, new: n, newPages: newPages, into: encoder) }
+        }
+    }
+
+    private static func code(_ chunks: [[RecordedTuple]], old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
+                             newPages: MappedFile?, into encoder: any StreamEncoder) throws {
+        let coder = ContextRunCoder(maxBytes: new.count)
+        let chunk = 1 << 16
+        let scratch = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: chunk)
+        defer { scratch.deallocate() }
+        for tuples in chunks {
+            for t in tuples where t.add > 0 {
+                try StreamAssembler.forEachDiffChunk(old: old, new: new, oldStart: t.oldStart, newStart: t.newStart, count: t.add,
+                                                     scratch: scratch) { at, piece in
+                    coder.add(old: old, oldStart: at, diff: piece)
+                    if coder.runs.count >= chunk { try encoder.write(coder.takeRuns()) }
+                }
+            }
+            if let newPages, let last = tuples.last { newPages.release(0..<(last.newStart + last.add)) }
+        }
+        coder.finish()
+        try encoder.write(coder.takeRuns())
+    }
+
+    /// Waits until the coding (if started) is over.
+    func join() { group.wait() }
+
+    /// Waits for the coding and reports its error, if any (none if it never started).
+    func finish() throws {
+        join()
+        try outcome?.get()
     }
 }

@@ -13,8 +13,8 @@ struct StreamAssembler: MatchSink {
     let literals: (any StreamEncoder)?
     /// nil when the caller compresses the extra stream itself (`AsideStream`); its length is still counted.
     let extra: (any StreamEncoder)?
-    /// phx: the diff-runs stream in old-context order, when it is being made (`diff` may then be nil
-    /// in effect: `naturalRuns` false).
+    /// phx: the diff-runs stream in old-context order, when it is being made here (`diff` may then be
+    /// nil in effect: `naturalRuns` false); nil when another core makes it (`AsideContextRuns`).
     let contextRuns: (any StreamEncoder)?
     let naturalRuns: Bool
     private let contextCoder: ContextRunCoder?
@@ -44,14 +44,14 @@ struct StreamAssembler: MatchSink {
 
     init(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, format: PatchKind,
          control: any StreamEncoder, diff: any StreamEncoder, literals: (any StreamEncoder)?, extra: (any StreamEncoder)?,
-         contextRuns: (any StreamEncoder)? = nil, naturalRuns: Bool = true,
+         contextRuns: (any StreamEncoder)? = nil, naturalRuns: Bool = true, contextAside: Bool = false,
          splitControl: (any StreamEncoder)? = nil, interleavedControl: Bool = true) {
         precondition((format == .phx) == (literals != nil), "phx needs a literals stream, bsdiff has none")
         precondition(splitControl == nil || format == .phx, "only phx has the split control layout")
         precondition(interleavedControl || splitControl != nil, "at least one control layout must be made")
         self.splitControl = splitControl
         self.interleavedControl = interleavedControl
-        precondition(naturalRuns || contextRuns != nil, "at least one diff order must be made")
+        precondition(naturalRuns || contextRuns != nil || contextAside, "at least one diff order must be made")
         self.contextRuns = contextRuns
         self.naturalRuns = naturalRuns
         // Diff bytes never outnumber new's bytes.
@@ -121,36 +121,44 @@ struct StreamAssembler: MatchSink {
         }
     }
 
+    /// Calls `body` with the diff bytes (new's minus old's) of `count` bytes from `newStart` and
+    /// `oldStart`, `scratch.count` at a time, in `scratch`, each with its old position.
+    static func forEachDiffChunk(old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>, oldStart: Int, newStart: Int,
+                                 count: Int, scratch: UnsafeMutableBufferPointer<UInt8>,
+                                 _ body: (Int, UnsafeBufferPointer<UInt8>) throws -> Void) rethrows {
+        var done = 0
+        while done < count {
+            let m = min(scratch.count, count - done)
+            let dst = scratch.baseAddress!
+            let src = new.baseAddress! + newStart + done, base = old.baseAddress! + oldStart + done
+            for i in 0..<m { dst[i] = src[i] &- base[i] }
+            try body(oldStart + done, UnsafeBufferPointer(start: dst, count: m))
+            done += m
+        }
+    }
+
     mutating func emit(newStart: Int, oldStart: Int, add: Int, copy: Int, seek: Int) throws {
         precondition(add >= 0 && copy >= 0 && newStart >= 0 && oldStart >= 0 && oldStart + add <= old.count
                      && newStart + add + copy <= new.count,
                      "matcher emitted an invalid tuple: new \(newStart) old \(oldStart) add \(add) copy \(copy)")
-        // Differences, a chunk at a time.
-        var done = 0
-        let n = new.baseAddress, o = old.baseAddress
-        while done < add {
-            let m = min(Self.chunk, add - done)
-            let dst = scratch.baseAddress!
-            let src = n! + newStart + done, base = o! + oldStart + done
-            for i in 0..<m { dst[i] = src[i] &- base[i] }
+        try Self.forEachDiffChunk(old: old, new: new, oldStart: oldStart, newStart: newStart, count: add,
+                                  scratch: scratch) { at, piece in
             if let literals {
-                let piece = UnsafeBufferPointer(start: UnsafePointer(dst), count: m)
                 try splitter.add(piece) { try literals.write(UnsafeRawBufferPointer($0)) }
                 if splitter.runs.count >= Self.chunk {
                     if naturalRuns { try diff.write(splitter.runs) }
                     splitter.runs.removeAll(keepingCapacity: true)
                 }
                 if let contextCoder, let contextRuns {
-                    contextCoder.add(old: old, oldStart: oldStart + done, diff: piece)
+                    contextCoder.add(old: old, oldStart: at, diff: piece)
                     if contextCoder.runs.count >= Self.chunk { try contextRuns.write(contextCoder.takeRuns()) }
                 }
             } else {
-                try diff.write(UnsafeRawBufferPointer(start: dst, count: m))
+                try diff.write(UnsafeRawBufferPointer(piece))
             }
-            done += m
         }
         if copy > 0, let extra {
-            try extra.write(UnsafeRawBufferPointer(start: n! + newStart + add, count: copy))
+            try extra.write(UnsafeRawBufferPointer(start: new.baseAddress! + newStart + add, count: copy))
         }
         diffRawLength += UInt64(add)
         extraRawLength += UInt64(copy)

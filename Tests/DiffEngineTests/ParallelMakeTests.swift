@@ -102,12 +102,17 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
     final class RecordingEncoder: StreamEncoder, @unchecked Sendable {
         var taken: [UInt8] = []
         let fails: Bool
+        let failsWriting: Bool
         let tally: Tally
-        init(tally: Tally, fails: Bool = false) {
+        init(tally: Tally, fails: Bool = false, failsWriting: Bool = false) {
             self.tally = tally
             self.fails = fails
+            self.failsWriting = failsWriting
         }
-        func write(_ input: UnsafeRawBufferPointer) throws { taken += input }
+        func write(_ input: UnsafeRawBufferPointer) throws {
+            if failsWriting { throw DiffEngineError.unsupportedCombination("the aside encoder failed to write") }
+            taken += input
+        }
         func takeOutput() -> [UInt8] { [] }
         func finish() throws -> [UInt8] {
             tally.enter()
@@ -160,24 +165,69 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
         #expect(throws: DiffEngineError.self) { _ = try idle.result() }
     }
 
-    /// With more than one core the extra stream is compressed aside; the patch is the same bytes as on
-    /// one core (where it is not) for every codec and both formats, and applies.
+    /// With more than one core the extra stream is compressed aside, and the diff runs in old-context
+    /// order are coded aside; the patch is the same bytes as on one core (where neither is) for every
+    /// codec and both formats, with the old-context order forced too, and applies.
     @Test func patchesWithTheExtraStreamAsideAreTheSameBytes() throws {
         var rng = SeededGenerator(seed: 506)
         let old = TestData.structured(400_000, rng: &rng)
         var new = TestData.mutate(old, edits: 30, rng: &rng)
         new.insert(contentsOf: rng.bytes(60_000), at: 200_000)
-        for (format, codec) in [(PatchKind.phx, CodecID.xz), (.phx, .zstd), (.phx, .bzip2), (.phx, .zlib), (.bsdiff, .bzip2)] {
+        let cases: [(PatchKind, CodecID, DiffOrder?)] = [(.phx, .xz, nil), (.phx, .zstd, nil), (.phx, .bzip2, nil),
+                                                         (.phx, .zlib, nil), (.bsdiff, .bzip2, nil), (.phx, .zstd, .oldContext)]
+        for (format, codec, order) in cases {
             var patches: [[UInt8]] = []
             for threads in [1, 2, 3] {
                 var options = DiffOptions(format: format, threads: threads)
                 options.codec = codec
+                options.diffOrder = order
                 let patch = try DiffEngine.makePatch(old: old, new: new, options: options)
                 #expect(try PatchApplier.apply(old: old, patch: patch) == new, "\(format), \(codec.name), \(threads) threads")
                 patches.append(patch)
             }
-            #expect(patches.allSatisfy { $0 == patches[0] }, "\(format), \(codec.name): the thread count changed the patch")
+            #expect(patches.allSatisfy { $0 == patches[0] }, "\(format), \(codec.name), \(order?.rawValue ?? "auto"): the thread count changed the patch")
         }
+    }
+
+    /// The old-context runs coded aside are those of a coder given each tuple's diff bytes in order
+    /// (empty tuples and copies contribute none); a failing encoder is the error `finish` reports,
+    /// and an aside coder never started lets its owner go.
+    @Test(.timeLimit(.minutes(1))) func asideContextRunsCodeTheTuplesDiffBytesInOrder() throws {
+        var rng = SeededGenerator(seed: 507)
+        let old = TestData.structured(300_000, rng: &rng)
+        var new = TestData.mutate(old, edits: 40, rng: &rng)
+        new.removeLast(new.count - 290_000)
+        // Two chunks; the second starts with an empty tuple and goes on at another alignment.
+        let chunks = [[RecordedTuple(newStart: 0, oldStart: 0, add: 100_000, copy: 20),
+                       RecordedTuple(newStart: 100_020, oldStart: 150_000, add: 70_000, copy: 0)],
+                      [RecordedTuple(newStart: 170_020, oldStart: 0, add: 0, copy: 0),
+                       RecordedTuple(newStart: 170_020, oldStart: 1_000, add: 119_980, copy: 0)]]
+        let expected = ContextRunCoder(maxBytes: new.count)
+        for t in chunks.joined() {
+            let diff = (0..<t.add).map { new[t.newStart + $0] &- old[t.oldStart + $0] }
+            old.withUnsafeBufferPointer { o in diff.withUnsafeBufferPointer { expected.add(old: o, oldStart: t.oldStart, diff: $0) } }
+        }
+        expected.finish()
+        let want = expected.takeRuns()
+        #expect(want.count > 100, "the test's diff bytes should make a real stream")
+        let encoder = try CodecID.uncompressed.makeEncoder(level: 0)
+        let aside = AsideContextRuns(encoder)
+        try old.withUnsafeBufferPointer { o in
+            try new.withUnsafeBufferPointer { n in
+                aside.start(chunks, old: o, new: n, newPages: nil)
+                try aside.finish()
+            }
+        }
+        #expect(try Self.decode(try encoder.finish(), codec: .uncompressed) == want)
+
+        let failing = AsideContextRuns(RecordingEncoder(tally: Tally(), failsWriting: true))
+        old.withUnsafeBufferPointer { o in
+            new.withUnsafeBufferPointer { n in
+                failing.start(chunks, old: o, new: n, newPages: nil)
+                #expect(throws: DiffEngineError.self) { try failing.finish() }
+            }
+        }
+        try AsideContextRuns(encoder).finish()
     }
 
     /// xz streams finished side by side are the bytes of the same streams finished one by one, and the
