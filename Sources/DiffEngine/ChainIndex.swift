@@ -64,8 +64,8 @@ struct ChainIndex: MatchIndex, ~Copyable {
     /// number of positions), packed like them.
     private let starts: PackedSuffixArray
     private let shift: UInt64
-    /// SHA-256 of old, if `hashing` was set (made on the other core while this one packs the positions).
-    let sha256: [UInt8]?
+    /// Old's digest, if `hashing` was set (made on the other core while this one packs the positions).
+    let digest: InputDigest?
     /// The block matches whose old ranges are not indexed, if any.
     let blocks: BlockMatches?
 
@@ -123,7 +123,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
         let side = DispatchGroup()
         let counted = DispatchSemaphore(value: 0), cursorsMade = DispatchSemaphore(value: 0)
         let placed = DispatchSemaphore(value: 0), filterMade = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var digest: [UInt8]? = nil
+        nonisolated(unsafe) var digest: InputDigest? = nil
         nonisolated(unsafe) var sideFiller: GramFilter.Filler? = nil
         let progress = GramFilter.Filler.Progress()
         var built: PackedSuffixArray? = nil
@@ -149,7 +149,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
                         Self.place(o, newerHalf, of: indexed, shift, cursors: newer, skips: skips.newer, kept: skips.kept,
                                    into: positions)
                         placed.signal()
-                        if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
+                        if hashing { digest = InputDigest(hashing: UnsafeRawBufferPointer(o)) }
                         filterMade.wait()
                         sideFiller?.add(o, runs: segments, of: indexed, sharing: progress)
                     }
@@ -179,7 +179,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
             filterMade.signal()
             handedOver = true
         } else if hashing {
-            digest = SHA256Hasher.hash(UnsafeRawBufferPointer(old))
+            digest = InputDigest(hashing: UnsafeRawBufferPointer(old))
         }
         filter.filler.add(old, runs: segments, of: indexed, sharing: progress)
         side.wait()
@@ -187,7 +187,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
         self.filter = filter
         self.shift = shift
         self.blocks = usable
-        sha256 = digest
+        self.digest = digest
     }
 
     /// Counts the positions `runs` of `old` (those of them `indexed`) into `counts[bucket + 1]`.

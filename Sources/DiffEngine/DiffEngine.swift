@@ -77,19 +77,21 @@ public enum DiffEngine {
     /// `makePatch` with `old` indexed already (`makePatchFile` maps new only after that for the suffix
     /// array; the chains' block scan reads it first and drops its pages). With
     /// `newPages`, `new` is that mapping: its pages are dropped behind each pass (`match`), and new is
-    /// checked again at the end (`unchanged`: a CRC-32 of each 4 MiB part), so that a file changed
-    /// meanwhile is an error, not a patch whose digest does not match what it makes.
+    /// checked again at the end (`InputDigest.matches`: a CRC-32 of each 4 MiB part), so that a file
+    /// changed meanwhile is an error, not a patch whose digest does not match what it makes. With
+    /// `oldPages`, `old` is mapped and checked at the end the same way (against the index's digest).
     static func makePatch<Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
-                          options: DiffOptions, progress: ((Double) -> Void)?, newPages: MappedFile? = nil) throws -> [UInt8] {
+                          options: DiffOptions, progress: ((Double) -> Void)?, newPages: MappedFile? = nil,
+                          oldPages: MappedFile? = nil) throws -> [UInt8] {
         let oldBytes = old.bindMemory(to: UInt8.self)
         let newBytes = new.bindMemory(to: UInt8.self)
         // New is hashed on a core that matching leaves free for a moment (the tuples are fed to the
         // compressors on one thread), old while it was sorted.
         let newDigest = BackgroundDigest(threads: options.threads) {
-            newPages.map(digestWithParts) ?? MappedDigest(sha256: SHA256Hasher.hash(new), partCRCs: [])
+            newPages.map { pages in InputDigest(hashing: new) { pages.release($0) } } ?? InputDigest(sha256: new)
         }
         defer { newDigest.wait() }
-        let oldSHA256 = index.sha256 ?? SHA256Hasher.hash(old)
+        let oldDigest = index.digest ?? (oldPages == nil ? InputDigest(sha256: old) : InputDigest(hashing: old))
         let level = options.level ?? options.codec.defaultLevel
         // phx: control, diff-runs, diff-literals, extra. BSDIFF40: control, diff, extra.
         let streamCount = options.format == .phx ? 4 : 3
@@ -162,10 +164,11 @@ public enum DiffEngine {
         } else {
             finished = try finishAll(jobs, threads: options.threads, memoryBudget: budget)
         }
-        if let newPages {
-            // Every read of new is over (the aside stream's too).
-            guard unchanged(newPages, since: newDigest.wait(), threads: options.threads) else {
-                throw TreeIOError.io(operation: "file changed while the patch was being made:", path: newPages.path, errno: 0,
+        // Every read of the inputs is over (the aside streams' too).
+        for (pages, digest) in [(newPages, newDigest.wait()), (oldPages, oldDigest)] {
+            guard let pages else { continue }
+            guard digest.matches(UnsafeRawBufferPointer(pages.bytes), threads: options.threads, checked: { pages.release($0) }) else {
+                throw TreeIOError.io(operation: "file changed while the patch was being made:", path: pages.path, errno: 0,
                                      message: "its content no longer matches what was read first")
             }
         }
@@ -177,7 +180,7 @@ public enum DiffEngine {
         }
         let flags = kept.keepSmaller(&streams, context: context, split: split) { UInt64($0.count) }
         var out = header(options: options, level: level, oldSize: oldBytes.count, newSize: newBytes.count,
-                         oldSHA256: oldSHA256, newSHA256: newDigest.wait().sha256, assembler: assembler,
+                         oldSHA256: oldDigest.sha256, newSHA256: newDigest.wait().sha256, assembler: assembler,
                          lengths: streams.map { UInt64($0.count) }, flags: flags)
         out.reserveCapacity(out.count + streams.reduce(0) { $0 + $1.count })
         for s in streams { out.append(contentsOf: s) }

@@ -19,8 +19,8 @@ func besideAnotherCore<T: ~Copyable>(threads: Int, _ side: @escaping @Sendable (
 
 /// What matching needs of old, built once before new is looked at (`OldIndex` or `ChainIndex`).
 protocol MatchIndex: ~Copyable {
-    /// SHA-256 of old, when it was computed while indexing.
-    var sha256: [UInt8]? { get }
+    /// Old's digest (SHA-256 and the parts' CRC-32s), when it was computed while indexing.
+    var digest: InputDigest? { get }
     /// The index's memory while matching, for `count` bytes of old.
     static func matchingBytes(count: Int) -> Int
     /// The memory this index holds while matching.
@@ -93,16 +93,16 @@ final class SortedPart: @unchecked Sendable {
 struct OldIndex: MatchIndex, ~Copyable {
     let parts: [SortedPart]
     let filter: GramFilter
-    /// SHA-256 of old, if `hashing` was set.
-    let sha256: [UInt8]?
+    /// Old's digest, if `hashing` was set.
+    let digest: InputDigest?
 
     init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: Bool = false) throws {
         nonisolated(unsafe) var filter: GramFilter? = nil
-        nonisolated(unsafe) var digest: [UInt8]? = nil
+        nonisolated(unsafe) var digest: InputDigest? = nil
         nonisolated(unsafe) let o = old
         parts = try besideAnotherCore(threads: threads, {
             filter = GramFilter(o)
-            if hashing { digest = SHA256Hasher.hash(UnsafeRawBufferPointer(o)) }
+            if hashing { digest = InputDigest(hashing: UnsafeRawBufferPointer(o)) }
         }, then: {
             let layout = SuffixArrayParts.layout(count: o.count)
             let sorted = Mutex<[Result<SortedPart, any Error>?]>(Array(repeating: nil, count: layout.count))
@@ -118,7 +118,7 @@ struct OldIndex: MatchIndex, ~Copyable {
             return try sorted.withLock { try $0.map { try $0!.get() } }
         })
         self.filter = filter.take()!
-        sha256 = digest
+        self.digest = digest
     }
 
     /// The index's memory while matching, for `count` bytes of old: the packed parts and their prefix

@@ -307,9 +307,10 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
         #expect(patches.allSatisfy { $0 == patches[0] })
         try old.withUnsafeBytes { o in
             let index = try OldIndex(o.bindMemory(to: UInt8.self), threads: 2, hashing: true)
-            #expect(index.sha256 == SHA256Hasher.hash(old))
+            #expect(index.digest?.sha256 == SHA256Hasher.hash(old))
+            #expect(index.digest?.matches(o, threads: 2) == true)
             let plain = try OldIndex(o.bindMemory(to: UInt8.self), threads: 1)
-            #expect(plain.sha256 == nil)
+            #expect(plain.digest == nil)
         }
     }
 }

@@ -2,6 +2,7 @@
 import Foundation
 import PatchFormat
 import Patcher
+import Synchronization
 import Testing
 import TestSupport
 import TreeIO
@@ -45,41 +46,50 @@ import TreeIO
         }
     }
 
-    /// The check of a mapped file against its first reading (`unchanged`): the same bytes pass on one
-    /// core or several; a byte changed in any of its 4 MiB parts (the last one short) fails, as does
-    /// a digest of another length; an empty file passes.
-    @Test func aMappedFileIsCheckedPartByPart() throws {
+    /// The check of an input against its first reading (`InputDigest.matches`): the same bytes pass on
+    /// one core or several, and every part is passed to `checked`; a byte changed in any of its 4 MiB
+    /// parts (the last one short) fails, as do bytes of another length; empty bytes pass. A digest of
+    /// bytes in memory has the SHA-256 only.
+    @Test func anInputIsCheckedPartByPart() throws {
         var rng = SeededGenerator(seed: 23)
-        let bytes = rng.bytes(2 * DiffEngine.MappedDigest.partSize + 12_345)
-        let dir = try TemporaryDirectory()
-        let path = try dir.write("file", bytes)
-        let digest = DiffEngine.digestWithParts(try MappedFile(path: path))
+        let size = 2 * InputDigest.partSize + 12_345
+        let bytes = rng.bytes(size)
+        let digest = bytes.withUnsafeBytes { InputDigest(hashing: $0) }
         #expect(digest.sha256 == SHA256Hasher.hash(bytes) && digest.partCRCs.count == 3)
+        #expect(bytes.withUnsafeBytes { InputDigest(sha256: $0) }.partCRCs.isEmpty)
         for threads in [1, 2, 3] {
-            #expect(DiffEngine.unchanged(try MappedFile(path: path), since: digest, threads: threads), "\(threads) threads")
+            let seen = Seen()
+            #expect(bytes.withUnsafeBytes { b in digest.matches(b, threads: threads) { r in seen.ranges.withLock { $0.append(r) } } },
+                    "\(threads) threads")
+            #expect(seen.ranges.withLock { $0.sorted { $0.lowerBound < $1.lowerBound } }
+                    == [0..<InputDigest.partSize, InputDigest.partSize..<2 * InputDigest.partSize, 2 * InputDigest.partSize..<size])
         }
-        for at in [5, DiffEngine.MappedDigest.partSize + 7, bytes.count - 1] {
+        for at in [5, InputDigest.partSize + 7, size - 1] {
             var changed = bytes
             changed[at] ^= 0x40
-            try dir.write("file", changed)
             for threads in [1, 2] {
-                #expect(!DiffEngine.unchanged(try MappedFile(path: path), since: digest, threads: threads), "byte \(at), \(threads) threads")
+                #expect(!changed.withUnsafeBytes { digest.matches($0, threads: threads) }, "byte \(at), \(threads) threads")
             }
         }
-        try dir.write("file", Array(bytes[0..<DiffEngine.MappedDigest.partSize]))
-        #expect(!DiffEngine.unchanged(try MappedFile(path: path), since: digest, threads: 2))
-        let empty = try dir.write("empty", [])
-        #expect(DiffEngine.unchanged(try MappedFile(path: empty), since: DiffEngine.digestWithParts(try MappedFile(path: empty)), threads: 2))
+        #expect(!bytes[0..<InputDigest.partSize].withUnsafeBytes { digest.matches($0, threads: 2) })
+        let empty = [UInt8]()
+        #expect(empty.withUnsafeBytes { b in InputDigest(hashing: b).matches(b, threads: 2) })
     }
 
-    /// New rewritten in place once matching is done, before the tuples are emitted (the progress
-    /// callback runs there): the patch would make neither version, so `make` fails, naming the file,
-    /// and the patch already at the destination is left as it was.
-    @Test(arguments: [MatchIndexKind.hashChains, .suffixArray])
-    func aNewFileChangedMeanwhileIsAnError(_ index: MatchIndexKind) throws {
+    final class Seen: Sendable {
+        let ranges = Mutex<[Range<Int>]>([])
+    }
+
+    /// New, or old, rewritten in place once matching is done, before the tuples are emitted (the
+    /// progress callback runs there): the patch would make neither version, or would not apply to the
+    /// old it names, so `make` fails, naming the file, and the patch already at the destination is left
+    /// as it was.
+    @Test(arguments: [MatchIndexKind.hashChains, .suffixArray], ["new", "old"])
+    func anInputChangedMeanwhileIsAnError(_ index: MatchIndexKind, changing name: String) throws {
         let (old, new) = Self.pair(seed: 22, size: 300_000)
         let dir = try TemporaryDirectory()
         let oldPath = try dir.write("old", old), newPath = try dir.write("new", new)
+        let (victim, victimBytes) = name == "new" ? (newPath, new) : (oldPath, old)
         try dir.write("patch", [1, 2, 3])
         var options = DiffOptions(threads: 1)
         options.index = index
@@ -88,15 +98,15 @@ import TreeIO
             try DiffEngine.makePatchFile(oldPath: oldPath, newPath: newPath, to: dir.file("patch"), options: options) { fraction in
                 guard !changed, fraction > 0.25, fraction < 1 else { return }
                 changed = true
-                let fd = open(newPath, O_WRONLY)
+                let fd = open(victim, O_WRONLY)
                 defer { close(fd) }
-                var byte = ~new[150_000]
+                var byte = ~victimBytes[150_000]
                 #expect(pwrite(fd, &byte, 1, 150_000) == 1)
             }
         }
         #expect(changed, "the progress callback never ran between indexing and the end")
         let text = error.map { "\($0)" } ?? ""
-        #expect(text.contains("changed while the patch was being made") && text.contains(newPath), "\(text)")
+        #expect(text.contains("changed while the patch was being made") && text.contains(victim), "\(text)")
         #expect(try dir.read("patch") == [1, 2, 3])
         #expect(try dir.listing() == ["new", "old", "patch"])
     }
