@@ -64,7 +64,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
     /// number of positions), packed like them.
     private let starts: PackedSuffixArray
     private let shift: UInt64
-    /// Old's digest, if `hashing` was set (made on the other core while this one packs the positions).
+    /// Old's digest, as `hashing` asked (made on the other core while this one packs the positions).
     let digest: InputDigest?
     /// The block matches whose old ranges are not indexed, if any.
     let blocks: BlockMatches?
@@ -98,7 +98,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
     /// Indexes every position of `old`, or with `blocks` (matches found before, `BlockMatches`) those
     /// outside the blocks' old ranges; the matcher then takes the blocks where new is inside one. Or,
     /// with `positions` (which then stand for `blocks`), those positions (`IndexedPositions`).
-    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: Bool = false, blocks: BlockMatches? = nil,
+    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: InputDigest.Taken = .nothing, blocks: BlockMatches? = nil,
          positions given: IndexedPositions? = nil) throws {
         let n = old.count
         precondition(n <= Self.maxCount, "hash chains over \(n) bytes")
@@ -149,7 +149,7 @@ struct ChainIndex: MatchIndex, ~Copyable {
                         Self.place(o, newerHalf, of: indexed, shift, cursors: newer, skips: skips.newer, kept: skips.kept,
                                    into: positions)
                         placed.signal()
-                        if hashing { digest = InputDigest(hashing: UnsafeRawBufferPointer(o)) }
+                        digest = InputDigest.of(UnsafeRawBufferPointer(o), hashing)
                         filterMade.wait()
                         sideFiller?.add(o, runs: segments, of: indexed, sharing: progress)
                     }
@@ -178,8 +178,8 @@ struct ChainIndex: MatchIndex, ~Copyable {
             sideFiller = filter.filler
             filterMade.signal()
             handedOver = true
-        } else if hashing {
-            digest = InputDigest(hashing: UnsafeRawBufferPointer(old))
+        } else {
+            digest = InputDigest.of(UnsafeRawBufferPointer(old), hashing)
         }
         filter.filler.add(old, runs: segments, of: indexed, sharing: progress)
         side.wait()

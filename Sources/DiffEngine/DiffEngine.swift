@@ -50,12 +50,12 @@ public enum DiffEngine {
         let oldBytes = old.bindMemory(to: UInt8.self)
         return try smallest(of: options.index.tried(oldCount: oldBytes.count), progress: progress, size: \.count) { kind, part in
             if kind == .hashChains {
-                let index = try ChainIndex(oldBytes, threads: options.threads, hashing: true,
+                let index = try ChainIndex(oldBytes, threads: options.threads, hashing: .sha256,
                                            positions: IndexedPositions.find(old: oldBytes, new: new.bindMemory(to: UInt8.self),
                                                                             threads: options.threads))
                 return try makePatch(index: index, old: old, new: new, options: options, progress: part)
             }
-            let index = try OldIndex(oldBytes, threads: options.threads, hashing: true)
+            let index = try OldIndex(oldBytes, threads: options.threads, hashing: .sha256)
             return try makePatch(index: index, old: old, new: new, options: options, progress: part)
         }
     }
@@ -92,6 +92,8 @@ public enum DiffEngine {
         }
         defer { newDigest.wait() }
         let oldDigest = index.digest ?? (oldPages == nil ? InputDigest(sha256: old) : InputDigest(hashing: old))
+        precondition(oldPages == nil || oldDigest.partCRCs.count == (old.count + InputDigest.partSize - 1) / InputDigest.partSize,
+                     "a mapped old is checked against its parts: index it with hashing: .withParts")
         let level = options.level ?? options.codec.defaultLevel
         // phx: control, diff-runs, diff-literals, extra. BSDIFF40: control, diff, extra.
         let streamCount = options.format == .phx ? 4 : 3
@@ -310,9 +312,10 @@ public enum DiffEngine {
         try matched?(chunks)
         newPages?.releaseAll()
         // Each tuple's seek leads to the next tuple's old start; the last one's is 0. Chunks are freed
-        // as they are emitted. Where chunks meet, a tuple that goes on in the same alignment is joined
-        // to the one before, and an empty one dropped (the Django tar: 13 tuples and 30 bytes fewer,
-        // as in one chunk).
+        // as they are emitted (unless `matched` kept them: the old-context runs coded aside hold them
+        // until they are done, 32 bytes a tuple). Where chunks meet, a tuple that goes on in the same
+        // alignment is joined to the one before, and an empty one dropped (the Django tar: 13 tuples
+        // and 30 bytes fewer, as in one chunk).
         var previous: RecordedTuple? = nil
         for c in chunks.indices {
             for t in chunks[c] {

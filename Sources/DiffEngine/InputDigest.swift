@@ -8,14 +8,29 @@ import PatchFormat
 /// at once.
 struct InputDigest {
     let sha256: [UInt8]
-    /// Empty for an input held in memory, which needs no check.
+    /// Empty for an input held in memory (`init(sha256:)`), which needs no check.
     let partCRCs: [UInt32]
     static let partSize = 4 << 20
+
+    /// What an index takes of old while it is built: nothing, the SHA-256 (old held in memory), or
+    /// the SHA-256 and the parts (old mapped, checked at the end).
+    enum Taken {
+        case nothing, sha256, withParts
+    }
 
     /// An input held in memory: its SHA-256 only.
     init(sha256 bytes: UnsafeRawBufferPointer) {
         sha256 = SHA256Hasher.hash(bytes)
         partCRCs = []
+    }
+
+    /// The digest `taken` asks for, if any.
+    static func of(_ bytes: UnsafeRawBufferPointer, _ taken: Taken) -> InputDigest? {
+        switch taken {
+        case .nothing: nil
+        case .sha256: InputDigest(sha256: bytes)
+        case .withParts: InputDigest(hashing: bytes)
+        }
     }
 
     /// Hashes `bytes` a part at a time, taking each part's CRC-32 on the way (the part is in cache);

@@ -70,9 +70,9 @@ extension DiffEngine {
 
     /// Makes a patch from the file `oldPath` to the file `newPath` and writes it atomically to `patchPath`.
     ///
-    /// Without `options.memoryLimit`, or when `estimatedPeakMemory` fits under it, this reads old, maps
-    /// new (see below) and calls `makePatch` (best patches; peak memory as stated there). Otherwise it
-    /// switches to the low-memory mode: both files are mapped, not read; old is indexed by
+    /// Without `options.memoryLimit`, or when `estimatedPeakMemory` fits under it, this maps both files
+    /// (see below) and calls `makePatch` (best patches; peak memory as stated there). Otherwise it
+    /// switches to the low-memory mode: both files are mapped too; old is indexed by
     /// content-defined anchors in a table sized from the limit (`AnchorIndex`), new is matched in one
     /// pass (`AnchorMatcher`), the pages behind the scan are dropped as it goes, and the compressed
     /// streams spool to unnamed temporary files beside the patch. (Mapped input must not be truncated
@@ -107,7 +107,7 @@ extension DiffEngine {
                                              size: { $0.0.count }) { kind, part in
             kind == .hashChains
                 ? try makeChainPatch(old: old, newPath: newPath, options: options, progress: part)
-                : try makePatch(index: OldIndex(old.bytes, threads: options.threads, hashing: true), old: old,
+                : try makePatch(index: OldIndex(old.bytes, threads: options.threads, hashing: .withParts), old: old,
                                 new: MappedFile(path: newPath), options: options, progress: part)
         }
         let writer = try AtomicFileWriter(destination: patchPath, mode: 0o644)
@@ -129,7 +129,7 @@ extension DiffEngine {
         var positions: IndexedPositions? = IndexedPositions.find(old: oldBytes, new: new.bytes, threads: options.threads,
                                                                  scanned: { new.release($0) })
         new.releaseAll()
-        return try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: true, positions: positions.take()!), old: old,
+        return try makePatch(index: ChainIndex(oldBytes, threads: options.threads, hashing: .withParts, positions: positions.take()!), old: old,
                              new: new, options: options, progress: progress)
     }
 

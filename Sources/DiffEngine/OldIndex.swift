@@ -93,16 +93,16 @@ final class SortedPart: @unchecked Sendable {
 struct OldIndex: MatchIndex, ~Copyable {
     let parts: [SortedPart]
     let filter: GramFilter
-    /// Old's digest, if `hashing` was set.
+    /// Old's digest, as `hashing` asked.
     let digest: InputDigest?
 
-    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: Bool = false) throws {
+    init(_ old: UnsafeBufferPointer<UInt8>, threads: Int, hashing: InputDigest.Taken = .nothing) throws {
         nonisolated(unsafe) var filter: GramFilter? = nil
         nonisolated(unsafe) var digest: InputDigest? = nil
         nonisolated(unsafe) let o = old
         parts = try besideAnotherCore(threads: threads, {
             filter = GramFilter(o)
-            if hashing { digest = InputDigest(hashing: UnsafeRawBufferPointer(o)) }
+            digest = InputDigest.of(UnsafeRawBufferPointer(o), hashing)
         }, then: {
             let layout = SuffixArrayParts.layout(count: o.count)
             let sorted = Mutex<[Result<SortedPart, any Error>?]>(Array(repeating: nil, count: layout.count))

@@ -172,6 +172,7 @@ final class AsideContextRuns: @unchecked Sendable {
     private let encoder: any StreamEncoder
     private let group = DispatchGroup()
     private var outcome: Result<Void, Error>?
+    private var started = false
 
     init(_ encoder: any StreamEncoder) {
         self.encoder = encoder
@@ -181,6 +182,7 @@ final class AsideContextRuns: @unchecked Sendable {
     /// pages of new it has read are dropped behind each chunk, as the emitting core drops those it has.
     func start(_ chunks: [[RecordedTuple]], old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
                newPages: MappedFile?) {
+        started = true
         nonisolated(unsafe) let (o, n, encoder) = (old, new, encoder)
         DispatchQueue.global().async(group: group) {
             self.outcome = Result { try Self.code(chunks, old: o, new: n, newPages: newPages, into: encoder) }
@@ -210,9 +212,13 @@ final class AsideContextRuns: @unchecked Sendable {
     /// Waits until the coding (if started) is over.
     func join() { group.wait() }
 
-    /// Waits for the coding and reports its error, if any (none if it never started).
+    /// Waits for the coding and reports its error, if any. (Never started, it has written no runs,
+    /// not even empty ones: an error.)
     func finish() throws {
         join()
-        try outcome?.get()
+        guard started, let outcome else {
+            throw DiffEngineError.internalInconsistency("the old-context diff runs were never coded")
+        }
+        try outcome.get()
     }
 }

@@ -167,7 +167,8 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
 
     /// With more than one core the extra stream is compressed aside, and the diff runs in old-context
     /// order are coded aside; the patch is the same bytes as on one core (where neither is) for every
-    /// codec and both formats, with the old-context order forced too, and applies.
+    /// codec and both formats, with the old-context order forced too, and applies. (64 KiB matching
+    /// chunks: tuples joined where chunks meet, and empty ones dropped.)
     @Test func patchesWithTheExtraStreamAsideAreTheSameBytes() throws {
         var rng = SeededGenerator(seed: 506)
         let old = TestData.structured(400_000, rng: &rng)
@@ -181,6 +182,7 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
                 var options = DiffOptions(format: format, threads: threads)
                 options.codec = codec
                 options.diffOrder = order
+                options.matchChunkSize = 64 << 10
                 let patch = try DiffEngine.makePatch(old: old, new: new, options: options)
                 #expect(try PatchApplier.apply(old: old, patch: patch) == new, "\(format), \(codec.name), \(threads) threads")
                 patches.append(patch)
@@ -190,8 +192,8 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
     }
 
     /// The old-context runs coded aside are those of a coder given each tuple's diff bytes in order
-    /// (empty tuples and copies contribute none); a failing encoder is the error `finish` reports,
-    /// and an aside coder never started lets its owner go.
+    /// (empty tuples and copies contribute none); a failing encoder is the error `finish` reports; an
+    /// aside coder never started lets its owner go, and finishing it is an error (it has no runs).
     @Test(.timeLimit(.minutes(1))) func asideContextRunsCodeTheTuplesDiffBytesInOrder() throws {
         var rng = SeededGenerator(seed: 507)
         let old = TestData.structured(300_000, rng: &rng)
@@ -227,7 +229,9 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
                 #expect(throws: DiffEngineError.self) { try failing.finish() }
             }
         }
-        try AsideContextRuns(encoder).finish()
+        let idle = AsideContextRuns(encoder)
+        idle.join()
+        #expect(throws: DiffEngineError.self) { try idle.finish() }
     }
 
     /// xz streams finished side by side are the bytes of the same streams finished one by one, and the
@@ -306,9 +310,11 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
         }
         #expect(patches.allSatisfy { $0 == patches[0] })
         try old.withUnsafeBytes { o in
-            let index = try OldIndex(o.bindMemory(to: UInt8.self), threads: 2, hashing: true)
+            let index = try OldIndex(o.bindMemory(to: UInt8.self), threads: 2, hashing: .withParts)
             #expect(index.digest?.sha256 == SHA256Hasher.hash(old))
             #expect(index.digest?.matches(o, threads: 2) == true)
+            let memory = try OldIndex(o.bindMemory(to: UInt8.self), threads: 2, hashing: .sha256)
+            #expect(memory.digest?.sha256 == SHA256Hasher.hash(old) && memory.digest?.partCRCs == [])
             let plain = try OldIndex(o.bindMemory(to: UInt8.self), threads: 1)
             #expect(plain.digest == nil)
         }
