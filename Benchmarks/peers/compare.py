@@ -340,48 +340,72 @@ def write_markdown(path, results, args, ran, corpus, when=None):
     Path(path).write_text("\n".join(lines))
 
 
+def log_ticks(lo, hi):
+    """Tick values for a log axis over [lo, hi]: 1-2-5 steps of each decade (only the 1s when that
+    gives more than six), or the two ends and their geometric middle when no such step falls inside."""
+    steps = [m * 10 ** k for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+             for m in (1, 2, 5)]
+    ticks = [v for v in steps if lo <= v <= hi]
+    if len(ticks) > 6:
+        ticks = [v for v in ticks if f"{v:g}".lstrip("0.").startswith("1")]
+    if len(ticks) < 2:
+        ticks = [lo * 1.2, math.sqrt(lo * hi), hi / 1.2]
+    return ticks
+
+
 def write_chart(path, results):
-    """One panel per pair: patch size (y) against make time (x), a dot per tool, log-scaled x."""
+    """A panel per pair and measure: patch size (y) against make time (top row) and against apply
+    time (bottom row), a dot per tool, both axes log-scaled (so equal ratios are equal distances)."""
     colors = {"phoenix": "#d9480f", "phoenix-bsdiff": "#f59f00", "phoenix-lowmem": "#e64980", "phoenix-zstd": "#c2255c", "phoenix-chains": "#ae3ec9", "phoenix-sa": "#0b7285", "phoenix-best": "#862e9c", "bsdiff": "#1c7ed6", "hdiffpatch": "#2f9e44",
               "xdelta3": "#7048e8", "zstd-patch-from": "#495057"}
-    pw, ph, pad = 360, 260, 50
+    pw, ph, pad, right = 360, 260, 72, 16
     pairs = list(results)
+    rows = ["make", "apply"]
     width = pw * max(1, len(pairs))
-    height = ph + 70
+    height = ph * len(rows) + 40
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
            f'<rect width="{width}" height="{height}" fill="white"/>']
-    for i, pair in enumerate(pairs):
-        x0 = i * pw
-        pts = [(t, statistics.median(r["make"]), r["size"]) for t, r in results[pair].items()
-               if r["ok"] and r["make"] and r["size"] is not None]
-        if not pts:
-            continue
-        tmin = min(p[1] for p in pts) / 1.5
-        tmax = max(p[1] for p in pts) * 1.5
-        smax = max(p[2] for p in pts) * 1.15
-        def sx(t):
-            return x0 + pad + (math.log(t) - math.log(tmin)) / (math.log(tmax) - math.log(tmin)) * (pw - pad - 20)
-        def sy(s):
-            return 30 + (1 - s / smax) * (ph - 60)
-        svg.append(f'<text x="{x0 + pw / 2}" y="18" text-anchor="middle" font-weight="bold">{pair}</text>')
-        svg.append(f'<line x1="{x0 + pad}" y1="{ph - 30}" x2="{x0 + pw - 20}" y2="{ph - 30}" stroke="#333"/>')
-        svg.append(f'<line x1="{x0 + pad}" y1="30" x2="{x0 + pad}" y2="{ph - 30}" stroke="#333"/>')
-        svg.append(f'<text x="{x0 + pw / 2}" y="{ph - 8}" text-anchor="middle">make time (s, log scale)</text>')
-        svg.append(f'<text x="{x0 + 12}" y="{ph / 2}" transform="rotate(-90 {x0 + 12} {ph / 2})" '
-                   f'text-anchor="middle">patch size</text>')
-        for frac in (0, 0.5, 1):
-            s = smax * frac
-            svg.append(f'<text x="{x0 + pad - 4}" y="{sy(s) + 4}" text-anchor="end">{fmt_bytes(int(s))}</text>')
-        for t in (tmin * 1.5, math.sqrt(tmin * tmax), tmax / 1.5):
-            svg.append(f'<text x="{sx(t)}" y="{ph - 18}" text-anchor="middle">{t:.2g}</text>')
-        for tool, t, s in pts:
-            c = colors.get(tool, "#000")
-            svg.append(f'<circle cx="{sx(t):.1f}" cy="{sy(s):.1f}" r="5" fill="{c}"><title>{tool}: {t:.2f} s, '
-                       f'{s} bytes</title></circle>')
+    for row, measure in enumerate(rows):
+        for i, pair in enumerate(pairs):
+            x0, y0 = i * pw, row * ph
+            pts = [(t, statistics.median(r[measure]), r["size"]) for t, r in results[pair].items()
+                   if r["ok"] and r.get(measure) and statistics.median(r[measure]) > 0 and r["size"]]
+            if not pts:
+                continue
+            tmin, tmax = min(p[1] for p in pts) / 1.4, max(p[1] for p in pts) * 1.4
+            smin, smax = min(p[2] for p in pts) / 1.3, max(p[2] for p in pts) * 1.3
+            top, bottom = y0 + 30, y0 + ph - 40
+
+            def sx(t):
+                return x0 + pad + (math.log(t) - math.log(tmin)) / (math.log(tmax) - math.log(tmin)) * (pw - pad - right)
+
+            def sy(s):
+                return bottom - (math.log(s) - math.log(smin)) / (math.log(smax) - math.log(smin)) * (bottom - top)
+            svg.append(f'<text x="{x0 + pw / 2}" y="{y0 + 18}" text-anchor="middle" font-weight="bold">{pair}: {measure}</text>')
+            for s in log_ticks(smin, smax):
+                svg.append(f'<line x1="{x0 + pad}" y1="{sy(s):.1f}" x2="{x0 + pw - right}" y2="{sy(s):.1f}" stroke="#e9ecef"/>'
+                           f'<text x="{x0 + pad - 4}" y="{sy(s) + 4:.1f}" text-anchor="end">{fmt_bytes(int(s))}</text>')
+            for t in log_ticks(tmin, tmax):
+                svg.append(f'<line x1="{sx(t):.1f}" y1="{top}" x2="{sx(t):.1f}" y2="{bottom}" stroke="#e9ecef"/>'
+                           f'<text x="{sx(t):.1f}" y="{bottom + 14}" text-anchor="middle">{t:.2g}</text>')
+            svg.append(f'<line x1="{x0 + pad}" y1="{bottom}" x2="{x0 + pw - right}" y2="{bottom}" stroke="#333"/>')
+            svg.append(f'<line x1="{x0 + pad}" y1="{top}" x2="{x0 + pad}" y2="{bottom}" stroke="#333"/>')
+            svg.append(f'<text x="{x0 + pad + (pw - pad - right) / 2}" y="{bottom + 30}" text-anchor="middle">'
+                       f'{measure} time (s, log scale)</text>')
+            mid = (top + bottom) / 2
+            svg.append(f'<text x="{x0 + 12}" y="{mid}" transform="rotate(-90 {x0 + 12} {mid})" '
+                       f'text-anchor="middle">patch size (log scale)</text>')
+            # Ours last, ringed, so that no peer's dot hides it.
+            for tool, t, s in sorted(pts, key=lambda p: p[0] == "phoenix"):
+                c = colors.get(tool, "#000")
+                ring = ' stroke="#000" stroke-width="1.5"' if tool == "phoenix" else ""
+                svg.append(f'<circle cx="{sx(t):.1f}" cy="{sy(s):.1f}" r="5" fill="{c}"{ring}><title>{tool}: {t:.3g} s, '
+                           f'{s} bytes</title></circle>')
     lx = 10
     for tool, c in colors.items():
         if any(tool in results[p] for p in pairs):
-            svg.append(f'<circle cx="{lx + 5}" cy="{height - 15}" r="5" fill="{c}"/>'
+            ring = ' stroke="#000" stroke-width="1.5"' if tool == "phoenix" else ""
+            svg.append(f'<circle cx="{lx + 5}" cy="{height - 15}" r="5" fill="{c}"{ring}/>'
                        f'<text x="{lx + 14}" y="{height - 11}">{tool}</text>')
             lx += 30 + 7 * len(tool)
     svg.append("</svg>")
