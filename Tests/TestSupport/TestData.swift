@@ -141,7 +141,7 @@ public enum Run {
         p.standardOutput = out
         p.standardError = err
         p.standardInput = FileHandle.nullDevice
-        try p.run()
+        try spawnWithNoSignalsBlocked { try p.run() }
         // Read both pipes fully before waiting, so a chatty child cannot block on a full pipe.
         let group = DispatchGroup()
         nonisolated(unsafe) var outData = Data(), errData = Data()
@@ -153,6 +153,19 @@ public enum Run {
         return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                              stderr: String(decoding: errData, as: UTF8.self),
                              signaled: p.terminationReason == .uncaughtSignal)
+    }
+
+    /// Runs `spawn` with no signal blocked on this thread, so that the child it starts inherits none.
+    /// Tests run on libdispatch's worker threads, which block every asynchronous signal, and
+    /// Foundation's `Process` passes the mask on: a shell started so waits forever in `wait` for a child
+    /// that is still running (dash sleeps in `sigsuspend` with SIGCHLD still blocked; seen as a CI run
+    /// that hung in an interrupt test), and a program's SIGTERM would stay pending.
+    static func spawnWithNoSignalsBlocked(_ spawn: () throws -> Void) rethrows {
+        var none = sigset_t(), saved = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, &saved)
+        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+        try spawn()
     }
 
     /// `process`, waited for on a thread of its own: a test that serves HTTP in-process (`.live`) must
