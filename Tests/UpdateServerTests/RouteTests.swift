@@ -6,6 +6,7 @@ import PatchFormat
 import Testing
 import TestSupport
 import TreeIO
+import UpdateClient
 import UpdateModels
 // Testable for `Routes.respond` and `JSONErrorMiddleware` on a router of the test's own.
 @testable import UpdateServer
@@ -72,6 +73,31 @@ private struct UnexpectedFailure: Error {}
         #expect(into.allSatisfy { $0.state == .ready })
         let c = try f.service.check(current: try SemanticVersion(parsing: "2.0.0"), platform: ServerFixture.platform, channel: .stable)
         #expect(c.kind == "delta" && c.fromVersion?.description == "2.0.0" && c.latestVersion?.description == "2.1.0")
+    }
+
+    /// Another process (a second service on the same data directory, as `phoenix-server publish`
+    /// beside a running server) publishes while this one's last read of the catalog's revision is
+    /// still taken as current: the offer, read from the catalog, must be in the manifest embedded
+    /// with it, or the client refuses it as unsigned. (The revision is taken as current for a minute
+    /// here, so that the publish always falls inside that window.)
+    @Test func anOfferAnotherProcessPublishedIsInTheEmbeddedManifest() throws {
+        try UpdateService.$revisionPoll.withValue(60) {
+            let f = try ServerFixture(publish: false)
+            let p = ServerFixture.platform
+            for v in ["1.0.0", "1.0.1"] { _ = try f.service.publish(.init(platform: p, version: v), bundleDirectory: f.trees[v]!) }
+            f.service.runPendingJobs()
+            let installed = try SemanticVersion(parsing: "1.0.1")
+            #expect(try !f.service.check(current: installed, platform: p, channel: .stable).updateAvailable)
+            let other = try UpdateService(configuration: f.service.configuration)
+            _ = try other.publish(.init(platform: p, version: "1.1.0"), bundleDirectory: f.trees["1.1.0"]!)
+            other.runPendingJobs()
+            let check = try f.service.check(current: installed, platform: p, channel: .stable)
+            #expect(check.updateAvailable && check.latestVersion?.description == "1.1.0" && check.kind == "delta")
+            let verifier = OfferVerifier(trustedKeys: [f.publicKey], platform: p, channel: "stable", installed: installed,
+                                         highestManifestVersion: 0)
+            let offer = try verifier.verify(check)
+            #expect(offer?.version == "1.1.0" && offer?.fromVersion == "1.0.1")
+        }
     }
 
     @Test func deltasAreMadeVerifiedAndListed() async throws {

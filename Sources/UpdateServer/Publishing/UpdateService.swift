@@ -451,11 +451,13 @@ public final class UpdateService: @unchecked Sendable {
     }
 
     /// The signed manifest, cached until the catalog changes or half its lifetime has passed (`now`:
-    /// tests move the clock).
-    public func signedManifest(platform: String, channel: DeliveryPolicy.Channel, now: Date = Date()) throws -> SignedEnvelope {
+    /// tests move the clock). `fresh`: the catalog's revision is read now, not taken as last seen (up
+    /// to `revisionPoll` ago), so that the manifest lists at least what the catalog held before the call.
+    public func signedManifest(platform: String, channel: DeliveryPolicy.Channel, now: Date = Date(),
+                               fresh: Bool = false) throws -> SignedEnvelope {
         guard let key = signingKey else { throw ServerError.noSigningKey }
         let key2 = platform + "\u{0}" + channel.rawValue
-        let revision = try currentRevision()
+        let revision = fresh ? try freshRevision() : try currentRevision()
         lock.lock()
         if let cached = manifestCache[key2], cached.revision == revision,
            now.timeIntervalSince(cached.built) < Double(configuration.manifestLifetimeSeconds) / 2 {
@@ -471,15 +473,23 @@ public final class UpdateService: @unchecked Sendable {
         return envelope
     }
 
+    /// How long a catalog revision read is taken as current (tests lengthen it).
+    @TaskLocal static var revisionPoll: TimeInterval = 1
+
     /// The catalog revision, read at most once a second (another process may publish to the same data
     /// directory; in-process changes are seen at once because they go through `invalidate()`).
     func currentRevision() throws -> UInt64 {
         lock.lock()
-        if let r = revisionSeen, Date().timeIntervalSince(r.at) < 1 {
+        if let r = revisionSeen, Date().timeIntervalSince(r.at) < Self.revisionPoll {
             lock.unlock()
             return r.value
         }
         lock.unlock()
+        return try freshRevision()
+    }
+
+    /// The catalog revision, read now (and remembered as last seen).
+    func freshRevision() throws -> UInt64 {
         let v = try catalog.revision()
         lock.lock()
         revisionSeen = (v, Date())
@@ -543,7 +553,11 @@ public final class UpdateService: @unchecked Sendable {
             return DeliveryPolicy.Candidate(version: v, channel: ch, fullSize: r.fullSize, deltas: map)
         }
         let decision = DeliveryPolicy(deltaThreshold: configuration.deltaThreshold).decide(current: current, channel: channel, releases: candidates)
-        let envelope = try signedManifest(platform: platform, channel: channel)
+        // The offer comes from the catalog as read just now, so the manifest must be at least as new:
+        // a revision last seen up to a second ago could predate a release or delta that another
+        // process (`phoenix-server publish`) added since, and the client would refuse the offer as not
+        // in the signed manifest.
+        let envelope = try signedManifest(platform: platform, channel: channel, fresh: true)
         func release(_ v: SemanticVersion) -> ReleaseRecord? {
             releases.first { $0.semanticVersion == v }
         }
