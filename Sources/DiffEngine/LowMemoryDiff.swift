@@ -92,9 +92,9 @@ extension DiffEngine {
                 return try makeLowMemory(old: old, new: new, to: patchPath, limit: limit, options: options, progress: progress)
             }
         }
-        // Both files are mapped. Matching reads all of old, at random, so its pages stay (mapping it saves
-        // the copy a read makes: 16 ms of the Django tar's 27 MB). New's pages are dropped behind the
-        // block scan, after the filter of its strings, and behind each later pass (the digest,
+        // Both files are mapped. Matching reads all of old, at random, so its pages stay (mapping it
+        // saves the copy a read makes: 16 ms of the Django tar's 27 MB). New's pages are dropped behind
+        // the block scan, after the filter of its strings, and behind each later pass (the digest,
         // matching, emitting the tuples), so that it is never all resident beside the index. Both are
         // checked at the end against what was first read, so a change meanwhile is an error (a
         // truncation is a SIGBUS, which `phoenix-diff` reports as an I/O error; a library caller needs

@@ -167,7 +167,10 @@ final class AsideStream: @unchecked Sendable {
 /// emits them (natural order, literals, control): the context coder's passes were most of the Django
 /// tar's emission, on one core while the other had nothing to do. The bytes are those the assembler
 /// would make (the coder's output does not depend on how the diff bytes are cut into pieces).
-/// `old` and `new` must stay valid until `finish` or `join` has returned.
+/// `old` and `new` must stay valid until `finish` or `join` has returned. It runs on a thread of its
+/// own (`DetachedThread`), not a dispatch queue: the caller waits for it, and the extra stream's
+/// `AsideStream` may be holding a dispatch worker blocked meanwhile, which libdispatch on Linux
+/// replaces only after a delay (with one free worker or none, the coding would wait seconds).
 final class AsideContextRuns: @unchecked Sendable {
     private let encoder: any StreamEncoder
     private let group = DispatchGroup()
@@ -184,9 +187,13 @@ final class AsideContextRuns: @unchecked Sendable {
                newPages: MappedFile?) {
         started = true
         nonisolated(unsafe) let (o, n, encoder) = (old, new, encoder)
-        DispatchQueue.global().async(group: group) {
+        group.enter()
+        let work: @Sendable () -> Void = {
             self.outcome = Result { try Self.code(chunks, old: o, new: n, newPages: newPages, into: encoder) }
+            self.group.leave()
         }
+        // No thread to be had: coded here, before the caller emits (slower, the same bytes).
+        if !DetachedThread.start(work) { work() }
     }
 
     private static func code(_ chunks: [[RecordedTuple]], old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,

@@ -187,7 +187,8 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
                 #expect(try PatchApplier.apply(old: old, patch: patch) == new, "\(format), \(codec.name), \(threads) threads")
                 patches.append(patch)
             }
-            #expect(patches.allSatisfy { $0 == patches[0] }, "\(format), \(codec.name), \(order?.rawValue ?? "auto"): the thread count changed the patch")
+            #expect(patches.allSatisfy { $0 == patches[0] },
+                    "\(format), \(codec.name), \(order?.rawValue ?? "auto"): the thread count changed the patch")
         }
     }
 
