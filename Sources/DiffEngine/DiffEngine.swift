@@ -92,7 +92,7 @@ public enum DiffEngine {
         }
         defer { newDigest.wait() }
         let oldDigest = index.digest ?? (oldPages == nil ? InputDigest(sha256: old) : InputDigest(hashing: old))
-        precondition(oldPages == nil || oldDigest.partCRCs.count == (old.count + InputDigest.partSize - 1) / InputDigest.partSize,
+        precondition(oldPages == nil || oldDigest.partCRCs.count == InputDigest.parts(of: old.count).count,
                      "a mapped old is checked against its parts: index it with hashing: .withParts")
         let level = options.level ?? options.codec.defaultLevel
         // phx: control, diff-runs, diff-literals, extra. BSDIFF40: control, diff, extra.

@@ -12,6 +12,11 @@ struct InputDigest {
     let partCRCs: [UInt32]
     static let partSize = 4 << 20
 
+    /// The parts of `count` bytes, in order (the last one short).
+    static func parts(of count: Int) -> [Range<Int>] {
+        stride(from: 0, to: count, by: partSize).map { $0..<min(count, $0 + partSize) }
+    }
+
     /// What an index takes of old while it is built: nothing, the SHA-256 (old held in memory), or
     /// the SHA-256 and the parts (old mapped, checked at the end).
     enum Taken {
@@ -38,13 +43,10 @@ struct InputDigest {
     init(hashing bytes: UnsafeRawBufferPointer, passed: (Range<Int>) -> Void = { _ in }) {
         let hasher = SHA256Hasher()
         var crcs: [UInt32] = []
-        var at = 0
-        while at < bytes.count {
-            let end = min(bytes.count, at + Self.partSize)
-            crcs.append(Self.crc(bytes, at..<end))
-            hasher.update(UnsafeRawBufferPointer(rebasing: bytes[at..<end]))
-            passed(0..<end)
-            at = end
+        for part in Self.parts(of: bytes.count) {
+            crcs.append(Self.crc(bytes, part))
+            hasher.update(UnsafeRawBufferPointer(rebasing: bytes[part]))
+            passed(0..<part.upperBound)
         }
         sha256 = hasher.finalize()
         partCRCs = crcs
@@ -53,19 +55,18 @@ struct InputDigest {
     /// Whether `bytes` still hold what this digest saw: each part's CRC-32 again, the parts shared
     /// among `threads` cores; `checked` gets each part's range once done (to drop its pages).
     func matches(_ bytes: UnsafeRawBufferPointer, threads: Int, checked: @escaping (Range<Int>) -> Void = { _ in }) -> Bool {
-        let parts = (bytes.count + Self.partSize - 1) / Self.partSize
-        guard parts == partCRCs.count else { return false }
-        if parts == 0 { return true }
-        let same = UnsafeMutableBufferPointer<Bool>.allocate(capacity: parts)
+        let parts = Self.parts(of: bytes.count)
+        guard parts.count == partCRCs.count else { return false }
+        if parts.isEmpty { return true }
+        let same = UnsafeMutableBufferPointer<Bool>.allocate(capacity: parts.count)
         same.initialize(repeating: false)
         defer { same.deallocate() }
         // Worker w takes parts w, w + workers, ...
-        let workers = min(max(1, threads), parts)
+        let workers = min(max(1, threads), parts.count)
         let work = { (w: Int) in
-            for k in stride(from: w, to: parts, by: workers) {
-                let range = k * Self.partSize..<min(bytes.count, (k + 1) * Self.partSize)
-                same[k] = Self.crc(bytes, range) == partCRCs[k]
-                checked(range)
+            for k in stride(from: w, to: parts.count, by: workers) {
+                same[k] = Self.crc(bytes, parts[k]) == partCRCs[k]
+                checked(parts[k])
             }
         }
         if workers > 1 {

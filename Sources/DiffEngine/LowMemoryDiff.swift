@@ -280,13 +280,10 @@ extension DiffEngine {
 
     /// Hashes a mapped file 4 MiB at a time, calling `body` on each range before its pages are dropped.
     static func walk(_ file: MappedFile, hashing hasher: SHA256Hasher, _ body: (Range<Int>) -> Void = { _ in }) {
-        var at = 0
-        while at < file.count {
-            let end = min(file.count, at + InputDigest.partSize)
-            body(at..<end)
-            hasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: file.bytes[at..<end])))
-            file.release(0..<end)
-            at = end
+        for part in InputDigest.parts(of: file.count) {
+            body(part)
+            hasher.update(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: file.bytes[part])))
+            file.release(0..<part.upperBound)
         }
     }
 }
