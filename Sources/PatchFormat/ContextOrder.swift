@@ -89,8 +89,21 @@ public final class ContextRunCoder {
         while i < diff.count {
             let n = min(diff.count - i, blockSize - count)
             precondition(count + n <= capacity, "more diff bytes than the coder was sized for")
-            for t in 0..<n where d[i + t] != 0 {
-                let at = count + t
+            // Eight bytes at a time: most diff bytes are zero (a byte at a time was half the coder's
+            // time on the Django tar).
+            let p = UnsafeRawPointer(d + i)
+            var t = 0
+            while t &+ 8 <= n {
+                if p.loadUnaligned(fromByteOffset: t, as: UInt64.self) != 0 {
+                    for u in t..<(t &+ 8) where d[i &+ u] != 0 {
+                        let at = count &+ u
+                        bits[at >> 6] |= 1 << UInt64(at & 63)
+                    }
+                }
+                t &+= 8
+            }
+            for u in t..<n where d[i &+ u] != 0 {
+                let at = count &+ u
                 bits[at >> 6] |= 1 << UInt64(at & 63)
             }
             segments.append((oldStart + i, n))

@@ -141,6 +141,40 @@ import TestSupport
         #expect(split([]).runs == [])
     }
 
+    /// The runs of `data` counted a byte at a time.
+    static func referenceRuns(_ data: [UInt8]) -> [UInt8] {
+        var runs: [UInt8] = []
+        var i = 0
+        while i < data.count {
+            var z = i
+            while z < data.count && data[z] == 0 { z += 1 }
+            var l = z
+            while l < data.count && data[l] != 0 { l += 1 }
+            Varint.appendUnsigned(UInt64(z - i), to: &runs)
+            Varint.appendUnsigned(UInt64(l - z), to: &runs)
+            i = l
+        }
+        return runs
+    }
+
+    /// Zero runs (counted eight bytes at a time) of every length around a word's and longer, at each
+    /// alignment of the buffer: the runs and literals of a byte-by-byte count.
+    @Test func longZeroRunsAreCountedExactly() {
+        var rng = SeededGenerator(seed: 14)
+        var data: [UInt8] = []
+        for length in 0..<40 {
+            data += [UInt8](repeating: 0, count: length + Int(rng.next() % 3) * 61)
+            data += (0..<(1 + Int(rng.next() % 3))).map { _ in UInt8(truncatingIfNeeded: rng.next() | 1) }
+        }
+        data += [UInt8](repeating: 0, count: 77)
+        for offset in 0..<8 {
+            let input = [UInt8](repeating: 9, count: offset) + data
+            let (runs, lits) = split([input])
+            #expect(runs == Self.referenceRuns(input), "offset \(offset)")
+            #expect(lits == input.filter { $0 != 0 }, "offset \(offset)")
+        }
+    }
+
     @Test func splitDoesNotDependOnChunking() {
         var rng = SeededGenerator(seed: 12)
         let data = (0..<20_000).map { _ in rng.next() % 4 == 0 ? UInt8(truncatingIfNeeded: rng.next() | 1) : 0 }
