@@ -251,11 +251,11 @@ struct Matcher<Finder: MatchFinder> {
     /// How many positions ahead the scan asks for the filter's word (`MatchFinder.willAsk`).
     static var probeAhead: Int { 16 }
 
-    /// A match for the prefix of new[scan...] in old (the longest, with the suffix-array finder), as
-    /// (position in old, length).
+    /// A match for the prefix of new[scan..<end] in old (the longest, with the suffix-array finder), as
+    /// (position in old, length). `end`: new's end by default.
     @inline(__always)
-    func longestMatch(at scan: Int) -> (pos: Int, len: Int) {
-        let patternLength = new.count - scan
+    func longestMatch(at scan: Int, end: Int? = nil) -> (pos: Int, len: Int) {
+        let patternLength = (end ?? new.count) - scan
         if old.isEmpty || patternLength <= 0 { return (0, 0) }
         return finder.longestMatch(new.baseAddress! + scan, length: patternLength)
     }
@@ -308,7 +308,7 @@ struct Matcher<Finder: MatchFinder> {
                     scan &+= 1
                     continue
                 }
-                (pos, len) = longestMatch(at: scan)
+                (pos, len) = longestMatch(at: scan, end: newCount)
                 // Score the current alignment (lastOffset) over the stretch this match covers.
                 let end = scan &+ len
                 if scsc < end {

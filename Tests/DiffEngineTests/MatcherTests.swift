@@ -156,4 +156,42 @@ import TestSupport
             #expect(try PatchApplier.apply(old: old, patch: patch) == new, "\(format)")
         }
     }
+
+    /// A chunk's searches ask for matches that end within the chunk: a near-identical file's match
+    /// runs on to new's end, and comparing it that far from every chunk was quadratic. The finder here
+    /// answers the identity alignment (new equals old) and records the longest pattern asked for.
+    @Test func aChunksSearchesEndAtItsEnd() throws {
+        final class Asked { var beyond = 0, searches = 0 }
+        struct IdentityFinder: MatchFinder {
+            let old: UnsafeBufferPointer<UInt8>
+            let new: UnsafePointer<UInt8>
+            let end: Int
+            let asked: Asked
+            var probeLength: Int { 9 }
+            func mayMatch(_ p: UnsafePointer<UInt8>) -> Bool { true }
+            func willAsk(_ p: UnsafePointer<UInt8>) {}
+            func longestMatch(_ p: UnsafePointer<UInt8>, length: Int) -> (pos: Int, len: Int) {
+                let at = p - new
+                asked.searches += 1
+                if at + length > end { asked.beyond += 1 }
+                return (at, commonPrefixLength(old.baseAddress! + at, p, limit: min(length, old.count - at)))
+            }
+        }
+        struct Tuples: MatchSink {
+            var added = 0
+            mutating func emit(newStart: Int, oldStart: Int, add: Int, copy: Int, seek: Int) throws { added += add + copy }
+        }
+        var rng = SeededGenerator(seed: 732)
+        let old = TestData.structured(300_000, rng: &rng)
+        try old.withUnsafeBufferPointer { o in
+            for range in [0..<100_000, 100_000..<200_000, 250_000..<300_000] {
+                let asked = Asked()
+                let matcher = Matcher(old: o, new: o, finder: IdentityFinder(old: o, new: o.baseAddress!, end: range.upperBound, asked: asked))
+                var sink = Tuples()
+                try matcher.run(range, &sink)
+                #expect(asked.searches > 0 && asked.beyond == 0, "\(range): \(asked.beyond) of \(asked.searches) searches past the end")
+                #expect(sink.added == range.count, "\(range)")
+            }
+        }
+    }
 }
