@@ -46,7 +46,9 @@ public struct DiffOptions: Sendable, Equatable {
     /// Advanced: the size of the chunks of new matched in parallel (nil: 1 MiB or 1/32 of new, whichever
     /// is larger). Unlike `threads`, it changes the patch bytes.
     public var matchChunkSize: Int?
-    /// phx: the order of the diff pattern (`DiffOrder`); nil = make both and keep the smaller patch.
+    /// phx: the order of the diff pattern (`DiffOrder`); nil = make both and keep the smaller patch
+    /// (a sparse diff, fewer than one byte in 2,048 changed, keeps the natural order:
+    /// `StreamChoices.sparseDiff`).
     /// Old-context order is often much smaller on executables and libraries, and costs the apply a
     /// second pass over the control stream and a count per diff byte.
     public var diffOrder: DiffOrder?

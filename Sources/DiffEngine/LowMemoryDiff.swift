@@ -219,7 +219,10 @@ extension DiffEngine {
         new.releaseAll()
 
         var chosen = Array(spools.prefix(streamCount))
-        let flags = choices.keepSmaller(&chosen, context: choices.context ? spools[contextIndex] : nil,
+        // A sparse diff keeps the natural order, as in the usual engine (`StreamChoices.sparseDiff`).
+        let sparse = choices.natural
+            && StreamChoices.isSparse(changed: assembler.literalsRawLength, diffBytes: assembler.diffRawLength)
+        let flags = choices.keepSmaller(&chosen, context: choices.context && !sparse ? spools[contextIndex] : nil,
                                         split: choices.split ? spools[splitIndex] : nil) { $0.bytesWritten }
         let header = header(options: options, level: level, oldSize: old.count, newSize: new.count,
                             oldSHA256: oldSHA256, newSHA256: newSHA256, assembler: assembler,

@@ -176,6 +176,8 @@ final class AsideContextRuns: @unchecked Sendable {
     private let group = DispatchGroup()
     private var outcome: Result<Void, Error>?
     private var started = false
+    /// Set by `cancel`: the coding stops at its next tuple (what it wrote is not to be used).
+    private let stopped = Atomic<Bool>(false)
 
     init(_ encoder: any StreamEncoder) {
         self.encoder = encoder
@@ -186,31 +188,37 @@ final class AsideContextRuns: @unchecked Sendable {
     func start(_ chunks: [[RecordedTuple]], old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
                newPages: MappedFile?) {
         started = true
-        nonisolated(unsafe) let (o, n, encoder) = (old, new, encoder)
+        nonisolated(unsafe) let (o, n) = (old, new)
         group.enter()
         let work: @Sendable () -> Void = {
-            self.outcome = Result { try Self.code(chunks, old: o, new: n, newPages: newPages, into: encoder) }
+            self.outcome = Result { try self.code(chunks, old: o, new: n, newPages: newPages) }
             self.group.leave()
         }
         // No thread to be had: coded here, before the caller emits (slower, the same bytes).
         if !DetachedThread.start(work) { work() }
     }
 
-    private static func code(_ chunks: [[RecordedTuple]], old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
-                             newPages: MappedFile?, into encoder: any StreamEncoder) throws {
+    private func code(_ chunks: [[RecordedTuple]], old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
+                      newPages: MappedFile?) throws {
         let coder = ContextRunCoder(maxBytes: new.count)
         let chunk = 1 << 16
         let scratch = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: chunk)
         defer { scratch.deallocate() }
-        for tuples in chunks {
-            for t in tuples where t.add > 0 {
-                try StreamAssembler.forEachDiffChunk(old: old, new: new, oldStart: t.oldStart, newStart: t.newStart, count: t.add,
-                                                     scratch: scratch) { at, piece in
-                    coder.add(old: old, oldStart: at, diff: piece)
-                    if coder.runs.count >= chunk { try encoder.write(coder.takeRuns()) }
+        struct Stopped: Error {}
+        do {
+            for tuples in chunks {
+                for t in tuples where t.add > 0 {
+                    try StreamAssembler.forEachDiffChunk(old: old, new: new, oldStart: t.oldStart, newStart: t.newStart,
+                                                         count: t.add, scratch: scratch) { at, piece in
+                        if stopped.load(ordering: .relaxed) { throw Stopped() }
+                        coder.add(old: old, oldStart: at, diff: piece)
+                        if coder.runs.count >= chunk { try encoder.write(coder.takeRuns()) }
+                    }
                 }
+                if let newPages, let last = tuples.last { newPages.release(0..<(last.newStart + last.add)) }
             }
-            if let newPages, let last = tuples.last { newPages.release(0..<(last.newStart + last.add)) }
+        } catch is Stopped {
+            return
         }
         coder.finish()
         try encoder.write(coder.takeRuns())
@@ -218,6 +226,9 @@ final class AsideContextRuns: @unchecked Sendable {
 
     /// Waits until the coding (if started) is over.
     func join() { group.wait() }
+
+    /// Stops the coding early, its stream no longer wanted (`finish` then waits for it to stop).
+    func cancel() { stopped.store(true, ordering: .relaxed) }
 
     /// Waits for the coding and reports its error, if any. (Never started, it has written no runs,
     /// not even empty ones: an error.)

@@ -132,6 +132,25 @@ import TestSupport
         #expect(try PatchApplier.apply(old: old, patch: dir.read("patch")) == new)
     }
 
+    /// A sparse diff keeps the natural order here too, where the old-context order would be smaller.
+    @Test func aSparseDiffKeepsTheNaturalOrder() throws {
+        let (old, new) = try StreamPruningTests.sparseContextChanges()
+        var options = DiffOptions()
+        options.alwaysLowMemory = true
+        options.memoryLimit = DiffEngine.minimumMemoryLimit + (48 << 20)
+        var forced: [[UInt8]] = []
+        for order in [DiffOrder.natural, .oldContext] {
+            options.diffOrder = order
+            forced.append(try roundTrip(old, new, options))
+        }
+        #expect(forced[1].count < forced[0].count, "context order \(forced[1].count) bytes, natural \(forced[0].count)")
+        options.diffOrder = nil
+        let auto = try roundTrip(old, new, options)
+        let same = auto == forced[0]
+        #expect(same, "auto \(auto.count) bytes, natural order \(forced[0].count)")
+        #expect(try PatchApplier.inspect(patch: auto).diffOrder == "natural")
+    }
+
     @Test func contextOrderWhenTheLimitAffordsIt() throws {
         var rng = SeededGenerator(seed: 21)
         let old = TestData.structured(1_000_000, rng: &rng)

@@ -386,6 +386,60 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
         #expect(d.natural && !d.context)
     }
 
+    /// Sparse: fewer than one diff byte in 2,048 changed (the threshold exactly, and no overflow).
+    @Test func sparseDiffThreshold() {
+        typealias C = DiffEngine.StreamChoices
+        #expect(C.isSparse(changed: 0, diffBytes: 1))
+        #expect(!C.isSparse(changed: 0, diffBytes: 0))
+        #expect(!C.isSparse(changed: 1, diffBytes: 2048) && C.isSparse(changed: 1, diffBytes: 2049))
+        #expect(!C.isSparse(changed: 1000, diffBytes: 2_048_000) && C.isSparse(changed: 999, diffBytes: 2_048_000))
+        #expect(!C.isSparse(changed: .max / 1000, diffBytes: .max))
+    }
+
+    /// A sparse diff keeps the natural order even where the old-context one would be smaller (every
+    /// byte after twenty two-byte contexts changed: 1,300 or so of 4 MiB, each key's run of changes
+    /// one run when sorted), at one thread (the context order coded inline, then dropped) and more
+    /// (coded aside, and stopped): the same bytes, the natural order's patch, and it applies.
+    @Test func aSparseDiffKeepsTheNaturalOrder() throws {
+        let (old, new) = try Self.sparseContextChanges()
+        var forced: [DiffOrder: [UInt8]] = [:]
+        for order in [DiffOrder.natural, .oldContext] {
+            var o = DiffOptions(threads: 2)
+            o.diffOrder = order
+            forced[order] = try DiffEngine.makePatch(old: old, new: new, options: o)
+        }
+        let natural = try #require(forced[.natural]), context = try #require(forced[.oldContext])
+        #expect(context.count < natural.count, "context order \(context.count) bytes, natural \(natural.count)")
+        for threads in [1, 2, 3] {
+            let auto = try DiffEngine.makePatch(old: old, new: new, options: DiffOptions(threads: threads))
+            let same = auto == natural
+            #expect(same, "\(threads) threads: \(auto.count) bytes, natural order \(natural.count)")
+            #expect(try PatchApplier.inspect(patch: auto).diffOrder == "natural")
+            #expect(try PatchApplier.apply(old: old, patch: auto) == new)
+        }
+    }
+
+    /// 4 MiB of random bytes, and a copy with each byte after twenty two-byte contexts changed: a
+    /// sparse diff that the old-context order codes smaller.
+    static func sparseContextChanges() throws -> (old: [UInt8], new: [UInt8]) {
+        var rng = SeededGenerator(seed: 641)
+        let old = rng.bytes(4 << 20)
+        var new = old
+        var keys = Set<Int>()
+        while keys.count < 20 {
+            let j = Int(rng.next() % UInt64(old.count - 2)) + 2
+            keys.insert(Int(old[j - 2]) << 8 | Int(old[j - 1]))
+        }
+        var changed = 0
+        for j in 2..<old.count where keys.contains(Int(old[j - 2]) << 8 | Int(old[j - 1])) {
+            new[j] &+= UInt8(truncatingIfNeeded: 1 + rng.next() % 200)
+            changed += 1
+        }
+        try #require(changed > 500 && DiffEngine.StreamChoices.isSparse(changed: UInt64(changed), diffBytes: UInt64(new.count)),
+                     "\(changed) bytes changed")
+        return (old, new)
+    }
+
     /// With xz (estimates available) the default patch is byte for byte the smaller of the forced
     /// alternatives, whether a loser was pruned or both were compressed.
     @Test func xzAutoIsTheSmallerForcedPatch() throws {
