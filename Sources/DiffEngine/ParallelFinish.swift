@@ -201,6 +201,7 @@ final class AsideContextRuns: @unchecked Sendable {
     private func code(_ chunks: [[RecordedTuple]], old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
                       newPages: MappedFile?) throws {
         let coder = ContextRunCoder(maxBytes: new.count)
+        coder.shouldStop = { self.stopped.load(ordering: .relaxed) }
         let chunk = 1 << 16
         let scratch = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: chunk)
         defer { scratch.deallocate() }
@@ -221,6 +222,7 @@ final class AsideContextRuns: @unchecked Sendable {
             return
         }
         coder.finish()
+        if coder.isStopped { return }
         try encoder.write(coder.takeRuns())
     }
 

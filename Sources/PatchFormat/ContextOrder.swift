@@ -60,6 +60,11 @@ public final class ContextRunCoder {
     /// a mapped old resident at once (a read maps a whole large folio of the page cache, ~640 KiB
     /// measured), which a low-memory caller releases (see `AnchorMatcher.onProbes`).
     public var onOldPages: (() -> Void)?
+    /// Asked before each 64 Ki diff bytes of a block's passes: true stops the coder for good (a
+    /// caller that no longer wants its runs; a block's passes over 16 Mi bytes take milliseconds).
+    public var shouldStop: (() -> Bool)?
+    /// Whether `shouldStop` stopped the coder: its runs are then incomplete, and it does nothing more.
+    public private(set) var isStopped = false
 
     /// `maxBytes`: the most diff bytes that will be added (a bound such as the new file's size), when
     /// smaller than a block: the bits are allocated for that many (a bundle makes one coder per file).
@@ -83,7 +88,7 @@ public final class ContextRunCoder {
     /// Adds `diff.count` diff bytes whose old positions start at `oldStart`. `old` must be the same
     /// buffer on every call.
     public func add(old: UnsafeBufferPointer<UInt8>, oldStart: Int, diff: UnsafeBufferPointer<UInt8>) {
-        guard let d = diff.baseAddress else { return }
+        guard let d = diff.baseAddress, !isStopped else { return }
         self.old = old
         var i = 0
         while i < diff.count {
@@ -109,13 +114,16 @@ public final class ContextRunCoder {
             segments.append((oldStart + i, n))
             count += n
             i += n
-            if count == blockSize { flushBlock() }
+            if count == blockSize {
+                flushBlock()
+                if isStopped { return }
+            }
         }
     }
 
     /// Ends the last block.
     public func finish() {
-        if count > 0 { flushBlock() }
+        if count > 0 && !isStopped { flushBlock() }
     }
 
     /// Takes the runs produced so far (the caller compresses them).
@@ -130,17 +138,26 @@ public final class ContextRunCoder {
         let o = old.baseAddress ?? UnsafePointer(bitPattern: 1)!
         let oldCount = old.count
         var i = 0
-        for (index, (start, n)) in segments.enumerated() {
+        for (index, (segmentStart, segmentCount)) in segments.enumerated() {
             if index & 7 == 7 { onOldPages?() }
-            if start >= 2 && start <= oldCount - n {
-                // Inside old: no bounds checks; each key is read afresh from its two bytes (a key
-                // rolled along from the previous one chains every byte's work to the last's).
-                let p = o + start
-                for t in 0..<n { body(i + t, Int(p[t - 2]) << 8 | Int(p[t - 1])) }
-            } else {
-                for t in 0..<n { body(i + t, ContextOrder.key(o, count: oldCount, at: start + t)) }
+            var done = 0
+            while done < segmentCount {
+                if let shouldStop, shouldStop() {
+                    isStopped = true
+                    return
+                }
+                let n = min(segmentCount - done, 1 << 16), start = segmentStart + done
+                if start >= 2 && start <= oldCount - n {
+                    // Inside old: no bounds checks; each key is read afresh from its two bytes (a key
+                    // rolled along from the previous one chains every byte's work to the last's).
+                    let p = o + start
+                    for t in 0..<n { body(i + t, Int(p[t - 2]) << 8 | Int(p[t - 1])) }
+                } else {
+                    for t in 0..<n { body(i + t, ContextOrder.key(o, count: oldCount, at: start + t)) }
+                }
+                i += n
+                done += n
             }
-            i += n
         }
     }
 
@@ -158,6 +175,7 @@ public final class ContextRunCoder {
             }
             start[k] &+= 1
         }
+        if isStopped { return }
         var sum: UInt32 = 0
         for k in 0..<ContextOrder.keyCount {
             let c = start[k]
@@ -182,6 +200,7 @@ public final class ContextRunCoder {
                     sorted[p >> 6] |= 1 << UInt64(p & 63)
                 }
             }
+            if isStopped { return }
         }
         // The first bit at or after `p` equal to `one`, or `count`: a word at a time (the runs are long).
         func next(_ one: Bool, from p: Int) -> Int {

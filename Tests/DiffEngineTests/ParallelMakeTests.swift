@@ -223,6 +223,16 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
         }
         #expect(try Self.decode(try encoder.finish(), codec: .uncompressed) == want)
 
+        // Cancelled (at once, or after it is done: either way), finishing it is no error.
+        let cancelled = AsideContextRuns(try CodecID.uncompressed.makeEncoder(level: 0))
+        try old.withUnsafeBufferPointer { o in
+            try new.withUnsafeBufferPointer { n in
+                cancelled.start(chunks, old: o, new: n, newPages: nil)
+                cancelled.cancel()
+                try cancelled.finish()
+            }
+        }
+
         let failing = AsideContextRuns(RecordingEncoder(tally: Tally(), failsWriting: true))
         old.withUnsafeBufferPointer { o in
             new.withUnsafeBufferPointer { n in

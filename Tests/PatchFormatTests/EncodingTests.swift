@@ -150,4 +150,34 @@ func postIncrement(_ i: inout Int) -> Int {
         coder.finish()
         #expect(coder.takeRuns() == Self.reference(old: old, segments: segments, blockSize: blockSize))
     }
+
+    /// `shouldStop` is asked before each 64 Ki bytes of a block's passes: a coder told to stop in its
+    /// first block's count writes no runs and takes no more bytes; one never told to, the runs of a
+    /// coder not asked.
+    @Test(.timeLimit(.minutes(1))) func aCoderToldToStopDoesNothingMore() {
+        var rng = SeededGenerator(seed: 4712)
+        let old = rng.bytes(300_000)
+        let diff = (0..<250_000).map { _ in rng.next() % 50 == 0 ? UInt8(truncatingIfNeeded: rng.next() | 1) : 0 }
+        func code(_ coder: ContextRunCoder) -> [UInt8] {
+            old.withUnsafeBufferPointer { o in
+                diff.withUnsafeBufferPointer { d in
+                    coder.add(old: o, oldStart: 10, diff: UnsafeBufferPointer(rebasing: d[0..<200_000]))
+                    coder.add(old: o, oldStart: 250_000, diff: UnsafeBufferPointer(rebasing: d[200_000...]))
+                }
+            }
+            coder.finish()
+            return coder.takeRuns()
+        }
+        let expected = code(ContextRunCoder(blockSize: 150_000))
+        let asked = ContextRunCoder(blockSize: 150_000)
+        var questions = 0
+        asked.shouldStop = { questions += 1; return false }
+        #expect(code(asked) == expected && !asked.isStopped)
+        #expect(questions >= 4, "\(questions) questions for 250,000 bytes in two blocks")
+        let stopped = ContextRunCoder(blockSize: 150_000)
+        var told = 0
+        stopped.shouldStop = { told += 1; return told == 2 }
+        #expect(code(stopped).isEmpty && stopped.isStopped)
+        #expect(told == 2, "asked \(told) times")
+    }
 }
