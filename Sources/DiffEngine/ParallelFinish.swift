@@ -176,7 +176,8 @@ final class AsideContextRuns: @unchecked Sendable {
     private let group = DispatchGroup()
     private var outcome: Result<Void, Error>?
     private var started = false
-    /// Set by `cancel`: the coding stops at its next tuple (what it wrote is not to be used).
+    /// Set by `cancel`: the coding stops before its next piece of diff bytes, or within 64 Ki bytes of
+    /// a block's passes (`ContextRunCoder.shouldStop`); what it wrote is not to be used.
     private let stopped = Atomic<Bool>(false)
 
     init(_ encoder: any StreamEncoder) {
