@@ -148,14 +148,19 @@ public enum DiffEngine {
             asideContext?.cancel()
             throw error
         }
-        // A sparse diff keeps the natural order, and the coding in the other stops where it is.
+        // A sparse diff keeps the natural order, and the coding in the other (aside) stops where it
+        // is: a stream dropped, whose failure (a write) is then no error of the patch's.
         let sparse = choices.natural && choices.context
             && StreamChoices.isSparse(changed: assembler.literalsRawLength, diffBytes: assembler.diffRawLength)
-        if sparse { asideContext?.cancel() }
-        do {
-            try asideContext?.finish()
-        } catch let e as PatchFormatError {
-            throw DiffEngineError.format(e)
+        if sparse {
+            asideContext?.cancel()
+            asideContext?.join()
+        } else {
+            do {
+                try asideContext?.finish()
+            } catch let e as PatchFormatError {
+                throw DiffEngineError.format(e)
+            }
         }
         let coded = sparse ? choices.withoutContext : choices
         // Where one alternative is clearly smaller, the other is not compressed at all.
@@ -230,13 +235,15 @@ public enum DiffEngine {
             StreamChoices(natural: true, context: false, interleaved: interleaved, split: split)
         }
 
-        /// Of the diff bytes, fewer than one in this many changed: a sparse diff, where `make` keeps
-        /// the natural order without finishing the old-context one (when both are made). The context
+        /// Of the diff bytes, fewer than one in this many changed: a sparse diff, where a file's `make`
+        /// keeps the natural order (when both are made; a bundle still keeps the smaller). The context
         /// order wins by grouping the many bytes that change in the same context (relocated addresses:
         /// 1.4-6.8% of the diff bytes of numpy, pyarrow and ruff); a change here and there is left
         /// scattered by the sort, and the natural order, where it stays in its place, was smaller on
-        /// the Django tar (0.011% changed: 6,295 bytes against 7,925), the context coding's passes over
-        /// all 27 MB of diff bytes a seventh of its `make`.
+        /// the Django tar (0.011% changed: 6,295 bytes against 7,925). Where the context order is
+        /// coded on another core (the usual engine, more than one thread), that coding is stopped:
+        /// its passes over all 27 MB of the Django tar's diff bytes were a seventh of its `make`. (On
+        /// one thread, and in the low-memory mode, it is coded with the emission, then dropped.)
         static let sparseDiff: UInt64 = 2048
 
         /// Whether `changed` non-zero diff bytes out of `diffBytes` make a sparse diff (`sparseDiff`).

@@ -264,8 +264,9 @@ struct Matcher<Finder: MatchFinder> {
         try run(0..<new.count, &sink, progress: progress)
     }
 
-    /// Matches the part `range` of new (searches still see all of new and old). Every tuple emitted
-    /// covers new bytes inside `range`, the last one ending exactly at its end.
+    /// Matches the part `range` of new (searches see all of old, and new up to the range's end: a match
+    /// is found no longer than what is left of the range). Every tuple emitted covers new bytes inside
+    /// `range`, the last one ending exactly at its end.
     func run<Sink: MatchSink>(_ range: Range<Int>, _ sink: inout Sink, progress: ((Int) -> Void)? = nil) throws {
         let newCount = range.upperBound, oldCount = old.count
         if range.isEmpty { return }
@@ -292,7 +293,7 @@ struct Matcher<Finder: MatchFinder> {
         let probeLength = finder.probeLength
         while scan < newCount {
             var oldScore = 0
-            // A match found near the end of the range may run past it: stop at the range's end.
+            // (Matches end within the range: the `min` is a guard.)
             scan = min(scan &+ len, newCount)
             var scsc = scan
             while scan < newCount {

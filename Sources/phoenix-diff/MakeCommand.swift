@@ -28,7 +28,7 @@ struct MakeCommand: ParsableCommand {
     @Option(help: "Patch format for files: phx or bsdiff.") var format: PatchKind = .phx
     @Option(help: "Codec: xz (default for file patches: smallest), zstd (default for bundles: fastest to apply), bzip2, zlib or none. bsdiff always uses bzip2.") var codec: CodecID?
     @Option(help: "Compression level (xz 0-9, default 6; zstd 1-22, default 19; bzip2 1-9; zlib 0-9).") var level: Int?
-    @Option(help: "Diff order (phx files and bundles): auto (default: make both, keep the smaller; natural where under one diff byte in 2,048 changed), natural, or context (old-context order; smaller on most executables, a little slower to apply).")
+    @Option(help: "Diff order (phx files and bundles): auto (default: make both, keep the smaller; a file with under one diff byte in 2,048 changed keeps natural), natural, or context (old-context order; smaller on most executables, a little slower to apply).")
     var diffOrder: String = "auto"
     @Option(help: "Control stream layout (phx files and bundles): auto (default: make both, keep the smaller), interleaved, or split.")
     var control: String = "auto"

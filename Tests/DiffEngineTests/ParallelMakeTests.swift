@@ -223,15 +223,18 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
         }
         #expect(try Self.decode(try encoder.finish(), codec: .uncompressed) == want)
 
-        // Cancelled (at once, or after it is done: either way), finishing it is no error.
-        let cancelled = AsideContextRuns(try CodecID.uncompressed.makeEncoder(level: 0))
+        // Cancelled before it starts, it stops at its first piece: finishing is no error, and it has
+        // written no runs.
+        let cancelledEncoder = try CodecID.uncompressed.makeEncoder(level: 0)
+        let cancelled = AsideContextRuns(cancelledEncoder)
+        cancelled.cancel()
         try old.withUnsafeBufferPointer { o in
             try new.withUnsafeBufferPointer { n in
                 cancelled.start(chunks, old: o, new: n, newPages: nil)
-                cancelled.cancel()
                 try cancelled.finish()
             }
         }
+        #expect(try Self.decode(try cancelledEncoder.finish(), codec: .uncompressed).isEmpty)
 
         let failing = AsideContextRuns(RecordingEncoder(tally: Tally(), failsWriting: true))
         old.withUnsafeBufferPointer { o in

@@ -151,6 +151,32 @@ func postIncrement(_ i: inout Int) -> Int {
         #expect(coder.takeRuns() == Self.reference(old: old, segments: segments, blockSize: blockSize))
     }
 
+    /// Segments longer than the 64 Ki bytes the passes take at a time: from old's first positions, to
+    /// old's end, and past it.
+    @Test(arguments: [100_000, 1 << 24])
+    func longSegmentsAreCodedInPieces(blockSize: Int) {
+        var rng = SeededGenerator(seed: 4713)
+        var old = rng.bytes(300_000)
+        for i in 120_000..<190_000 { old[i] = 0 }
+        let density = [1, 3, 40]
+        var k = 0
+        func diff(_ n: Int) -> [UInt8] {
+            k += 1
+            let d = density[k % density.count]
+            return (0..<n).map { _ in Int(rng.next() % 100) < d ? UInt8(truncatingIfNeeded: rng.next() | 1) : 0 }
+        }
+        let segments: [(start: Int, diff: [UInt8])] = [(0, diff(150_000)), (1, diff(70_000)), (100_000, diff(200_000)),
+                                                       (250_000, diff(80_000))]
+        let coder = ContextRunCoder(blockSize: blockSize)
+        old.withUnsafeBufferPointer { o in
+            for (start, d) in segments {
+                d.withUnsafeBufferPointer { coder.add(old: o, oldStart: start, diff: $0) }
+            }
+        }
+        coder.finish()
+        #expect(coder.takeRuns() == Self.reference(old: old, segments: segments, blockSize: blockSize))
+    }
+
     /// `shouldStop` is asked before each 64 Ki bytes of a block's passes: a coder told to stop in its
     /// first block's count writes no runs and takes no more bytes; one never told to, the runs of a
     /// coder not asked.
