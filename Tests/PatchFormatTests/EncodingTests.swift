@@ -128,6 +128,18 @@ func postIncrement(_ i: inout Int) -> Int {
         return runs
     }
 
+    /// The runs a `ContextRunCoder` makes of the segments.
+    static func coded(old: [UInt8], segments: [(start: Int, diff: [UInt8])], blockSize: Int) -> [UInt8] {
+        let coder = ContextRunCoder(blockSize: blockSize)
+        old.withUnsafeBufferPointer { o in
+            for (start, d) in segments {
+                d.withUnsafeBufferPointer { coder.add(old: o, oldStart: start, diff: $0) }
+            }
+        }
+        coder.finish()
+        return coder.takeRuns()
+    }
+
     @Test(arguments: [1, 64, 1000, 1 << 24])
     func runsAreTheSortedPatternCoded(blockSize: Int) {
         var rng = SeededGenerator(seed: 4711)
@@ -141,14 +153,8 @@ func postIncrement(_ i: inout Int) -> Int {
             (0, diff(300, density: 10)), (1, diff(200, density: 50)), (900, diff(2500, density: 2)),
             (5800, diff(200, density: 30)), (5990, diff(40, density: 60)), (6000, diff(10, density: 90)),
         ]
-        let coder = ContextRunCoder(blockSize: blockSize)
-        old.withUnsafeBufferPointer { o in
-            for (start, d) in segments {
-                d.withUnsafeBufferPointer { coder.add(old: o, oldStart: start, diff: $0) }
-            }
-        }
-        coder.finish()
-        #expect(coder.takeRuns() == Self.reference(old: old, segments: segments, blockSize: blockSize))
+        #expect(Self.coded(old: old, segments: segments, blockSize: blockSize)
+                == Self.reference(old: old, segments: segments, blockSize: blockSize))
     }
 
     /// Segments longer than the 64 Ki bytes the passes take at a time: from old's first positions, to
@@ -167,14 +173,8 @@ func postIncrement(_ i: inout Int) -> Int {
         }
         let segments: [(start: Int, diff: [UInt8])] = [(0, diff(150_000)), (1, diff(70_000)), (100_000, diff(200_000)),
                                                        (250_000, diff(80_000))]
-        let coder = ContextRunCoder(blockSize: blockSize)
-        old.withUnsafeBufferPointer { o in
-            for (start, d) in segments {
-                d.withUnsafeBufferPointer { coder.add(old: o, oldStart: start, diff: $0) }
-            }
-        }
-        coder.finish()
-        #expect(coder.takeRuns() == Self.reference(old: old, segments: segments, blockSize: blockSize))
+        #expect(Self.coded(old: old, segments: segments, blockSize: blockSize)
+                == Self.reference(old: old, segments: segments, blockSize: blockSize))
     }
 
     /// `shouldStop` is asked before each 64 Ki bytes of a block's passes: a coder told to stop in its
