@@ -111,14 +111,17 @@ public enum DiffEngine {
             ? AsideStream(encoders[extraIndex], memory: options.codec.encoderMemory(level: level)) : nil
         defer { aside?.join() }
         // The same for the diff runs in old-context order, once the tuples are known: coded from them
-        // on the other core while this one emits the rest.
-        let asideContext = options.threads > 1 ? contextEncoder.map(AsideContextRuns.init) : nil
+        // on the other core while this one emits the rest; with one thread, here once the emission is
+        // done (from the tuples kept until then), so that a sparse diff skips it (`isSparse`).
+        let asideContext = contextEncoder.map(AsideContextRuns.init)
         defer { asideContext?.join() }
+        let contextAfterEmitting = options.threads == 1
+        var keptTuples: [[RecordedTuple]] = []
         var assembler = StreamAssembler(old: oldBytes, new: newBytes, format: options.format,
                                         control: encoders[0], diff: encoders[1],
                                         literals: streamCount == 4 ? encoders[2] : nil,
                                         extra: aside == nil ? encoders[extraIndex] : nil,
-                                        contextRuns: asideContext == nil ? contextEncoder : nil, naturalRuns: choices.natural,
+                                        contextRuns: nil, naturalRuns: choices.natural,
                                         contextAside: asideContext != nil,
                                         splitControl: splitEncoder, interleavedControl: choices.interleaved)
         // Suffix sorting is about a third of the work, matching and compressing the rest.
@@ -133,10 +136,15 @@ public enum DiffEngine {
             // emitted and the extra stream taken only once all are found), and checked again once all
             // are read (below): the same parts mean the patch makes the bytes hashed (short of a
             // change made and undone between the two).
-            let beforeEmitting: (([[RecordedTuple]]) throws -> Void)? = newPages == nil && aside == nil ? nil : { tuples in
+            let beforeEmitting: (([[RecordedTuple]]) throws -> Void)?
+                = newPages == nil && aside == nil && asideContext == nil ? nil : { tuples in
                 if newPages != nil { newDigest.wait() }
                 try aside?.start(extraOf: tuples, new: newBytes)
-                asideContext?.start(tuples, old: oldBytes, new: newBytes, newPages: newPages)
+                if contextAfterEmitting {
+                    keptTuples = tuples
+                } else {
+                    asideContext?.start(tuples, old: oldBytes, new: newBytes, newPages: newPages)
+                }
             }
             try match(index: index, old: oldBytes, new: newBytes, threads: options.threads, chunkSize: options.matchChunkSize,
                       into: &assembler, progress: report, matched: beforeEmitting, newPages: newPages)
@@ -156,12 +164,16 @@ public enum DiffEngine {
             asideContext?.cancel()
             asideContext?.join()
         } else {
+            if contextAfterEmitting {
+                asideContext?.start(keptTuples, old: oldBytes, new: newBytes, newPages: newPages, onThisThread: true)
+            }
             do {
                 try asideContext?.finish()
             } catch let e as PatchFormatError {
                 throw DiffEngineError.format(e)
             }
         }
+        keptTuples = []
         let coded = sparse ? choices.withoutContext : choices
         // Where one alternative is clearly smaller, the other is not compressed at all.
         let both = (runs: coded.natural && coded.context, control: coded.interleaved && coded.split)
@@ -240,10 +252,11 @@ public enum DiffEngine {
         /// order wins by grouping the many bytes that change in the same context (relocated addresses:
         /// 1.4-6.8% of the diff bytes of numpy, pyarrow and ruff); a change here and there is left
         /// scattered by the sort, and the natural order, where it stays in its place, was smaller on
-        /// the Django tar (0.011% changed: 6,295 bytes against 7,925). Where the context order is
-        /// coded on another core (the usual engine, more than one thread), that coding is stopped:
-        /// its passes over all 27 MB of the Django tar's diff bytes were a seventh of its `make`. (On
-        /// one thread, and in the low-memory mode, it is coded with the emission, then dropped.)
+        /// the Django tar (0.011% changed: 6,295 bytes against 7,925). The usual engine codes the
+        /// context order from the tuples on another core while it emits, then stops it, or (one
+        /// thread) after the emission, then not at all: its passes over all 27 MB of the Django tar's
+        /// diff bytes were a seventh of its `make`. (The low-memory mode codes it with the emission,
+        /// then drops it.)
         static let sparseDiff: UInt64 = 2048
 
         /// Whether `changed` non-zero diff bytes out of `diffBytes` make a sparse diff (`sparseDiff`).

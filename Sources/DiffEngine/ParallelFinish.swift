@@ -168,7 +168,8 @@ final class AsideStream: @unchecked Sendable {
 /// tar's emission, on one core while the other had nothing to do. The bytes are those the assembler
 /// would make (the coder's output does not depend on how the diff bytes are cut into pieces).
 /// `old` and `new` must stay valid until `finish` or `join` has returned. It runs on a thread of its
-/// own (`DetachedThread`), not a dispatch queue: the caller waits for it, and the extra stream's
+/// own (`DetachedThread`; or on the caller's, after the emission, when `make` has one thread), not a
+/// dispatch queue: the caller waits for it, and the extra stream's
 /// `AsideStream` may be holding a dispatch worker blocked meanwhile, which libdispatch on Linux
 /// replaces only after a delay (with one free worker or none, the coding would wait seconds).
 final class AsideContextRuns: @unchecked Sendable {
@@ -186,8 +187,9 @@ final class AsideContextRuns: @unchecked Sendable {
 
     /// Starts coding the diff bytes of `chunks`' tuples, in order. With `newPages` (new's mapping), the
     /// pages of new it has read are dropped behind each chunk, as the emitting core drops those it has.
+    /// `onThisThread`: coded here, before it returns (one thread).
     func start(_ chunks: [[RecordedTuple]], old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
-               newPages: MappedFile?) {
+               newPages: MappedFile?, onThisThread: Bool = false) {
         started = true
         nonisolated(unsafe) let (o, n) = (old, new)
         group.enter()
@@ -196,7 +198,7 @@ final class AsideContextRuns: @unchecked Sendable {
             self.group.leave()
         }
         // No thread to be had: coded here, before the caller emits (slower, the same bytes).
-        if !DetachedThread.start(work) { work() }
+        if onThisThread || !DetachedThread.start(work) { work() }
     }
 
     private func code(_ chunks: [[RecordedTuple]], old: UnsafeBufferPointer<UInt8>, new: UnsafeBufferPointer<UInt8>,
