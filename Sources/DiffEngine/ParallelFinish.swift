@@ -197,7 +197,8 @@ final class AsideContextRuns: @unchecked Sendable {
             self.outcome = Result { try self.code(chunks, old: o, new: n, newPages: newPages) }
             self.group.leave()
         }
-        // No thread to be had: coded here, before the caller emits (slower, the same bytes).
+        // Here when asked (one thread, after the emission), or when no thread is to be had (then before
+        // the caller emits: slower, the same bytes).
         if onThisThread || !DetachedThread.start(work) { work() }
     }
 
