@@ -149,17 +149,13 @@ public enum DiffEngine {
             try match(index: index, old: oldBytes, new: newBytes, threads: options.threads, chunkSize: options.matchChunkSize,
                       into: &assembler, progress: report, matched: beforeEmitting, newPages: newPages)
             try assembler.finish()
-        } catch let e as PatchFormatError {
-            asideContext?.cancel()
-            throw DiffEngineError.format(e)
         } catch {
             asideContext?.cancel()
-            throw error
+            throw (error as? PatchFormatError).map(DiffEngineError.format) ?? error
         }
         // A sparse diff keeps the natural order, and the coding in the other (aside) stops where it
         // is: a stream dropped, whose failure (a write) is then no error of the patch's.
-        let sparse = choices.natural && choices.context
-            && StreamChoices.isSparse(changed: assembler.literalsRawLength, diffBytes: assembler.diffRawLength)
+        let sparse = choices.dropsContext(assembler)
         if sparse {
             asideContext?.cancel()
             asideContext?.join()
@@ -258,6 +254,13 @@ public enum DiffEngine {
         /// diff bytes were a seventh of its `make`. (The low-memory mode codes it with the emission,
         /// then drops it.)
         static let sparseDiff: UInt64 = 2048
+
+        /// Whether both orders are made and the assembler's diff is sparse: the context order is then
+        /// dropped (`withoutContext`).
+        func dropsContext(_ assembler: StreamAssembler) -> Bool {
+            natural && context
+                && Self.isSparse(changed: assembler.literalsRawLength, diffBytes: assembler.diffRawLength)
+        }
 
         /// Whether `changed` non-zero diff bytes out of `diffBytes` make a sparse diff (`sparseDiff`).
         static func isSparse(changed: UInt64, diffBytes: UInt64) -> Bool {

@@ -220,10 +220,9 @@ extension DiffEngine {
 
         var chosen = Array(spools.prefix(streamCount))
         // A sparse diff keeps the natural order, as in the usual engine (`StreamChoices.sparseDiff`).
-        let sparse = choices.natural
-            && StreamChoices.isSparse(changed: assembler.literalsRawLength, diffBytes: assembler.diffRawLength)
-        let flags = choices.keepSmaller(&chosen, context: choices.context && !sparse ? spools[contextIndex] : nil,
-                                        split: choices.split ? spools[splitIndex] : nil) { $0.bytesWritten }
+        let kept = choices.dropsContext(assembler) ? choices.withoutContext : choices
+        let flags = kept.keepSmaller(&chosen, context: kept.context ? spools[contextIndex] : nil,
+                                     split: kept.split ? spools[splitIndex] : nil) { $0.bytesWritten }
         let header = header(options: options, level: level, oldSize: old.count, newSize: new.count,
                             oldSHA256: oldSHA256, newSHA256: newSHA256, assembler: assembler,
                             lengths: chosen.map(\.bytesWritten), flags: flags)
