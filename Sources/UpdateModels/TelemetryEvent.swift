@@ -63,5 +63,10 @@ public struct TelemetryEvent: Codable, Sendable, Equatable {
                       "variant must be EXPERIMENT/VARIANT")
         }
         try check(durationMs >= 0 && durationMs <= 86_400_000, "duration_ms must be 0...86400000")
+        if let b = bytes { try check(b <= Self.maxBytes, "bytes must be 0...\(Self.maxBytes)") }
     }
+
+    /// The largest `bytes` a report may carry (1 TiB, far above any package): the dashboard adds them
+    /// up, and sums of anything a client may send must stay far from 64 bits.
+    public static let maxBytes: UInt64 = 1 << 40
 }

@@ -53,6 +53,25 @@ import UpdateServer
         #expect(view.variants.count == 2 && view.variants.allSatisfy { $0.installs == 15 })
     }
 
+    /// Reported byte counts are bounded when received, and the dashboard's sums of them saturate: huge
+    /// counts in one group (SQL's SUM would fail) and in several groups (adding them would trap) leave
+    /// the page working.
+    @Test func hugeReportedByteCountsNeitherCrashNorFailTheDashboard() throws {
+        func event(_ from: String, bytes: UInt64) -> TelemetryEvent {
+            TelemetryEvent(clientID: "x", platform: Self.p, channel: "stable", stage: .install, outcome: "success", fromVersion: from,
+                           toVersion: "1.1.0", kind: "delta", durationMs: 1, bytes: bytes)
+        }
+        #expect(throws: (any Error).self) { try event("1.0.0", bytes: TelemetryEvent.maxBytes + 1).validate() }
+        try event("1.0.0", bytes: TelemetryEvent.maxBytes).validate()
+        let f = try ServerFixture()
+        // Stored as they would be without the bound (a catalog written before it): Int64.max each.
+        for from in ["1.0.0", "1.0.0", "1.0.1", "1.0.2"] {
+            try f.service.catalog.insertTelemetry(event(from, bytes: .max), received: Date())
+        }
+        let view = try #require(try f.service.dashboardData().platforms.first { $0.platform == Self.p })
+        #expect(view.deltaInstalls == 4 && view.deltaBytes == .max)
+    }
+
     static func request(_ url: String, post: Bool = false, head: Bool = false, headers: [(String, String)] = [],
                         body: String? = nil) async throws -> (status: Int, headers: [String: String], body: String) {
         var r = HTTPClientRequest(url: url)

@@ -45,6 +45,12 @@ public struct DashboardData: Sendable {
 }
 
 extension UpdateService {
+    /// `a + b`, or the largest UInt64 if that overflows.
+    static func sum(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (s, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : s
+    }
+
     /// Everything the dashboard shows, over the auto-pause window ending at `now`.
     public func dashboardData(now: Date = Date()) throws -> DashboardData {
         let window = configuration.autoPauseWindowSeconds
@@ -78,13 +84,15 @@ extension UpdateService {
                     failures["\(row.stage.rawValue): \(row.outcome)", default: 0] += row.count
                 }
                 if isInstall && row.outcome == "success", let to = row.toVersion {
+                    // Byte totals saturate: they are sums of what clients report.
                     if row.kind == "delta" {
                         view.deltaInstalls += row.count
-                        view.deltaBytes += row.bytes
-                        view.fullEquivalentBytes += UInt64(row.count) * (fullSize[to] ?? 0)
+                        view.deltaBytes = Self.sum(view.deltaBytes, row.bytes)
+                        let (equivalent, overflow) = UInt64(row.count).multipliedReportingOverflow(by: fullSize[to] ?? 0)
+                        view.fullEquivalentBytes = Self.sum(view.fullEquivalentBytes, overflow ? .max : equivalent)
                     } else {
                         view.fullInstalls += row.count
-                        view.fullBytes += row.bytes
+                        view.fullBytes = Self.sum(view.fullBytes, row.bytes)
                     }
                 }
                 if let v = row.variant {

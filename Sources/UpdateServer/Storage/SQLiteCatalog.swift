@@ -138,17 +138,19 @@ public final class SQLiteCatalog: Catalog {
         return try pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT (CAST(strftime('%s', received) AS INTEGER) / ?) * ? AS bucket, stage, outcome, from_version, to_version,
-                       kind, variant, COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS total
+                       kind, variant, COUNT(*) AS n, TOTAL(bytes) AS total
                 FROM telemetry WHERE platform = ? AND received >= ?
                 GROUP BY bucket, stage, outcome, from_version, to_version, kind, variant
                 ORDER BY bucket
                 """, arguments: [width, width, platform, since])
             .compactMap { row -> TelemetrySummaryRow? in
                 guard let stage = TelemetryEvent.Stage(rawValue: row["stage"] ?? "") else { return nil }
-                let total: Int64 = row["total"]
+                // TOTAL, not SUM: a floating-point sum cannot overflow (SUM fails the query), and is exact
+                // below 2^53 bytes.
+                let total: Double = row["total"]
                 return TelemetrySummaryRow(bucket: Date(timeIntervalSince1970: TimeInterval(row["bucket"] as Int64)), stage: stage,
                                            outcome: row["outcome"] ?? "", fromVersion: row["from_version"], toVersion: row["to_version"],
-                                           kind: row["kind"], variant: row["variant"], count: row["n"], bytes: UInt64(max(0, total)))
+                                           kind: row["kind"], variant: row["variant"], count: row["n"], bytes: total >= 0x1p64 ? .max : UInt64(max(0, total)))
             }
         }
     }
