@@ -253,6 +253,21 @@ private struct UnexpectedFailure: Error {}
         }
     }
 
+    /// Checks naming platforms that do not exist are answered 404 and leave no more than the cache's
+    /// bound of rollouts behind, however many names are tried.
+    @Test func checksForUnknownPlatformsAreBoundedInMemory() async throws {
+        let limit = UpdateService.rolloutCacheLimit
+        try await app.test(.router) { client in
+            for i in 0..<(limit + 200) {
+                try await client.execute(uri: check("current_version=1.0.0&platform=nowhere-\(i)"), method: .get) { r in
+                    #expect(r.status == .notFound)
+                }
+            }
+        }
+        let cached = f.service.lock.withLock { f.service.rolloutCache.count }
+        #expect(cached > 0 && cached <= limit, "\(cached) platforms' rollouts cached")
+    }
+
     /// The scheme's name is case-insensitive (RFC 9110 11.1); the token is not.
     @Test func bearerSchemeIsCaseInsensitive() async throws {
         let uri = "/api/admin/rollouts?platform=\(ServerFixture.platform)"

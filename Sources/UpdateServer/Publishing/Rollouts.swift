@@ -82,6 +82,9 @@ public struct RolloutStatus: Codable, Sendable, Equatable {
 }
 
 extension UpdateService {
+    /// Platforms whose rollouts are kept between checks.
+    static let rolloutCacheLimit = 1024
+
     /// The platform's rollouts as of the catalog revision, each settled at `now`.
     func rolloutGate(platform: String, revision: UInt64, client: CheckClient, now: Date) throws -> RolloutGate {
         lock.lock()
@@ -90,6 +93,9 @@ extension UpdateService {
         if stored == nil {
             let fresh = try catalog.rollouts(platform: platform)
             lock.lock()
+            // Keyed by what a request names (an unknown platform is answered 404 only after this):
+            // bounded like the other caches.
+            if rolloutCache[platform] == nil && rolloutCache.count >= Self.rolloutCacheLimit { rolloutCache.removeAll() }
             rolloutCache[platform] = (revision, fresh)
             lock.unlock()
             stored = fresh
