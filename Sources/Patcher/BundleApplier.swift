@@ -322,9 +322,20 @@ public enum BundleApplier {
             throw error
         }
 
-        // 6. Switch.
+        // 6. Switch. One that fails with the installation where it was (a mount point cannot be
+        // renamed) abandons the update, as before the journal: recovery would only fail the same way.
         CrashPoint.hit("journal-staged")
-        try switchIn(state, incoming: state.staging, liveExists: exists)
+        do {
+            try switchIn(state, incoming: state.staging, liveExists: exists)
+        } catch {
+            guard restoreAfterFailedSwitch(state, liveExists: exists) else { throw error }
+            abandonStaged(state)
+            if case TreeIOError.io(_, _, let code, let message) = error, code == EBUSY {
+                throw PatcherError.io(operation: "cannot switch the update into place at", path: state.directory, errno: code,
+                                      message: "\(message): a mount point cannot be replaced; install into a directory inside it. Nothing was changed")
+            }
+            throw error
+        }
         try finishApply(state, oldDigest: Hex.encode(oldDigest), hadOld: exists, newTree: new)
         progress?("done", 1)
         return BundleApplyResult(directory: state.directory, oldDigest: Hex.encode(oldDigest), newDigest: Hex.encode(header.newDigest),
@@ -488,6 +499,23 @@ public enum BundleApplier {
         POSIX.fsyncPath(POSIX.directory(of: state.directory), directory: true)
     }
 
+    /// After a switch into place that failed: moves the installation back if the fallback's renames had
+    /// moved it aside, and says whether it is where it was (and `staging` still the new tree), so that
+    /// the update can be abandoned.
+    static func restoreAfterFailedSwitch(_ state: State, liveExists: Bool) -> Bool {
+        if liveExists && !POSIX.exists(state.directory) && POSIX.exists(state.previous) {
+            try? POSIX.rename(state.previous, state.directory)
+        }
+        return POSIX.exists(state.directory) == liveExists && !POSIX.exists(state.previous) && POSIX.isDirectory(state.staging)
+    }
+
+    /// Discards a staged update that was not switched in: the installation is untouched.
+    static func abandonStaged(_ state: State) {
+        try? POSIX.removeTree(state.staging)
+        state.removePrepared()
+        try? POSIX.unlink(state.journal)
+    }
+
     /// After the switch: the old tree (now at `staging`) becomes the backup; the record of the
     /// installed tree is written; the journal is removed. Every step can be repeated.
     static func finishApply(_ state: State, oldDigest: String, hadOld: Bool, newTree: [TreeEntry]?) throws {
@@ -566,12 +594,24 @@ public enum BundleApplier {
             if current == j.incomingInode {
                 // Switched: the old tree is at staging (or still aside, without RENAME_EXCHANGE).
                 if POSIX.exists(state.previous) && !POSIX.exists(state.staging) { try POSIX.rename(state.previous, state.staging) }
-            } else if current == nil && POSIX.exists(state.previous) {
-                try POSIX.rename(state.staging, state.directory)
-                try POSIX.rename(state.previous, state.staging)
             } else {
-                // Not switched yet; staging is complete and verified, so finish the job.
-                try switchIn(state, incoming: state.staging, liveExists: current != nil)
+                // Not switched yet, or moved aside only; staging is complete and verified, so finish the
+                // job. A switch that cannot be done (a mount point) puts the installation back and
+                // abandons the update: retried at every start, it would stop every later run.
+                let aside = current == nil && POSIX.exists(state.previous)
+                let liveExists = aside || current != nil
+                do {
+                    if aside {
+                        try POSIX.rename(state.staging, state.directory)
+                        try POSIX.rename(state.previous, state.staging)
+                    } else {
+                        try switchIn(state, incoming: state.staging, liveExists: liveExists)
+                    }
+                } catch {
+                    guard restoreAfterFailedSwitch(state, liveExists: liveExists) else { throw error }
+                    abandonStaged(state)
+                    return .undone
+                }
             }
             try finishApply(state, oldDigest: j.oldDigest, hadOld: j.liveInode != 0, newTree: nil)
             return .finished

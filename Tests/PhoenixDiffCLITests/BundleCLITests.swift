@@ -180,6 +180,46 @@ import TreeIO
         #expect(failures >= 3, "only \(failures) steps failed with the disk full")
     }
 
+    /// An installation that is a mount point cannot be renamed, so no switch can be done: `apply` fails
+    /// with the installation untouched and nothing left behind, and a run killed once the update was
+    /// staged is abandoned by `recover` (retried at every start, the switch would fail every later
+    /// run) instead of failing it.
+    @Test func anInstallationThatCannotBeSwitchedIsLeftAsItWas() throws {
+        guard let fs = try SmallFileSystem.mount(kilobytes: 8192) else { return }
+        defer { SmallFileSystem.unmount(fs) }
+        let bundle = dir.file("b")
+        #expect(try CLI.run("make", old, new, bundle).status == 0)
+        let oldDigest = try TreeSpec.digest(old)
+        let state = POSIX.directory(of: fs) + "/.fs.phoenix"
+        let log = dir.file("mount-points")
+        var crashes = 0, point = 1
+        while point < 200 {
+            try? POSIX.removeTree(state)
+            for name in try FileManager.default.contentsOfDirectory(atPath: fs) { try POSIX.removeTree(fs + "/" + name) }
+            for name in try FileManager.default.contentsOfDirectory(atPath: old) { try TreeSpec.copy(old + "/" + name, fs + "/" + name) }
+            #expect(try TreeSpec.digest(fs) == oldDigest)
+            let r = try Run.process(CLI.binary, ["apply", "--quiet", fs, bundle],
+                                    environment: ["PHOENIX_CRASH_AT": "\(point)", "PHOENIX_CRASH_LOG": log])
+            if r.signaled {
+                crashes += 1
+                let rec = try CLI.run("recover", fs)
+                #expect(rec.status == 0, "recover after a crash at point \(point): \(rec.stderr)")
+            } else {
+                #expect(r.status != 0, "an apply to a mount point succeeded")
+                #expect(r.stderr.contains("a mount point cannot be replaced"), "the error says why: \(r.stderr)")
+            }
+            #expect(try TreeSpec.digest(fs) == oldDigest, "point \(point)")
+            #expect(!POSIX.exists(state + "/journal") && !POSIX.exists(state + "/staging"), "left behind at point \(point)")
+            // Nothing stops a later run: it fails the same way, not on the leftovers of this one.
+            let again = try CLI.run("apply", "--quiet", fs, bundle)
+            #expect(again.status != 0 && !again.stderr.contains("recover"), "\(again.stderr)")
+            if !r.signaled { break }
+            point += 1
+        }
+        let points = String(decoding: try POSIX.readFile(log), as: UTF8.self)
+        #expect(crashes >= 1 && points.contains("journal-staged"), "\(points)")
+    }
+
     @Test(arguments: [false, true])
     func killedDuringRollbackTheTreeIsOneOfTheTwo(fallback: Bool) throws {
         let log = dir.file("rollback-points-\(fallback)")
