@@ -174,6 +174,20 @@ public struct ClientState: Codable, Sendable, Equatable {
     public var variant: AssignedVariant?
     /// Reports made while offline or outside an async call (rollbacks), sent with the next report.
     public var unsentReports: [TelemetryEvent]?
+    /// A rollback under way: if the client dies, the next run finishes its bookkeeping (when the tree
+    /// is no longer the one rolled back from) or forgets it.
+    public var rollingBack: RollingBack?
+
+    public struct RollingBack: Codable, Sendable, Equatable {
+        public var fromVersion: String
+        /// The version restored (nil: not known, as after a first install).
+        public var toVersion: String?
+        /// The digest of the tree rolled back from.
+        public var fromTreeDigest: String
+        /// Why: the report's outcome.
+        public var category: String
+        public var startedAt: Date
+    }
 
     public struct Installing: Codable, Sendable, Equatable {
         public var version: String
@@ -194,7 +208,7 @@ public struct ClientState: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case highestManifestVersion = "highest_manifest_version", lastCheck = "last_check", retryAfter = "retry_after"
         case failedDeltas = "failed_deltas", pending, previousVersion = "previous_version", installing, variant
-        case unsentReports = "unsent_reports"
+        case unsentReports = "unsent_reports", rollingBack = "rolling_back"
     }
 
     /// A missing field reads as empty (files of other versions of the client), but for the replay
@@ -211,6 +225,7 @@ public struct ClientState: Codable, Sendable, Equatable {
         installing = try c.decodeIfPresent(Installing.self, forKey: .installing)
         variant = try c.decodeIfPresent(AssignedVariant.self, forKey: .variant)
         unsentReports = try c.decodeIfPresent([TelemetryEvent].self, forKey: .unsentReports)
+        rollingBack = try c.decodeIfPresent(RollingBack.self, forKey: .rollingBack)
     }
 }
 

@@ -53,19 +53,28 @@ public final class Updater: @unchecked Sendable {
     /// journal); nothing when there is none.
     static func recoverTree(_ directory: String) throws {
         guard !directory.isEmpty else { return }
-        do { _ = try BundleApplier.recover(directory: directory) } catch {
+        do { _ = try BundleApplier.recover(directory: directory) } catch PatcherError.busy(let d) {
+            throw ClientError.busy("another update of \(d) is under way")
+        } catch {
             throw ClientError.install(category: "io", detail: "recovering the interrupted update failed: \(error)")
         }
     }
 
-    /// This client's bookkeeping of an install a killed run left (the tree is old or new by now).
+    /// This client's bookkeeping of an install or a rollback a killed run left (the tree is old or new
+    /// by now).
     private func finishInterruptedInstall() throws {
-        guard let i = state.installing else { return }
+        guard state.installing != nil || state.rollingBack != nil else { return }
         let digest = (try? Hex.encode(TreeDigest.compute(TreeScanner.scan(settings.installDir, lossyLinkTargets: true)))) ?? ""
-        if digest == i.treeDigest {
+        if let i = state.installing, digest == i.treeDigest {
             finishInstallBookkeeping(version: i.version, previous: i.previousVersion)
         }
         state.installing = nil
+        if let r = state.rollingBack {
+            // The tree is no longer the one rolled back from: the rollback was done. (Still that tree:
+            // it was undone, and whatever asked for it (a deadline, a crash loop) asks again.)
+            if digest != r.fromTreeDigest { finishRollbackBookkeeping(r) }
+            state.rollingBack = nil
+        }
         try saveSettings()
         try saveState()
     }
@@ -128,8 +137,7 @@ public final class Updater: @unchecked Sendable {
             state.pending = p
             try saveState()
             if p.launches > settings.maxLaunches {
-                try rollbackLocked(reason: "\(p.version) started \(p.launches) times without confirming", category: "crash_loop")
-                return true
+                return try rollbackLocked(reason: "\(p.version) started \(p.launches) times without confirming", category: "crash_loop")
             }
             return false
         }
@@ -152,7 +160,8 @@ public final class Updater: @unchecked Sendable {
         case available(VerifiedOffer)
     }
 
-    /// Asks the server, respecting the frequency (with jitter) and Retry-After unless `force`. The outcome
+    /// Asks the server, respecting the frequency (with jitter; on demand: `.notDue(next: .distantFuture)`)
+    /// and Retry-After unless `force`. The outcome
     /// of a check that reached the server is reported (telemetry). A `manual` check (the user asked)
     /// also bypasses the server's phased rollout.
     public func check(force: Bool = false, manual: Bool = false) async throws -> CheckResult {
@@ -205,6 +214,8 @@ public final class Updater: @unchecked Sendable {
         let t = now()
         if !force {
             if let retry = state.retryAfter, retry > t { return .notDue(next: retry) }
+            // On demand: only a check the user asks for (`force`, `manual`) goes to the server.
+            if checkInterval == nil { return .notDue(next: .distantFuture) }
             if let interval = checkInterval, let last = state.lastCheck {
                 // Up to 20% random delay so that a fleet does not check in lockstep.
                 let next = last.addingTimeInterval(interval * (1 + Double.random(in: 0...0.2)))
@@ -344,12 +355,14 @@ public final class Updater: @unchecked Sendable {
             throw ClientError.nothingToDo("already up to date (\(settings.currentVersion))")
         }
         attemptedVersion = offer.version
-        let dir = settings.installDir
+        let dir = settings.installDir, from = settings.currentVersion
         var downloaded: UInt64 = 0
         var kind = "full"
         var fallback: String?
         var done = false
         if offer.kind == "delta" {
+            // Another run installing the same update meanwhile changes the tree: not the delta's fault.
+            try withFreshState { try requireStillAt(from) }
             if let reason = state.failedDeltas[offer.package.sha256] {
                 fallback = "this delta failed before (\(reason)); using the full package"
             } else if let expected = offer.fromTreeDigest,
@@ -362,7 +375,7 @@ public final class Updater: @unchecked Sendable {
                     downloaded += offer.package.size
                     defer { try? POSIX.unlink(file) }
                     do {
-                        try apply(file, expectedDigest: offer.treeDigest, version: offer.version)
+                        try apply(file, expectedDigest: offer.treeDigest, version: offer.version, from: from)
                         kind = "delta"
                         done = true
                     } catch let e as ClientError where e.category == "io" {
@@ -383,7 +396,7 @@ public final class Updater: @unchecked Sendable {
         if !done {
             let file = try await download(offer.full, kind: "full", to: offer.version, progress: progress)
             downloaded += offer.full.size
-            try apply(file, expectedDigest: offer.treeDigest, version: offer.version)
+            try apply(file, expectedDigest: offer.treeDigest, version: offer.version, from: from)
             try? POSIX.unlink(file)
         }
         let previous = settings.currentVersion
@@ -401,11 +414,12 @@ public final class Updater: @unchecked Sendable {
             } else {
                 let reason = "the health command failed after installing \(offer.version)"
                 // Unless another run (the restarted app's launches, a deadline) has rolled it back already.
-                try withFreshState {
-                    guard state.pending?.version == offer.version else { return }
-                    try rollbackLocked(reason: reason, category: "health")
+                let kept = try withFreshState {
+                    guard state.pending?.version == offer.version else { return false }
+                    return try !rollbackLocked(reason: reason, category: "health")
                 }
-                throw ClientError.install(category: "health", detail: reason + "; rolled back to \(previous)")
+                throw ClientError.install(category: "health", detail: reason + (kept
+                    ? "; it stays installed: there is no previous version to go back to" : "; rolled back to \(previous)"))
             }
         }
         return InstallResult(version: offer.version, previousVersion: previous, kind: kind, downloadedBytes: downloaded,
@@ -417,17 +431,31 @@ public final class Updater: @unchecked Sendable {
         url.hasPrefix("/") ? settings.serverURL + url : url
     }
 
-    func apply(_ bundle: String, expectedDigest: String, version: String) throws {
-        // Recorded before the tree changes, cleared with the version bookkeeping (settings saved first), so
-        // that a kill at any point is reconciled by `recoverInterrupted`.
-        state.installing = ClientState.Installing(version: version, previousVersion: settings.currentVersion, treeDigest: expectedDigest)
-        try saveState()
-        do {
-            try applyChecked(bundle, expectedDigest: expectedDigest)
-        } catch {
-            state.installing = nil
-            try? saveState()
-            throw error
+    /// Inside `withFreshState`: throws `nothingToDo` if another run has installed an update (or is
+    /// installing one) since this one found `from` installed.
+    func requireStillAt(_ from: String) throws {
+        guard settings.currentVersion == from, state.installing == nil else {
+            throw ClientError.nothingToDo("another run has installed \(state.installing?.version ?? settings.currentVersion) meanwhile")
+        }
+    }
+
+    /// Installs `bundle`, made for version `from`, holding the lock beside the settings: another run
+    /// that found the same update may have installed it since this one checked (the package was then
+    /// made for a tree that is gone, and applying the full package would replace that run's backup).
+    func apply(_ bundle: String, expectedDigest: String, version: String, from: String) throws {
+        try withFreshState {
+            try requireStillAt(from)
+            // Recorded before the tree changes, cleared with the version bookkeeping (settings saved first), so
+            // that a kill at any point is reconciled by `recoverInterrupted`.
+            state.installing = ClientState.Installing(version: version, previousVersion: settings.currentVersion, treeDigest: expectedDigest)
+            try saveState()
+            do {
+                try applyChecked(bundle, expectedDigest: expectedDigest)
+            } catch {
+                state.installing = nil
+                try? saveState()
+                throw error
+            }
         }
     }
 
@@ -492,33 +520,62 @@ public final class Updater: @unchecked Sendable {
         guard let loaded = state.pending, now() > loaded.deadline else { return }
         try withFreshState {
             guard let p = state.pending, now() > p.deadline else { return }
-            try rollbackLocked(reason: "\(p.version) was not confirmed by \(p.deadline)", category: "not_confirmed")
+            _ = try rollbackLocked(reason: "\(p.version) was not confirmed by \(p.deadline)", category: "not_confirmed")
         }
     }
 
     /// Restores the previous version from the backup (verified by its digest).
     public func rollback() throws -> String {
         try requireConfigured()
-        try withFreshState { try rollbackLocked(reason: "requested", category: "requested") }
+        _ = try withFreshState { try rollbackLocked(reason: "requested", category: "requested") }
         return settings.currentVersion
     }
 
     /// Rolls back and queues a report: `category` says why (requested, health, not_confirmed,
-    /// crash_loop); all but `requested` count against the release in the server's auto-pause.
-    func rollbackLocked(reason: String, category: String) throws {
+    /// crash_loop); all but `requested` count against the release in the server's auto-pause. The
+    /// rollback is recorded before the tree changes (`ClientState.rollingBack`), so that a run killed
+    /// meanwhile is reconciled at the next start. Where there is nothing to go back to (a first install,
+    /// or a backup changed since), an automatic rollback leaves the update installed and no longer
+    /// pending (reported as `no_backup`; a pending update that can never be rolled back would stop
+    /// every later check), and returns false; one the user asked for fails.
+    @discardableResult
+    func rollbackLocked(reason: String, category: String) throws -> Bool {
         let started = now()
-        do { try BundleApplier.rollback(directory: settings.installDir) } catch {
+        let dir = settings.installDir
+        let from = (try? Hex.encode(TreeDigest.compute(TreeScanner.scan(dir, lossyLinkTargets: true)))) ?? ""
+        let record = ClientState.RollingBack(fromVersion: settings.currentVersion, toVersion: state.pending?.previousVersion ?? state.previousVersion,
+                                             fromTreeDigest: from, category: category, startedAt: started)
+        state.rollingBack = record
+        try saveState()
+        do {
+            try BundleApplier.rollback(directory: dir)
+        } catch {
+            state.rollingBack = nil
+            if category != "requested", case PatcherError.noBackup = error {
+                queueReport(event(.rollback, outcome: "no_backup", from: settings.currentVersion, to: record.toVersion, kind: nil,
+                                  started: started, bytes: nil))
+                state.pending = nil
+                try saveState()
+                return false
+            }
+            try? saveState()
             throw ClientError.install(category: "rollback", detail: "\(error)")
         }
-        let back = state.pending?.previousVersion ?? state.previousVersion
-        if let back {
-            queueReport(event(.rollback, outcome: category, from: settings.currentVersion, to: back, kind: nil, started: started, bytes: nil))
-            state.previousVersion = settings.currentVersion
+        finishRollbackBookkeeping(record)
+        try saveSettings()
+        try saveState()
+        return true
+    }
+
+    /// The versions after a rollback, and its report.
+    func finishRollbackBookkeeping(_ r: ClientState.RollingBack) {
+        if let back = r.toVersion {
+            queueReport(event(.rollback, outcome: r.category, from: r.fromVersion, to: back, kind: nil, started: r.startedAt, bytes: nil))
+            state.previousVersion = r.fromVersion
             settings.currentVersion = back
         }
         state.pending = nil
-        try saveSettings()
-        try saveState()
+        state.rollingBack = nil
     }
 
     public struct Status: Sendable, Codable {

@@ -72,6 +72,11 @@ struct Check: AsyncParsableCommand {
             let u = try common.updater()
             let result = try await u.check(force: force || manual, manual: manual)
             switch result {
+            case .notDue(let next) where next == .distantFuture:
+                // frequency on-demand: no check is ever due.
+                if common.json { emit(["status": "not_due", "frequency": "on-demand"]) } else {
+                    print("not due: checks are on demand (frequency on-demand; use --force or --manual)")
+                }
             case .notDue(let next):
                 if common.json { emit(["status": "not_due", "next_check": ISO8601DateFormatter().string(from: next)]) } else {
                     print("not due: next check after \(next) (use --force)")

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import PatchFormat
+import Patcher
 import Testing
 import TestSupport
 import TreeIO
@@ -448,6 +449,13 @@ import UpdateServer
             if case .upToDate = try await u.check() {} else { Issue.record("first check should reach the server") }
             if case .notDue = try await u.check() {} else { Issue.record("a second daily check right away is not due") }
             if case .upToDate = try await u.check(force: true) {} else { Issue.record("--force checks anyway") }
+            // On demand: no check is ever due; only one the user asks for goes to the server.
+            try u.settings.set("frequency", "on-demand")
+            u.state.lastCheck = nil
+            if case .notDue(let next) = try await u.check() { #expect(next == .distantFuture) } else { Issue.record("on demand: not due") }
+            #expect(u.state.lastCheck == nil, "an on-demand client asked the server unasked")
+            if case .upToDate = try await u.check(manual: true) {} else { Issue.record("a manual check goes to the server") }
+            try u.settings.set("frequency", "daily")
             // An A/B variant's interval (unsigned, from the check response) is held to 60 s...30 days.
             u.state.variant = AssignedVariant(experiment: "e", variant: .init(name: "v", checkIntervalSeconds: Int.max))
             #expect(u.checkInterval == TimeInterval(30 * 24 * 3600))
@@ -455,6 +463,62 @@ import UpdateServer
             #expect(u.checkInterval == 60)
             u.state.variant = AssignedVariant(experiment: "e", variant: .init(name: "v", checkIntervalSeconds: 3600))
             #expect(u.checkInterval == 3600)
+        }
+    }
+
+    /// Two runs that found the same update: the second, once the first has installed it, installs
+    /// nothing (its package was made for a tree that is gone) and marks nothing failed; the backup
+    /// stays the version before, so a rollback returns to it.
+    @Test func twoRunsInstallingTheSameUpdateInstallItOnce() async throws {
+        try await Self.withServer { f, url in
+            let a = try Self.client(f, url, installed: "1.0.0")
+            let b = try Updater(paths: a.paths)
+            guard case .available = try await b.check(force: true) else { Issue.record("no offer"); return }
+            let r = try await a.install()
+            #expect(r.version == "1.1.0" && r.kind == "delta")
+            await #expect { _ = try await b.install() } throws: { error in
+                guard case ClientError.nothingToDo(let why) = error else { return false }
+                return why.contains("another run has installed 1.1.0")
+            }
+            let after = try Updater(paths: a.paths)
+            #expect(after.settings.currentVersion == "1.1.0" && after.state.failedDeltas.isEmpty)
+            #expect(try after.rollback() == "1.0.0")
+            #expect(try TreeSpec.digest(a.settings.installDir) == f.digest("1.0.0"))
+        }
+    }
+
+    /// A pending update with nothing to go back to (its backup changed since) is not rolled back when
+    /// its deadline passes, and does not stop the client: it stays installed, is no longer pending, and
+    /// the failed rollback is reported (`no_backup`). Asked for by the user, the rollback fails.
+    @Test func aPendingUpdateWithoutABackupStaysAndChecksGoOn() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            _ = try await u.install()
+            let backup = BundleApplier.backupPath(for: u.settings.installDir)
+            try Array("changed".utf8).withUnsafeBytes { try POSIX.writeNewFile(backup + "/added-later", $0, mode: 0o644) }
+            #expect(throws: ClientError.self) { _ = try Updater(paths: u.paths).rollback() }
+            let later = try Updater(paths: u.paths, now: { Date().addingTimeInterval(3600) })
+            let status = try later.status()
+            #expect(status.currentVersion == "1.1.0" && status.pending == nil)
+            #expect(later.state.unsentReports?.contains { $0.stage == .rollback && $0.outcome == "no_backup" } == true)
+            if case .upToDate = try await later.check(force: true) {} else { Issue.record("checks go on") }
+            #expect(try TreeSpec.digest(u.settings.installDir) == f.digest("1.1.0"))
+        }
+    }
+
+    /// Another update of the installation under way (the Patcher's lock held) makes a client that starts
+    /// meanwhile busy (exit 5), not an install failure.
+    @Test func anUpdateUnderWayMakesAStartingClientBusy() async throws {
+        try await Self.withServer { f, url in
+            let u = try Self.client(f, url, installed: "1.0.0")
+            _ = try await u.install()
+            let root = POSIX.directory(of: BundleApplier.backupPath(for: u.settings.installDir))
+            let held = try #require(try FileLock(path: root + "/lock", patience: 0))
+            defer { held.release() }
+            #expect { _ = try Updater(paths: u.paths) } throws: { error in
+                guard case ClientError.busy = error else { return false }
+                return true
+            }
         }
     }
 
@@ -576,6 +640,36 @@ final class LockedList: @unchecked Sendable {
                 }
             }
             #expect(sawOld && sawNew)
+        }
+    }
+
+    /// A rollback killed at each of its steps: the next start reconciles the versions with the tree
+    /// (the Patcher's journal finished or undid it), and an expired deadline afterwards never swaps
+    /// the rolled-back version in again: the tree ends as the version before, and is recorded so.
+    @Test func killedDuringRollbackTheRecordedVersionIsTheTree() async throws {
+        try await ClientTests.withServer { f, url in
+            let old = try f.digest("1.0.0")
+            var crashes = 0
+            for point in 1...60 {
+                let u = try ClientTests.client(f, url, installed: "1.0.0")
+                try u.settings.set("telemetry", "off")
+                try u.paths.save(u.settings)
+                _ = try await Updater(paths: u.paths).install()
+                let r = try await Run.processOffPool(Self.binary, ["rollback", "--config", u.paths.config],
+                                                     environment: ["PHOENIX_CRASH_AT": "\(point)"])
+                if !r.signaled {
+                    #expect(r.status == 0, "rollback without a crash failed: \(r.stderr)")
+                    break
+                }
+                crashes += 1
+                let later = try Updater(paths: u.paths, now: { Date().addingTimeInterval(24 * 3600) })
+                let status = try later.status()
+                let digest = try TreeSpec.digest(u.settings.installDir)
+                #expect(digest == old && status.currentVersion == "1.0.0" && status.pending == nil,
+                        "crash at \(point): tree \(digest == old ? "1.0.0" : "not 1.0.0"), recorded \(status.currentVersion)")
+                #expect(later.state.rollingBack == nil)
+            }
+            #expect(crashes >= 3, "only \(crashes) crash points")
         }
     }
 
