@@ -135,6 +135,23 @@ import UpdateServer
         #expect(try catalog.unfinishedDeltas().isEmpty && catalog.deltas(platform: ServerFixture.platform).allSatisfy { $0.state == .ready })
     }
 
+    /// A delta whose result the catalog could not take (busy past its timeout) is left claimed by the
+    /// process that made it; that process's next run of the jobs makes it again, where before its own
+    /// claim kept it from the job for as long as it lived (offered as full packages only).
+    @Test func aDeltaLeftClaimedByThisProcessIsMadeByItsNextRun() throws {
+        let f = try ServerFixture(publish: false)
+        let p = ServerFixture.platform
+        for v in ["1.0.0", "1.0.1"] { _ = try f.service.publish(.init(platform: p, version: v), bundleDirectory: f.trees[v]!) }
+        // As a run leaves it when recording fails: running, claimed by this process.
+        let claimed = try #require(try f.service.catalog.claimDelta(owner: f.service.claims.token, isAlive: { _ in true }))
+        #expect(try f.service.catalog.unfinishedDeltas().map(\.state) == [.running])
+        f.service.runPendingJobs()
+        #expect(try f.service.catalog.unfinishedDeltas().isEmpty)
+        #expect(try f.service.catalog.deltas(platform: p).contains {
+            $0.fromVersion == claimed.fromVersion && $0.toVersion == claimed.toVersion && $0.state == .ready
+        })
+    }
+
     @Test func aLockedCatalogStillAnswersChecksAndWritesGet503WithRetryAfter() async throws {
         let f = try ServerFixture { $0.catalogBusyTimeoutSeconds = 0.3 }
         let path = f.service.configuration.dataDirectory + "/catalog.sqlite"

@@ -32,6 +32,8 @@ public final class UpdateService: @unchecked Sendable {
     /// This process's claim on the delta jobs it makes (`ClaimToken`).
     public let claims: ClaimToken
     private var jobsRunning = false
+    /// Calls of `runPendingJobs` under way in this process.
+    private var jobRuns = 0
     private var jobsRequested = false
 
     public var treesDirectory: String { configuration.dataDirectory + "/trees" }
@@ -258,6 +260,14 @@ public final class UpdateService: @unchecked Sendable {
         let record = ReleaseRecord(platform: request.platform, version: version.description, channel: request.channel,
                                    changelog: request.changelog, published: Date(), fullSHA256: stored.sha256,
                                    fullSize: stored.size, treeDigest: info.newTreeDigest, critical: request.critical)
+        // From reading the releases to inserting this one, one publish of the platform at a time (the
+        // versions' locks are another's each): a release committed between another publish's read and
+        // its insert got no delta into it, and two first releases both skipped the phased rollout.
+        guard let platformLock = try FileLock(path: platformDir + "/.catalog.lock", patience: 60) else {
+            try? POSIX.removeTree(tree)
+            throw ServerError.conflict("another publish of \(request.platform) held its catalog lock for a minute; try again")
+        }
+        defer { platformLock.release() }
         // Deltas into this one from the previous K releases of each channel that sees it.
         let published = try catalog.releases(platform: request.platform)
         let existing = published.compactMap { r in
@@ -302,11 +312,18 @@ public final class UpdateService: @unchecked Sendable {
     /// applying it to a copy of its source tree and comparing the result with the target's digest, and
     /// dropped when it is not smaller than the policy threshold.
     public func runPendingJobs() {
+        // This process's own claims are the jobs it is making, unless no other call here is making
+        // any: then they are jobs whose result the catalog could not take (busy past its timeout),
+        // made again rather than left claimed for as long as the process lives.
+        let alone = lock.withLock { jobRuns += 1; return jobRuns == 1 }
+        defer { lock.withLock { jobRuns -= 1 } }
+        let token = claims.token
+        let isAlive = { [claims] (owner: String) in owner == token ? !alone : claims.isAlive(owner) }
         while true {
             // Claimed, so that a server and a `phoenix-server publish` on the same data directory do not
             // both make it (each takes hundreds of MB); one left by a process that died is taken over.
             let next: DeltaRecord?
-            do { next = try catalog.claimDelta(owner: claims.token, isAlive: claims.isAlive) } catch {
+            do { next = try catalog.claimDelta(owner: token, isAlive: isAlive) } catch {
                 logger.error("cannot read the job list", metadata: ["error": "\(error)"])
                 return
             }
