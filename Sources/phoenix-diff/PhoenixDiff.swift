@@ -40,6 +40,16 @@ struct PhoenixDiff: ParsableCommand {
             update is finished or undone by `phoenix-diff recover DIR`)
 
             """, ExitStatus.ioError.rawValue)
+        // Paths are Swift strings: an argument that is not UTF-8 would be read with its bad bytes
+        // replaced (U+FFFD), naming another file, which would then be read, patched or created in its
+        // place. Refused, saying which.
+        for k in 1..<Int(CommandLine.argc) {
+            guard let raw = CommandLine.unsafeArgv[k], String(validatingCString: raw) == nil else { continue }
+            let shown = UnsafeBufferPointer(start: UnsafeRawPointer(raw).assumingMemoryBound(to: UInt8.self), count: strlen(raw))
+                .map { $0 >= 0x20 && $0 < 0x7F ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16, uppercase: true) }.joined()
+            FileHandleStderr.write("phoenix-diff: argument \(k) (\(shown)) is not valid UTF-8: phoenix-diff takes UTF-8 paths only (rename the file)\n")
+            Glibc.exit(ExitStatus.usage.rawValue)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()

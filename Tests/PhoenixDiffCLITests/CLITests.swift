@@ -70,6 +70,26 @@ enum CLI {
         #expect(try dir.listing().filter { ["p1", "p2", "p3", "p4", "out"].contains($0) || $0.contains("phx-tmp") } == [])
     }
 
+    /// A path argument that is not UTF-8 is refused. Read as a Swift string its bad byte became U+FFFD,
+    /// so `apply --in-place` on `a\xFF` patched the file named `a` U+FFFD instead, and an output was
+    /// created under the other name.
+    @Test func pathsThatAreNotUTF8AreRefusedNotReadAsAnother() throws {
+        let b = CLI.binary
+        let r = try Run.process("/bin/bash", ["-c", """
+            bad=$(printf 'a\\377'); other=$(printf 'a\\357\\277\\275')
+            cp old "$bad"; cp old "$other"
+            '\(b)' make --quiet old new p
+            '\(b)' apply --quiet --in-place "$bad" p; echo "in-place $?"
+            '\(b)' apply --quiet old p "$(printf 'out\\377')"; echo "output $?"
+            cmp -s old "$other" && echo "other untouched"
+            cmp -s old "$bad" && echo "named untouched"
+            ls | grep -c '^out'; true
+            """], cwd: dir.path)
+        let lines = r.stdout.split(whereSeparator: \.isNewline).map(String.init)
+        #expect(lines == ["in-place 1", "output 1", "other untouched", "named untouched", "0"], "\(r.stdout) \(r.stderr)")
+        #expect(r.stderr.components(separatedBy: "is not valid UTF-8").count == 3 && r.stderr.contains("a\\xFF"), "\(r.stderr)")
+    }
+
     /// Outputs that must not be replaced, and inputs that must not be lost: the patch written over an
     /// input (`make old new old` destroyed old, which the patch needs), a FIFO (as root, a device) at
     /// the output path, a directory that does not exist (refused before the diff runs). In place
