@@ -460,11 +460,33 @@ public enum BundleApplier {
         }
         try streams.finish()
         try lookahead?.finish()
+        // Over an installation, by a delta or a full bundle.
+        if POSIX.isDirectory(state.directory) { try keepOwners(new, state: state) }
         // Directory modes last, deepest first, so that read-only directories can still be filled.
         for e in new.reversed() where e.kind == .directory {
             try POSIX.chmod(state.staging + "/" + e.path, mode_t(e.mode))
         }
         return (files, written)
+    }
+
+    /// Run as root (an updater updating a user's installation), the staged tree would be root's: each
+    /// entry gets the owner and group of the installation's entry at its path, or of the installation
+    /// itself for a new one, as `cp -p` and `apply --in-place` keep a file's (a bundle carries no
+    /// owners). Files the installation lends by hard link are its own already. Another user cannot
+    /// give files away, and what it writes is its own.
+    static func keepOwners(_ new: [TreeEntry], state: State) throws {
+        guard geteuid() == 0 else { return }
+        let root = try POSIX.lstat(state.directory)
+        for e in [nil] + new {
+            let staged = state.staging + (e.map { "/" + $0.path } ?? "")
+            // (Not there, or not reachable: a file where the new tree has a directory on the way.)
+            let owner = e.flatMap { (try? POSIX.lstatIfExists(state.directory + "/" + $0.path)) ?? nil } ?? root
+            let now = try POSIX.lstat(staged)
+            guard now.st_uid != owner.st_uid || now.st_gid != owner.st_gid else { continue }
+            try POSIX.lchown(staged, owner.st_uid, owner.st_gid)
+            // A change of owner clears a file's set-user-ID and set-group-ID bits: its mode again.
+            if let e, e.kind == .file, e.mode & 0o6000 != 0 { try POSIX.chmod(staged, mode_t(e.mode)) }
+        }
     }
 
     static func linkOrCopy(_ from: String, _ to: String, mode: UInt16, sha256: [UInt8]) throws {

@@ -77,6 +77,37 @@ import TreeIO
         #expect(try BundleApplier.recover(directory: install) == .clean)
     }
 
+    /// Applied by root to an installation another user owns (an updater run as root), the new tree keeps
+    /// the installation's owners: each entry its installed counterpart's (one file here another
+    /// user's), a new one the installation's. Before, every changed file and directory became root's
+    /// and the user could no longer read the installation. By a delta and by a full bundle.
+    @Test func rootKeepsTheInstallationsOwners() throws {
+        guard geteuid() == 0 else {
+            print("BundleTests: not root; the ownership test is skipped")
+            return
+        }
+        let dir = try TemporaryDirectory()
+        let (old, new) = try Self.trees(dir)
+        let delta = dir.file("delta.bundle"), full = dir.file("full.bundle")
+        _ = try BundleMaker.make(oldRoot: old, newRoot: new, to: delta)
+        _ = try BundleMaker.make(oldRoot: nil, newRoot: new, to: full)
+        for bundle in [delta, full] {
+            let install = dir.file("app-" + POSIX.fileName(of: bundle))
+            try TreeSpec.copy(old, install)
+            #expect(try Run.process("/bin/chown", ["-R", "-h", "65534:65534", install]).status == 0)
+            #expect(try Run.process("/bin/chown", ["-h", "1234:4321", install + "/README.md"]).status == 0)
+            try BundleApplier.apply(directory: install, bundlePath: bundle)
+            #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+            let paths = [""] + (FileManager.default.enumerator(atPath: install)?.compactMap { $0 as? String } ?? [])
+            #expect(paths.count > 20)
+            for p in paths {
+                let st = try POSIX.lstat(p.isEmpty ? install : install + "/" + p)
+                let (uid, gid): (uid_t, gid_t) = p == "README.md" ? (1234, 4321) : (65534, 65534)
+                #expect(st.st_uid == uid && st.st_gid == gid, "\(POSIX.fileName(of: bundle)): \(p.isEmpty ? "the installation" : p) is \(st.st_uid):\(st.st_gid)")
+            }
+        }
+    }
+
     /// An installation reached through a symbolic link (`app -> app-1.0`, a common layout) is updated
     /// where the link points: the link stays a link, the directory keeps its own mode. Before, the link
     /// was swapped for the new tree, which took the link's mode: a world-writable 0777 root.

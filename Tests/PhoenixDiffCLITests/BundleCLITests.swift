@@ -180,6 +180,26 @@ import TreeIO
         #expect(failures >= 3, "only \(failures) steps failed with the disk full")
     }
 
+    /// `apply DIR PATCH` with a PATCH that is not a bundle says what it is: a file patch (a usage
+    /// error), or not a patch at all (exit 2, naming the magic or the short file). Before, each was
+    /// told it was missing NEW.
+    @Test func aDirectoryWithSomethingOtherThanABundleSaysWhatItIs() throws {
+        let install = dir.file("magic-app")
+        try TreeSpec.copy(old, install)
+        try Array<UInt8>().withUnsafeBytes { try POSIX.writeNewFile(dir.file("empty.phxb"), $0, mode: 0o644) }
+        try Array("<html>404</html>".utf8).withUnsafeBytes { try POSIX.writeNewFile(dir.file("page.phxb"), $0, mode: 0o644) }
+        try Array("1234".utf8).withUnsafeBytes { try POSIX.writeNewFile(dir.file("f1"), $0, mode: 0o644) }
+        try Array("1235".utf8).withUnsafeBytes { try POSIX.writeNewFile(dir.file("f2"), $0, mode: 0o644) }
+        #expect(try CLI.run("make", "--quiet", dir.file("f1"), dir.file("f2"), dir.file("file.phx")).status == 0)
+        let empty = try CLI.run("apply", install, dir.file("empty.phxb"))
+        #expect(empty.status == 2 && empty.stderr.contains("magic") && empty.stderr.contains("only 0"), "\(empty.stderr)")
+        let page = try CLI.run("apply", install, dir.file("page.phxb"))
+        #expect(page.status == 2 && page.stderr.contains("unknown magic \"<html>40\""), "\(page.stderr)")
+        let file = try CLI.run("apply", install, dir.file("file.phx"))
+        #expect(file.status == 1 && file.stderr.contains("is a file patch"), "\(file.stderr)")
+        #expect(try TreeSpec.digest(install) == TreeSpec.digest(old))
+    }
+
     /// An installation that is a mount point cannot be renamed, so no switch can be done: `apply` fails
     /// with the installation untouched and nothing left behind, and a run killed once the update was
     /// staged is abandoned by `recover` (retried at every start, the switch would fail every later
