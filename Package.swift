@@ -33,6 +33,7 @@ let package = Package(
         .systemLibrary(name: "CBzip2", path: "Sources/CBzip2", providers: [.apt(["libbz2-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "CLzma", path: "Sources/CLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CDivSufSort", path: "Sources/CDivSufSort", pkgConfig: "libdivsufsort64",
@@ -47,7 +48,7 @@ let package = Package(
         .target(name: "PatchFormat", dependencies: ["CBzip2", "CZlib", "CZstd", "CLzma", "CCrypto"]),
         // Walking, hashing and writing directory trees (bundles), shared by the make and apply sides.
         .target(name: "TreeIO", dependencies: ["PatchFormat", "CPhoenixSys"]),
-        .target(name: "DiffEngine", dependencies: ["PatchFormat", "TreeIO", "CDivSufSort", "CPhoenixSys"]),
+        .target(name: "DiffEngine", dependencies: ["PatchFormat", "TreeIO", "CDivSufSort", "CPhoenixSys", "CXXHash"]),
         .target(name: "Patcher", dependencies: ["PatchFormat", "TreeIO"]),
         .executableTarget(
             name: "phoenix-diff",

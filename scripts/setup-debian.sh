@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  libbz2-dev zlib1g-dev libzstd-dev liblzma-dev libssl-dev libdivsufsort-dev pkg-config \
+  libbz2-dev zlib1g-dev libzstd-dev liblzma-dev libssl-dev libdivsufsort-dev libxxhash-dev pkg-config \
   bsdiff zstd xdelta3 time bc curl ca-certificates chromium fonts-dejavu-core openssl >/dev/null
 # Python's bsdiff4 builds patches for the interop tests; use the python3 that is first on PATH.
 if ! python3 -c 'import bsdiff4' 2>/dev/null; then

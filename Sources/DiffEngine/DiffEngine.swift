@@ -77,7 +77,7 @@ public enum DiffEngine {
     /// `makePatch` with `old` indexed already (`makePatchFile` maps new only after that for the suffix
     /// array; the chains' block scan reads it first and drops its pages). With
     /// `newPages`, `new` is that mapping: its pages are dropped behind each pass (`match`), and new is
-    /// checked again at the end (`InputDigest.matches`: a CRC-32 of each 4 MiB part), so that a file
+    /// checked again at the end (`InputDigest.matches`: an XXH64 of each 4 MiB part), so that a file
     /// changed meanwhile is an error, not a patch whose digest does not match what it makes. With
     /// `oldPages`, `old` is mapped and checked at the end the same way (against the index's digest).
     static func makePatch<Index: MatchIndex & ~Copyable>(index: consuming Index, old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer,
@@ -92,7 +92,7 @@ public enum DiffEngine {
         }
         defer { newDigest.wait() }
         let oldDigest = index.digest ?? (oldPages == nil ? InputDigest(sha256: old) : InputDigest(hashing: old))
-        precondition(oldPages == nil || oldDigest.partCRCs.count == InputDigest.parts(of: old.count).count,
+        precondition(oldPages == nil || oldDigest.partHashes.count == InputDigest.parts(of: old.count).count,
                      "a mapped old is checked against its parts: index it with hashing: .withParts")
         let level = options.level ?? options.codec.defaultLevel
         // phx: control, diff-runs, diff-literals, extra. BSDIFF40: control, diff, extra.

@@ -19,7 +19,7 @@ func besideAnotherCore<T: ~Copyable>(threads: Int, _ side: @escaping @Sendable (
 
 /// What matching needs of old, built once before new is looked at (`OldIndex` or `ChainIndex`).
 protocol MatchIndex: ~Copyable {
-    /// Old's digest (SHA-256 and the parts' CRC-32s), when it was computed while indexing.
+    /// Old's digest (SHA-256 and the parts' XXH64s), when it was computed while indexing.
     var digest: InputDigest? { get }
     /// The index's memory while matching, for `count` bytes of old.
     static func matchingBytes(count: Int) -> Int

@@ -328,7 +328,7 @@ func keyRangeErrors(_ table: PrefixRanges.View, positions: [Int], text: [UInt8])
             #expect(index.digest?.sha256 == SHA256Hasher.hash(old))
             #expect(index.digest?.matches(o, threads: 2) == true)
             let memory = try OldIndex(o.bindMemory(to: UInt8.self), threads: 2, hashing: .sha256)
-            #expect(memory.digest?.sha256 == SHA256Hasher.hash(old) && memory.digest?.partCRCs == [])
+            #expect(memory.digest?.sha256 == SHA256Hasher.hash(old) && memory.digest?.partHashes == [])
             let plain = try OldIndex(o.bindMemory(to: UInt8.self), threads: 1)
             #expect(plain.digest == nil)
         }

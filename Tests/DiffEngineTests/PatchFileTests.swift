@@ -59,8 +59,8 @@ import TreeIO
         let size = 2 * InputDigest.partSize + 12_345
         let bytes = rng.bytes(size)
         let digest = bytes.withUnsafeBytes { InputDigest(hashing: $0) }
-        #expect(digest.sha256 == SHA256Hasher.hash(bytes) && digest.partCRCs.count == 3)
-        #expect(bytes.withUnsafeBytes { InputDigest(sha256: $0) }.partCRCs.isEmpty)
+        #expect(digest.sha256 == SHA256Hasher.hash(bytes) && digest.partHashes.count == 3)
+        #expect(bytes.withUnsafeBytes { InputDigest(sha256: $0) }.partHashes.isEmpty)
         for threads in [1, 2, 3] {
             let seen = Seen()
             #expect(bytes.withUnsafeBytes { b in digest.matches(b, threads: threads) { r in seen.ranges.withLock { $0.append(r) } } },
