@@ -32,11 +32,11 @@ public enum DiffEngine {
     /// 5.6n for equal sizes with nothing in blocks or left out, against bsdiff 4.3's 17n+; the peak is
     /// the chains' build (4 bytes a position placed, only the positions a search reads) or matching
     /// (old, the packed index, the tuples). Measured peak RSS of `phoenix-diff make` (`makePatchFile`;
-    /// the peer benchmark, GNU time, 2026-11-30 21:54 UTC), default index, against HDiffPatch's
-    /// `hdiffz -m` (v5.1.3, which block-matches first and streams the files): 45.0 MB on the 10.5 MB
-    /// numpy pair (hdiffz 35.3), 125.0 MB on ruff, 24.5 MB (149.2), 183.6 MB on pyarrow, 55 MB
-    /// (193.1), 57.2 MB on the 27 MB Django tar (7.2), 753.5 MB on polars, 221 MB (1.21 GB); the
-    /// suffix array: 72.2, 153.0, 317.8, 169.9 MB and 1.21 GB. About 12 MB of each is the process
+    /// the peer benchmark, GNU time, 2026-12-01 01:12 UTC; polars 2026-11-30 21:59), default index,
+    /// against HDiffPatch's `hdiffz -m` (v5.1.3, which block-matches first and streams the files):
+    /// 45.0 MB on the 10.5 MB numpy pair (hdiffz 35.3), 124.3 MB on ruff, 24.5 MB (149.3), 183.7 MB on
+    /// pyarrow, 55 MB (193.2), 60.3 MB on the 27 MB Django tar (7.3), 753.5 MB on polars, 221 MB
+    /// (1.21 GB); the suffix array: 72.2, 151.1, 319.8, 166.3 MB and 1.21 GB. About 12 MB of each is the process
     /// itself (`phoenix-diff --help` peaks at 12.3 MB). Called with both buffers in
     /// memory, indexing also holds `new`. For a hard cap, use `makePatchFile` with
     /// `DiffOptions.memoryLimit`.
