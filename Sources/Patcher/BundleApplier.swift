@@ -34,6 +34,8 @@ public struct BundleApplyResult: Sendable, Equatable, Codable {
     public var bytesWritten: UInt64
     /// Where the replaced version is kept (for `rollback`), if there was one.
     public var backup: String?
+    /// The installation was the bundle's new tree already: nothing was done.
+    public var unchanged = false
 }
 
 public enum RecoveryOutcome: String, Sendable, Codable {
@@ -239,6 +241,15 @@ public enum BundleApplier {
         let old = exists ? try TreeScanner.scan(state.directory, threads: options.threads, lossyLinkTargets: true) : []
         let oldDigest = TreeDigest.compute(old)
         if !header.isFull && !exists { throw missingInstallation(state) }
+        // Applied a second time (a retried script, a client run after another's), the update is done
+        // already: nothing to do, and the backup stays the version before (a full bundle would
+        // otherwise keep the new tree as the backup of itself).
+        if exists && oldDigest == header.newDigest && oldDigest != header.oldDigest {
+            let digest = Hex.encode(oldDigest)
+            return BundleApplyResult(directory: state.directory, oldDigest: digest, newDigest: digest, entries: old.count,
+                                     filesWritten: 0, bytesWritten: 0, backup: POSIX.isDirectory(state.backup) ? state.backup : nil,
+                                     unchanged: true)
+        }
         if !header.isFull && oldDigest != header.oldDigest {
             throw PatcherError.installationMismatch(directory: state.directory, detail: describeMismatch(state, old: old, manifest: manifest))
         }

@@ -89,6 +89,8 @@ struct ApplyCommand: ParsableCommand {
         if output.quiet { return }
         if json {
             printJSON(result)
+        } else if result.unchanged {
+            print("\(result.directory): already the bundle's new tree \(result.newDigest.prefix(16)); nothing was changed")
         } else {
             print("\(result.directory): updated to tree \(result.newDigest.prefix(16)) (\(result.entries) entries, "
                   + "\(result.filesWritten) files written, \(formatBytes(result.bytesWritten))), previous version kept for "

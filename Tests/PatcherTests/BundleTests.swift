@@ -195,6 +195,10 @@ import TreeIO
         try BundleApplier.apply(directory: broken, bundlePath: bundle)
         #expect(try TreeSpec.digest(broken) == TreeSpec.digest(new))
         #expect(try TreeSpec.digest(dir.file(".broken.phoenix/backup")) == brokenDigest)
+        // Again: nothing to do, and the backup is not replaced by a copy of the new tree.
+        let again = try BundleApplier.apply(directory: broken, bundlePath: bundle)
+        #expect(again.unchanged && again.filesWritten == 0)
+        #expect(try TreeSpec.digest(dir.file(".broken.phoenix/backup")) == brokenDigest)
     }
 
     /// Refused before anything is made: no installation, no state directory beside it (its lock), no
