@@ -69,9 +69,10 @@ public final class Updater: @unchecked Sendable {
             finishInstallBookkeeping(version: i.version, previous: i.previousVersion)
         }
         state.installing = nil
-        if let r = state.rollingBack {
+        if let r = state.rollingBack, !digest.isEmpty {
             // The tree is no longer the one rolled back from: the rollback was done. (Still that tree:
-            // it was undone, and whatever asked for it (a deadline, a crash loop) asks again.)
+            // it was undone, and whatever asked for it (a deadline, a crash loop) asks again.) A tree
+            // that cannot be read now is settled at a later start.
             if digest != r.fromTreeDigest { finishRollbackBookkeeping(r) }
             state.rollingBack = nil
         }
@@ -542,7 +543,10 @@ public final class Updater: @unchecked Sendable {
     func rollbackLocked(reason: String, category: String) throws -> Bool {
         let started = now()
         let dir = settings.installDir
-        let from = (try? Hex.encode(TreeDigest.compute(TreeScanner.scan(dir, lossyLinkTargets: true)))) ?? ""
+        let from: String
+        do { from = Hex.encode(TreeDigest.compute(try TreeScanner.scan(dir, lossyLinkTargets: true))) } catch {
+            throw ClientError.install(category: "rollback", detail: "cannot read the installation \(dir): \(error)")
+        }
         let record = ClientState.RollingBack(fromVersion: settings.currentVersion, toVersion: state.pending?.previousVersion ?? state.previousVersion,
                                              fromTreeDigest: from, category: category, startedAt: started)
         state.rollingBack = record

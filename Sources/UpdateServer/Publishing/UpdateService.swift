@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PatchFormat
 import Patcher
+import Synchronization
 import TreeIO
 import UpdateModels
 
@@ -33,7 +34,7 @@ public final class UpdateService: @unchecked Sendable {
     public let claims: ClaimToken
     private var jobsRunning = false
     /// Calls of `runPendingJobs` under way in this process.
-    private var jobRuns = 0
+    private let jobRuns = Atomic<Int>(0)
     private var jobsRequested = false
 
     public var treesDirectory: String { configuration.dataDirectory + "/trees" }
@@ -313,12 +314,14 @@ public final class UpdateService: @unchecked Sendable {
     /// dropped when it is not smaller than the policy threshold.
     public func runPendingJobs() {
         // This process's own claims are the jobs it is making, unless no other call here is making
-        // any: then they are jobs whose result the catalog could not take (busy past its timeout),
-        // made again rather than left claimed for as long as the process lives.
-        let alone = lock.withLock { jobRuns += 1; return jobRuns == 1 }
-        defer { lock.withLock { jobRuns -= 1 } }
+        // any (asked at each claim): then they are jobs whose result the catalog could not take (busy
+        // past its timeout), made again rather than left claimed for as long as the process lives.
+        jobRuns.add(1, ordering: .sequentiallyConsistent)
+        defer { jobRuns.subtract(1, ordering: .sequentiallyConsistent) }
         let token = claims.token
-        let isAlive = { [claims] (owner: String) in owner == token ? !alone : claims.isAlive(owner) }
+        let isAlive = { [self] (owner: String) in
+            owner == token ? jobRuns.load(ordering: .sequentiallyConsistent) > 1 : claims.isAlive(owner)
+        }
         while true {
             // Claimed, so that a server and a `phoenix-server publish` on the same data directory do not
             // both make it (each takes hundreds of MB); one left by a process that died is taken over.
