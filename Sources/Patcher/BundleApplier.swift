@@ -43,7 +43,8 @@ public enum RecoveryOutcome: String, Sendable, Codable {
     case clean
     /// An interrupted switch was completed: the tree is the new version.
     case finished
-    /// An interrupted staging was discarded: the tree is the old version.
+    /// An interrupted staging was discarded, or a staged update whose switch cannot be done (a mount
+    /// point): the tree is the old version.
     case undone
 }
 
@@ -472,7 +473,7 @@ public enum BundleApplier {
         try streams.finish()
         try lookahead?.finish()
         // Over an installation, by a delta or a full bundle.
-        if POSIX.isDirectory(state.directory) { try keepOwners(new, state: state) }
+        if POSIX.isDirectory(state.directory) { try keepOwners(new, operations: operations, manifest: manifest, state: state) }
         // Directory modes last, deepest first, so that read-only directories can still be filled.
         for e in new.reversed() where e.kind == .directory {
             try POSIX.chmod(state.staging + "/" + e.path, mode_t(e.mode))
@@ -481,19 +482,34 @@ public enum BundleApplier {
     }
 
     /// Run as root (an updater updating a user's installation), the staged tree would be root's: each
-    /// entry gets the owner and group of the installation's entry at its path, or of the installation
-    /// itself for a new one, as `cp -p` and `apply --in-place` keep a file's (a bundle carries no
-    /// owners). Files the installation lends by hard link are its own already. Another user cannot
-    /// give files away, and what it writes is its own.
-    static func keepOwners(_ new: [TreeEntry], state: State) throws {
+    /// entry gets the owner and group of the installation's entry at its path, else of the file it is
+    /// copied or moved from, else of the installation itself, as `cp -p` and `apply --in-place` keep a
+    /// file's (a bundle carries no owners). A staged file that is a hard link to an installed one is
+    /// that file: where its owner must change, it becomes a copy first, so that the installation (and
+    /// with it the backup) is never touched. Another user cannot give files away, and what it writes
+    /// is its own.
+    static func keepOwners(_ new: [TreeEntry], operations: [PathKey: BundleOp], manifest: BundleManifest, state: State) throws {
         guard geteuid() == 0 else { return }
         let root = try POSIX.lstat(state.directory)
+        // (Not there, or not reachable: a file where the new tree has a directory on the way.)
+        func installed(_ path: String) -> stat? { (try? POSIX.lstatIfExists(state.directory + "/" + path)) ?? nil }
         for e in [nil] + new {
             let staged = state.staging + (e.map { "/" + $0.path } ?? "")
-            // (Not there, or not reachable: a file where the new tree has a directory on the way.)
-            let owner = e.flatMap { (try? POSIX.lstatIfExists(state.directory + "/" + $0.path)) ?? nil } ?? root
+            var owner = root
+            if let e {
+                if let same = installed(e.path) {
+                    owner = same
+                } else if case .file(_, _, _, .copy(let source))? = operations[PathKey(e.path)], let from = installed(manifest.touched[source].path) {
+                    owner = from
+                }
+            }
             let now = try POSIX.lstat(staged)
             guard now.st_uid != owner.st_uid || now.st_gid != owner.st_gid else { continue }
+            if let e, e.kind == .file, now.st_nlink > 1 {
+                let copy = state.staging + "/.phoenix-owner-copy"
+                try copyVerified(staged, copy, mode: e.mode, sha256: e.sha256)
+                try POSIX.rename(copy, staged)
+            }
             try POSIX.lchown(staged, owner.st_uid, owner.st_gid)
             // A change of owner clears a file's set-user-ID and set-group-ID bits: its mode again.
             if let e, e.kind == .file, e.mode & 0o6000 != 0 { try POSIX.chmod(staged, mode_t(e.mode)) }

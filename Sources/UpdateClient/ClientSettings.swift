@@ -274,8 +274,8 @@ public struct ClientPaths: Sendable {
     /// Saves the settings this run changed since it loaded `base`, over what is on disk now: another
     /// run (a timer's check during a user's install, `settings set` meanwhile) may have saved since,
     /// and a whole-file save lost its changes. Field by field, this run's changed fields win; the rest
-    /// are the file's. Under a lock beside the file, held for the read and the write only. Returns
-    /// what was written.
+    /// are the file's. Under the lock beside the file (`whileLocked`: a save waits while another run
+    /// applies an install or a rollback). Returns what was written.
     public func save(_ mine: ClientSettings, since base: ClientSettings) throws -> ClientSettings {
         try whileLocked {
             let merged = try merged(mine, since: base).merged
@@ -341,9 +341,10 @@ public struct ClientPaths: Sendable {
         return try decoder().decode(T.self, from: JSONSerialization.data(withJSONObject: out))
     }
 
-    /// Runs `body` holding the lock file beside the settings (flock). Held for a read and write, or
-    /// for a rollback of the installed tree (which hashes it): waited on for up to `lockPatience`
-    /// seconds (2 minutes unless a test shortens it), then `ClientError.busy`.
+    /// Runs `body` holding the lock file beside the settings (flock). Held for a read and write, for a
+    /// rollback of the installed tree (which hashes it), or for the apply of an install (so that two
+    /// runs that found the same update install it once): waited on for up to `lockPatience` seconds
+    /// (2 minutes unless a test shortens it), then `ClientError.busy`.
     func whileLocked<R>(_ body: () throws -> R) throws -> R {
         let dir = POSIX.directory(of: config)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

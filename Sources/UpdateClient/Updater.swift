@@ -64,6 +64,13 @@ public final class Updater: @unchecked Sendable {
     /// by now).
     private func finishInterruptedInstall() throws {
         guard state.installing != nil || state.rollingBack != nil else { return }
+        // Under the lock: a run still applying or rolling back holds it, and its record is its own to
+        // settle (settled twice, a rollback would be reported twice).
+        try withFreshState { try settleInterrupted() }
+    }
+
+    private func settleInterrupted() throws {
+        guard state.installing != nil || state.rollingBack != nil else { return }
         let digest = (try? Hex.encode(TreeDigest.compute(TreeScanner.scan(settings.installDir, lossyLinkTargets: true)))) ?? ""
         if let i = state.installing, digest == i.treeDigest {
             finishInstallBookkeeping(version: i.version, previous: i.previousVersion)

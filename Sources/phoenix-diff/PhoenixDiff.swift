@@ -43,7 +43,7 @@ struct PhoenixDiff: ParsableCommand {
         // Paths are Swift strings: an argument that is not UTF-8 would be read with its bad bytes
         // replaced (U+FFFD), naming another file, which would then be read, patched or created in its
         // place. Refused, saying which.
-        for k in 1..<Int(CommandLine.argc) {
+        for k in stride(from: 1, to: Int(CommandLine.argc), by: 1) {
             guard let raw = CommandLine.unsafeArgv[k], String(validatingCString: raw) == nil else { continue }
             let shown = UnsafeBufferPointer(start: UnsafeRawPointer(raw).assumingMemoryBound(to: UInt8.self), count: strlen(raw))
                 .map { $0 >= 0x20 && $0 < 0x7F ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16, uppercase: true) }.joined()

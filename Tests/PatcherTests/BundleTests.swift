@@ -78,9 +78,11 @@ import TreeIO
     }
 
     /// Applied by root to an installation another user owns (an updater run as root), the new tree keeps
-    /// the installation's owners: each entry its installed counterpart's (one file here another
-    /// user's), a new one the installation's. Before, every changed file and directory became root's
-    /// and the user could no longer read the installation. By a delta and by a full bundle.
+    /// the installation's owners: each entry its installed counterpart's (two files here another
+    /// user's, one patched, one also copied to a new path), a copy its source's, a new one the
+    /// installation's; the installation itself (so the backup) is not touched, though unchanged and
+    /// copied files are staged as hard links to it. Before, every changed file and directory became
+    /// root's and the user could no longer read the installation. By a delta and by a full bundle.
     @Test func rootKeepsTheInstallationsOwners() throws {
         guard geteuid() == 0 else {
             print("BundleTests: not root; the ownership test is skipped")
@@ -95,14 +97,18 @@ import TreeIO
             let install = dir.file("app-" + POSIX.fileName(of: bundle))
             try TreeSpec.copy(old, install)
             #expect(try Run.process("/bin/chown", ["-R", "-h", "65534:65534", install]).status == 0)
-            #expect(try Run.process("/bin/chown", ["-h", "1234:4321", install + "/README.md"]).status == 0)
+            #expect(try Run.process("/bin/chown", ["-h", "1234:4321", install + "/README.md", install + "/config/defaults.json"]).status == 0)
             try BundleApplier.apply(directory: install, bundlePath: bundle)
             #expect(try TreeSpec.digest(install) == TreeSpec.digest(new))
+            let backup = dir.file(".app-" + POSIX.fileName(of: bundle) + ".phoenix/backup/config/defaults.json")
+            let kept = try POSIX.lstat(backup)
+            #expect(kept.st_uid == 1234 && kept.st_gid == 4321, "the backup's defaults.json is \(kept.st_uid):\(kept.st_gid)")
             let paths = [""] + (FileManager.default.enumerator(atPath: install)?.compactMap { $0 as? String } ?? [])
             #expect(paths.count > 20)
             for p in paths {
                 let st = try POSIX.lstat(p.isEmpty ? install : install + "/" + p)
-                let (uid, gid): (uid_t, gid_t) = p == "README.md" ? (1234, 4321) : (65534, 65534)
+                let other = ["README.md", "config/defaults.json"].contains(p) || (p == "config/defaults copy.json" && bundle == delta)
+                let (uid, gid): (uid_t, gid_t) = other ? (1234, 4321) : (65534, 65534)
                 #expect(st.st_uid == uid && st.st_gid == gid, "\(POSIX.fileName(of: bundle)): \(p.isEmpty ? "the installation" : p) is \(st.st_uid):\(st.st_gid)")
             }
         }
