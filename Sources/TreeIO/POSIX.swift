@@ -227,22 +227,6 @@ public enum POSIX {
         Glibc.link(from, to) == 0
     }
 
-    /// Up to `count` bytes from the start of the file at `path` (fewer if it is shorter).
-    public static func readPrefix(_ path: String, count: Int) throws -> [UInt8] {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw error("cannot open", path) }
-        defer { Glibc.close(fd) }
-        var bytes = [UInt8](repeating: 0, count: count), got = 0
-        while got < count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, count - got) }
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw error("cannot read", path) }
-            if n == 0 { break }
-            got += n
-        }
-        return Array(bytes.prefix(got))
-    }
-
     /// Sets the owner and group of `path` itself (a symbolic link's own, not its target's).
     public static func lchown(_ path: String, _ uid: uid_t, _ gid: gid_t) throws {
         guard Glibc.lchown(path, uid, gid) == 0 else { throw error("cannot set the owner of", path) }

@@ -46,13 +46,10 @@ struct ApplyCommand: ParsableCommand {
                     throw PatcherError.io(operation: "cannot open", path: patch, errno: 2, message: "No such file or directory")
                 }
                 if POSIX.isDirectory(old) {
-                    // A directory takes a bundle: say what PATCH is instead of asking for a NEW.
-                    let head = try POSIX.readPrefix(patch, count: 8)
-                    if head == Array("PHXPATCH".utf8) || head == Array("BSDIFF40".utf8) {
-                        throw ValidationError("\(patch) is a file patch; a directory is updated by a bundle (make OLD-DIR NEW-DIR BUNDLE)")
-                    }
-                    throw PatcherError.format(head.count < 8 ? .truncated(part: "magic", needed: 8, available: UInt64(head.count))
-                                                             : .badMagic(found: head))
+                    // A directory takes a bundle: say what PATCH is instead of asking for a NEW (not a
+                    // patch at all: the header reader's error, naming the magic or the short file).
+                    _ = try PatchApplier.inspect(patchPath: patch)
+                    throw ValidationError("\(patch) is a file patch; a directory is updated by a bundle (make OLD-DIR NEW-DIR BUNDLE)")
                 }
                 throw ValidationError("missing NEW: use apply OLD PATCH NEW, apply --in-place FILE PATCH, or apply DIR BUNDLE")
             }
